@@ -1,0 +1,1144 @@
+//! [`DockerCage`]: the [`Cage`] on a local Docker or Podman engine.
+//!
+//! It finds the engine, imports the host image, and runs each invocation in
+//! a fresh hardened container: create, attach, start, stream, wait, remove.
+//! It must leave no container behind, whatever happens to the run (error,
+//! timeout, or the caller dropping the future), and must never pull an
+//! image, forward the host's environment, or mount the engine socket.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StartContainerOptions, WaitContainerOptions,
+};
+use bollard::{Docker, API_DEFAULT_VERSION};
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::host_image::{
+    empty_rootfs_tar, parse_numeric_user, toolchain_binds, unique_suffix, IdentityFiles,
+};
+use super::output::LogSink;
+use super::spec::{BindSpec, ContainerSpec, DEFAULT_PATH};
+use super::{
+    libpod, Cage, CageError, Invocation, Limits, Outcome, HOST_IMAGE, HOST_IMAGE_REF, LABEL_LOOP,
+    LABEL_REPO, LABEL_ROLE, LABEL_RUN,
+};
+
+/// How long a socket may take to answer a ping before the next is tried.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on ordinary API calls (create, start, inspect, remove, ...).
+const API_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on importing the (empty) host image.
+const IMPORT_TIMEOUT: Duration = Duration::from_secs(120);
+/// After a kill, how long the output stream may take to close.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// After the command exits, how long the rest of its output may take to
+/// arrive. Podman's streams have been seen not to close at all.
+const DRAIN_GRACE: Duration = Duration::from_secs(3);
+
+/// Label recording the pid of the proctor process that created a container.
+pub const LABEL_PID: &str = "proctor.pid";
+
+/// Init binaries Podman can mount into a container when its configured one
+/// (catatonit) is missing. Only statically linked ones: the image may have
+/// no libc.
+const PODMAN_DEFAULT_INIT: &str = "/usr/libexec/podman/catatonit";
+const PODMAN_INIT_FALLBACKS: &[&str] = &[
+    "/usr/libexec/catatonit/catatonit",
+    "/usr/bin/catatonit",
+    "/usr/bin/tini-static",
+    "/usr/local/bin/tini-static",
+    "/sbin/tini-static",
+];
+
+/// Which engine is behind the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Docker,
+    Podman,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+        }
+    }
+}
+
+/// Which OCI runtime containers ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RuntimeChoice {
+    /// `crun` when the engine lists it (it starts containers about twice as
+    /// fast as `runc`), else `runc`, else the engine's default; a runtime
+    /// that cannot start a container on this host is skipped, once, on the
+    /// first run, and the one that worked is kept.
+    #[default]
+    Auto,
+    /// Whatever the engine is configured to use.
+    EngineDefault,
+    /// Exactly this runtime (e.g. `runsc`), no fallback.
+    Named(String),
+}
+
+/// A local Docker or Podman engine, reached through its API socket.
+#[derive(Debug)]
+pub struct DockerCage {
+    docker: Docker,
+    kind: EngineKind,
+    version: String,
+    socket: PathBuf,
+    /// Podman's native API version, for the one libpod call.
+    libpod_version: String,
+    /// Runtime names the engine lists and whose binary exists.
+    runtimes: Vec<String>,
+    runtime_choice: RuntimeChoice,
+    /// Under [`RuntimeChoice::Auto`], the runtime that has started a
+    /// container (`Some(None)` = the engine default).
+    settled_runtime: Mutex<Option<Option<String>>>,
+    limits: Limits,
+    /// Image reference → id, so repeated runs cost no API call.
+    images: Mutex<HashMap<String, String>>,
+    import_lock: tokio::sync::Mutex<()>,
+    identities: IdentityFiles,
+    /// Whether containers get an init process, and which binary on Podman.
+    init: InitPlan,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum InitPlan {
+    /// The engine's configured init.
+    Engine,
+    /// Podman with this init binary instead of its missing default.
+    Path(PathBuf),
+    /// No init binary found: PID 1 is the shell. Leftover processes still
+    /// die with it, since the kernel kills a PID namespace with its init.
+    None,
+}
+
+impl DockerCage {
+    /// Finds and connects to an engine: `DOCKER_HOST` if set, else `hint`
+    /// (`docker`, `podman`, or a socket path), else the first of the usual
+    /// sockets that answers.
+    pub async fn connect(hint: Option<&str>) -> Result<DockerCage, CageError> {
+        let docker_host = std::env::var("DOCKER_HOST").ok();
+        let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
+        let candidates = socket_candidates(docker_host.as_deref(), hint, xdg.as_deref())?;
+        let mut tried = Vec::new();
+        for socket in candidates {
+            match ping(&socket).await {
+                Ok(docker) => return DockerCage::from_engine(docker, socket).await,
+                Err(reason) => tried.push(format!("unix://{}: {reason}", socket.display())),
+            }
+        }
+        Err(CageError::NoEngine {
+            tried: tried.join("; "),
+        })
+    }
+
+    /// Connects to exactly this socket (`unix:///path` or `/path`), with
+    /// no discovery and regardless of `DOCKER_HOST`.
+    pub async fn connect_to(socket: &str) -> Result<DockerCage, CageError> {
+        let socket = unix_socket_path(socket, "engine")?;
+        match ping(&socket).await {
+            Ok(docker) => DockerCage::from_engine(docker, socket).await,
+            Err(reason) => Err(CageError::NoEngine {
+                tried: format!("unix://{}: {reason}", socket.display()),
+            }),
+        }
+    }
+
+    async fn from_engine(docker: Docker, socket: PathBuf) -> Result<DockerCage, CageError> {
+        // bollard defaults to a newer API than dockerd 20.10 speaks.
+        let docker = bounded(
+            "negotiate API version",
+            API_TIMEOUT,
+            docker.negotiate_version(),
+        )
+        .await?;
+        let version = bounded("version", API_TIMEOUT, docker.version()).await?;
+        let info = bounded("info", API_TIMEOUT, docker.info()).await?;
+
+        let podman = version
+            .components
+            .iter()
+            .flatten()
+            .find(|c| c.name == "Podman Engine");
+        let (kind, engine_version, libpod_version) = match podman {
+            Some(component) => {
+                let api = component
+                    .details
+                    .as_ref()
+                    .and_then(|d| d.get("APIVersion"))
+                    .cloned()
+                    .unwrap_or_else(|| component.version.clone());
+                (EngineKind::Podman, component.version.clone(), api)
+            }
+            None => (
+                EngineKind::Docker,
+                version.version.clone().unwrap_or_default(),
+                String::new(),
+            ),
+        };
+        // Drop build metadata (`20.10.24+dfsg1` -> `20.10.24`).
+        let engine_version = engine_version
+            .split('+')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+
+        let mut runtimes: Vec<String> = info
+            .runtimes
+            .unwrap_or_default()
+            .into_iter()
+            // Podman lists every runtime its config knows of, installed or
+            // not; a relative path (Docker's `runc`) is looked up in PATH.
+            .filter(|(_, rt)| match rt.path.as_deref() {
+                Some(path) if path.starts_with('/') => Path::new(path).exists(),
+                _ => true,
+            })
+            .map(|(name, _)| name)
+            .collect();
+        runtimes.sort();
+
+        let init = match kind {
+            EngineKind::Docker => InitPlan::Engine,
+            EngineKind::Podman if Path::new(PODMAN_DEFAULT_INIT).exists() => InitPlan::Engine,
+            EngineKind::Podman => PODMAN_INIT_FALLBACKS
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+                .map(InitPlan::Path)
+                .unwrap_or(InitPlan::None),
+        };
+
+        Ok(DockerCage {
+            docker,
+            kind,
+            version: engine_version,
+            socket,
+            libpod_version,
+            runtimes,
+            runtime_choice: RuntimeChoice::Auto,
+            settled_runtime: Mutex::new(None),
+            limits: Limits::default(),
+            images: Mutex::new(HashMap::new()),
+            import_lock: tokio::sync::Mutex::new(()),
+            identities: IdentityFiles::default(),
+            init,
+        })
+    }
+
+    /// Sets the resource limits of every container this cage runs.
+    pub fn with_limits(mut self, limits: Limits) -> DockerCage {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets which OCI runtime containers ask for.
+    pub fn with_runtime(mut self, choice: RuntimeChoice) -> DockerCage {
+        self.runtime_choice = choice;
+        *lock(&self.settled_runtime) = None;
+        self
+    }
+
+    /// Docker or Podman.
+    pub fn kind(&self) -> EngineKind {
+        self.kind
+    }
+
+    /// The engine's version, e.g. `20.10.24`.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The socket the engine answers on.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Runtimes the engine lists (and whose binaries exist).
+    pub fn runtimes(&self) -> &[String] {
+        &self.runtimes
+    }
+
+    /// The runtime containers run with, once known: `Some(None)` is the
+    /// engine default, `None` means no container has started yet under
+    /// [`RuntimeChoice::Auto`].
+    pub fn runtime(&self) -> Option<Option<String>> {
+        match &self.runtime_choice {
+            RuntimeChoice::Auto if self.kind == EngineKind::Podman => Some(None),
+            RuntimeChoice::Auto => lock(&self.settled_runtime).clone(),
+            RuntimeChoice::EngineDefault => Some(None),
+            RuntimeChoice::Named(name) => Some(Some(name.clone())),
+        }
+    }
+
+    /// Ids of proctor's containers (running or not) whose labels match all
+    /// of `labels`.
+    pub async fn list_labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, CageError> {
+        // Always narrowed to proctor's containers: an empty filter must not
+        // mean "every container on the engine".
+        let mut filters: Vec<String> = vec![LABEL_REPO.to_string()];
+        filters.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&HashMap::from([("label".to_string(), filters)]))
+            .build();
+        let found = bounded(
+            "list containers",
+            API_TIMEOUT,
+            self.docker.list_containers(Some(options)),
+        )
+        .await?;
+        Ok(found.into_iter().filter_map(|c| c.id).collect())
+    }
+
+    /// Like [`Cage::run`], with limits for this invocation only.
+    pub async fn run_with_limits(
+        &self,
+        inv: Invocation,
+        limits: &Limits,
+    ) -> Result<Outcome, CageError> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + inv.timeout;
+        let mut image_id = self.ensure_image(&inv.image).await?;
+        let mut spec = self.spec_for(&inv, &image_id, limits)?;
+        // Before any container exists, so a bad log path costs nothing.
+        let mut sink = LogSink::create(&inv.log, inv.log_cap).await?;
+
+        let launched = match self.launch(&spec).await {
+            // The cached id went stale (the image was removed or re-imported
+            // behind proctor's back): resolve it again, once.
+            Err(e) if is_missing_image(&e) => {
+                lock(&self.images).remove(&inv.image);
+                image_id = self.ensure_image(&inv.image).await?;
+                spec.image_id = image_id.clone();
+                self.launch(&spec).await?
+            }
+            other => other?,
+        };
+        let Launched { id, guard, attach } = launched;
+
+        let launched_after = started.elapsed();
+        let status = self
+            .supervise(
+                &id,
+                attach,
+                inv.stdin.as_deref(),
+                &mut sink,
+                deadline,
+                inv.timeout,
+            )
+            .await;
+        let ended_after = started.elapsed();
+        guard.remove_now().await;
+        tracing::debug!(
+            container = %id,
+            launch_ms = launched_after.as_millis() as u64,
+            run_ms = (ended_after - launched_after).as_millis() as u64,
+            remove_ms = (started.elapsed() - ended_after).as_millis() as u64,
+            "container done"
+        );
+        let (exit_code, timed_out) = status?;
+        if timed_out {
+            sink.note(&format!(
+                "timed out after {}s; the container was killed",
+                inv.timeout.as_secs()
+            ))
+            .await?;
+        }
+        let summary = sink.finish().await?;
+        let (output_head, output_tail) = summary.texts();
+        Ok(Outcome {
+            exit_code,
+            timed_out,
+            duration: started.elapsed(),
+            output_head,
+            output_tail,
+            output_bytes: summary.total(),
+            container_id: id,
+            image_id,
+        })
+    }
+
+    /// Turns an invocation into a container description.
+    fn spec_for(
+        &self,
+        inv: &Invocation,
+        image_id: &str,
+        limits: &Limits,
+    ) -> Result<ContainerSpec, CageError> {
+        let invalid = |reason: String| CageError::InvalidInvocation { reason };
+        if !inv.workdir.starts_with('/') {
+            return Err(invalid(format!(
+                "working directory `{}` is not absolute",
+                inv.workdir
+            )));
+        }
+
+        let mut binds: Vec<BindSpec> = Vec::new();
+        if inv.image == HOST_IMAGE {
+            binds.extend(toolchain_binds());
+            let (uid, gid) = parse_numeric_user(&inv.user).ok_or_else(|| {
+                invalid(format!(
+                    "the `host` image has no user database, so the user must be a numeric `uid:gid`, not `{}`",
+                    inv.user
+                ))
+            })?;
+            binds.extend(self.identities.binds(uid, gid)?);
+        }
+        for mount in &inv.mounts {
+            if !mount.container.starts_with('/') {
+                return Err(invalid(format!(
+                    "mount target `{}` is not absolute",
+                    mount.container
+                )));
+            }
+            let source = std::fs::canonicalize(&mount.host)
+                .map_err(|e| invalid(format!("mount source `{}`: {e}", mount.host.display())))?;
+            if exposes_socket(&source, &self.socket) {
+                return Err(invalid(format!(
+                    "mount source `{}` is or contains a socket; the engine socket is never mounted",
+                    mount.host.display()
+                )));
+            }
+            // An explicit mount replaces a toolchain mount at the same place.
+            binds.retain(|b| b.target != mount.container);
+            binds.push(BindSpec {
+                source,
+                target: mount.container.clone(),
+                read_only: mount.read_only,
+            });
+        }
+
+        let mut env = Vec::with_capacity(inv.env.len() + 2);
+        for (name, value) in &inv.env {
+            if name.is_empty() || name.contains('=') || name.contains('\0') || value.contains('\0')
+            {
+                return Err(invalid(format!("bad environment variable name `{name}`")));
+            }
+            env.push(format!("{name}={value}"));
+        }
+        if !inv.env.iter().any(|(n, _)| n == "HOME") {
+            env.push("HOME=/tmp".into());
+        }
+        if !inv.env.iter().any(|(n, _)| n == "PATH") {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+
+        let labels = HashMap::from([
+            (LABEL_REPO.to_string(), inv.labels.repo.clone()),
+            (LABEL_RUN.to_string(), inv.labels.run.clone()),
+            (LABEL_LOOP.to_string(), inv.labels.loop_id.clone()),
+            (LABEL_ROLE.to_string(), inv.labels.role.as_str().to_string()),
+            (LABEL_PID.to_string(), std::process::id().to_string()),
+        ]);
+
+        Ok(ContainerSpec {
+            name: String::new(),
+            image_id: image_id.to_string(),
+            cmd: vec!["/bin/sh".into(), "-c".into(), inv.command.clone()],
+            workdir: inv.workdir.clone(),
+            user: inv.user.clone(),
+            env,
+            labels,
+            stdin: inv.stdin.is_some(),
+            binds,
+            network: inv.network.clone(),
+            limits: limits.clone(),
+            init: self.init != InitPlan::None,
+            init_path: match &self.init {
+                InitPlan::Path(path) => Some(path.clone()),
+                _ => None,
+            },
+            role: inv.labels.role.as_str(),
+        })
+    }
+
+    /// The runtimes to try, in order, and whether a failure should move on
+    /// to the next one.
+    fn runtime_plan(&self) -> (Vec<Option<String>>, bool) {
+        match &self.runtime_choice {
+            RuntimeChoice::Named(name) => (vec![Some(name.clone())], false),
+            RuntimeChoice::EngineDefault => (vec![None], false),
+            // Podman's API ignores the requested runtime (fixed upstream only
+            // in 2026, podman#28429): the service's configured one is used.
+            RuntimeChoice::Auto if self.kind == EngineKind::Podman => (vec![None], false),
+            RuntimeChoice::Auto => {
+                if let Some(settled) = lock(&self.settled_runtime).clone() {
+                    return (vec![settled], false);
+                }
+                let mut plan: Vec<Option<String>> = ["crun", "runc"]
+                    .iter()
+                    .filter(|name| self.runtimes.iter().any(|r| r == *name))
+                    .map(|name| Some(name.to_string()))
+                    .collect();
+                plan.push(None);
+                (plan, true)
+            }
+        }
+    }
+
+    /// Creates, attaches to and starts a container, trying the next runtime
+    /// while the runtime is still being probed.
+    async fn launch(&self, spec: &ContainerSpec) -> Result<Launched, CageError> {
+        let (plan, probing) = self.runtime_plan();
+        let mut last_error = None;
+        for runtime in plan {
+            let mut spec = spec.clone();
+            spec.name = format!("proctor-{}-{}", spec.role, unique_suffix());
+            // Armed before the create call: if this future is dropped while
+            // the create is in flight, the container is still removed.
+            let guard = RemovalGuard::new(self.docker.clone(), spec.name.clone());
+            match self.create_attach_start(&spec, runtime.as_deref()).await {
+                Ok((id, attach)) => {
+                    if probing {
+                        *lock(&self.settled_runtime) = Some(runtime);
+                    }
+                    return Ok(Launched { id, guard, attach });
+                }
+                Err(error) => {
+                    guard.remove_now().await;
+                    if !probing || is_missing_image(&error) {
+                        return Err(self.explain_runtime_failure(error));
+                    }
+                    tracing::debug!(
+                        runtime = runtime.as_deref().unwrap_or("(engine default)"),
+                        %error,
+                        "runtime cannot start a container here; trying the next"
+                    );
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(
+            self.explain_runtime_failure(last_error.unwrap_or_else(|| CageError::Unsupported {
+                what: "an engine without any OCI runtime".into(),
+            })),
+        )
+    }
+
+    /// Turns crun's refusal of this host's cgroup layout into an error that
+    /// says how to fix it; other errors pass through.
+    fn explain_runtime_failure(&self, error: CageError) -> CageError {
+        let message = error.to_string();
+        if !message.contains("cgroups in hybrid mode not supported") {
+            return error;
+        }
+        let hint = match self.kind {
+            EngineKind::Podman => "start Podman with runc instead: `podman --runtime runc system service --time=0 unix:///run/podman/podman.sock &`, or set `runtime = \"runc\"` under `[engine]` in /etc/containers/containers.conf",
+            EngineKind::Docker => "choose `runc` as the OCI runtime in `.proctor/config.yaml`",
+        };
+        CageError::RuntimeUnusable {
+            message,
+            hint: hint.into(),
+        }
+    }
+
+    async fn create_attach_start(
+        &self,
+        spec: &ContainerSpec,
+        runtime: Option<&str>,
+    ) -> Result<(String, AttachStreams), CageError> {
+        let id = match self.kind {
+            EngineKind::Docker => {
+                let options = CreateContainerOptionsBuilder::default()
+                    .name(&spec.name)
+                    .build();
+                bounded(
+                    "create container",
+                    API_TIMEOUT,
+                    self.docker
+                        .create_container(Some(options), spec.docker_body(runtime)),
+                )
+                .await?
+                .id
+            }
+            EngineKind::Podman => {
+                libpod::create_container(
+                    &self.socket,
+                    &self.libpod_version,
+                    &spec.libpod_body(runtime),
+                    API_TIMEOUT,
+                )
+                .await?
+            }
+        };
+        // Attach before start: nothing the command prints is missed, and
+        // following logs instead is slow on Podman (see ENGINE-NOTES).
+        let options = AttachContainerOptionsBuilder::default()
+            .stdin(spec.stdin)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .logs(false)
+            .build();
+        let attach = bounded(
+            "attach to container",
+            API_TIMEOUT,
+            self.docker.attach_container(&id, Some(options)),
+        )
+        .await?;
+        bounded(
+            "start container",
+            API_TIMEOUT,
+            self.docker
+                .start_container(&id, None::<StartContainerOptions>),
+        )
+        .await?;
+        Ok((
+            id,
+            AttachStreams {
+                output: attach.output,
+                input: attach.input,
+            },
+        ))
+    }
+
+    /// Feeds stdin, streams output and waits for the exit, all at once (a
+    /// command like `cat` stops reading its input while its output is not
+    /// read). Returns the exit code and whether the timeout killed it.
+    async fn supervise(
+        &self,
+        id: &str,
+        attach: AttachStreams,
+        stdin: Option<&[u8]>,
+        sink: &mut LogSink,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<(i64, bool), CageError> {
+        let (exited_tx, exited_rx) = watch::channel(false);
+        let (eof_tx, eof_rx) = watch::channel(false);
+        let feed = feed_stdin(attach.input, stdin, deadline, exited_rx.clone());
+        let pump = async {
+            let pumped = pump_output(attach.output, sink, deadline + KILL_GRACE, exited_rx).await;
+            // Ignored error: the wait may already be done.
+            let _ = eof_tx.send(true);
+            pumped
+        };
+        let wait = async {
+            let status = self.wait_or_kill(id, deadline, timeout, eof_rx).await;
+            // Ignored error: the pump and feed may already be done.
+            let _ = exited_tx.send(true);
+            status
+        };
+        let ((), pumped, status) = tokio::join!(feed, pump, wait);
+        let status = status?;
+        pumped?;
+        Ok(status)
+    }
+
+    /// Waits for the exit code; at the deadline, kills the container.
+    /// `output_ended` turns true when the attach stream has closed.
+    async fn wait_or_kill(
+        &self,
+        id: &str,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+        output_ended: watch::Receiver<bool>,
+    ) -> Result<(i64, bool), CageError> {
+        let exit = async {
+            match self.kind {
+                EngineKind::Docker => self.wait_container(id, timeout).await,
+                EngineKind::Podman => {
+                    tokio::select! {
+                        code = self.wait_container(id, timeout) => code,
+                        code = self.podman_early_exit(id, output_ended) => Ok(code),
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, exit).await {
+            Ok(code) => Ok((code?, false)),
+            Err(_elapsed) => {
+                let options = KillContainerOptionsBuilder::default()
+                    .signal("KILL")
+                    .build();
+                // It may have exited in the meantime; removal follows anyway.
+                let _ = bounded(
+                    "kill container",
+                    API_TIMEOUT,
+                    self.docker.kill_container(id, Some(options)),
+                )
+                .await;
+                Ok((-1, true))
+            }
+        }
+    }
+
+    async fn wait_container(&self, id: &str, timeout: Duration) -> Result<i64, CageError> {
+        // bollard's request timeout covers the whole wait when the engine
+        // sends its reply headers only at the exit, so this call gets a
+        // client whose timeout outlasts the invocation's own.
+        let waiter = self.docker.clone().with_timeout(timeout + API_TIMEOUT);
+        let mut wait = waiter.wait_container(id, None::<WaitContainerOptions>);
+        match wait.next().await {
+            Some(Ok(reply)) => Ok(reply.status_code),
+            // bollard turns a non-zero exit into an error carrying the code.
+            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(source)) => Err(CageError::Engine {
+                op: "wait for container",
+                source,
+            }),
+            None => Err(CageError::EngineReply {
+                op: "wait for container",
+                status: 0,
+                message: "the engine closed the wait without an exit code".into(),
+            }),
+        }
+    }
+
+    /// Podman's exit code as soon as the command has ended, read from the
+    /// container's `stopped` state once its output stream has closed (see
+    /// `libpod::exit_code_if_ended`). Never resolves if that does not work
+    /// out; the regular wait then decides.
+    async fn podman_early_exit(&self, id: &str, mut output_ended: watch::Receiver<bool>) -> i64 {
+        if output_ended.wait_for(|ended| *ended).await.is_err() {
+            return std::future::pending().await;
+        }
+        // Polling starts only when the output has closed, which normally
+        // means the command is gone; the backoff bounds the cost when a
+        // command closed its output but runs on.
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match libpod::exit_code_if_ended(&self.socket, &self.libpod_version, id, API_TIMEOUT)
+                .await
+            {
+                Ok(Some(code)) => return code,
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "cannot read the exit code early");
+                    return std::future::pending().await;
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    async fn inspect_image_id(&self, image: &str) -> Result<Option<String>, CageError> {
+        match tokio::time::timeout(API_TIMEOUT, self.docker.inspect_image(image)).await {
+            Ok(Ok(inspect)) => Ok(inspect.id),
+            Ok(Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            })) => Ok(None),
+            Ok(Err(source)) => Err(CageError::Engine {
+                op: "inspect image",
+                source,
+            }),
+            Err(_) => Err(CageError::EngineTimeout {
+                op: "inspect image",
+                after: API_TIMEOUT,
+            }),
+        }
+    }
+
+    async fn ensure_host_image(&self) -> Result<String, CageError> {
+        // One import at a time; a second caller finds the first's image.
+        let _importing = self.import_lock.lock().await;
+        if let Some(id) = self.inspect_image_id(HOST_IMAGE_REF).await? {
+            return Ok(id);
+        }
+        let tar = empty_rootfs_tar().map_err(|source| CageError::Io {
+            path: PathBuf::from(HOST_IMAGE_REF),
+            source,
+        })?;
+        // `docker import`, not `docker load`. The tag goes inside `repo`:
+        // Podman's import ignores the `tag` parameter (it names the image
+        // `:latest`), and Docker accepts a tagged repo.
+        let options = CreateImageOptionsBuilder::default()
+            .from_src("-")
+            .repo(HOST_IMAGE_REF)
+            .build();
+        let import = async {
+            let mut progress =
+                self.docker
+                    .create_image(Some(options), Some(bollard::body_full(tar.into())), None);
+            while let Some(step) = progress.next().await {
+                step?;
+            }
+            Ok::<_, BollardError>(())
+        };
+        bounded("import host image", IMPORT_TIMEOUT, import).await?;
+        self.inspect_image_id(HOST_IMAGE_REF)
+            .await?
+            .ok_or_else(|| CageError::ImageNotFound {
+                image: HOST_IMAGE_REF.into(),
+            })
+    }
+}
+
+impl Cage for DockerCage {
+    async fn run(&self, inv: Invocation) -> Result<Outcome, CageError> {
+        let limits = self.limits.clone();
+        self.run_with_limits(inv, &limits).await
+    }
+
+    async fn remove_labelled(&self, labels: &[(&str, &str)]) -> Result<usize, CageError> {
+        let found = self.list_labelled(labels).await?;
+        let removals = found.into_iter().map(|id| {
+            let docker = self.docker.clone();
+            async move { remove_container(&docker, &id, false).await }
+        });
+        let removed = futures_util::future::join_all(removals).await;
+        Ok(removed.into_iter().filter(|r| *r).count())
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<String, CageError> {
+        if let Some(id) = lock(&self.images).get(image) {
+            return Ok(id.clone());
+        }
+        let id = if image == HOST_IMAGE {
+            self.ensure_host_image().await?
+        } else {
+            self.inspect_image_id(image)
+                .await?
+                .ok_or_else(|| CageError::ImageNotFound {
+                    image: image.to_string(),
+                })?
+        };
+        lock(&self.images).insert(image.to_string(), id.clone());
+        Ok(id)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {}", self.kind.as_str(), self.version)
+    }
+}
+
+type OutputStream = Pin<Box<dyn Stream<Item = Result<LogOutput, BollardError>> + Send>>;
+
+struct AttachStreams {
+    output: OutputStream,
+    input: Pin<Box<dyn AsyncWrite + Send>>,
+}
+
+struct Launched {
+    id: String,
+    guard: RemovalGuard,
+    attach: AttachStreams,
+}
+
+/// Removes a container when dropped unless [`RemovalGuard::remove_now`]
+/// ran: the cleanup path for a `run` future dropped halfway (cancellation).
+struct RemovalGuard {
+    docker: Docker,
+    name: String,
+    armed: bool,
+}
+
+impl RemovalGuard {
+    fn new(docker: Docker, name: String) -> RemovalGuard {
+        RemovalGuard {
+            docker,
+            name,
+            armed: true,
+        }
+    }
+
+    async fn remove_now(mut self) {
+        self.armed = false;
+        remove_container(&self.docker, &self.name, false).await;
+    }
+}
+
+impl Drop for RemovalGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Without a runtime there is nothing to run the removal on; the
+        // reaper removes the container by label at the next start.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(container = %self.name, "cannot remove container: no async runtime");
+            return;
+        };
+        let docker = self.docker.clone();
+        let name = std::mem::take(&mut self.name);
+        runtime.spawn(async move {
+            remove_container(&docker, &name, true).await;
+        });
+    }
+}
+
+/// Force-removes a container (killing it if running). Returns whether this
+/// call removed it. With `create_in_flight`, a container not found yet is
+/// looked for once more, in case its create call was still on its way.
+async fn remove_container(docker: &Docker, name: &str, create_in_flight: bool) -> bool {
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    for attempt in 0..2 {
+        let result = tokio::time::timeout(
+            API_TIMEOUT,
+            docker.remove_container(name, Some(options.clone())),
+        )
+        .await;
+        match result {
+            Ok(Ok(())) => return true,
+            Ok(Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            })) => {
+                if !(create_in_flight && attempt == 0) {
+                    return false;
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(container = name, %error, "cannot remove container");
+            }
+            Err(_) => {
+                tracing::warn!(container = name, "removing the container timed out");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
+}
+
+/// Writes the stdin bytes, then closes our end: with `StdinOnce` the engine
+/// then closes the command's stdin, which sees EOF.
+async fn feed_stdin(
+    mut input: Pin<Box<dyn AsyncWrite + Send>>,
+    stdin: Option<&[u8]>,
+    deadline: tokio::time::Instant,
+    mut exited: watch::Receiver<bool>,
+) {
+    let Some(bytes) = stdin else {
+        return;
+    };
+    let write = async {
+        input.write_all(bytes).await?;
+        input.shutdown().await
+    };
+    tokio::select! {
+        written = write => {
+            // A command that exits without reading its input breaks the pipe.
+            if let Err(error) = written {
+                tracing::debug!(%error, "stdin not fully delivered");
+            }
+        }
+        _ = exited.wait_for(|exited| *exited) => {}
+        _ = tokio::time::sleep_until(deadline) => {}
+    }
+}
+
+/// Copies the attach stream into the log until it ends, the command has
+/// exited and [`DRAIN_GRACE`] passed, or `hard_deadline`.
+async fn pump_output(
+    mut output: OutputStream,
+    sink: &mut LogSink,
+    hard_deadline: tokio::time::Instant,
+    mut exited: watch::Receiver<bool>,
+) -> Result<(), CageError> {
+    let mut deadline = hard_deadline;
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            biased;
+            item = tokio::time::timeout_at(deadline, output.next()) => match item {
+                Ok(Some(Ok(chunk))) => sink.push(chunk.as_ref()).await?,
+                Ok(Some(Err(error))) => {
+                    sink.note(&format!("output stream broke: {error}")).await?;
+                    return Ok(());
+                }
+                Ok(None) => return Ok(()),
+                Err(_) => {
+                    sink.note("output stream did not close after the command ended; the rest was not read").await?;
+                    return Ok(());
+                }
+            },
+            _ = exited.wait_for(|exited| *exited), if !draining => {
+                draining = true;
+                deadline = deadline.min(tokio::time::Instant::now() + DRAIN_GRACE);
+            }
+        }
+    }
+}
+
+/// The sockets to try, in order.
+pub(crate) fn socket_candidates(
+    docker_host: Option<&str>,
+    hint: Option<&str>,
+    xdg_runtime_dir: Option<&str>,
+) -> Result<Vec<PathBuf>, CageError> {
+    if let Some(host) = docker_host.map(str::trim).filter(|h| !h.is_empty()) {
+        return Ok(vec![unix_socket_path(host, "DOCKER_HOST")?]);
+    }
+    let xdg = xdg_runtime_dir.filter(|x| !x.is_empty()).map(PathBuf::from);
+    let docker_rootful = PathBuf::from("/var/run/docker.sock");
+    let podman_rootful = PathBuf::from("/run/podman/podman.sock");
+    let docker_user = xdg.as_ref().map(|x| x.join("docker.sock"));
+    let podman_user = xdg.as_ref().map(|x| x.join("podman/podman.sock"));
+    let list = match hint.map(str::trim).filter(|h| !h.is_empty()) {
+        Some("docker") => [Some(docker_rootful), docker_user]
+            .into_iter()
+            .flatten()
+            .collect(),
+        Some("podman") => [Some(podman_rootful), podman_user]
+            .into_iter()
+            .flatten()
+            .collect(),
+        Some(path) => vec![unix_socket_path(path, "engine")?],
+        None => [
+            Some(docker_rootful),
+            Some(podman_rootful),
+            podman_user,
+            docker_user,
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    };
+    Ok(list)
+}
+
+fn unix_socket_path(address: &str, setting: &str) -> Result<PathBuf, CageError> {
+    if let Some(path) = address.strip_prefix("unix://") {
+        return Ok(PathBuf::from(path));
+    }
+    if address.starts_with('/') {
+        return Ok(PathBuf::from(address));
+    }
+    Err(CageError::Unsupported {
+        what: format!("{setting} `{address}` (only local unix sockets, `unix:///path`, for now)"),
+    })
+}
+
+/// A client for `socket` if the engine behind it answers a ping in time;
+/// otherwise why not.
+async fn ping(socket: &Path) -> Result<Docker, String> {
+    if !socket.exists() {
+        return Err("no such socket".into());
+    }
+    let address = socket.to_string_lossy();
+    let docker = Docker::connect_with_unix(&address, API_TIMEOUT.as_secs(), API_DEFAULT_VERSION)
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
+        Ok(Ok(_)) => Ok(docker),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {}s", PING_TIMEOUT.as_secs())),
+    }
+}
+
+/// Whether mounting `source` would hand the container a socket: the engine
+/// socket itself or a directory above it, or any other socket file.
+fn exposes_socket(source: &Path, engine_socket: &Path) -> bool {
+    let engine = std::fs::canonicalize(engine_socket).unwrap_or_else(|_| engine_socket.into());
+    if engine.starts_with(source) {
+        return true;
+    }
+    std::fs::metadata(source).is_ok_and(|m| m.file_type().is_socket())
+}
+
+fn is_missing_image(error: &CageError) -> bool {
+    match error {
+        CageError::Engine {
+            op: "create container",
+            source:
+                BollardError::DockerResponseServerError {
+                    status_code,
+                    message,
+                },
+        } => *status_code == 404 && message.to_lowercase().contains("image"),
+        CageError::EngineReply { message, .. } => {
+            let message = message.to_lowercase();
+            message.contains("no such image") || message.contains("image not known")
+        }
+        _ => false,
+    }
+}
+
+/// Bounds an engine call by `after`.
+async fn bounded<T>(
+    op: &'static str,
+    after: Duration,
+    call: impl std::future::Future<Output = Result<T, BollardError>>,
+) -> Result<T, CageError> {
+    match tokio::time::timeout(after, call).await {
+        Ok(result) => result.map_err(|source| CageError::Engine { op, source }),
+        Err(_) => Err(CageError::EngineTimeout { op, after }),
+    }
+}
+
+/// A poisoned lock only means another run panicked while holding it; the
+/// maps behind these locks stay valid, so carry on.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(list: Vec<PathBuf>) -> Vec<String> {
+        list.into_iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn docker_host_wins_over_hint() {
+        let list = socket_candidates(Some("unix:///x/d.sock"), Some("podman"), None).unwrap();
+        assert_eq!(paths(list), ["/x/d.sock"]);
+    }
+
+    #[test]
+    fn tcp_docker_host_is_not_supported_yet() {
+        let error = socket_candidates(Some("tcp://h:2376"), None, None).unwrap_err();
+        assert!(error.to_string().contains("tcp://h:2376"), "{error}");
+    }
+
+    #[test]
+    fn hints_name_engines_or_sockets() {
+        let list = socket_candidates(None, Some("podman"), Some("/run/user/1000")).unwrap();
+        assert_eq!(
+            paths(list),
+            [
+                "/run/podman/podman.sock",
+                "/run/user/1000/podman/podman.sock"
+            ]
+        );
+        let list = socket_candidates(None, Some("/tmp/e.sock"), None).unwrap();
+        assert_eq!(paths(list), ["/tmp/e.sock"]);
+        assert!(socket_candidates(None, Some("kubernetes"), None).is_err());
+    }
+
+    #[test]
+    fn default_order_prefers_rootful_then_user_sockets() {
+        let list = socket_candidates(Some(""), None, Some("/run/user/1")).unwrap();
+        assert_eq!(
+            paths(list),
+            [
+                "/var/run/docker.sock",
+                "/run/podman/podman.sock",
+                "/run/user/1/podman/podman.sock",
+                "/run/user/1/docker.sock"
+            ]
+        );
+    }
+
+    #[test]
+    fn mounting_above_the_engine_socket_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("run/engine.sock");
+        assert!(exposes_socket(dir.path(), &socket));
+        assert!(exposes_socket(&dir.path().join("run"), &socket));
+        assert!(!exposes_socket(&dir.path().join("work"), &socket));
+    }
+}

@@ -1,0 +1,195 @@
+//! The two calls proctor makes to Podman's native (libpod) API: creating a
+//! container, and reading its exit code early. bollard speaks only the
+//! Docker-compatible API, whose create endpoint on Podman ignores the init
+//! path and the options of mounts (see `spec.rs`), and whose container
+//! model cannot parse Podman's `stopped` state; every other call (attach,
+//! start, wait, kill, remove, list) goes through bollard on both engines.
+//!
+//! This is a deliberately tiny HTTP/1.1 client over the engine's unix
+//! socket: one request, `Connection: close`, a bounded reply. It must never
+//! be used for anything streaming.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+use super::CageError;
+
+/// Replies larger than this are not a create reply.
+const MAX_REPLY_BYTES: u64 = 1 << 20;
+
+/// Creates a container from a libpod `SpecGenerator` body and returns its id.
+pub(crate) async fn create_container(
+    socket: &Path,
+    api_version: &str,
+    body: &Value,
+    timeout: Duration,
+) -> Result<String, CageError> {
+    const OP: &str = "libpod create container";
+    let path = format!("/v{api_version}/libpod/containers/create");
+    let (status, json) = request(socket, "POST", &path, Some(body), timeout, OP).await?;
+    if (200..300).contains(&status) {
+        if let Some(id) = json.get("Id").and_then(Value::as_str) {
+            return Ok(id.to_string());
+        }
+    }
+    Err(reply_error(OP, status, &json))
+}
+
+/// The exit code of a container once its command has ended, `None` while
+/// it still runs.
+///
+/// Podman marks a container `stopped`, with its exit code, as soon as the
+/// command ends, but `exited` only after a separate cleanup process ran;
+/// its wait endpoints wait for the latter, 80-400 ms later.
+pub(crate) async fn exit_code_if_ended(
+    socket: &Path,
+    api_version: &str,
+    id: &str,
+    timeout: Duration,
+) -> Result<Option<i64>, CageError> {
+    const OP: &str = "libpod inspect container";
+    let path = format!("/v{api_version}/libpod/containers/{id}/json");
+    let (status, json) = request(socket, "GET", &path, None, timeout, OP).await?;
+    if !(200..300).contains(&status) {
+        return Err(reply_error(OP, status, &json));
+    }
+    let state = &json["State"];
+    match state["Status"].as_str() {
+        Some("stopped") | Some("exited") => Ok(state["ExitCode"].as_i64()),
+        _ => Ok(None),
+    }
+}
+
+fn reply_error(op: &'static str, status: u16, json: &Value) -> CageError {
+    let message = json
+        .get("message")
+        .or(Some(json))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| json.to_string());
+    CageError::EngineReply {
+        op,
+        status,
+        message,
+    }
+}
+
+/// One request, `Connection: close`, the whole (bounded) reply parsed as
+/// JSON (`null` when it is not JSON).
+async fn request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    timeout: Duration,
+    op: &'static str,
+) -> Result<(u16, Value), CageError> {
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    let content_type = if body.is_some() {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\n\
+         Host: podman\r\n\
+         {content_type}\
+         Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{payload}",
+        payload.len()
+    );
+    let exchange = async {
+        let mut stream = UnixStream::connect(socket).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut reply = Vec::new();
+        (&mut stream)
+            .take(MAX_REPLY_BYTES)
+            .read_to_end(&mut reply)
+            .await?;
+        Ok::<_, std::io::Error>(reply)
+    };
+    let reply = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| CageError::EngineTimeout { op, after: timeout })?
+        .map_err(|source| CageError::EngineIo { op, source })?;
+    let (status, body) = parse_reply(&reply).ok_or_else(|| CageError::EngineReply {
+        op,
+        status: 0,
+        message: "unreadable HTTP reply".into(),
+    })?;
+    let json = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).trim().to_string()));
+    Ok((status, json))
+}
+
+/// Splits a complete HTTP/1.1 reply into its status and decoded body.
+fn parse_reply(reply: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let split = reply.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&reply[..split]).ok()?;
+    let rest = &reply[split + 4..];
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let chunked = lines.any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("transfer-encoding")
+                && value.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
+    Some((status, body))
+}
+
+/// Decodes a chunked transfer-encoded body.
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size_text = size_text.split(';').next()?.trim();
+        let size = usize::from_str_radix(size_text, 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(body);
+        }
+        body.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_reply_parses() {
+        let reply = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"Id\":\"ab\"}";
+        let (status, body) = parse_reply(reply).unwrap();
+        assert_eq!(status, 201);
+        assert_eq!(body, b"{\"Id\":\"ab\"}");
+    }
+
+    #[test]
+    fn chunked_reply_parses() {
+        let reply = b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n";
+        let (status, body) = parse_reply(reply).unwrap();
+        assert_eq!(status, 500);
+        assert_eq!(body, b"hello world");
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        assert!(parse_reply(b"nonsense").is_none());
+        assert!(parse_reply(b"HTTP/1.1 abc\r\n\r\n").is_none());
+        assert!(
+            parse_reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_none()
+        );
+    }
+}

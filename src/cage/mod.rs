@@ -1,0 +1,220 @@
+//! The cage: the only module that talks to a container engine.
+//!
+//! Every agent and every exam runs as a fresh, labelled, hardened container
+//! created through `bollard`. Nothing here decides *what* runs or what a
+//! result means; the engine does. This module must never run a user command
+//! on the host and never mount the engine socket or the answer-auth key into
+//! a container.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+mod docker;
+mod host_image;
+mod libpod;
+mod output;
+mod spec;
+
+pub use docker::{DockerCage, EngineKind, RuntimeChoice};
+pub use host_image::{HOST_IMAGE, HOST_IMAGE_REF};
+
+/// Label keys every proctor container carries.
+pub const LABEL_REPO: &str = "proctor.repo";
+pub const LABEL_RUN: &str = "proctor.run";
+pub const LABEL_LOOP: &str = "proctor.loop";
+pub const LABEL_ROLE: &str = "proctor.role";
+
+/// What a container is for; decides defaults such as the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Agent,
+    Verifier,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Verifier => "verifier",
+        }
+    }
+}
+
+/// The network a container gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkPolicy {
+    /// No network interface but loopback.
+    None,
+    /// The engine's default bridge.
+    Open,
+}
+
+/// A host path bind-mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub host: PathBuf,
+    pub container: String,
+    pub read_only: bool,
+}
+
+/// The labels that tie a container to a repo, a run, a loop and a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Labels {
+    /// Stable id of the repository (a hash of its canonical path).
+    pub repo: String,
+    /// Id of the proctor run (one `proctor run` process).
+    pub run: String,
+    pub loop_id: String,
+    pub role: Role,
+}
+
+/// Everything needed to run one command in one fresh container.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// Image reference; [`HOST_IMAGE`] selects the built-in host image with
+    /// the host toolchain directories mounted read-only.
+    pub image: String,
+    /// Shell command text, run as `/bin/sh -c <command>`.
+    pub command: String,
+    /// Working directory inside the container (normally `/work`).
+    pub workdir: String,
+    pub mounts: Vec<Mount>,
+    /// The complete environment; nothing of the host leaks in besides this.
+    pub env: Vec<(String, String)>,
+    /// Bytes delivered on the command's standard input (the prompt), then EOF.
+    pub stdin: Option<Vec<u8>>,
+    pub network: NetworkPolicy,
+    /// `uid:gid` the command runs as.
+    pub user: String,
+    pub labels: Labels,
+    /// Wall-clock limit; on expiry the container is killed.
+    pub timeout: Duration,
+    /// File the combined stdout/stderr streams to, live.
+    pub log: PathBuf,
+    /// At most this many bytes are written to `log`; the rest is counted and
+    /// a note of what was cut is appended.
+    pub log_cap: u64,
+}
+
+/// Resource limits applied to every container of a [`DockerCage`].
+///
+/// Memory and CPU stay unlimited unless set, because a sensible value
+/// depends on the agent; the pids limit and rlimits are always set (rootful
+/// Podman in some sandboxes cannot start a container without explicit
+/// rlimits, see ENGINE-NOTES).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum number of processes and threads in the container.
+    pub pids: i64,
+    /// Memory limit in bytes.
+    pub memory_bytes: Option<i64>,
+    /// CPU limit in billionths of a CPU (`1_500_000_000` = 1.5 CPUs).
+    pub nano_cpus: Option<i64>,
+    /// `RLIMIT_NOFILE`, soft and hard.
+    pub nofile: u64,
+    /// `RLIMIT_NPROC`, soft and hard.
+    pub nproc: u64,
+    /// Size of the `/tmp` tmpfs in bytes; `None` leaves the kernel default
+    /// (half of RAM).
+    pub tmp_bytes: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            pids: 512,
+            memory_bytes: None,
+            nano_cpus: None,
+            nofile: 8192,
+            nproc: 4096,
+            tmp_bytes: None,
+        }
+    }
+}
+
+/// What happened to one invocation.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The command's exit code (`-1` when it never produced one, e.g. killed
+    /// on timeout).
+    pub exit_code: i64,
+    pub timed_out: bool,
+    pub duration: Duration,
+    /// First bytes of the output (bounded, lossy UTF-8).
+    pub output_head: String,
+    /// Last bytes of the output (bounded, lossy UTF-8); empty when the whole
+    /// output fits in `output_head`.
+    pub output_tail: String,
+    /// Total bytes of output the command produced (including any cut).
+    pub output_bytes: u64,
+    pub container_id: String,
+    /// The image id (digest) the container ran.
+    pub image_id: String,
+}
+
+/// Errors from the engine, one variant per kind of failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CageError {
+    /// Nothing answers on any socket we know of.
+    #[error("no container engine answers ({tried}); start one with `dockerd &` or `podman system service --time=0 &`, or set `DOCKER_HOST`")]
+    NoEngine { tried: String },
+    #[error("container engine call `{op}` failed: {source}")]
+    Engine {
+        op: &'static str,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("cannot write `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The engine did not answer an API call in time.
+    #[error("container engine call `{op}` did not answer within {}s", after.as_secs())]
+    EngineTimeout { op: &'static str, after: Duration },
+    /// An API call proctor makes by hand (Podman's native API, which bollard
+    /// does not speak) failed at the transport level.
+    #[error("container engine call `{op}` failed: {source}")]
+    EngineIo {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The engine answered an API call proctor makes by hand with an error.
+    #[error("container engine call `{op}` failed ({status}): {message}")]
+    EngineReply {
+        op: &'static str,
+        status: u16,
+        message: String,
+    },
+    /// The image is not on the engine; proctor never pulls.
+    #[error("image `{image}` is not on the container engine; proctor never pulls: import it with `proctor image import`, or pull or build it yourself")]
+    ImageNotFound { image: String },
+    /// The engine address or setting names something this build cannot use.
+    #[error("{what} is not supported yet")]
+    Unsupported { what: String },
+    /// The engine's OCI runtime cannot start any container on this host.
+    #[error("the container engine's OCI runtime cannot start containers on this host ({message}); {hint}")]
+    RuntimeUnusable { message: String, hint: String },
+    /// The invocation cannot be turned into a container.
+    #[error("invalid invocation: {reason}")]
+    InvalidInvocation { reason: String },
+}
+
+/// The container runtime behind a small trait, so the engine can be tested
+/// with a double and later pointed at remote engines.
+#[allow(async_fn_in_trait)]
+pub trait Cage {
+    /// Runs one invocation in a fresh container and removes the container
+    /// afterwards, whatever happens (error, timeout, cancellation).
+    async fn run(&self, inv: Invocation) -> Result<Outcome, CageError>;
+    /// Removes every container whose labels match all of `labels` (key, value);
+    /// returns how many were removed.
+    async fn remove_labelled(&self, labels: &[(&str, &str)]) -> Result<usize, CageError>;
+    /// Ensures an image exists; for [`HOST_IMAGE`] imports it if needed.
+    /// Returns the image id.
+    async fn ensure_image(&self, image: &str) -> Result<String, CageError>;
+    /// A short name of the engine for reports, e.g. `docker 20.10.24`.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,302 @@
+//! One engine-neutral description of a container, and its translations into
+//! Docker's create body and Podman's native (libpod) create body.
+//!
+//! Everything that hardens a container is decided here, once, so the two
+//! engines cannot drift apart. This file must stay free of I/O.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, ResourcesUlimits,
+};
+use serde_json::{json, Value};
+
+use super::{Limits, NetworkPolicy};
+
+/// `PATH` for commands when the invocation does not set one.
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A host path bind-mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BindSpec {
+    pub source: PathBuf,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// Everything the engine needs to create one container.
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerSpec {
+    /// Unique name, known before the create call so a cancelled create can
+    /// still be cleaned up by name.
+    pub name: String,
+    /// The resolved image id, so the container runs exactly the image that
+    /// is reported in the outcome.
+    pub image_id: String,
+    pub cmd: Vec<String>,
+    pub workdir: String,
+    pub user: String,
+    /// `NAME=value` pairs: the complete environment.
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    /// Whether the command's stdin is a pipe fed through the attach stream
+    /// (otherwise it is `/dev/null`).
+    pub stdin: bool,
+    pub binds: Vec<BindSpec>,
+    pub network: NetworkPolicy,
+    pub limits: Limits,
+    /// Whether PID 1 is an init that reaps zombies and forwards signals.
+    pub init: bool,
+    /// Init binary for Podman when its configured one is missing.
+    pub init_path: Option<PathBuf>,
+    /// The role, for readable container names.
+    pub role: &'static str,
+}
+
+impl ContainerSpec {
+    /// Options of the writable `/tmp`: `exec` explicitly, because Docker's
+    /// default tmpfs is `noexec` while Podman's is not, and build tools
+    /// and test runners execute files from `/tmp`.
+    pub(crate) fn tmp_options(&self) -> Vec<String> {
+        let mut opts = vec![
+            "rw".to_string(),
+            "exec".into(),
+            "nosuid".into(),
+            "nodev".into(),
+            "mode=1777".into(),
+        ];
+        if let Some(size) = self.limits.tmp_bytes {
+            opts.push(format!("size={size}"));
+        }
+        opts
+    }
+
+    /// Docker's `POST /containers/create` body.
+    pub(crate) fn docker_body(&self, runtime: Option<&str>) -> ContainerCreateBody {
+        let limits = &self.limits;
+        let mounts = self
+            .binds
+            .iter()
+            .map(|b| Mount {
+                target: Some(b.target.clone()),
+                source: Some(b.source.to_string_lossy().into_owned()),
+                typ: Some(MountType::BIND),
+                read_only: Some(b.read_only),
+                ..Default::default()
+            })
+            .collect();
+        let host_config = HostConfig {
+            mounts: Some(mounts),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_string(),
+                self.tmp_options().join(","),
+            )])),
+            readonly_rootfs: Some(true),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            init: Some(self.init),
+            pids_limit: Some(limits.pids),
+            memory: limits.memory_bytes,
+            nano_cpus: limits.nano_cpus,
+            ulimits: Some(vec![
+                ulimit("nofile", limits.nofile),
+                ulimit("nproc", limits.nproc),
+            ]),
+            network_mode: Some(
+                match self.network {
+                    NetworkPolicy::None => "none",
+                    NetworkPolicy::Open => "bridge",
+                }
+                .into(),
+            ),
+            runtime: runtime.map(str::to_string),
+            auto_remove: Some(false),
+            // proctor streams the output itself; the engine's own log copy
+            // would double the disk and CPU cost of a chatty agent.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
+            ..Default::default()
+        };
+        ContainerCreateBody {
+            image: Some(self.image_id.clone()),
+            cmd: Some(self.cmd.clone()),
+            working_dir: Some(self.workdir.clone()),
+            user: Some(self.user.clone()),
+            env: Some(self.env.clone()),
+            labels: Some(self.labels.clone()),
+            tty: Some(false),
+            attach_stdin: Some(self.stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            open_stdin: Some(self.stdin),
+            // Closing our end of the attach stream closes the command's stdin.
+            stdin_once: Some(self.stdin),
+            host_config: Some(host_config),
+            ..Default::default()
+        }
+    }
+
+    /// Podman's `POST /libpod/containers/create` body (a `SpecGenerator`).
+    ///
+    /// Podman's Docker-compatible create ignores `HostConfig.Runtime` and the
+    /// options of `HostConfig.Mounts` (a read-only bind would come out
+    /// writable), so proctor creates Podman containers natively.
+    pub(crate) fn libpod_body(&self, runtime: Option<&str>) -> Value {
+        let limits = &self.limits;
+        let mut mounts: Vec<Value> = self
+            .binds
+            .iter()
+            .map(|b| {
+                json!({
+                    "destination": b.target,
+                    "type": "bind",
+                    "source": b.source.to_string_lossy(),
+                    "options": [if b.read_only { "ro" } else { "rw" }, "rbind"],
+                })
+            })
+            .collect();
+        mounts.push(json!({
+            "destination": "/tmp",
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": self.tmp_options(),
+        }));
+        let env: serde_json::Map<String, Value> = self
+            .env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), Value::from(v)),
+                None => (kv.clone(), Value::from("")),
+            })
+            .collect();
+        let mut resources = json!({ "pids": { "limit": limits.pids } });
+        if let Some(memory) = limits.memory_bytes {
+            resources["memory"] = json!({ "limit": memory });
+        }
+        if let Some(nano) = limits.nano_cpus {
+            // The same conversion Podman applies to Docker's NanoCpus.
+            resources["cpu"] = json!({ "period": 100_000u64, "quota": nano / 10_000 });
+        }
+        let mut body = json!({
+            "name": self.name,
+            "image": self.image_id,
+            "command": self.cmd,
+            "work_dir": self.workdir,
+            "user": self.user,
+            "env": env,
+            "labels": self.labels,
+            "stdin": self.stdin,
+            "terminal": false,
+            "cap_drop": ["ALL"],
+            "no_new_privileges": true,
+            "read_only_filesystem": true,
+            // Otherwise Podman adds its own tmpfs at /tmp, /var/tmp and /run.
+            "read_only_tmpfs": false,
+            "init": self.init,
+            "systemd": "false",
+            "mounts": mounts,
+            "resource_limits": resources,
+            "r_limits": [
+                { "type": "nofile", "soft": limits.nofile, "hard": limits.nofile },
+                { "type": "nproc", "soft": limits.nproc, "hard": limits.nproc },
+            ],
+            "netns": { "nsmode": match self.network {
+                NetworkPolicy::None => "none",
+                NetworkPolicy::Open => "bridge",
+            } },
+            // SIGKILL straight away on a forced removal: the command has
+            // already exited or timed out by then.
+            "stop_timeout": 0,
+            "log_configuration": { "driver": "none" },
+        });
+        if let Some(runtime) = runtime {
+            body["oci_runtime"] = Value::from(runtime);
+        }
+        if let Some(init) = &self.init_path {
+            body["init_path"] = Value::from(init.to_string_lossy());
+        }
+        body
+    }
+}
+
+fn ulimit(name: &str, value: u64) -> ResourcesUlimits {
+    let value = i64::try_from(value).unwrap_or(i64::MAX);
+    ResourcesUlimits {
+        name: Some(name.into()),
+        soft: Some(value),
+        hard: Some(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ContainerSpec {
+        ContainerSpec {
+            name: "proctor-test".into(),
+            image_id: "sha256:abc".into(),
+            cmd: vec!["/bin/sh".into(), "-c".into(), "true".into()],
+            workdir: "/work".into(),
+            user: "1000:1000".into(),
+            env: vec!["A=1".into(), "B=x=y".into()],
+            labels: HashMap::from([("proctor.repo".into(), "r".into())]),
+            stdin: true,
+            binds: vec![BindSpec {
+                source: "/usr".into(),
+                target: "/usr".into(),
+                read_only: true,
+            }],
+            network: NetworkPolicy::None,
+            limits: Limits::default(),
+            init: true,
+            init_path: None,
+            role: "agent",
+        }
+    }
+
+    #[test]
+    fn docker_body_is_hardened() {
+        let body = spec().docker_body(Some("runc"));
+        let hc = body.host_config.unwrap();
+        assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(hc.readonly_rootfs, Some(true));
+        assert_eq!(hc.init, Some(true));
+        assert_eq!(hc.network_mode.as_deref(), Some("none"));
+        assert_eq!(hc.runtime.as_deref(), Some("runc"));
+        assert_eq!(hc.pids_limit, Some(512));
+        assert_eq!(hc.memory, None);
+        assert!(hc.tmpfs.unwrap()["/tmp"].contains("exec"));
+        assert_eq!(hc.mounts.unwrap()[0].read_only, Some(true));
+        assert_eq!(body.stdin_once, Some(true));
+    }
+
+    #[test]
+    fn libpod_body_keeps_read_only_binds_and_env_values() {
+        let body = spec().libpod_body(None);
+        assert_eq!(body["mounts"][0]["options"][0], "ro");
+        assert_eq!(body["env"]["B"], "x=y");
+        assert_eq!(body["netns"]["nsmode"], "none");
+        assert!(body.get("oci_runtime").is_none());
+        assert_eq!(body["r_limits"][0]["type"], "nofile");
+        let tmp = &body["mounts"][1];
+        assert_eq!(tmp["destination"], "/tmp");
+        assert!(tmp["options"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("exec")));
+    }
+
+    #[test]
+    fn cpu_limit_converts_like_podman() {
+        let mut s = spec();
+        s.limits.nano_cpus = Some(1_500_000_000);
+        let body = s.libpod_body(Some("crun"));
+        assert_eq!(body["resource_limits"]["cpu"]["quota"], 150_000);
+        assert_eq!(body["oci_runtime"], "crun");
+    }
+}

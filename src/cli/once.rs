@@ -1,0 +1,66 @@
+//! `proctor once`: an ad-hoc loop from flags, no manifest file.
+
+use std::path::Path;
+
+use super::run::{execute, print_report, Request};
+use super::CommandError;
+use crate::manifest;
+
+/// Run an agent until an exam passes, without a manifest:
+/// `proctor once --until "sh test.sh" --agent "sh fix.sh" -- "make test.sh pass"`.
+/// Work happens on branch `proctor/<id>` (default `proctor/once`).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The exam: a shell command that exits 0 when the work is done.
+    #[arg(long, value_name = "CMD")]
+    pub until: String,
+    /// The agent: a command that reads the prompt on stdin and edits the tree.
+    #[arg(long, value_name = "CMD")]
+    pub agent: String,
+    /// Loop id (kebab-case); the branch is `proctor/<id>`.
+    #[arg(long, default_value = "once")]
+    pub id: String,
+    /// Budget: `N runs`, a duration such as `30m`, or both joined by `/`.
+    #[arg(long, default_value = "10 runs")]
+    pub budget: String,
+    /// Consecutive passes needed to close.
+    #[arg(long, default_value_t = 1)]
+    pub confirm: u32,
+    /// Image for the agent and the exam (default: the built-in `host` image).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// The task, after `--`.
+    #[arg(last = true, required = true, value_name = "TASK")]
+    pub task: Vec<String>,
+}
+
+pub async fn cmd_once(args: Args) -> Result<i32, CommandError> {
+    manifest::parse_budget(&args.budget)
+        .map_err(|e| CommandError::user(format!("`--budget {}`: {e}", args.budget)))?;
+    let mut doc = serde_json::json!({
+        "loop": args.id,
+        "task": args.task.join(" "),
+        "agent": args.agent,
+        "done_when": args.until,
+        "budget": args.budget,
+        "confirm": args.confirm,
+    });
+    if let Some(image) = &args.image {
+        doc["image"] = serde_json::Value::String(image.clone());
+    }
+    // JSON is YAML: the flags go through the same validation as a manifest.
+    let text = serde_json::to_string(&doc).map_err(|e| CommandError::Internal {
+        message: e.to_string(),
+    })?;
+    let manifest = manifest::parse(&text, Path::new("proctor once"))?;
+    let summary = execute(Request {
+        dir: super::cwd()?,
+        root: manifest.root,
+        manifest_label: "proctor once".into(),
+        agent_override: None,
+        quiet: false,
+    })
+    .await?;
+    print_report(&summary);
+    Ok(summary.exit)
+}

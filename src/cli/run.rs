@@ -1,0 +1,378 @@
+//! `proctor run`: run the manifest's loop tree until it closes, blocks or
+//! gates. Also the shared path behind `once` and `demo`.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::CommandError;
+use crate::cage::{Cage, DockerCage, HOST_IMAGE, LABEL_REPO, LABEL_RUN};
+use crate::engine::events::{Event, Outcome};
+use crate::engine::{history, Ending, Engine, Report, Settings};
+use crate::exit_codes;
+use crate::git::GitRepo;
+use crate::manifest::{self, LoopSpec, Manifest, Network};
+use crate::render::Stream;
+use crate::state::key::{key_dir, random_id, AnswerKey};
+use crate::state::lock::RunLock;
+use crate::state::{self, ledger, Paths};
+
+/// Run the loop tree in `proctor.yaml` (or `lute.yaml` when there is no
+/// `proctor.yaml`) until every loop's exam passes (exit 0), a budget runs out
+/// (exit 3) or a gate waits for a person (exit 4). Work happens on branch
+/// `proctor/<root>`; your branch is not touched.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run only this loop (and its children) instead of the whole tree.
+    pub root: Option<String>,
+    /// The manifest to run.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Agent command for every loop, overriding the manifest's `agent:`.
+    #[arg(long, value_name = "CMD")]
+    pub agent: Option<String>,
+    /// Stay in the foreground and print one line per event (the default).
+    #[arg(long)]
+    pub plain: bool,
+}
+
+/// What `execute` needs: a directory inside the repo and a validated tree.
+pub struct Request {
+    pub dir: PathBuf,
+    pub root: LoopSpec,
+    /// How the manifest is named in events and messages.
+    pub manifest_label: String,
+    pub agent_override: Option<String>,
+    pub quiet: bool,
+}
+
+/// What a run established.
+pub struct RunSummary {
+    pub exit: i32,
+    pub ending: Option<Ending>,
+    pub report: Report,
+    pub branch: String,
+    pub start_branch: Option<String>,
+    pub run_id: String,
+}
+
+pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
+    let cwd = super::cwd()?;
+    let git = GitRepo::open(&cwd)?;
+    let path = match &args.file {
+        Some(file) => cwd.join(file),
+        None => manifest::find(git.root()).ok_or_else(|| {
+            CommandError::hint(
+                format!(
+                    "no `proctor.yaml` or `lute.yaml` in `{}`",
+                    git.root().display()
+                ),
+                "write one with `proctor init`, or run an ad-hoc loop with `proctor once`",
+            )
+        })?,
+    };
+    let manifest = manifest::load(&path)?;
+    let root = select_root(&manifest, args.root.as_deref())?;
+    let label = path
+        .strip_prefix(git.root())
+        .unwrap_or(&path)
+        .display()
+        .to_string();
+    drop(git);
+    let summary = execute(Request {
+        dir: cwd,
+        root,
+        manifest_label: label,
+        agent_override: args.agent,
+        quiet: false,
+    })
+    .await?;
+    print_report(&summary);
+    Ok(summary.exit)
+}
+
+/// The loop to run: the root, or the named subtree.
+pub fn select_root(manifest: &Manifest, id: Option<&str>) -> Result<LoopSpec, CommandError> {
+    fn find<'m>(spec: &'m LoopSpec, id: &str) -> Option<&'m LoopSpec> {
+        if spec.id == id {
+            return Some(spec);
+        }
+        spec.children.iter().find_map(|c| find(c, id))
+    }
+    match id {
+        None => Ok(manifest.root.clone()),
+        Some(id) => find(&manifest.root, id).cloned().ok_or_else(|| {
+            CommandError::user(format!("no loop `{id}` in `{}`", manifest.path.display()))
+        }),
+    }
+}
+
+fn all_loops(spec: &LoopSpec) -> Vec<&LoopSpec> {
+    let mut out = vec![spec];
+    for child in &spec.children {
+        out.extend(all_loops(child));
+    }
+    out
+}
+
+/// A stable id for a repository: labels its containers.
+pub fn repo_label(root: &Path) -> String {
+    let digest = Sha256::digest(root.as_os_str().as_encoded_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// The repository owner's `uid:gid`: containers run as them, never as
+/// whoever happens to run proctor.
+pub fn container_user(root: &Path) -> String {
+    match std::fs::metadata(root) {
+        Ok(meta) => format!("{}:{}", meta.uid(), meta.gid()),
+        Err(_) => "65534:65534".into(),
+    }
+}
+
+/// Runs a loop tree to its end. Refuses before touching anything when the
+/// input is bad, the tree is dirty or no engine answers.
+pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
+    let started = Instant::now();
+    let git = GitRepo::open(&req.dir)?;
+    let root_dir = git.root().to_path_buf();
+    let head = git.head()?.ok_or_else(|| {
+        CommandError::hint(
+            "the repository has no commits yet",
+            "commit your work once, then run proctor",
+        )
+    })?;
+    let loops = all_loops(&req.root);
+    for spec in &loops {
+        if req.agent_override.is_none() && spec.agent.is_none() {
+            return Err(CommandError::hint(
+                format!("loop `{}` has no `agent`", spec.id),
+                "set `agent:` in the manifest (it is inherited by child loops) or pass `--agent CMD`",
+            ));
+        }
+        if let Network::Hosts(_) = spec.network {
+            return Err(CommandError::hint(
+                format!("loop `{}`: `network:` host allow-lists need proctor's egress proxy, which this version does not have yet", spec.id),
+                "use `network: none` or `network: open` (refusing rather than silently opening the network)",
+            ));
+        }
+    }
+    let config = manifest::load_config(&root_dir)?;
+    let cage = DockerCage::connect(config.engine.as_deref()).await?;
+
+    let paths = Paths::new(&root_dir);
+    let branch = format!("proctor/{}", req.root.id);
+    let start_branch = git.head_branch()?;
+    if start_branch.as_deref() != Some(branch.as_str()) {
+        let dirty = git.dirty_paths(&|p| p.starts_with(".proctor/") || p.starts_with("INBOX/"))?;
+        if !dirty.is_empty() {
+            let shown: Vec<&str> = dirty.iter().take(10).map(String::as_str).collect();
+            let more = if dirty.len() > 10 {
+                format!(" and {} more", dirty.len() - 10)
+            } else {
+                String::new()
+            };
+            return Err(CommandError::hint(
+                format!(
+                    "the working tree has uncommitted changes: {}{more}",
+                    shown.join(", ")
+                ),
+                "commit or stash them first; proctor commits every attempt and must not mix your edits into them",
+            ));
+        }
+    }
+    let _lock = RunLock::acquire(&paths.lock)?;
+    let key = AnswerKey::load_or_create(&key_dir())?;
+    if start_branch.as_deref() != Some(branch.as_str()) {
+        // Answers recorded while another branch was checked out travel along.
+        let carried = carry_answers(&paths);
+        if git.branch_tip(&branch)?.is_none() {
+            git.create_branch(&branch, head)?;
+        }
+        git.switch_to(&branch)?;
+        for entry in carried {
+            let _ = ledger::append(&paths.ledger, &entry);
+        }
+    }
+    let tip = git.head()?.unwrap_or(head);
+    let base = history::base_of(&git, tip)?;
+    let run_id = random_id(4);
+    let label = repo_label(&root_dir);
+
+    let mut stream = Stream::new(&run_id, paths.events.clone());
+    stream.quiet = req.quiet;
+    let reaped = cage
+        .remove_labelled(&[(LABEL_REPO, label.as_str())])
+        .await?;
+    if reaped > 0 {
+        stream.emit(Event::Reaped { containers: reaped });
+    }
+    stream.emit(Event::RunStart {
+        root: req.root.id.clone(),
+        branch: branch.clone(),
+        base: base.to_string(),
+        manifest: req.manifest_label.clone(),
+        engine: cage.describe(),
+        pid: std::process::id(),
+    });
+
+    let mut host_env = HashMap::new();
+    for spec in &loops {
+        for name in &spec.env {
+            if let Ok(value) = std::env::var(name) {
+                host_env.insert(name.clone(), value);
+            }
+        }
+    }
+    let settings = Settings {
+        run_id: run_id.clone(),
+        repo_label: label,
+        user: container_user(&root_dir),
+        default_image: config
+            .image
+            .clone()
+            .unwrap_or_else(|| HOST_IMAGE.to_string()),
+        agent_override: req.agent_override.clone(),
+        host_env,
+        extra_mounts: config.mounts.iter().map(PathBuf::from).collect(),
+        default_timeout: config.timeout,
+    };
+
+    let mut sigint = signal(SignalKind::interrupt()).map_err(internal)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(internal)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(internal)?;
+    let (result, report) = {
+        let mut emit = |e: Event| stream.emit(e);
+        let mut engine = Engine::new(&cage, &git, &key, settings, base, &mut emit)?;
+        let result = tokio::select! {
+            r = engine.run(&req.root) => Some(r),
+            _ = sigint.recv() => None,
+            _ = sigterm.recv() => None,
+            _ = sighup.recv() => None,
+        };
+        (result, std::mem::take(&mut engine.report))
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let (exit, outcome, ending) = match result {
+        None => {
+            // The engine future is gone; make sure its containers are too.
+            let _ = cage.remove_labelled(&[(LABEL_RUN, run_id.as_str())]).await;
+            (exit_codes::INTERRUPTED, Outcome::Interrupted, None)
+        }
+        Some(Err(e)) => {
+            let _ = cage.remove_labelled(&[(LABEL_RUN, run_id.as_str())]).await;
+            stream.emit(Event::RunEnd {
+                outcome: Outcome::Error,
+                exit: CommandError::from_engine_code(&e),
+                secs,
+            });
+            return Err(e.into());
+        }
+        Some(Ok(ending)) => match &ending {
+            Ending::Closed => (exit_codes::CLOSED, Outcome::Closed, Some(ending)),
+            Ending::Blocked { .. } => (exit_codes::BLOCKED, Outcome::Blocked, Some(ending)),
+            Ending::Gated { .. } => (exit_codes::GATED, Outcome::Gated, Some(ending)),
+        },
+    };
+    stream.emit(Event::RunEnd {
+        outcome,
+        exit,
+        secs,
+    });
+    for problem in &stream.write_errors {
+        eprintln!("warning: {problem}");
+    }
+    Ok(RunSummary {
+        exit,
+        ending,
+        report,
+        branch,
+        start_branch,
+        run_id,
+    })
+}
+
+impl CommandError {
+    fn from_engine_code(e: &crate::engine::EngineError) -> i32 {
+        match e {
+            crate::engine::EngineError::NoAgent(_) => exit_codes::USAGE,
+            _ => exit_codes::INTERNAL,
+        }
+    }
+}
+
+fn internal(e: std::io::Error) -> CommandError {
+    CommandError::Internal {
+        message: format!("cannot install signal handlers: {e}"),
+    }
+}
+
+/// Takes the answer lines out of an untracked working-tree ledger so the
+/// branch switch cannot trip over it; they are appended again after it.
+fn carry_answers(paths: &Paths) -> Vec<ledger::Entry> {
+    let entries = ledger::read(&paths.ledger);
+    let answers: Vec<ledger::Entry> = entries
+        .into_iter()
+        .filter(|e| matches!(e, ledger::Entry::Answer { .. }))
+        .collect();
+    if !answers.is_empty() {
+        let _ = state::repair_file(&paths.ledger);
+        let _ = std::fs::remove_file(&paths.ledger);
+    }
+    answers
+}
+
+/// The residual-risk report every run ends with: what was verified and how,
+/// what was not, and what the boundary decided.
+pub fn print_report(summary: &RunSummary) {
+    let report = &summary.report;
+    let mut out = String::new();
+    out.push_str(&format!("\nproctor report · run {}\n", summary.run_id));
+    out.push_str("verified:\n");
+    if report.verified.is_empty() {
+        out.push_str("  - nothing: no exam passed in this run\n");
+    }
+    for line in &report.verified {
+        out.push_str(&format!("  - {line}\n"));
+    }
+    out.push_str("not verified:\n");
+    for line in &report.unverified {
+        out.push_str(&format!("  - {line}\n"));
+    }
+    out.push_str(
+        "  - anything the exam does not test: a pass proves the exam's exit code, nothing more\n",
+    );
+    out.push_str("  - the agent's exit codes and claims: logged, never used as a verdict\n");
+    out.push_str("  - `protected:` exam materials are not hashed or quarantined by this version; an agent that edits the exam is caught only if the exam itself notices\n");
+    if !report.boundary.is_empty() {
+        out.push_str("boundary:\n");
+        for line in &report.boundary {
+            out.push_str(&format!("  - {line}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "agent time: {} in {} run{}\n",
+        crate::engine::fmt_secs(report.agent_secs),
+        report.agent_runs,
+        if report.agent_runs == 1 { "" } else { "s" }
+    ));
+    let from = match &summary.start_branch {
+        Some(b) if *b != summary.branch => format!(" (your branch `{b}` is untouched)"),
+        _ => String::new(),
+    };
+    out.push_str(&format!("work: branch `{}`{from}\n", summary.branch));
+    match &summary.ending {
+        Some(Ending::Blocked { loop_id }) => out.push_str(&format!(
+            "next: read INBOX/{loop_id}.md, then `proctor answer {loop_id} \"...\"` and `proctor run`\n"
+        )),
+        Some(Ending::Gated { loop_id }) => out.push_str(&format!(
+            "next: `proctor answer {loop_id} approve`, then `proctor run`\n"
+        )),
+        _ => {}
+    }
+    print!("{out}");
+}

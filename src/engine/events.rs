@@ -1,0 +1,200 @@
+//! The event contract: the engine's only output.
+//!
+//! Each event is one JSON line in `.proctor/events.jsonl`, versioned and
+//! typed. Renderers (the terminal stream, `--json`, views) consume these and
+//! nothing else; the engine never prints.
+
+use serde::{Deserialize, Serialize};
+
+pub const EVENTS_VERSION: u32 = 1;
+
+/// One line of the events file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub v: u32,
+    /// Unix seconds.
+    pub ts: f64,
+    /// The run id (one `proctor run`/`once` process).
+    pub run: String,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Why an exam was administered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Before any agent wakes: a green loop starts no agent.
+    Precheck,
+    /// After an attempt was committed.
+    Verify,
+    /// A repeat pass for `confirm: N`.
+    Confirm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    NotYet,
+}
+
+impl Verdict {
+    pub fn from_exit(code: i64, timed_out: bool) -> Verdict {
+        match (code, timed_out) {
+            (_, true) => Verdict::Fail,
+            (0, _) => Verdict::Pass,
+            (75, _) => Verdict::NotYet,
+            _ => Verdict::Fail,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Closed,
+    Blocked,
+    Gated,
+    Interrupted,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    RunStart {
+        root: String,
+        branch: String,
+        base: String,
+        manifest: String,
+        engine: String,
+        pid: u32,
+    },
+    Reaped {
+        containers: usize,
+    },
+    CheckStart {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        phase: Phase,
+        commit: String,
+    },
+    CheckResult {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        phase: Phase,
+        verdict: Verdict,
+        exit: i64,
+        timed_out: bool,
+        secs: f64,
+        commit: String,
+        container: String,
+        image: String,
+        log: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        streak: Option<String>,
+    },
+    AgentStart {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        #[serde(rename = "n")]
+        run: u32,
+        of: Option<u32>,
+        log: String,
+        image: String,
+    },
+    AgentEnd {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        #[serde(rename = "n")]
+        run: u32,
+        exit: i64,
+        timed_out: bool,
+        secs: f64,
+        edits: bool,
+        container: String,
+    },
+    Commit {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        #[serde(rename = "n")]
+        run: u32,
+        commit: String,
+    },
+    Wait {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        secs: f64,
+    },
+    Card {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        kind: String,
+        path: String,
+        reason: String,
+    },
+    Close {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        runs: u32,
+        commit: String,
+    },
+    RunEnd {
+        outcome: Outcome,
+        exit: i32,
+        secs: f64,
+    },
+}
+
+/// Parses an events file; malformed lines are skipped, never fatal.
+pub fn parse(text: &str) -> Vec<Record> {
+    text.lines()
+        .filter_map(|line| serde_json::from_str(line.trim()).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn records_round_trip_with_a_type_tag() {
+        let record = Record {
+            v: EVENTS_VERSION,
+            ts: 1.5,
+            run: "r1".into(),
+            event: Event::AgentEnd {
+                loop_id: "fix".into(),
+                run: 2,
+                exit: 0,
+                timed_out: false,
+                secs: 0.25,
+                edits: true,
+                container: "abc".into(),
+            },
+        };
+        let line = serde_json::to_string(&record).unwrap();
+        assert!(line.contains("\"type\":\"agent_end\""));
+        assert!(line.contains("\"loop\":\"fix\""));
+        assert_eq!(parse(&line), vec![record]);
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(text in ".{0,400}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn check_results_round_trip(loop_id in "[a-z][a-z0-9-]{0,10}", exit in -1i64..256, secs in 0.0f64..1e5, commit in "[0-9a-f]{40}") {
+            let record = Record { v: 1, ts: 2.0, run: "r".into(), event: Event::CheckResult {
+                loop_id, phase: Phase::Verify, verdict: Verdict::from_exit(exit, false), exit, timed_out: false, secs,
+                commit, container: "c".into(), image: "i".into(), log: "l".into(), streak: None } };
+            let line = serde_json::to_string(&record).unwrap();
+            prop_assert_eq!(parse(&line), vec![record]);
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! proctor keeps an AI coding agent working on a git repository until a
+//! machine-checkable exam passes, and proves it. Every agent and every exam
+//! runs in a fresh container; the host process only manages git, budgets,
+//! state and the answer-auth key.
+
+pub mod cage;
+pub mod cli;
+pub mod engine;
+pub mod exit_codes;
+pub mod git;
+pub mod manifest;
+pub mod render;
+pub mod state;

@@ -1,0 +1,230 @@
+//! The starter `proctor.yaml` that `proctor init` writes: every field
+//! explained in a comment, the exam guessed from the files in the repo.
+//! Reads a few files at the repo root; writes nothing.
+
+use std::path::Path;
+
+use super::units;
+
+/// What kind of project the repo looks like, and so what its exam is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Cargo,
+    Npm,
+    Pytest,
+    Make,
+}
+
+impl Kind {
+    fn exam(self) -> &'static str {
+        match self {
+            Kind::Cargo => "cargo test",
+            Kind::Npm => "npm test",
+            Kind::Pytest => "python3 -m pytest -q",
+            Kind::Make => "make test",
+        }
+    }
+
+    fn evidence(self) -> &'static str {
+        match self {
+            Kind::Cargo => "Cargo.toml",
+            Kind::Npm => "the `test` script in package.json",
+            Kind::Pytest => "Python tests",
+            Kind::Make => "the `test` target in the Makefile",
+        }
+    }
+
+    /// An image that has the toolchain, to suggest in a comment.
+    fn image(self) -> &'static str {
+        match self {
+            Kind::Cargo => "rust:1",
+            Kind::Npm => "node:22",
+            Kind::Pytest => "python:3.12",
+            Kind::Make => "debian:stable",
+        }
+    }
+}
+
+/// Test directories that, when present, are suggested as `protected`.
+const TEST_DIRS: &[&str] = &["tests", "test", "__tests__", "spec"];
+
+fn detect(root: &Path) -> Vec<Kind> {
+    let mut kinds = Vec::new();
+    if root.join("Cargo.toml").is_file() {
+        kinds.push(Kind::Cargo);
+    }
+    if has_npm_test(root) {
+        kinds.push(Kind::Npm);
+    }
+    if has_python_tests(root) {
+        kinds.push(Kind::Pytest);
+    }
+    if has_make_test(root) {
+        kinds.push(Kind::Make);
+    }
+    kinds
+}
+
+fn has_npm_test(root: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(root.join("package.json")) else {
+        return false;
+    };
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
+    match json.pointer("/scripts/test").and_then(|t| t.as_str()) {
+        // `npm init` writes a test script that only fails; it is no exam.
+        Some(script) => !script.trim().is_empty() && !script.contains("no test specified"),
+        None => false,
+    }
+}
+
+fn has_python_tests(root: &Path) -> bool {
+    if ["pytest.ini", "pyproject.toml", "setup.cfg", "conftest.py"]
+        .iter()
+        .any(|f| root.join(f).is_file())
+    {
+        return true;
+    }
+    let Ok(entries) = std::fs::read_dir(root.join("tests")) else {
+        return false;
+    };
+    entries
+        .flatten()
+        .any(|e| e.path().extension().is_some_and(|x| x == "py"))
+}
+
+fn has_make_test(root: &Path) -> bool {
+    ["GNUmakefile", "makefile", "Makefile"].iter().any(|name| {
+        std::fs::read_to_string(root.join(name)).is_ok_and(|text| {
+            text.lines().any(|line| {
+                line.strip_prefix("test")
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            })
+        })
+    })
+}
+
+/// The loop id for a repo: its directory name in kebab-case, else `main`.
+fn loop_id(root: &Path) -> String {
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .or_else(|| {
+            // `.` and `..` have no file name; the real directory does.
+            root.canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        })
+        .unwrap_or_default();
+    units::to_kebab(&name)
+        .filter(|id| id.len() <= 64)
+        .unwrap_or_else(|| "main".to_owned())
+}
+
+/// YAML double-quoted form of `s` (JSON strings are valid YAML).
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
+}
+
+/// A commented starter `proctor.yaml` for the repo at `repo_root`, with the
+/// exam inferred where the repo says how it is tested (Cargo, npm, pytest,
+/// make) and a placeholder to replace otherwise. The text always passes
+/// [`super::parse`].
+pub fn starter_manifest(repo_root: &Path) -> String {
+    let kinds = detect(repo_root);
+    let id = loop_id(repo_root);
+    let mut out = String::new();
+    let mut line = |s: &str| {
+        out.push_str(s);
+        out.push('\n');
+    };
+
+    line("# proctor.yaml: proctor runs the agent, then the exam, until the exam passes.");
+    line("# Every field is described in docs/manifest.md. A Lute lute.yaml works unchanged.");
+    line("");
+    line("# The loop id (kebab-case). Work happens on the branch `proctor/<id>`.");
+    line(&format!("loop: {id}"));
+    line("");
+    line("# What the agent should do. It gets this on stdin, with the exam's failing output.");
+    line("task: >-");
+    line("  Make the exam pass. Fix the code, not the tests: never delete, skip or");
+    line("  weaken a test.");
+    line("");
+    line("# The agent: any CLI that reads the prompt on stdin, edits the working tree");
+    line("# (/work in its container) and exits. It must be installed in the image. E.g.");
+    line("#   codex exec --sandbox workspace-write");
+    line("#   claude -p --permission-mode acceptEdits");
+    line("#   sh scripts/my-agent.sh");
+    line("agent: codex exec --sandbox workspace-write");
+    line("");
+    line("# The exam: a shell command run in a fresh container on the committed tree.");
+    line("# Exit 0 = done, 75 = not yet (check again later), anything else = not done.");
+    match kinds.first() {
+        Some(kind) => {
+            line(&format!("# Inferred from {}.", kind.evidence()));
+            line(&format!("done_when: {}", quoted(kind.exam())));
+            for other in &kinds[1..] {
+                line(&format!(
+                    "# Also found {}: done_when: {}",
+                    other.evidence(),
+                    quoted(other.exam())
+                ));
+            }
+        }
+        None => {
+            line("# TODO: no test setup was recognised; replace this with the command");
+            line("# that proves the work is done.");
+            line(&format!("done_when: {}", quoted("sh test.sh")));
+        }
+    }
+    line("");
+    line("# When to give up and write a card to INBOX/: `N runs`, a duration (30s, 90m,");
+    line("# 48h, 2d), or both joined by `/`. Default: 10 runs.");
+    line("budget: 10 runs");
+    line("");
+    line("# Consecutive passes needed to close the loop; raise it for a flaky exam.");
+    line("confirm: 1");
+    line("");
+    line("# Exam materials the agent must not change (globs from the repo root). An edit");
+    line("# to them is set aside in .proctor/quarantine/ and the original restored.");
+    let dirs: Vec<&str> = TEST_DIRS
+        .iter()
+        .copied()
+        .filter(|d| repo_root.join(d).is_dir())
+        .collect();
+    if dirs.is_empty() {
+        line("# protected:");
+        line("#   - \"tests/**\"");
+    } else {
+        line("protected:");
+        for dir in dirs {
+            line(&format!("  - {}", quoted(&format!("{dir}/**"))));
+        }
+    }
+    line("");
+    line("# Optional settings; uncomment to use.");
+    let image = kinds.first().map_or("debian:stable", |k| k.image());
+    line(&format!(
+        "# image: {image}            # image for agent and exam; default from .proctor/config.yaml"
+    ));
+    line("# network: open              # the agent's network: none | open | [api.openai.com, \"host:443\"]");
+    line("# env: [OPENAI_API_KEY]      # host variables passed to the agent, by name only");
+    line("# writes: [\"src/**\"]         # the only paths the agent may change");
+    line("# timeout: 30m               # cap on each agent and exam container");
+    line("# resources: {memory: 2g, cpus: 2, pids: 512}");
+    line("# check_every: 60s           # wait between checks while the exam says 75 (not yet)");
+    line("# gate: human                # wait for `proctor answer <id> approve` before closing");
+    line("# tests: {junit: target/junit, min: 1}   # audit test counts in the exam's JUnit XML");
+    line("# judge: \"the change is minimal and keeps the public API\"   # may veto a pass, never grant one");
+    line("# caches: [deps]             # named volumes the exam may reuse (a trust trade-off)");
+    line("");
+    line("# Child loops close first, each under its own exam; then this loop's exam");
+    line("# checks the whole. Children inherit agent, image, network, env, writes,");
+    line("# resources and timeout.");
+    line("# loops:");
+    line("#   - loop: first-step");
+    line("#     task: ...");
+    line("#     done_when: \"...\"");
+    out
+}

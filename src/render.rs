@@ -1,0 +1,216 @@
+//! Renderers: turn engine events into the events file and terminal lines.
+//!
+//! The engine never prints; this is the only place run output is shaped.
+//! Captured output is plain (no colour, no redraw).
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use crate::engine::events::{Event, Record, Verdict, EVENTS_VERSION};
+use crate::engine::{fmt_secs, short};
+use crate::state;
+
+/// Writes every event to `.proctor/events.jsonl` and a compact line to stderr.
+pub struct Stream {
+    pub run_id: String,
+    pub events_path: PathBuf,
+    pub colour: bool,
+    pub quiet: bool,
+    /// Problems writing the events file, reported once at the end.
+    pub write_errors: Vec<String>,
+}
+
+/// Colour only on a terminal, never under CI or `NO_COLOR`.
+pub fn use_colour(is_terminal: bool, ci: bool, no_color: bool) -> bool {
+    is_terminal && !ci && !no_color
+}
+
+impl Stream {
+    pub fn new(run_id: &str, events_path: PathBuf) -> Stream {
+        Stream {
+            run_id: run_id.to_string(),
+            events_path,
+            colour: use_colour(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("CI").is_some(),
+                std::env::var_os("NO_COLOR").is_some(),
+            ),
+            quiet: false,
+            write_errors: Vec::new(),
+        }
+    }
+
+    pub fn emit(&mut self, event: Event) {
+        let record = Record {
+            v: EVENTS_VERSION,
+            ts: state::now(),
+            run: self.run_id.clone(),
+            event,
+        };
+        match serde_json::to_string(&record) {
+            Ok(line) => {
+                if let Err(e) = state::append_line(&self.events_path, &line) {
+                    if self.write_errors.is_empty() {
+                        self.write_errors.push(format!(
+                            "cannot write `{}`: {e}",
+                            self.events_path.display()
+                        ));
+                    }
+                }
+            }
+            Err(e) => self.write_errors.push(e.to_string()),
+        }
+        if !self.quiet {
+            if let Some(line) = human_line(&record.event) {
+                let line = if self.colour {
+                    colourise(&record.event, line)
+                } else {
+                    line
+                };
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
+        }
+    }
+}
+
+fn colourise(event: &Event, line: String) -> String {
+    let code = match event {
+        Event::CheckResult {
+            verdict: Verdict::Pass,
+            ..
+        }
+        | Event::Close { .. } => "32",
+        Event::CheckResult {
+            verdict: Verdict::Fail,
+            ..
+        }
+        | Event::Card { .. } => "31",
+        Event::CheckResult { .. } | Event::Wait { .. } => "33",
+        _ => return line,
+    };
+    format!("\x1b[{code}m{line}\x1b[0m")
+}
+
+/// One compact line per event, or none for events not worth a line.
+pub fn human_line(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::RunStart {
+            root,
+            branch,
+            engine,
+            manifest,
+            ..
+        } => format!("proctor: loop tree `{root}` from {manifest} on branch {branch} · {engine}"),
+        Event::Reaped { containers } => {
+            format!("proctor: removed {containers} leftover container(s) of an earlier run")
+        }
+        Event::CheckStart { .. } => return None,
+        Event::CheckResult {
+            loop_id,
+            phase,
+            verdict,
+            exit,
+            timed_out,
+            secs,
+            commit,
+            streak,
+            ..
+        } => {
+            let word = match verdict {
+                Verdict::Pass => "passed",
+                Verdict::Fail => "failed",
+                Verdict::NotYet => "not yet",
+            };
+            let phase = match phase {
+                crate::engine::events::Phase::Precheck => "check",
+                crate::engine::events::Phase::Verify => "verify",
+                crate::engine::events::Phase::Confirm => "confirm",
+            };
+            format!(
+                "proctor: {loop_id}: {phase}: exam {word} (exit {exit}{}) on {} in {}{}",
+                if *timed_out { ", timed out" } else { "" },
+                short(commit),
+                fmt_secs(*secs),
+                streak
+                    .as_ref()
+                    .map(|s| format!(" · streak {s}"))
+                    .unwrap_or_default()
+            )
+        }
+        Event::AgentStart {
+            loop_id,
+            run,
+            of,
+            log,
+            ..
+        } => format!(
+            "proctor: {loop_id}: run {run}{}: agent working · log {log}",
+            of.map(|o| format!("/{o}")).unwrap_or_default()
+        ),
+        Event::AgentEnd {
+            loop_id,
+            run,
+            exit,
+            timed_out,
+            secs,
+            edits,
+            ..
+        } => format!(
+            "proctor: {loop_id}: run {run}: agent exited {exit} after {}{}{}",
+            fmt_secs(*secs),
+            if *timed_out { " (timed out)" } else { "" },
+            if *edits { "" } else { " · no edits" }
+        ),
+        Event::Commit {
+            loop_id,
+            run,
+            commit,
+        } => format!("proctor: {loop_id}: run {run} committed {}", short(commit)),
+        Event::Wait { loop_id, secs } => {
+            format!(
+                "proctor: {loop_id}: not yet · next check in {}",
+                fmt_secs(*secs)
+            )
+        }
+        Event::Card {
+            loop_id,
+            kind,
+            path,
+            reason,
+        } => format!("proctor: {loop_id}: {kind}: {reason} · card {path}"),
+        Event::Close {
+            loop_id,
+            runs,
+            commit,
+        } => format!(
+            "proctor: {loop_id}: closed after {runs} run{} · {}",
+            if *runs == 1 { "" } else { "s" },
+            short(commit)
+        ),
+        Event::RunEnd {
+            outcome,
+            exit,
+            secs,
+        } => format!(
+            "proctor: {} (exit {exit}) after {}",
+            serde_json::to_value(outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            fmt_secs(*secs)
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_outside_ci() {
+        assert!(use_colour(true, false, false));
+        assert!(!use_colour(false, false, false));
+        assert!(!use_colour(true, true, false));
+        assert!(!use_colour(true, false, true));
+    }
+}

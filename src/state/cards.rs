@@ -1,0 +1,123 @@
+//! Cards: `INBOX/<loop>.md`, written when a loop needs a person.
+//!
+//! A card is a report for a human, never an input: nothing proctor decides
+//! is read back from a card, so a card an agent writes means nothing.
+
+use std::path::Path;
+
+/// Why a loop halted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardKind {
+    Blocked,
+    Ready,
+}
+
+/// One attempt, as the card lists it.
+#[derive(Debug, Clone)]
+pub struct Tried {
+    pub run: u32,
+    pub agent_exit: i64,
+    pub agent_secs: f64,
+    pub verdict: String,
+}
+
+pub struct Card<'a> {
+    pub kind: CardKind,
+    pub loop_id: &'a str,
+    pub task: Option<&'a str>,
+    pub exam: &'a str,
+    pub reason: String,
+    pub tried: &'a [Tried],
+    pub last_failure: &'a str,
+    pub notes: &'a [String],
+}
+
+impl Card<'_> {
+    pub fn render(&self) -> String {
+        let id = self.loop_id;
+        let title = match self.kind {
+            CardKind::Blocked => "BLOCKED",
+            CardKind::Ready => "READY",
+        };
+        let mut out = format!(
+            "<!-- proctor card v1 {} {id} -->\n# {title}: {id}\n\n{}\n\n",
+            title.to_lowercase(),
+            self.reason
+        );
+        if let Some(task) = self.task {
+            out.push_str(&format!("## Task\n\n{}\n\n", task.trim()));
+        }
+        out.push_str(&format!("## Exam\n\n`{}`\n\n", self.exam));
+        if !self.tried.is_empty() {
+            out.push_str("## What was tried\n\n");
+            for t in self.tried {
+                out.push_str(&format!(
+                    "- run {}: agent exited {} after {:.1}s; exam: {}\n",
+                    t.run, t.agent_exit, t.agent_secs, t.verdict
+                ));
+            }
+            out.push('\n');
+        }
+        for note in self.notes {
+            out.push_str(&format!("Note: {note}\n\n"));
+        }
+        if !self.last_failure.trim().is_empty() {
+            out.push_str(&format!(
+                "## Last failure\n\n```\n{}\n```\n\n",
+                self.last_failure.trim_end()
+            ));
+        }
+        out.push_str("## What to do\n\n");
+        match self.kind {
+            CardKind::Blocked => out.push_str(&format!(
+                "Answer with guidance, then run again. The answer goes into the next prompt \
+                 and refreshes this loop's budget once:\n\n    proctor answer {id} \"...\"\n    proctor run\n"
+            )),
+            CardKind::Ready => out.push_str(&format!(
+                "The exam passes. Approve to let the loop close:\n\n    proctor answer {id} approve\n    proctor run\n"
+            )),
+        }
+        out
+    }
+
+    pub fn write(&self, inbox: &Path) -> std::io::Result<std::path::PathBuf> {
+        let path = inbox.join(format!("{}.md", self.loop_id));
+        super::write_file(&path, self.render().as_bytes())?;
+        Ok(path)
+    }
+}
+
+/// Removes a loop's card once the loop moves on.
+pub fn clear(inbox: &Path, loop_id: &str) {
+    let _ = std::fs::remove_file(inbox.join(format!("{loop_id}.md")));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blocked_card_names_the_answer_command() {
+        let tried = [Tried {
+            run: 1,
+            agent_exit: 0,
+            agent_secs: 1.25,
+            verdict: "fail (exit 1)".into(),
+        }];
+        let card = Card {
+            kind: CardKind::Blocked,
+            loop_id: "fix",
+            task: Some("make it pass"),
+            exam: "sh test.sh",
+            reason: "budget spent: 1 of 1 runs".into(),
+            tried: &tried,
+            last_failure: "FAIL: add(2,2) = 5",
+            notes: &[],
+        };
+        let text = card.render();
+        assert!(text.contains("# BLOCKED: fix"));
+        assert!(text.contains("proctor answer fix \"...\""));
+        assert!(text.contains("run 1: agent exited 0 after 1.2s; exam: fail (exit 1)"));
+        assert!(text.contains("FAIL: add(2,2) = 5"));
+    }
+}

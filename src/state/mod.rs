@@ -1,0 +1,176 @@
+//! Run state on disk: paths, the ledger, cards, journals, the lock and the
+//! answer-auth key.
+//!
+//! Everything here is written by the host process only. Writers never follow
+//! a symlink an agent may have planted: a state path that is not a plain file
+//! is removed and written anew. Nothing here talks to git or containers.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub mod cards;
+pub mod key;
+pub mod ledger;
+pub mod lock;
+
+/// Where proctor keeps its state inside a repository.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub events: PathBuf,
+    pub ledger: PathBuf,
+    pub journal: PathBuf,
+    pub logs: PathBuf,
+    pub lock: PathBuf,
+    pub caches: PathBuf,
+    pub inbox: PathBuf,
+}
+
+impl Paths {
+    pub fn new(root: &Path) -> Paths {
+        let state = root.join(".proctor");
+        Paths {
+            root: root.to_path_buf(),
+            events: state.join("events.jsonl"),
+            ledger: state.join("ledger.jsonl"),
+            journal: state.join("journal"),
+            logs: state.join("logs"),
+            lock: state.join("lock"),
+            caches: state.join("caches"),
+            inbox: root.join("INBOX"),
+            state,
+        }
+    }
+
+    pub fn journal_for(&self, loop_id: &str) -> PathBuf {
+        self.journal.join(format!("{loop_id}.md"))
+    }
+
+    pub fn card_for(&self, loop_id: &str) -> PathBuf {
+        self.inbox.join(format!("{loop_id}.md"))
+    }
+
+    /// Repo-relative path of a file under the repo root, for messages.
+    pub fn rel(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// Paths proctor owns that never enter an attempt's commit nor count as a
+/// dirty working tree: runtime state, logs and cards. The ledger and the
+/// journals are not private: they are committed with the work.
+pub fn is_private(rel: &str) -> bool {
+    const PRIVATE_DIRS: [&str; 6] = [
+        ".proctor/logs/",
+        ".proctor/caches/",
+        ".proctor/quarantine/",
+        ".proctor/wt/",
+        ".proctor/tmp/",
+        "INBOX/",
+    ];
+    const PRIVATE_FILES: [&str; 4] = [
+        ".proctor/events.jsonl",
+        ".proctor/lock",
+        ".proctor/runner.log",
+        "INBOX",
+    ];
+    PRIVATE_DIRS.iter().any(|d| rel.starts_with(d)) || PRIVATE_FILES.contains(&rel)
+}
+
+/// Makes `dir` a real directory: a symlink or file in its place is removed.
+pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
+    if let Ok(meta) = fs::symlink_metadata(dir) {
+        if meta.is_dir() {
+            return Ok(());
+        }
+        fs::remove_file(dir)?;
+    }
+    fs::create_dir_all(dir)
+}
+
+/// Removes whatever is at `path` unless it is a plain file, so that the next
+/// write cannot be redirected through a planted symlink. Returns true when
+/// something was repaired.
+pub fn repair_file(path: &Path) -> std::io::Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(false),
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path).map(|_| true),
+        Ok(_) => fs::remove_file(path).map(|_| true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Appends one line to a state file, never through a symlink.
+pub fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        ensure_dir(parent)?;
+    }
+    repair_file(path)?;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(format!("{line}\n").as_bytes())
+}
+
+/// Replaces a state file's content atomically, never through a symlink.
+pub fn write_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    ensure_dir(parent)?;
+    repair_file(path)?;
+    let tmp = parent.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
+        std::process::id()
+    ));
+    fs::write(&tmp, content)?;
+    fs::rename(&tmp, path)
+}
+
+/// Seconds since the Unix epoch, as a float (events and ledger timestamps).
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Reads at most the last `max` bytes of a text file (lossy UTF-8).
+pub fn read_tail(path: &Path, max: usize) -> Option<String> {
+    let bytes = fs::read(path).ok()?;
+    let start = bytes.len().saturating_sub(max);
+    Some(String::from_utf8_lossy(&bytes[start..]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_paths_stay_out_of_commits() {
+        assert!(is_private(".proctor/logs/a.run1.log"));
+        assert!(is_private(".proctor/events.jsonl"));
+        assert!(is_private("INBOX/fix.md"));
+        assert!(!is_private(".proctor/ledger.jsonl"));
+        assert!(!is_private(".proctor/journal/fix.md"));
+        assert!(!is_private("src/INBOX.rs"));
+    }
+
+    #[test]
+    fn append_replaces_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside.txt");
+        fs::write(&outside, "keep").unwrap();
+        let state = dir.path().join("ledger.jsonl");
+        std::os::unix::fs::symlink(&outside, &state).unwrap();
+        append_line(&state, "{}").unwrap();
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "keep");
+        assert_eq!(fs::read_to_string(&state).unwrap(), "{}\n");
+    }
+}

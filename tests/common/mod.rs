@@ -1,0 +1,198 @@
+//! Test harness: a throwaway git repository, the real `proctor` binary, and
+//! a real container engine. A test that finds no engine fails and says how
+//! to start one; it never skips.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use proctor::cage::{Cage, DockerCage, LABEL_REPO};
+use proctor::engine::events::{self, Event, Record};
+
+pub const ENGINE_HELP: &str =
+    "no container engine answers: start Docker with `dockerd >/tmp/dockerd.log 2>&1 &` \
+     (or Podman with `podman system service --time=0 unix:///run/podman/podman.sock &` and \
+     DOCKER_HOST=unix:///run/podman/podman.sock), or run `bash .ci/run`";
+
+/// Fails the test (never skips) when no engine answers.
+pub fn require_engine() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if let Err(e) = rt.block_on(DockerCage::connect(None)) {
+        panic!("{ENGINE_HELP}\n({e})");
+    }
+}
+
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+    pub home: tempfile::TempDir,
+}
+
+impl TestRepo {
+    /// An empty repository with one commit of the given files.
+    pub fn new() -> TestRepo {
+        let dir = tempfile::Builder::new()
+            .prefix("proctor-test-")
+            .tempdir()
+            .unwrap();
+        let home = tempfile::Builder::new()
+            .prefix("proctor-home-")
+            .tempdir()
+            .unwrap();
+        git2::Repository::init(dir.path()).unwrap();
+        TestRepo { dir, home }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        std::fs::canonicalize(self.dir.path()).unwrap()
+    }
+
+    pub fn file(self, rel: &str, text: &str) -> TestRepo {
+        self.write(rel, text);
+        self
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(rel)).unwrap_or_default()
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.dir.path().join(rel).exists()
+    }
+
+    /// Commits every file as it is now (git2, no subprocess).
+    pub fn commit(self, message: &str) -> TestRepo {
+        let repo = git2::Repository::open(self.dir.path()).unwrap();
+        let mut index = repo.index().unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("test", "test@example.com").unwrap();
+        let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .unwrap();
+        drop(tree);
+        self
+    }
+
+    pub fn manifest(self, yaml: &str) -> TestRepo {
+        self.file("proctor.yaml", yaml)
+    }
+
+    /// Runs the real binary in the repository with a clean environment.
+    pub fn proctor(&self, args: &[&str]) -> Output {
+        self.proctor_env(args, &[])
+    }
+
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("PROCTOR_KEY_DIR", self.home.path().join("keys"))
+            .env("CI", "true");
+        if let Ok(host) = std::env::var("DOCKER_HOST") {
+            cmd.env("DOCKER_HOST", host);
+        }
+        cmd
+    }
+
+    pub fn proctor_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        eprintln!(
+            "$ proctor {}\n--- stdout\n{}--- stderr\n{}--- exit {:?}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            out.status.code()
+        );
+        out
+    }
+
+    pub fn events(&self) -> Vec<Record> {
+        events::parse(&self.read(".proctor/events.jsonl"))
+    }
+
+    pub fn agent_starts(&self) -> usize {
+        self.events()
+            .iter()
+            .filter(|r| matches!(r.event, Event::AgentStart { .. }))
+            .count()
+    }
+
+    /// Commit summaries on a branch, newest first.
+    pub fn log(&self, branch: &str) -> Vec<String> {
+        let repo = git2::Repository::open(self.dir.path()).unwrap();
+        let Ok(reference) = repo.find_branch(branch, git2::BranchType::Local) else {
+            return Vec::new();
+        };
+        let mut walk = repo.revwalk().unwrap();
+        walk.push(reference.get().target().unwrap()).unwrap();
+        walk.simplify_first_parent().unwrap();
+        walk.map(|oid| {
+            repo.find_commit(oid.unwrap())
+                .unwrap()
+                .summary()
+                .ok()
+                .flatten()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+    }
+
+    pub fn head_branch(&self) -> String {
+        let repo = git2::Repository::open(self.dir.path()).unwrap();
+        let head = repo.head().unwrap();
+        head.shorthand().unwrap_or("").to_string()
+    }
+
+    /// Asserts no container with this repository's label exists (removing
+    /// any it finds, so one failure does not leak into other tests).
+    pub fn assert_no_containers(&self) {
+        let label = proctor::cli::run::repo_label(&self.path());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let left = rt.block_on(async {
+            let cage = DockerCage::connect(None).await.expect(ENGINE_HELP);
+            cage.remove_labelled(&[(LABEL_REPO, label.as_str())])
+                .await
+                .unwrap()
+        });
+        assert_eq!(
+            left, 0,
+            "{left} container(s) with proctor's labels were left behind"
+        );
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}

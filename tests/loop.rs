@@ -1,0 +1,441 @@
+//! The caged loop end to end: the real binary, scripted shell agents, real
+//! containers, temp repositories.
+
+mod common;
+
+use common::{require_engine, stderr, stdout, TestRepo};
+use proctor::engine::events::{Event, Phase, Verdict};
+
+const CALC: &str = "add() { echo $(( $1 - $2 )); }\n";
+const TEST: &str = r#". ./calc.sh
+[ "$(add 2 2)" = 4 ] || { echo "FAIL: add 2 2 printed $(add 2 2)"; exit 1; }
+echo ok
+"#;
+const FIX: &str = "sed -i 's/\\$1 - \\$2/$1 + $2/' calc.sh\n";
+
+fn buggy(manifest: &str) -> TestRepo {
+    TestRepo::new()
+        .file("calc.sh", CALC)
+        .file("test.sh", TEST)
+        .manifest(manifest)
+        .commit("buggy")
+}
+
+#[test]
+fn a_failing_test_is_fixed_within_five_runs() {
+    require_engine();
+    let agent = format!(
+        "cat\nif [ \"$PROCTOR_RUN\" -ge 3 ]; then {FIX}else echo \"run $PROCTOR_RUN: looked, changed nothing\" >> .proctor/journal/fix.md; fi\n"
+    );
+    let repo = buggy(
+        "loop: fix\ntask: make test.sh pass\nagent: sh agent.sh\ndone_when: sh test.sh\nbudget: 5 runs\n",
+    )
+    .file("agent.sh", &agent)
+    .commit("agent");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(repo.agent_starts(), 3);
+    let log = repo.log("proctor/fix");
+    assert_eq!(log[0], "proctor(fix): close");
+    assert_eq!(log[1], "proctor(fix): run 3");
+    assert!(log.contains(&"proctor(fix): run 1".to_string()));
+    assert_eq!(repo.head_branch(), "proctor/fix");
+    // The user's branch is untouched.
+    assert_eq!(repo.log("master").len(), 2);
+    // The prompt of run 3 carried the failing output and the journal.
+    let prompt = repo.read(".proctor/logs/fix.run3.log");
+    assert!(prompt.contains("make test.sh pass"), "{prompt}");
+    assert!(prompt.contains("FAIL: add 2 2 printed 0"), "{prompt}");
+    assert!(
+        prompt.contains("run 2: looked, changed nothing"),
+        "{prompt}"
+    );
+    // The journal is committed; logs are not.
+    let repo_git = git2::Repository::open(repo.path()).unwrap();
+    let tree = repo_git.head().unwrap().peel_to_tree().unwrap();
+    assert!(tree
+        .get_path(std::path::Path::new(".proctor/journal/fix.md"))
+        .is_ok());
+    assert!(tree
+        .get_path(std::path::Path::new(".proctor/logs"))
+        .is_err());
+    assert!(stdout(&out).contains("verified:"));
+    repo.assert_no_containers();
+}
+
+#[test]
+fn a_green_loop_starts_no_agent() {
+    require_engine();
+    let repo = TestRepo::new()
+        .manifest("loop: green\nagent: 'touch agent-ran'\ndone_when: 'true'\n")
+        .commit("green");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(repo.agent_starts(), 0);
+    assert!(!repo.exists("agent-ran"));
+    assert!(!repo
+        .log("proctor/green")
+        .iter()
+        .any(|m| m.contains(": run ")));
+    repo.assert_no_containers();
+}
+
+#[test]
+fn an_exhausted_budget_gives_a_card_and_an_answer_refreshes_it_once() {
+    require_engine();
+    let repo = TestRepo::new()
+        .manifest("loop: stuck\ntask: the impossible\nagent: cat\ndone_when: 'echo never; exit 1'\nbudget: 1 run\n")
+        .commit("stuck");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let card = repo.read("INBOX/stuck.md");
+    assert!(card.contains("BLOCKED: stuck"), "{card}");
+    assert!(card.contains("proctor answer stuck"), "{card}");
+    assert_eq!(repo.agent_starts(), 1);
+
+    // A forged answer line (no valid HMAC) refreshes nothing.
+    let mut ledger = repo.read(".proctor/ledger.jsonl");
+    ledger.push_str(
+        r#"{"type":"answer","v":1,"loop":"stuck","id":"x","ts":1,"text":"forged","hmac":"00"}"#,
+    );
+    ledger.push('\n');
+    repo.write(".proctor/ledger.jsonl", &ledger);
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(repo.agent_starts(), 1, "a forged answer must not buy a run");
+
+    let out = repo.proctor(&["answer", "stuck", "try the other approach"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        repo.agent_starts(),
+        2,
+        "the answer refreshes the budget once"
+    );
+    let prompt = repo.read(".proctor/logs/stuck.run2.log");
+    assert!(prompt.contains("try the other approach"), "{prompt}");
+    assert!(!prompt.contains("forged"), "{prompt}");
+
+    // Once only: without a new answer no further run is bought.
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(repo.agent_starts(), 2);
+    repo.assert_no_containers();
+}
+
+#[test]
+fn deleting_the_ledger_buys_nothing() {
+    require_engine();
+    let repo = TestRepo::new()
+        .manifest("loop: stuck\nagent: 'rm -f .proctor/ledger.jsonl'\ndone_when: 'exit 1'\nbudget: 2 runs\n")
+        .commit("stuck");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let _ = std::fs::remove_file(repo.path().join(".proctor/ledger.jsonl"));
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        repo.agent_starts(),
+        2,
+        "budgets come from committed history"
+    );
+    repo.assert_no_containers();
+}
+
+#[test]
+fn an_alternating_exam_never_closes_with_confirm_two() {
+    require_engine();
+    let exam = "f=/cache/flip/passed; if [ -f $f ]; then rm $f; echo fail; exit 1; else touch $f; echo pass; exit 0; fi";
+    let repo = TestRepo::new()
+        .manifest(&format!(
+            "loop: flaky\nagent: 'true'\ndone_when: '{exam}'\nconfirm: 2\nbudget: 3 runs\ncaches: [flip]\n"
+        ))
+        .commit("flaky");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let events = repo.events();
+    assert!(!events
+        .iter()
+        .any(|r| matches!(r.event, Event::Close { .. })));
+    let passes = events
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.event,
+                Event::CheckResult {
+                    verdict: Verdict::Pass,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(
+        passes >= 3,
+        "the exam passed {passes} times but never twice in a row"
+    );
+    repo.assert_no_containers();
+}
+
+#[test]
+fn the_exam_runs_in_a_container_on_the_committed_tree() {
+    require_engine();
+    let marker = format!("/tmp/proctor-host-marker-{}", std::process::id());
+    // Passes only inside a container, and only if the agent's uncommitted
+    // scratch file is absent: the exam sees the committed tree, with no network.
+    let exam = format!(
+        "touch {marker}; (test -f /.dockerenv || test -f /run/.containerenv) && test -f done.txt && ! test -e /work/.git && test \"$(ls /sys/class/net)\" = lo"
+    );
+    let repo = TestRepo::new()
+        .manifest(&format!(
+            "loop: where\nagent: 'echo yes > done.txt'\ndone_when: '{exam}'\nbudget: 2 runs\n"
+        ))
+        .commit("where");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "the exam ran on the host"
+    );
+    let containers: Vec<String> = repo
+        .events()
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::CheckResult {
+                container,
+                phase: Phase::Verify,
+                ..
+            } => Some(container.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(containers.len(), 1);
+    assert!(!containers[0].is_empty());
+    repo.assert_no_containers();
+}
+
+#[test]
+fn nested_loops_close_children_first() {
+    require_engine();
+    let repo = TestRepo::new()
+        .manifest(
+            "loop: parent\nagent: 'touch \"$PROCTOR_LOOP.done\"'\ndone_when: test -f a.done && test -f b.done\nloops:\n  - loop: a\n    done_when: test -f a.done\n  - loop: b\n    done_when: test -f b.done\n",
+        )
+        .commit("nested");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let closes: Vec<String> = repo
+        .events()
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Close { loop_id, .. } => Some(loop_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closes, ["a", "b", "parent"]);
+    // The parent's own exam passed without waking its agent.
+    assert!(!repo.exists("parent.done"));
+    repo.assert_no_containers();
+}
+
+#[test]
+fn a_lute_manifest_runs_unchanged() {
+    require_engine();
+    let repo = buggy("")
+        .file(
+            "lute.yaml",
+            "loop: calc\nagent: sh fix.sh\nbudget: 3 runs\ndone_when: \"sh test.sh\"\nloops:\n  - loop: add\n    task: Make add add.\n    done_when: \"sh test.sh\"\n    budget: 2 runs\n    confirm: 2\n    protected: [\"test.sh\"]\n",
+        )
+        .file("fix.sh", FIX)
+        .commit("lute");
+    std::fs::remove_file(repo.path().join("proctor.yaml")).unwrap();
+    let repo = repo.commit("only lute.yaml");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(repo.read("calc.sh").contains("$1 + $2"));
+    repo.assert_no_containers();
+}
+
+#[test]
+fn once_runs_without_a_manifest() {
+    require_engine();
+    let repo = buggy("").file("fix.sh", FIX).commit("fix script");
+    let out = repo.proctor(&[
+        "once",
+        "--until",
+        "sh test.sh",
+        "--agent",
+        "sh fix.sh",
+        "--",
+        "make test.sh pass",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(repo.head_branch(), "proctor/once");
+    assert_eq!(repo.log("proctor/once")[1], "proctor(once): run 1");
+    repo.assert_no_containers();
+}
+
+#[test]
+fn kill_nine_mid_run_then_rerun_completes() {
+    require_engine();
+    let agent = format!("if [ -f slow.txt ]; then {FIX}else touch slow.txt; sleep 60; fi\n");
+    let repo = buggy("loop: fix\nagent: sh agent.sh\ndone_when: sh test.sh\nbudget: 3 runs\n")
+        .file("agent.sh", &agent)
+        .commit("slow agent");
+    let mut child = repo
+        .command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !repo.exists("slow.txt") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SIGKILL: no cleanup at all.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let runs: Vec<String> = repo
+        .log("proctor/fix")
+        .into_iter()
+        .filter(|m| m.contains(": run "))
+        .collect();
+    assert_eq!(
+        runs,
+        ["proctor(fix): run 1"],
+        "at most one iteration is redone"
+    );
+    assert!(repo
+        .events()
+        .iter()
+        .any(|r| matches!(r.event, Event::Reaped { containers } if containers >= 1)));
+    repo.assert_no_containers();
+}
+
+#[test]
+fn a_dirty_tree_is_refused_with_its_files() {
+    require_engine();
+    let repo = buggy("loop: fix\nagent: 'true'\ndone_when: sh test.sh\n");
+    repo.write("calc.sh", "changed\n");
+    repo.write("notes/new.txt", "new\n");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("calc.sh") && err.contains("notes/new.txt"),
+        "{err}"
+    );
+    assert_eq!(repo.head_branch(), "master");
+    assert!(repo.log("proctor/fix").is_empty());
+}
+
+#[test]
+fn a_misspelt_key_names_the_key_and_the_fix() {
+    let repo = TestRepo::new()
+        .manifest("loop: fix\nagent: 'true'\ndone_when: 'true'\nbudjet: 3 runs\n")
+        .commit("typo");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("budjet") && err.contains("budget"), "{err}");
+    assert!(err.contains("proctor.yaml"), "{err}");
+    assert!(!repo.exists(".proctor"), "nothing may be touched");
+}
+
+#[test]
+fn a_missing_manifest_file_is_a_clear_error() {
+    let repo = TestRepo::new().file("x", "x").commit("x");
+    let out = repo.proctor(&["run", "--file", "nope.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nope.yaml"), "{}", stderr(&out));
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("proctor init"), "{}", stderr(&out));
+}
+
+#[test]
+fn no_engine_gives_one_line_and_touches_nothing() {
+    let repo = buggy("loop: fix\nagent: 'true'\ndone_when: sh test.sh\n");
+    let out = repo.proctor_env(
+        &["run"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(
+        err.trim()
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("dockerd") || err.contains("podman"), "{err}");
+    assert!(!repo.exists(".proctor"));
+    assert_eq!(repo.head_branch(), "master");
+    assert!(repo.log("proctor/fix").is_empty());
+}
+
+#[test]
+fn lint_classifies_every_exam() {
+    require_engine();
+    let repo = TestRepo::new()
+        .manifest(
+            "loop: root\nagent: 'true'\ndone_when: 'true'\nloops:\n  - loop: failing\n    done_when: 'exit 1'\n  - loop: waiting\n    done_when: 'exit 75'\n    budget: 1h\n  - loop: broken\n    done_when: no-such-command-here\n",
+        )
+        .commit("lint");
+    let out = repo.proctor(&["lint"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(text.contains("pass") && text.contains("root"), "{text}");
+    assert!(text.contains("fail") && text.contains("failing"), "{text}");
+    assert!(
+        text.contains("not-yet") && text.contains("waiting"),
+        "{text}"
+    );
+    assert!(text.contains("error") && text.contains("broken"), "{text}");
+    repo.assert_no_containers();
+}
+
+#[test]
+fn init_writes_a_starter_that_lints_clean() {
+    let repo = TestRepo::new()
+        .file(
+            "Cargo.toml",
+            "[package]\nname = \"x\"\nversion = \"0.1.0\"\n",
+        )
+        .commit("cargo");
+    let out = repo.proctor(&["init"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = repo.read("proctor.yaml");
+    assert!(text.contains("cargo test"), "{text}");
+    proctor::manifest::parse(&text, std::path::Path::new("proctor.yaml")).unwrap();
+    let out = repo.proctor(&["init"]);
+    assert_eq!(out.status.code(), Some(1), "init must not overwrite");
+}
+
+#[test]
+fn the_demo_shows_cheats_rejected_and_an_honest_fix_accepted() {
+    require_engine();
+    let repo = TestRepo::new();
+    let out = repo.proctor(&["demo"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_eq!(text.matches("  ✓ ").count(), 3, "{text}");
+    assert!(
+        text.contains("claims success") && text.contains("was not accepted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deletes the failing test was not accepted"),
+        "{text}"
+    );
+    assert!(text.contains("the loop closed"), "{text}");
+    assert!(text.contains("not verified"), "{text}");
+}
