@@ -60,6 +60,8 @@ fn a_failing_test_is_fixed_within_five_runs() {
         .get_path(std::path::Path::new(".proctor/logs"))
         .is_err());
     assert!(stdout(&out).contains("verified:"));
+    // proctor's runtime state (events, logs, lock, cards) stays out of `git status`.
+    assert_eq!(repo.status(), Vec::<String>::new());
     repo.assert_no_containers();
 }
 

@@ -103,6 +103,12 @@ impl From<GitError> for CommandError {
                 e.to_string(),
                 "run proctor inside a git repository with at least one commit",
             ),
+            GitError::Git { ref source, .. } if source.code() == git2::ErrorCode::Owner => {
+                CommandError::hint(
+                    e.to_string(),
+                    "the repository belongs to another user; run proctor as its owner, or trust it with `git config --global --add safe.directory <path>`",
+                )
+            }
             other => CommandError::Internal {
                 message: other.to_string(),
             },

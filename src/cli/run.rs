@@ -185,6 +185,7 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
             ));
         }
     }
+    git.ensure_excluded(&state::EXCLUDE_PATTERNS)?;
     let _lock = RunLock::acquire(&paths.lock)?;
     let key = AnswerKey::load_or_create(&key_dir())?;
     if start_branch.as_deref() != Some(branch.as_str()) {

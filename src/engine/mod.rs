@@ -106,6 +106,8 @@ pub struct Engine<'a, C: Cage> {
     /// When each loop's first attempt started (from history, else now).
     started: HashMap<String, f64>,
     image_ids: HashMap<String, String>,
+    /// Loops that ran an agent in this process.
+    attempted: std::collections::HashSet<String>,
     pub report: Report,
 }
 
@@ -140,6 +142,7 @@ impl<'a, C: Cage> Engine<'a, C> {
             runs: spent.runs,
             started: spent.started,
             image_ids: HashMap::new(),
+            attempted: Default::default(),
             report: Report::default(),
         })
     }
@@ -334,13 +337,19 @@ impl<'a, C: Cage> Engine<'a, C> {
     async fn close(&mut self, spec: &LoopSpec, commit: Oid) -> Result<Ending, EngineError> {
         cards::clear(&self.paths.inbox, &spec.id);
         let runs = self.runs.get(&spec.id).copied().unwrap_or(0);
-        let close = self.git.commit_all(
-            &format!(
-                "proctor({}): close\n\nProctor-Loop: {}\nProctor-Verified: {commit}\n",
-                spec.id, spec.id
-            ),
-            &|p| state::is_private(p),
-        )?;
+        // A loop that was green from the start closes on the commit it was
+        // checked on: an empty close commit per `proctor run` would be noise.
+        let close = if self.attempted.contains(&spec.id) {
+            self.git.commit_all(
+                &format!(
+                    "proctor({}): close\n\nProctor-Loop: {}\nProctor-Verified: {commit}\n",
+                    spec.id, spec.id
+                ),
+                &|p| state::is_private(p),
+            )?
+        } else {
+            commit
+        };
         (self.emit)(Event::Close {
             loop_id: spec.id.clone(),
             runs,
@@ -653,6 +662,7 @@ impl<'a, C: Cage> Engine<'a, C> {
         let message = history::run_message(&id, run, started, secs, outcome.exit_code);
         let commit = self.git.commit_all(&message, &|p| state::is_private(p))?;
         self.runs.insert(id.clone(), run);
+        self.attempted.insert(id.clone());
         (self.emit)(Event::Commit {
             loop_id: id,
             run,

@@ -175,6 +175,43 @@ impl GitRepo {
         Ok(repo)
     }
 
+    /// Makes git ignore `patterns` through `info/exclude` (a managed block),
+    /// so proctor's runtime state never shows in `git status` and never
+    /// enters a commit, without adding files to the user's tree.
+    pub fn ensure_excluded(&self, patterns: &[&str]) -> Result<(), GitError> {
+        const BEGIN: &str = "# >>> proctor runtime state (managed) >>>";
+        const END: &str = "# <<< proctor runtime state <<<";
+        let info = self.git_dir.join("info");
+        let path = info.join("exclude");
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut block = format!("{BEGIN}\n");
+        for p in patterns {
+            block.push_str(p);
+            block.push('\n');
+        }
+        block.push_str(END);
+        block.push('\n');
+        if current.contains(&block) {
+            return Ok(());
+        }
+        // Drop an older block, keep everything else the user wrote.
+        let mut kept = String::new();
+        let mut inside = false;
+        for line in current.lines() {
+            if line == BEGIN {
+                inside = true;
+            } else if line == END {
+                inside = false;
+            } else if !inside {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        kept.push_str(&block);
+        std::fs::create_dir_all(&info).map_err(io(&info))?;
+        std::fs::write(&path, kept).map_err(io(&path))
+    }
+
     /// Canonical path of the repository's git directory (`.git`, or the
     /// admin directory of a linked worktree). Worth pinning: the engine can
     /// compare it across runs to notice a `.git` swapped for a pointer

@@ -82,6 +82,19 @@ pub fn is_private(rel: &str) -> bool {
     PRIVATE_DIRS.iter().any(|d| rel.starts_with(d)) || PRIVATE_FILES.contains(&rel)
 }
 
+/// The `info/exclude` patterns for [`is_private`] paths.
+pub const EXCLUDE_PATTERNS: [&str; 9] = [
+    "/.proctor/logs/",
+    "/.proctor/caches/",
+    "/.proctor/quarantine/",
+    "/.proctor/wt/",
+    "/.proctor/tmp/",
+    "/.proctor/events.jsonl",
+    "/.proctor/lock",
+    "/.proctor/runner.log",
+    "/INBOX/",
+];
+
 /// Makes `dir` a real directory: a symlink or file in its place is removed.
 pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     if let Ok(meta) = fs::symlink_metadata(dir) {

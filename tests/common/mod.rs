@@ -158,6 +158,18 @@ impl TestRepo {
         .collect()
     }
 
+    /// Paths `git status` would list (untracked included).
+    pub fn status(&self) -> Vec<String> {
+        let repo = git2::Repository::open(self.dir.path()).unwrap();
+        let mut opts = git2::StatusOptions::new();
+        opts.include_untracked(true).recurse_untracked_dirs(true);
+        let statuses = repo.statuses(Some(&mut opts)).unwrap();
+        statuses
+            .iter()
+            .map(|e| e.path().unwrap_or("").to_string())
+            .collect()
+    }
+
     pub fn head_branch(&self) -> String {
         let repo = git2::Repository::open(self.dir.path()).unwrap();
         let head = repo.head().unwrap();
