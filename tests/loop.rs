@@ -441,3 +441,39 @@ fn the_demo_shows_cheats_rejected_and_an_honest_fix_accepted() {
     assert!(text.contains("the loop closed"), "{text}");
     assert!(text.contains("not verified"), "{text}");
 }
+
+#[test]
+fn ctrl_c_removes_the_runs_containers() {
+    require_engine();
+    let repo = TestRepo::new()
+        .manifest(
+            "loop: slow\nagent: 'touch started; sleep 120'\ndone_when: 'exit 1'\nbudget: 1 run\n",
+        )
+        .commit("slow");
+    let mut child = repo
+        .command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !repo.exists("started") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(repo.events().iter().any(|r| matches!(
+        r.event,
+        Event::RunEnd {
+            outcome: proctor::engine::events::Outcome::Interrupted,
+            ..
+        }
+    )));
+    assert!(!repo.exists(".proctor/lock"), "the lock is released");
+    repo.assert_no_containers();
+}
