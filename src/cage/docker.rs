@@ -32,7 +32,7 @@ use super::output::LogSink;
 use super::spec::{BindSpec, ContainerSpec, DEFAULT_PATH};
 use super::{
     libpod, Cage, CageError, Invocation, Limits, Outcome, HOST_IMAGE, HOST_IMAGE_REF, LABEL_LOOP,
-    LABEL_REPO, LABEL_ROLE, LABEL_RUN,
+    LABEL_PID, LABEL_REPO, LABEL_ROLE, LABEL_RUN,
 };
 
 /// How long a socket may take to answer a ping before the next is tried.
@@ -46,9 +46,6 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// After the command exits, how long the rest of its output may take to
 /// arrive. Podman's streams have been seen not to close at all.
 const DRAIN_GRACE: Duration = Duration::from_secs(3);
-
-/// Label recording the pid of the proctor process that created a container.
-pub const LABEL_PID: &str = "proctor.pid";
 
 /// Init binaries Podman can mount into a container when its configured one
 /// (catatonit) is missing. Only statically linked ones: the image may have
@@ -81,10 +78,12 @@ impl EngineKind {
 /// Which OCI runtime containers ask for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum RuntimeChoice {
-    /// `crun` when the engine lists it (it starts containers about twice as
-    /// fast as `runc`), else `runc`, else the engine's default; a runtime
-    /// that cannot start a container on this host is skipped, once, on the
-    /// first run, and the one that worked is kept.
+    /// On Docker, `crun` when the engine lists it (it starts containers
+    /// about twice as fast as `runc`), else `runc`, else the engine's
+    /// default; a runtime that cannot start a container on this host is
+    /// skipped, once, on the first run, and the one that worked is kept.
+    /// On Podman, the service's configured runtime: its API ignores the
+    /// runtime a container asks for (fixed upstream only in 2026).
     #[default]
     Auto,
     /// Whatever the engine is configured to use.
@@ -100,7 +99,7 @@ pub struct DockerCage {
     kind: EngineKind,
     version: String,
     socket: PathBuf,
-    /// Podman's native API version, for the one libpod call.
+    /// Podman's native API version, for the libpod calls.
     libpod_version: String,
     /// Runtime names the engine lists and whose binary exists.
     runtimes: Vec<String>,
@@ -214,7 +213,18 @@ impl DockerCage {
         runtimes.sort();
 
         let init = match kind {
-            EngineKind::Docker => InitPlan::Engine,
+            // dockerd lists its init among the version's components when
+            // it has one; asking for an init it lacks fails every start.
+            EngineKind::Docker
+                if version
+                    .components
+                    .iter()
+                    .flatten()
+                    .any(|c| c.name == "docker-init") =>
+            {
+                InitPlan::Engine
+            }
+            EngineKind::Docker => InitPlan::None,
             EngineKind::Podman if Path::new(PODMAN_DEFAULT_INIT).exists() => InitPlan::Engine,
             EngineKind::Podman => PODMAN_INIT_FALLBACKS
                 .iter()
@@ -313,7 +323,7 @@ impl DockerCage {
         limits: &Limits,
     ) -> Result<Outcome, CageError> {
         let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + inv.timeout;
+        let deadline = deadline_after(inv.timeout);
         let mut image_id = self.ensure_image(&inv.image).await?;
         let mut spec = self.spec_for(&inv, &image_id, limits)?;
         // Before any container exists, so a bad log path costs nothing.
@@ -623,8 +633,9 @@ impl DockerCage {
         let (exited_tx, exited_rx) = watch::channel(false);
         let (eof_tx, eof_rx) = watch::channel(false);
         let feed = feed_stdin(attach.input, stdin, deadline, exited_rx.clone());
+        let hard_deadline = deadline.checked_add(KILL_GRACE).unwrap_or(deadline);
         let pump = async {
-            let pumped = pump_output(attach.output, sink, deadline + KILL_GRACE, exited_rx).await;
+            let pumped = pump_output(attach.output, sink, hard_deadline, exited_rx).await;
             // Ignored error: the wait may already be done.
             let _ = eof_tx.send(true);
             pumped
@@ -683,7 +694,10 @@ impl DockerCage {
         // bollard's request timeout covers the whole wait when the engine
         // sends its reply headers only at the exit, so this call gets a
         // client whose timeout outlasts the invocation's own.
-        let waiter = self.docker.clone().with_timeout(timeout + API_TIMEOUT);
+        let waiter = self
+            .docker
+            .clone()
+            .with_timeout(timeout.saturating_add(API_TIMEOUT));
         let mut wait = waiter.wait_container(id, None::<WaitContainerOptions>);
         match wait.next().await {
             Some(Ok(reply)) => Ok(reply.status_code),
@@ -850,8 +864,9 @@ impl RemovalGuard {
     }
 
     async fn remove_now(mut self) {
-        self.armed = false;
         remove_container(&self.docker, &self.name, false).await;
+        // Only now: if this future is dropped mid-removal, `drop` retries.
+        self.armed = false;
     }
 }
 
@@ -1060,6 +1075,13 @@ fn is_missing_image(error: &CageError) -> bool {
         }
         _ => false,
     }
+}
+
+/// `timeout` from now, or a far future instead of overflowing.
+fn deadline_after(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Bounds an engine call by `after`.

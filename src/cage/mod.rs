@@ -23,6 +23,9 @@ pub const LABEL_REPO: &str = "proctor.repo";
 pub const LABEL_RUN: &str = "proctor.run";
 pub const LABEL_LOOP: &str = "proctor.loop";
 pub const LABEL_ROLE: &str = "proctor.role";
+/// The pid of the proctor process that created the container, so a reaper
+/// can tell a dead run's leftovers from a live run's containers.
+pub const LABEL_PID: &str = "proctor.pid";
 
 /// What a container is for; decides defaults such as the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

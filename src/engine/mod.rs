@@ -13,14 +13,16 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use crate::cage::{Cage, CageError, Invocation, Labels, Mount, NetworkPolicy, Role};
+use crate::cage::{Cage, CageError, Labels, Mount, Role};
 use crate::git::{GitError, GitRepo, Oid};
-use crate::manifest::{LoopSpec, Network};
+use crate::manifest::LoopSpec;
 use crate::state::cards::{self, Card, CardKind, Tried};
 use crate::state::key::AnswerKey;
 use crate::state::{self, ledger, Paths};
 
+mod attempt;
 pub mod events;
+mod exam;
 pub mod history;
 pub mod prompt;
 
@@ -48,7 +50,7 @@ pub enum EngineError {
     NoAgent(String),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
     move |source| EngineError::Io {
         path: path.to_path_buf(),
         source,
@@ -112,7 +114,7 @@ pub struct Engine<'a, C: Cage> {
 }
 
 /// The result of one administration of an exam.
-struct Exam {
+pub(crate) struct Exam {
     verdict: Verdict,
     exit: i64,
     timed_out: bool,
@@ -358,13 +360,13 @@ impl<'a, C: Cage> Engine<'a, C> {
         Ok(Ending::Closed)
     }
 
-    fn image_for(&self, spec: &LoopSpec) -> String {
+    pub(super) fn image_for(&self, spec: &LoopSpec) -> String {
         spec.image
             .clone()
             .unwrap_or_else(|| self.settings.default_image.clone())
     }
 
-    async fn image_id(&mut self, image: &str) -> Result<String, EngineError> {
+    pub(super) async fn image_id(&mut self, image: &str) -> Result<String, EngineError> {
         if let Some(id) = self.image_ids.get(image) {
             return Ok(id.clone());
         }
@@ -373,7 +375,7 @@ impl<'a, C: Cage> Engine<'a, C> {
         Ok(id)
     }
 
-    fn labels(&self, spec: &LoopSpec, role: Role) -> Labels {
+    pub(super) fn labels(&self, spec: &LoopSpec, role: Role) -> Labels {
         Labels {
             repo: self.settings.repo_label.clone(),
             run: self.settings.run_id.clone(),
@@ -382,7 +384,7 @@ impl<'a, C: Cage> Engine<'a, C> {
         }
     }
 
-    fn extra_mounts(&self) -> Vec<Mount> {
+    pub(super) fn extra_mounts(&self) -> Vec<Mount> {
         self.settings
             .extra_mounts
             .iter()
@@ -393,332 +395,6 @@ impl<'a, C: Cage> Engine<'a, C> {
             })
             .collect()
     }
-
-    /// Administers the loop's exam in a verifier container on the committed
-    /// tree of `commit`: never the agent's live directory.
-    async fn examine(
-        &mut self,
-        spec: &LoopSpec,
-        commit: Oid,
-        phase: Phase,
-        run: u32,
-        streak: u32,
-    ) -> Result<Exam, EngineError> {
-        let id = spec.id.clone();
-        let image = self.image_for(spec);
-        self.image_id(&image).await?;
-        (self.emit)(Event::CheckStart {
-            loop_id: id.clone(),
-            phase,
-            commit: commit.to_string(),
-        });
-        let scratch = exam_scratch_dir();
-        let tree = tempfile::Builder::new()
-            .prefix(&format!("proctor-exam-{}-", self.settings.run_id))
-            .tempdir_in(&scratch)
-            .map_err(io_err(&scratch))?;
-        self.git.export_tree(commit, tree.path())?;
-        give_to(tree.path(), &self.settings.user);
-        let mut mounts = vec![Mount {
-            host: tree.path().to_path_buf(),
-            container: "/work".into(),
-            read_only: false,
-        }];
-        for cache in &spec.caches {
-            let dir = self.paths.caches.join(cache);
-            state::ensure_dir(&dir).map_err(io_err(&dir))?;
-            give_to(&dir, &self.settings.user);
-            mounts.push(Mount {
-                host: dir,
-                container: format!("/cache/{cache}"),
-                read_only: false,
-            });
-        }
-        mounts.extend(self.extra_mounts());
-        let log = self.paths.logs.join(format!("{id}.run{run}.exam.log"));
-        let outcome = self
-            .cage
-            .run(Invocation {
-                image: image.clone(),
-                command: spec.done_when.clone(),
-                workdir: "/work".into(),
-                mounts,
-                env: vec![
-                    ("PROCTOR_LOOP".into(), id.clone()),
-                    ("PROCTOR_COMMIT".into(), commit.to_string()),
-                    ("CI".into(), "true".into()),
-                ],
-                stdin: None,
-                network: NetworkPolicy::None,
-                user: self.settings.user.clone(),
-                labels: self.labels(spec, Role::Verifier),
-                timeout: spec
-                    .timeout
-                    .or(self.settings.default_timeout)
-                    .unwrap_or(EXAM_TIMEOUT),
-                log: log.clone(),
-                log_cap: LOG_CAP,
-            })
-            .await?;
-        let verdict = Verdict::from_exit(outcome.exit_code, outcome.timed_out);
-        let mut output = outcome.output_head.clone();
-        if !outcome.output_tail.is_empty() {
-            output.push_str("\n[…]\n");
-            output.push_str(&outcome.output_tail);
-        }
-        if outcome.timed_out {
-            output.push_str(&format!(
-                "\n[proctor: the exam was killed after its {} timeout]\n",
-                fmt_secs(outcome.duration.as_secs_f64())
-            ));
-        }
-        let streak = (verdict == Verdict::Pass && spec.confirm > 1)
-            .then(|| format!("{}/{}", streak + 1, spec.confirm));
-        (self.emit)(Event::CheckResult {
-            loop_id: id.clone(),
-            phase,
-            verdict,
-            exit: outcome.exit_code,
-            timed_out: outcome.timed_out,
-            secs: outcome.duration.as_secs_f64(),
-            commit: commit.to_string(),
-            container: short(&outcome.container_id),
-            image: outcome.image_id.clone(),
-            log: self.paths.rel(&log),
-            streak,
-        });
-        if verdict == Verdict::Pass {
-            self.report.verified.push(format!(
-                "loop `{id}`: `{}` exited 0 in verifier container {} (image {}, network none) on commit {}",
-                spec.done_when,
-                short(&outcome.container_id),
-                short(outcome.image_id.trim_start_matches("sha256:")),
-                short(&commit.to_string())
-            ));
-        } else if phase != Phase::Precheck {
-            self.report.boundary.push(format!(
-                "loop `{id}`: attempt at commit {} rejected: the exam exited {}{}",
-                short(&commit.to_string()),
-                outcome.exit_code,
-                if outcome.timed_out {
-                    " (timed out)"
-                } else {
-                    ""
-                }
-            ));
-        }
-        Ok(Exam {
-            verdict,
-            exit: outcome.exit_code,
-            timed_out: outcome.timed_out,
-            secs: outcome.duration.as_secs_f64(),
-            output,
-        })
-    }
-
-    /// One attempt: the agent in a container on the live tree, then a commit.
-    /// Returns (run number, agent exit code, seconds, whether it edited).
-    async fn attempt(
-        &mut self,
-        spec: &LoopSpec,
-        failure: &str,
-        notes: &[String],
-    ) -> Result<(u32, i64, f64, bool), EngineError> {
-        let id = spec.id.clone();
-        let agent = self
-            .settings
-            .agent_override
-            .clone()
-            .or_else(|| spec.agent.clone())
-            .ok_or_else(|| EngineError::NoAgent(id.clone()))?;
-        let run = self.runs.get(&id).copied().unwrap_or(0) + 1;
-        let started = state::now();
-        let image = self.image_for(spec);
-        self.image_id(&image).await?;
-
-        let journal_path = self.paths.journal_for(&id);
-        if !journal_path.exists() {
-            let header = format!("# Journal of loop `{id}`\n\n");
-            state::write_file(&journal_path, header.as_bytes()).map_err(io_err(&journal_path))?;
-        }
-        let journal = state::read_tail(&journal_path, prompt::JOURNAL_MAX).unwrap_or_default();
-        let answers: Vec<String> =
-            ledger::answers_for(&ledger::read(&self.paths.ledger), self.key, &id)
-                .into_iter()
-                .map(|a| a.text)
-                .collect();
-        let journal_rel = self.paths.rel(&journal_path);
-        let text = prompt::build(&prompt::PromptParts {
-            spec,
-            run,
-            cap: spec.budget.runs,
-            failure,
-            answers: &answers,
-            journal_rel: &journal_rel,
-            journal: &journal,
-            notes,
-        });
-
-        let log = self.paths.logs.join(format!("{id}.run{run}.log"));
-        state::ensure_dir(&self.paths.logs).map_err(io_err(&self.paths.logs))?;
-        (self.emit)(Event::AgentStart {
-            loop_id: id.clone(),
-            run,
-            of: spec.budget.runs,
-            log: self.paths.rel(&log),
-            image: image.clone(),
-        });
-        let root = self.paths.root.clone();
-        let mut mounts = vec![
-            Mount {
-                host: root.clone(),
-                container: "/work".into(),
-                read_only: false,
-            },
-            // An agent must not plant hooks or config that anything later runs.
-            Mount {
-                host: root.join(".git"),
-                container: "/work/.git".into(),
-                read_only: true,
-            },
-        ];
-        mounts.extend(self.extra_mounts());
-        let mut env: Vec<(String, String)> = spec
-            .env
-            .iter()
-            .filter_map(|name| {
-                self.settings
-                    .host_env
-                    .get(name)
-                    .map(|v| (name.clone(), v.clone()))
-            })
-            .collect();
-        env.push(("PROCTOR_LOOP".into(), id.clone()));
-        env.push(("PROCTOR_RUN".into(), run.to_string()));
-        let outcome = self
-            .cage
-            .run(Invocation {
-                image: image.clone(),
-                command: agent,
-                workdir: "/work".into(),
-                mounts,
-                env,
-                stdin: Some(text.into_bytes()),
-                network: match spec.network {
-                    Network::None => NetworkPolicy::None,
-                    // Host allow-lists need the egress proxy; until then a
-                    // list is refused at startup rather than silently opened.
-                    Network::Open | Network::Hosts(_) => NetworkPolicy::Open,
-                },
-                user: self.settings.user.clone(),
-                labels: self.labels(spec, Role::Agent),
-                timeout: spec
-                    .timeout
-                    .or(self.settings.default_timeout)
-                    .unwrap_or(AGENT_TIMEOUT),
-                log: log.clone(),
-                log_cap: LOG_CAP,
-            })
-            .await?;
-        let secs = outcome.duration.as_secs_f64();
-        let edits = !self
-            .git
-            .dirty_paths(&|p| p.starts_with(".proctor/") || p.starts_with("INBOX/"))?
-            .is_empty();
-        (self.emit)(Event::AgentEnd {
-            loop_id: id.clone(),
-            run,
-            exit: outcome.exit_code,
-            timed_out: outcome.timed_out,
-            secs,
-            edits,
-            container: short(&outcome.container_id),
-        });
-        if outcome.timed_out {
-            self.report.boundary.push(format!(
-                "loop `{id}`: run {run}: the agent was killed at its timeout"
-            ));
-        }
-        if !edits {
-            self.report
-                .boundary
-                .push(format!("loop `{id}`: run {run}: the agent changed nothing"));
-        }
-        self.report.agent_runs += 1;
-        self.report.agent_secs += secs;
-
-        ledger::append(
-            &self.paths.ledger,
-            &ledger::Entry::Run {
-                v: ledger::LEDGER_VERSION,
-                loop_id: id.clone(),
-                run,
-                secs,
-                exit: outcome.exit_code,
-                ts: state::now() as i64,
-            },
-        )
-        .map_err(io_err(&self.paths.ledger))?;
-        let message = history::run_message(&id, run, started, secs, outcome.exit_code);
-        let commit = self.git.commit_all(&message, &|p| state::is_private(p))?;
-        self.runs.insert(id.clone(), run);
-        self.attempted.insert(id.clone());
-        (self.emit)(Event::Commit {
-            loop_id: id,
-            run,
-            commit: commit.to_string(),
-        });
-        Ok((run, outcome.exit_code, secs, edits))
-    }
-}
-
-/// Where the committed tree is exported for an exam: a tmpfs when the host
-/// has one (writing thousands of files to disk costs more than the exam's
-/// container), else the temp dir. `PROCTOR_TMPDIR` overrides both.
-fn exam_scratch_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PROCTOR_TMPDIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let shm = Path::new("/dev/shm");
-    let writable = std::fs::metadata(shm)
-        .map(|m| m.is_dir() && !m.permissions().readonly())
-        .unwrap_or(false);
-    if writable {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
-}
-
-/// Makes a host directory the container user's, so an exam or a cache can
-/// write where it runs. Only root needs (and can do) this.
-fn give_to(dir: &Path, user: &str) {
-    let Some((uid, gid)) = user.split_once(':') else {
-        return;
-    };
-    let (Ok(uid), Ok(gid)) = (uid.parse::<u32>(), gid.parse::<u32>()) else {
-        return;
-    };
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return;
-    }
-    fn walk(path: &Path, uid: u32, gid: u32) {
-        if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
-            // SAFETY: c is a valid NUL-terminated path; lchown never follows links.
-            unsafe { libc::lchown(c.as_ptr(), uid, gid) };
-        }
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if meta.is_dir() {
-                if let Ok(entries) = std::fs::read_dir(path) {
-                    for entry in entries.flatten() {
-                        walk(&entry.path(), uid, gid);
-                    }
-                }
-            }
-        }
-    }
-    walk(dir, uid, gid);
 }
 
 pub fn short(id: &str) -> String {

@@ -1,0 +1,164 @@
+//! The agent step: one attempt in a container on the live tree, then a commit.
+
+use super::events::Event;
+use super::{history, io_err, prompt, short, Engine, EngineError, AGENT_TIMEOUT, LOG_CAP};
+use crate::cage::{Cage, Invocation, Mount, NetworkPolicy, Role};
+use crate::manifest::{LoopSpec, Network};
+use crate::state::{self, ledger};
+
+impl<C: Cage> Engine<'_, C> {
+    /// One attempt: the agent in a container on the live tree, then a commit.
+    /// Returns (run number, agent exit code, seconds, whether it edited).
+    pub(super) async fn attempt(
+        &mut self,
+        spec: &LoopSpec,
+        failure: &str,
+        notes: &[String],
+    ) -> Result<(u32, i64, f64, bool), EngineError> {
+        let id = spec.id.clone();
+        let agent = self
+            .settings
+            .agent_override
+            .clone()
+            .or_else(|| spec.agent.clone())
+            .ok_or_else(|| EngineError::NoAgent(id.clone()))?;
+        let run = self.runs.get(&id).copied().unwrap_or(0) + 1;
+        let started = state::now();
+        let image = self.image_for(spec);
+        self.image_id(&image).await?;
+
+        let journal_path = self.paths.journal_for(&id);
+        if !journal_path.exists() {
+            let header = format!("# Journal of loop `{id}`\n\n");
+            state::write_file(&journal_path, header.as_bytes()).map_err(io_err(&journal_path))?;
+        }
+        let journal = state::read_tail(&journal_path, prompt::JOURNAL_MAX).unwrap_or_default();
+        let answers: Vec<String> =
+            ledger::answers_for(&ledger::read(&self.paths.ledger), self.key, &id)
+                .into_iter()
+                .map(|a| a.text)
+                .collect();
+        let journal_rel = self.paths.rel(&journal_path);
+        let text = prompt::build(&prompt::PromptParts {
+            spec,
+            run,
+            cap: spec.budget.runs,
+            failure,
+            answers: &answers,
+            journal_rel: &journal_rel,
+            journal: &journal,
+            notes,
+        });
+
+        let log = self.paths.logs.join(format!("{id}.run{run}.log"));
+        state::ensure_dir(&self.paths.logs).map_err(io_err(&self.paths.logs))?;
+        (self.emit)(Event::AgentStart {
+            loop_id: id.clone(),
+            run,
+            of: spec.budget.runs,
+            log: self.paths.rel(&log),
+            image: image.clone(),
+        });
+        let root = self.paths.root.clone();
+        let mut mounts = vec![
+            Mount {
+                host: root.clone(),
+                container: "/work".into(),
+                read_only: false,
+            },
+            // An agent must not plant hooks or config that anything later runs.
+            Mount {
+                host: root.join(".git"),
+                container: "/work/.git".into(),
+                read_only: true,
+            },
+        ];
+        mounts.extend(self.extra_mounts());
+        let mut env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .filter_map(|name| {
+                self.settings
+                    .host_env
+                    .get(name)
+                    .map(|v| (name.clone(), v.clone()))
+            })
+            .collect();
+        env.push(("PROCTOR_LOOP".into(), id.clone()));
+        env.push(("PROCTOR_RUN".into(), run.to_string()));
+        let outcome = self
+            .cage
+            .run(Invocation {
+                image: image.clone(),
+                command: agent,
+                workdir: "/work".into(),
+                mounts,
+                env,
+                stdin: Some(text.into_bytes()),
+                network: match spec.network {
+                    Network::None => NetworkPolicy::None,
+                    // Host allow-lists need the egress proxy; until then a
+                    // list is refused at startup rather than silently opened.
+                    Network::Open | Network::Hosts(_) => NetworkPolicy::Open,
+                },
+                user: self.settings.user.clone(),
+                labels: self.labels(spec, Role::Agent),
+                timeout: spec
+                    .timeout
+                    .or(self.settings.default_timeout)
+                    .unwrap_or(AGENT_TIMEOUT),
+                log: log.clone(),
+                log_cap: LOG_CAP,
+            })
+            .await?;
+        let secs = outcome.duration.as_secs_f64();
+        let edits = !self
+            .git
+            .dirty_paths(&|p| p.starts_with(".proctor/") || p.starts_with("INBOX/"))?
+            .is_empty();
+        (self.emit)(Event::AgentEnd {
+            loop_id: id.clone(),
+            run,
+            exit: outcome.exit_code,
+            timed_out: outcome.timed_out,
+            secs,
+            edits,
+            container: short(&outcome.container_id),
+        });
+        if outcome.timed_out {
+            self.report.boundary.push(format!(
+                "loop `{id}`: run {run}: the agent was killed at its timeout"
+            ));
+        }
+        if !edits {
+            self.report
+                .boundary
+                .push(format!("loop `{id}`: run {run}: the agent changed nothing"));
+        }
+        self.report.agent_runs += 1;
+        self.report.agent_secs += secs;
+
+        ledger::append(
+            &self.paths.ledger,
+            &ledger::Entry::Run {
+                v: ledger::LEDGER_VERSION,
+                loop_id: id.clone(),
+                run,
+                secs,
+                exit: outcome.exit_code,
+                ts: state::now() as i64,
+            },
+        )
+        .map_err(io_err(&self.paths.ledger))?;
+        let message = history::run_message(&id, run, started, secs, outcome.exit_code);
+        let commit = self.git.commit_all(&message, &|p| state::is_private(p))?;
+        self.runs.insert(id.clone(), run);
+        self.attempted.insert(id.clone());
+        (self.emit)(Event::Commit {
+            loop_id: id,
+            run,
+            commit: commit.to_string(),
+        });
+        Ok((run, outcome.exit_code, secs, edits))
+    }
+}
