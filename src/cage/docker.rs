@@ -700,7 +700,16 @@ impl DockerCage {
             .with_timeout(timeout.saturating_add(API_TIMEOUT));
         let mut wait = waiter.wait_container(id, None::<WaitContainerOptions>);
         match wait.next().await {
-            Some(Ok(reply)) => Ok(reply.status_code),
+            // Podman reports a wait that failed (e.g. the container was
+            // removed meanwhile) as status 0 with an error message.
+            Some(Ok(reply)) => match reply.error.and_then(|e| e.message) {
+                Some(message) if !message.is_empty() => Err(CageError::EngineReply {
+                    op: "wait for container",
+                    status: 0,
+                    message,
+                }),
+                _ => Ok(reply.status_code),
+            },
             // bollard turns a non-zero exit into an error carrying the code.
             Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
             Some(Err(source)) => Err(CageError::Engine {

@@ -1,10 +1,11 @@
 //! The cage: the only module that talks to a container engine.
 //!
 //! Every agent and every exam runs as a fresh, labelled, hardened container
-//! created through `bollard`. Nothing here decides *what* runs or what a
-//! result means; the engine does. This module must never run a user command
-//! on the host and never mount the engine socket or the answer-auth key into
-//! a container.
+//! created through `bollard` (plus two calls to Podman's native API that
+//! bollard cannot make, see `libpod.rs`). Nothing here decides *what* runs
+//! or what a result means; the engine does. This module must never run a
+//! user command on the host and never mount the engine socket or the
+//! answer-auth key into a container.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -88,7 +88,13 @@ impl From<ManifestError> for CommandError {
 impl From<CageError> for CommandError {
     fn from(e: CageError) -> Self {
         match e {
-            CageError::NoEngine { .. } => CommandError::user(e.to_string()),
+            CageError::NoEngine { .. }
+            | CageError::ImageNotFound { .. }
+            | CageError::Unsupported { .. }
+            | CageError::InvalidInvocation { .. } => CommandError::user(e.to_string()),
+            CageError::RuntimeUnusable { ref hint, .. } => {
+                CommandError::hint(e.to_string(), hint.clone())
+            }
             other => CommandError::Internal {
                 message: other.to_string(),
             },
