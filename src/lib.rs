@@ -9,5 +9,6 @@ pub mod engine;
 pub mod exit_codes;
 pub mod git;
 pub mod manifest;
+pub mod protect;
 pub mod render;
 pub mod state;

@@ -9,6 +9,7 @@
 //! in the working tree, and in a plain clone `.git/` too.
 
 mod export;
+mod inspect;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +25,7 @@ use git2::{
 };
 
 pub use git2::Oid;
+pub use inspect::{unified_diff, BlobMode, TreeBlob};
 
 /// Identity used when the repository has no `user.name` / `user.email`.
 const FALLBACK_NAME: &str = "proctor";
@@ -397,6 +399,10 @@ impl GitRepo {
                 // present means stage it, absent means drop it.
                 let abs = self.root.join(&rel);
                 match std::fs::symlink_metadata(&abs) {
+                    // A path reached through a symlinked parent is not in the
+                    // tree: staging it would read whatever the link points at
+                    // on the host into the commit.
+                    Ok(_) if through_link(&self.root, bytes) => to_remove.push(rel),
                     Ok(_) => to_add.push(rel),
                     // NotADirectory: a parent became a file, so this path is gone too.
                     Err(e)
@@ -663,6 +669,24 @@ fn reset_to_tree(
         index.add(&entry).map_err(git("restore skipped file"))?;
     }
     Ok(())
+}
+
+/// Whether any parent directory of `rel` (inside `root`) is not a real
+/// directory, so that the path resolves through a symlink.
+fn through_link(root: &Path, rel: &[u8]) -> bool {
+    let mut dir = root.to_path_buf();
+    let mut parts = rel.split(|b| *b == b'/').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            return false;
+        }
+        dir.push(OsStr::from_bytes(part));
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            _ => return true,
+        }
+    }
+    false
 }
 
 fn trim_slash(p: &[u8]) -> &[u8] {
