@@ -84,7 +84,10 @@ fn colourise(event: &Event, line: String) -> String {
             verdict: Verdict::Fail,
             ..
         }
-        | Event::Card { .. } => "31",
+        | Event::Card { .. }
+        | Event::Quarantine { .. }
+        | Event::TestAudit { passed: false, .. } => "31",
+        Event::Repaired { .. } => "33",
         Event::CheckResult { .. } | Event::Wait { .. } => "33",
         _ => return line,
     };
@@ -114,6 +117,7 @@ pub fn human_line(event: &Event) -> Option<String> {
             secs,
             commit,
             streak,
+            reason,
             ..
         } => {
             let word = match verdict {
@@ -125,15 +129,20 @@ pub fn human_line(event: &Event) -> Option<String> {
                 crate::engine::events::Phase::Precheck => "check",
                 crate::engine::events::Phase::Verify => "verify",
                 crate::engine::events::Phase::Confirm => "confirm",
+                crate::engine::events::Phase::Baseline => "baseline",
             };
             format!(
-                "proctor: {loop_id}: {phase}: exam {word} (exit {exit}{}) on {} in {}{}",
+                "proctor: {loop_id}: {phase}: exam {word} (exit {exit}{}) on {} in {}{}{}",
                 if *timed_out { ", timed out" } else { "" },
                 short(commit),
                 fmt_secs(*secs),
                 streak
                     .as_ref()
                     .map(|s| format!(" · streak {s}"))
+                    .unwrap_or_default(),
+                reason
+                    .as_ref()
+                    .map(|r| format!(" · not a pass: {r}"))
                     .unwrap_or_default()
             )
         }
@@ -199,6 +208,51 @@ pub fn human_line(event: &Event) -> Option<String> {
                 .unwrap_or_default(),
             fmt_secs(*secs)
         ),
+        Event::Quarantine {
+            loop_id,
+            phase,
+            id,
+            files,
+            ..
+        } => {
+            let list: Vec<String> = files
+                .iter()
+                .map(|f| format!("{} ({}; {})", f.path, f.change.as_str(), f.rule))
+                .collect();
+            format!(
+                "proctor: {loop_id}: {phase}: quarantined {} and restored the trusted copy · `proctor quarantine diff {id}`",
+                list.join(", ")
+            )
+        }
+        Event::Repaired { path, was } => {
+            format!("proctor: repaired `{path}`: it was {was}")
+        }
+        Event::TestAudit {
+            loop_id,
+            counts,
+            baseline,
+            passed,
+            reason,
+            ..
+        } => {
+            let counted = match counts {
+                Some(c) => format!(
+                    "{} tests, {} failed, {} skipped{}",
+                    c.tests,
+                    c.failures + c.errors,
+                    c.skipped,
+                    baseline
+                        .map(|b| format!(" (base: {b})"))
+                        .unwrap_or_default()
+                ),
+                None => "no JUnit report".into(),
+            };
+            match (passed, reason) {
+                (true, _) => format!("proctor: {loop_id}: test audit: {counted}"),
+                (false, Some(r)) => format!("proctor: {loop_id}: test audit failed: {r}"),
+                (false, None) => format!("proctor: {loop_id}: test audit failed: {counted}"),
+            }
+        }
     })
 }
 

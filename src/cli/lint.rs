@@ -82,6 +82,10 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
         host_env: Default::default(),
         extra_mounts: config.mounts.iter().map(PathBuf::from).collect(),
         default_timeout: config.timeout,
+        rules: crate::protect::Rules::new(
+            manifest.all_protected(),
+            path.strip_prefix(git.root()).ok().and_then(|p| p.to_str()),
+        ),
     };
     let mut loops = Vec::new();
     flatten(&manifest.root, &mut loops);

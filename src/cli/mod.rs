@@ -15,10 +15,12 @@ use crate::state::key::KeyError;
 use crate::state::lock::LockError;
 
 mod answer;
+mod audit;
 mod demo;
 mod init;
 mod lint;
 mod once;
+mod quarantine;
 mod reap;
 pub mod run;
 
@@ -41,6 +43,8 @@ pub enum Command {
     Init(init::Args),
     Lint(lint::Args),
     Reap(reap::Args),
+    Quarantine(quarantine::Args),
+    Audit(audit::Args),
 }
 
 /// An error a verb reports: the message is one line; the hint names the
@@ -207,6 +211,8 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
         Command::Init(args) => init::cmd_init(args),
         Command::Lint(args) => lint::cmd_lint(args).await,
         Command::Reap(args) => reap::cmd_reap(args).await,
+        Command::Quarantine(args) => quarantine::cmd_quarantine(args),
+        Command::Audit(args) => audit::cmd_audit(args),
     }
 }
 

@@ -16,6 +16,7 @@ use crate::engine::{history, Ending, Engine, Report, Settings};
 use crate::exit_codes;
 use crate::git::GitRepo;
 use crate::manifest::{self, LoopSpec, Manifest, Network};
+use crate::protect::Rules;
 use crate::render::Stream;
 use crate::state::key::{key_dir, random_id, AnswerKey};
 use crate::state::lock::RunLock;
@@ -201,6 +202,7 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
     }
     let tip = git.head()?.unwrap_or(head);
     let base = history::base_of(&git, tip)?;
+    let (root_spec, rules) = trusted_tree(&git, base, &req)?;
     let run_id = random_id(4);
     let label = repo_label(&root_dir);
 
@@ -241,6 +243,7 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
         host_env,
         extra_mounts: config.mounts.iter().map(PathBuf::from).collect(),
         default_timeout: config.timeout,
+        rules,
     };
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(internal)?;
@@ -250,7 +253,7 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
         let mut emit = |e: Event| stream.emit(e);
         let mut engine = Engine::new(&cage, &git, &key, settings, base, &mut emit)?;
         let result = tokio::select! {
-            r = engine.run(&req.root) => Some(r),
+            r = engine.run(&root_spec) => Some(r),
             _ = sigint.recv() => None,
             _ = sigterm.recv() => None,
             _ = sighup.recv() => None,
@@ -312,6 +315,40 @@ fn internal(e: std::io::Error) -> CommandError {
     }
 }
 
+/// The loop tree to run and the rules guarding its exam, from the manifest
+/// as the base commit has it. A manifest edited in the working tree since
+/// (an agent's edit left behind by a killed run) is not obeyed; the
+/// engine's first check quarantines it and restores the trusted copy.
+fn trusted_tree(
+    git: &GitRepo,
+    base: crate::git::Oid,
+    req: &Request,
+) -> Result<(LoopSpec, Rules), CommandError> {
+    let rel = req.manifest_label.as_str();
+    let path = git.root().join(rel);
+    let in_repo = crate::protect::fsafe::components(rel).is_ok()
+        && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
+    if !in_repo {
+        let mut globs = Vec::new();
+        for spec in all_loops(&req.root) {
+            for glob in &spec.protected {
+                if !globs.contains(glob) {
+                    globs.push(glob.clone());
+                }
+            }
+        }
+        return Ok((req.root.clone(), Rules::new(globs, None)));
+    }
+    let manifest = match git.read_blob_at(base, rel)? {
+        Some(trusted) if std::fs::read(&path).ok().as_deref() != Some(trusted.as_slice()) => {
+            manifest::parse(&String::from_utf8_lossy(&trusted), &path)?
+        }
+        _ => manifest::load(&path)?,
+    };
+    let root = select_root(&manifest, Some(&req.root.id))?;
+    Ok((root, Rules::new(manifest.all_protected(), Some(rel))))
+}
+
 /// Takes the answer lines out of an untracked working-tree ledger so the
 /// branch switch cannot trip over it; they are appended again after it.
 fn carry_answers(paths: &Paths) -> Vec<ledger::Entry> {
@@ -348,7 +385,13 @@ pub fn print_report(summary: &RunSummary) {
         "  - anything the exam does not test: a pass proves the exam's exit code, nothing more\n",
     );
     out.push_str("  - the agent's exit codes and claims: logged, never used as a verdict\n");
-    out.push_str("  - `protected:` exam materials are not hashed or quarantined by this version; an agent that edits the exam is caught only if the exam itself notices\n");
+    out.push_str("  - edits to files that are neither `protected:` nor outside a `writes:` allow-list: kept, and judged only by the exam\n");
+    if !report.guarded.is_empty() {
+        out.push_str("guarded:\n");
+        for line in &report.guarded {
+            out.push_str(&format!("  - {line}\n"));
+        }
+    }
     if !report.boundary.is_empty() {
         out.push_str("boundary:\n");
         for line in &report.boundary {

@@ -60,6 +60,10 @@ impl<C: Cage> Engine<'_, C> {
             image: image.clone(),
         });
         let root = self.paths.root.clone();
+        // Mount targets must exist (and be real directories) before start.
+        for dir in [&self.paths.state, &self.paths.journal, &self.paths.inbox] {
+            state::ensure_dir(dir).map_err(io_err(dir))?;
+        }
         let mut mounts = vec![
             Mount {
                 host: root.clone(),
@@ -70,6 +74,25 @@ impl<C: Cage> Engine<'_, C> {
             Mount {
                 host: root.join(".git"),
                 container: "/work/.git".into(),
+                read_only: true,
+            },
+            // proctor's records (ledger, events, logs, quarantine, config)
+            // are the host's: an agent can read them, never forge them.
+            Mount {
+                host: self.paths.state.clone(),
+                container: "/work/.proctor".into(),
+                read_only: true,
+            },
+            // The journal is the agent's memory across runs.
+            Mount {
+                host: self.paths.journal.clone(),
+                container: "/work/.proctor/journal".into(),
+                read_only: false,
+            },
+            // Cards are written by the host only.
+            Mount {
+                host: self.paths.inbox.clone(),
+                container: "/work/INBOX".into(),
                 read_only: true,
             },
         ];
@@ -137,6 +160,7 @@ impl<C: Cage> Engine<'_, C> {
         }
         self.report.agent_runs += 1;
         self.report.agent_secs += secs;
+        self.guard_after_agent(spec, run)?;
 
         ledger::append(
             &self.paths.ledger,

@@ -30,6 +30,8 @@ pub enum Phase {
     Verify,
     /// A repeat pass for `confirm: N`.
     Confirm,
+    /// On the base commit, to learn its test count for `expect_delta`.
+    Baseline,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +97,10 @@ pub enum Event {
         log: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         streak: Option<String>,
+        /// Why a zero exit code was not a pass (the test-count audit, or
+        /// the exam's materials changing while it ran).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     AgentStart {
         #[serde(rename = "loop")]
@@ -146,6 +152,54 @@ pub enum Event {
         exit: i32,
         secs: f64,
     },
+    /// Watched files (or writes outside the allow-list) were set aside and
+    /// the trusted copies restored.
+    Quarantine {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        /// The attempt (0 before the loop's first).
+        #[serde(rename = "n")]
+        run: u32,
+        /// `agent`, `exam` or `verify`.
+        phase: String,
+        id: String,
+        /// The record's directory, repo-relative.
+        path: String,
+        files: Vec<QuarantinedFile>,
+        /// The commit that put the trusted copies back, when one was needed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+    },
+    /// A state path was not what the host writes (a link, a directory, a
+    /// FIFO) and was replaced.
+    Repaired {
+        path: String,
+        was: String,
+    },
+    /// What the exam's JUnit report counted, and the audit's verdict.
+    TestAudit {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        commit: String,
+        /// `None` when the exam wrote no report.
+        counts: Option<crate::protect::junit::Counts>,
+        /// The test count at the base commit, when known.
+        baseline: Option<u32>,
+        passed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+/// One path of a [`Event::Quarantine`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedFile {
+    pub path: String,
+    /// `modified`, `deleted`, `added`, `symlink` or `replaced`.
+    pub change: crate::protect::Change,
+    /// The rule that caught it: ``protected: `tests/**` ``, a control file,
+    /// or the loop's ``writes: [...]``.
+    pub rule: String,
 }
 
 /// Parses an events file; malformed lines are skipped, never fatal.
@@ -192,7 +246,7 @@ mod tests {
         fn check_results_round_trip(loop_id in "[a-z][a-z0-9-]{0,10}", exit in -1i64..256, secs in 0.0f64..1e5, commit in "[0-9a-f]{40}") {
             let record = Record { v: 1, ts: 2.0, run: "r".into(), event: Event::CheckResult {
                 loop_id, phase: Phase::Verify, verdict: Verdict::from_exit(exit, false), exit, timed_out: false, secs,
-                commit, container: "c".into(), image: "i".into(), log: "l".into(), streak: None } };
+                commit, container: "c".into(), image: "i".into(), log: "l".into(), streak: None, reason: None } };
             let line = serde_json::to_string(&record).unwrap();
             prop_assert_eq!(parse(&line), vec![record]);
         }

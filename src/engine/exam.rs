@@ -4,14 +4,18 @@ use std::path::{Path, PathBuf};
 
 use super::events::{Event, Phase, Verdict};
 use super::{fmt_secs, io_err, short, Engine, EngineError, Exam, EXAM_TIMEOUT, LOG_CAP};
-use crate::cage::{Cage, Invocation, Mount, NetworkPolicy, Role};
+use crate::cage::{Cage, Invocation, Mount, NetworkPolicy, Outcome, Role};
 use crate::git::Oid;
 use crate::manifest::LoopSpec;
+use crate::protect::fsafe::{self, Found};
+use crate::protect::junit;
 use crate::state;
 
 impl<C: Cage> Engine<'_, C> {
     /// Administers the loop's exam in a verifier container on the committed
-    /// tree of `commit`: never the agent's live directory.
+    /// tree of `commit`: never the agent's live directory. A zero exit code
+    /// is a pass only if the exam's materials were unchanged afterwards and
+    /// the test-count audit (`tests:`) agrees.
     pub(super) async fn examine(
         &mut self,
         spec: &LoopSpec,
@@ -21,25 +25,148 @@ impl<C: Cage> Engine<'_, C> {
         streak: u32,
     ) -> Result<Exam, EngineError> {
         let id = spec.id.clone();
-        let image = self.image_for(spec);
-        self.image_id(&image).await?;
         (self.emit)(Event::CheckStart {
             loop_id: id.clone(),
             phase,
             commit: commit.to_string(),
         });
+        let log = self.paths.logs.join(format!("{id}.run{run}.exam.log"));
+        let (outcome, tree) = self.sit(spec, commit, &log).await?;
+        let mut verdict = Verdict::from_exit(outcome.exit_code, outcome.timed_out);
+        let mut reason = None;
+        if let Some(why) = self.check_exam_tree(spec, run, tree.path())? {
+            if verdict != Verdict::Fail {
+                verdict = Verdict::Fail;
+                reason = Some(why);
+            }
+        }
+        if let Some(audit) = &spec.tests {
+            let counts = junit_counts(tree.path(), &audit.junit);
+            if commit == self.watch.base() {
+                self.baselines
+                    .entry(id.clone())
+                    .or_insert(counts.map(|c| c.tests));
+            }
+            if verdict == Verdict::Pass {
+                let baseline = self.baseline(spec).await?;
+                let forgeable = "the JUnit report is written inside the verifier by the exam and the code it runs: the test-count audit counts what the report says".to_string();
+                if !self.report.unverified.contains(&forgeable) {
+                    self.report.unverified.push(forgeable);
+                }
+                let judged = junit::judge(audit, counts, baseline);
+                if audit.expect_delta.is_some() && baseline.is_none() {
+                    self.report.unverified.push(format!(
+                        "loop `{id}`: `expect_delta` was not checked: the exam wrote no JUnit report on the base commit"
+                    ));
+                }
+                (self.emit)(Event::TestAudit {
+                    loop_id: id.clone(),
+                    commit: commit.to_string(),
+                    counts,
+                    baseline,
+                    passed: judged.is_ok(),
+                    reason: judged.as_ref().err().cloned(),
+                });
+                if let Err(why) = judged {
+                    verdict = Verdict::Fail;
+                    reason = Some(format!("test-count audit: {why}"));
+                }
+            }
+        }
+        drop(tree);
+        let mut output = outcome.output_head.clone();
+        if !outcome.output_tail.is_empty() {
+            output.push_str("\n[…]\n");
+            output.push_str(&outcome.output_tail);
+        }
+        if outcome.timed_out {
+            output.push_str(&format!(
+                "\n[proctor: the exam was killed after its {} timeout]\n",
+                fmt_secs(outcome.duration.as_secs_f64())
+            ));
+        }
+        if let Some(why) = &reason {
+            output.push_str(&format!(
+                "\n[proctor: the exam exited {}, but this is not a pass: {why}]\n",
+                outcome.exit_code
+            ));
+        }
+        let streak = (verdict == Verdict::Pass && spec.confirm > 1)
+            .then(|| format!("{}/{}", streak + 1, spec.confirm));
+        (self.emit)(Event::CheckResult {
+            loop_id: id.clone(),
+            phase,
+            verdict,
+            exit: outcome.exit_code,
+            timed_out: outcome.timed_out,
+            secs: outcome.duration.as_secs_f64(),
+            commit: commit.to_string(),
+            container: short(&outcome.container_id),
+            image: outcome.image_id.clone(),
+            log: self.paths.rel(&log),
+            streak,
+            reason: reason.clone(),
+        });
+        if verdict == Verdict::Pass {
+            self.report.verified.push(format!(
+                "loop `{id}`: `{}` exited 0 in verifier container {} (image {}, network none, exam materials read-only) on commit {}",
+                spec.done_when,
+                short(&outcome.container_id),
+                short(outcome.image_id.trim_start_matches("sha256:")),
+                short(&commit.to_string())
+            ));
+        } else if phase != Phase::Precheck {
+            self.report.boundary.push(format!(
+                "loop `{id}`: attempt at commit {} rejected: {}",
+                short(&commit.to_string()),
+                match &reason {
+                    Some(why) => why.clone(),
+                    None => format!(
+                        "the exam exited {}{}",
+                        outcome.exit_code,
+                        if outcome.timed_out { " (timed out)" } else { "" }
+                    ),
+                }
+            ));
+        }
+        Ok(Exam {
+            verdict,
+            exit: outcome.exit_code,
+            timed_out: outcome.timed_out,
+            secs: outcome.duration.as_secs_f64(),
+            output,
+        })
+    }
+
+    /// Runs the exam once on an export of `commit`, with the exam's
+    /// materials mounted read-only. Returns the outcome and the exported
+    /// tree (for the after-exam checks; removed when dropped).
+    async fn sit(
+        &mut self,
+        spec: &LoopSpec,
+        commit: Oid,
+        log: &Path,
+    ) -> Result<(Outcome, tempfile::TempDir), EngineError> {
+        let id = spec.id.clone();
+        let image = self.image_for(spec);
+        self.image_id(&image).await?;
         let scratch = exam_scratch_dir();
         let tree = tempfile::Builder::new()
             .prefix(&format!("proctor-exam-{}-", self.settings.run_id))
             .tempdir_in(&scratch)
             .map_err(io_err(&scratch))?;
         self.git.export_tree(commit, tree.path())?;
+        if let Some(audit) = &spec.tests {
+            // Only a report the exam writes counts, never one committed there.
+            fsafe::make_dir(tree.path(), &audit.junit).map_err(io_err(tree.path()))?;
+        }
         give_to(tree.path(), &self.settings.user);
         let mut mounts = vec![Mount {
             host: tree.path().to_path_buf(),
             container: "/work".into(),
             read_only: false,
         }];
+        mounts.extend(self.readonly_mounts(tree.path()));
         for cache in &spec.caches {
             let dir = self.paths.caches.join(cache);
             state::ensure_dir(&dir).map_err(io_err(&dir))?;
@@ -51,7 +178,6 @@ impl<C: Cage> Engine<'_, C> {
             });
         }
         mounts.extend(self.extra_mounts());
-        let log = self.paths.logs.join(format!("{id}.run{run}.exam.log"));
         let outcome = self
             .cage
             .run(Invocation {
@@ -72,64 +198,63 @@ impl<C: Cage> Engine<'_, C> {
                     .timeout
                     .or(self.settings.default_timeout)
                     .unwrap_or(EXAM_TIMEOUT),
-                log: log.clone(),
+                log: log.to_path_buf(),
                 log_cap: LOG_CAP,
             })
             .await?;
-        let verdict = Verdict::from_exit(outcome.exit_code, outcome.timed_out);
-        let mut output = outcome.output_head.clone();
-        if !outcome.output_tail.is_empty() {
-            output.push_str("\n[…]\n");
-            output.push_str(&outcome.output_tail);
+        Ok((outcome, tree))
+    }
+
+    /// The test count at the base commit, for `expect_delta`: learnt when an
+    /// exam ran there, else by administering the exam there once.
+    async fn baseline(&mut self, spec: &LoopSpec) -> Result<Option<u32>, EngineError> {
+        let Some(audit) = &spec.tests else {
+            return Ok(None);
+        };
+        if audit.expect_delta.is_none() {
+            return Ok(None);
         }
-        if outcome.timed_out {
-            output.push_str(&format!(
-                "\n[proctor: the exam was killed after its {} timeout]\n",
-                fmt_secs(outcome.duration.as_secs_f64())
-            ));
+        if let Some(known) = self.baselines.get(&spec.id) {
+            return Ok(*known);
         }
-        let streak = (verdict == Verdict::Pass && spec.confirm > 1)
-            .then(|| format!("{}/{}", streak + 1, spec.confirm));
+        let base = self.watch.base();
+        (self.emit)(Event::CheckStart {
+            loop_id: spec.id.clone(),
+            phase: Phase::Baseline,
+            commit: base.to_string(),
+        });
+        let log = self
+            .paths
+            .logs
+            .join(format!("{}.baseline.exam.log", spec.id));
+        let (outcome, tree) = self.sit(spec, base, &log).await?;
+        let counts = junit_counts(tree.path(), &audit.junit);
         (self.emit)(Event::CheckResult {
-            loop_id: id.clone(),
-            phase,
-            verdict,
+            loop_id: spec.id.clone(),
+            phase: Phase::Baseline,
+            verdict: Verdict::from_exit(outcome.exit_code, outcome.timed_out),
             exit: outcome.exit_code,
             timed_out: outcome.timed_out,
             secs: outcome.duration.as_secs_f64(),
-            commit: commit.to_string(),
+            commit: base.to_string(),
             container: short(&outcome.container_id),
             image: outcome.image_id.clone(),
             log: self.paths.rel(&log),
-            streak,
+            streak: None,
+            reason: None,
         });
-        if verdict == Verdict::Pass {
-            self.report.verified.push(format!(
-                "loop `{id}`: `{}` exited 0 in verifier container {} (image {}, network none) on commit {}",
-                spec.done_when,
-                short(&outcome.container_id),
-                short(outcome.image_id.trim_start_matches("sha256:")),
-                short(&commit.to_string())
-            ));
-        } else if phase != Phase::Precheck {
-            self.report.boundary.push(format!(
-                "loop `{id}`: attempt at commit {} rejected: the exam exited {}{}",
-                short(&commit.to_string()),
-                outcome.exit_code,
-                if outcome.timed_out {
-                    " (timed out)"
-                } else {
-                    ""
-                }
-            ));
-        }
-        Ok(Exam {
-            verdict,
-            exit: outcome.exit_code,
-            timed_out: outcome.timed_out,
-            secs: outcome.duration.as_secs_f64(),
-            output,
-        })
+        let count = counts.map(|c| c.tests);
+        self.baselines.insert(spec.id.clone(), count);
+        Ok(count)
+    }
+}
+
+/// What the JUnit reports under `tree/dir` count; `None` when there is none
+/// or the directory was replaced by a link.
+fn junit_counts(tree: &Path, dir: &str) -> Option<junit::Counts> {
+    match fsafe::locate(tree, dir.trim_end_matches('/')) {
+        Ok(Found::Dir) => junit::read_dir(&tree.join(dir)),
+        _ => None,
     }
 }
 

@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 use crate::cage::{Cage, CageError, Labels, Mount, Role};
 use crate::git::{GitError, GitRepo, Oid};
 use crate::manifest::LoopSpec;
+use crate::protect::{Rules, Watch};
 use crate::state::cards::{self, Card, CardKind, Tried};
 use crate::state::key::AnswerKey;
 use crate::state::{self, ledger, Paths};
 
 mod attempt;
+mod boundary;
 pub mod events;
 mod exam;
 pub mod history;
@@ -73,8 +75,11 @@ pub struct Report {
     pub verified: Vec<String>,
     /// Loops that did not close, and why.
     pub unverified: Vec<String>,
-    /// Boundary decisions (attempts rejected, timeouts, no-edit runs).
+    /// Boundary decisions (attempts rejected, timeouts, no-edit runs,
+    /// quarantines, allow-list violations, repaired state).
     pub boundary: Vec<String>,
+    /// What the boundary guarded in this run, and how.
+    pub guarded: Vec<String>,
     pub agent_runs: u32,
     pub agent_secs: f64,
 }
@@ -93,6 +98,8 @@ pub struct Settings {
     /// Extra read-only host mounts from the config.
     pub extra_mounts: Vec<PathBuf>,
     pub default_timeout: Option<Duration>,
+    /// The exam's materials: `protected:` globs and control files.
+    pub rules: Rules,
 }
 
 /// One run of the engine over a loop tree.
@@ -110,6 +117,13 @@ pub struct Engine<'a, C: Cage> {
     image_ids: HashMap<String, String>,
     /// Loops that ran an agent in this process.
     attempted: std::collections::HashSet<String>,
+    /// The exam's materials pinned to the base commit.
+    watch: Watch,
+    /// Test counts at the base commit per loop (`None`: no report there).
+    baselines: HashMap<String, Option<u32>>,
+    /// Boundary notes for the next prompt (and card) of the loop.
+    pending_notes: Vec<String>,
+    readonly_cut_reported: bool,
     pub report: Report,
 }
 
@@ -134,6 +148,9 @@ impl<'a, C: Cage> Engine<'a, C> {
         let paths = Paths::new(git.root());
         let tip = git.head()?.unwrap_or(base);
         let spent = history::spent(git, tip, base)?;
+        let watch = Watch::new(git, base, &settings.rules)?;
+        let mut report = Report::default();
+        report.guarded.push(guarded_line(&settings.rules, &watch));
         Ok(Engine {
             cage,
             git,
@@ -145,7 +162,11 @@ impl<'a, C: Cage> Engine<'a, C> {
             started: spent.started,
             image_ids: HashMap::new(),
             attempted: Default::default(),
-            report: Report::default(),
+            watch,
+            baselines: HashMap::new(),
+            pending_notes: Vec::new(),
+            readonly_cut_reported: false,
+            report,
         })
     }
 
@@ -194,11 +215,12 @@ impl<'a, C: Cage> Engine<'a, C> {
             .entry(id.to_string())
             .or_insert_with(state::now);
         loop {
-            let commit = self.head()?;
+            let commit = self.guard_before_exam(spec)?;
             let runs_so_far = self.runs.get(id).copied().unwrap_or(0);
             let exam = self
                 .examine(spec, commit, phase, runs_so_far, streak)
                 .await?;
+            notes.append(&mut self.pending_notes);
             match exam.verdict {
                 Verdict::Pass => {
                     streak += 1;
@@ -395,6 +417,28 @@ impl<'a, C: Cage> Engine<'a, C> {
             })
             .collect()
     }
+}
+
+/// One line for the report: what the boundary pinned, to which commit.
+fn guarded_line(rules: &Rules, watch: &Watch) -> String {
+    let globs: Vec<String> = rules.protected.iter().map(|g| format!("`{g}`")).collect();
+    let files = watch.trusted_paths().count();
+    format!(
+        "the exam's materials ({files} file{} in base commit {}: {}control files {}) are hashed (SHA-256) against that commit before and after every exam and after every agent run; edits are quarantined and the trusted copies restored; they are read-only in the verifier",
+        if files == 1 { "" } else { "s" },
+        short(&watch.base().to_string()),
+        if globs.is_empty() {
+            "no `protected:` globs; ".to_string()
+        } else {
+            format!("`protected:` {}; ", globs.join(", "))
+        },
+        rules
+            .control
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 pub fn short(id: &str) -> String {

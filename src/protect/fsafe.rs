@@ -231,6 +231,15 @@ pub fn write_new(path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
     file.set_permissions(fs::Permissions::from_mode(mode))
 }
 
+/// Makes `root/rel` a fresh, empty, real directory (whatever was there,
+/// and any link in place of a parent, is removed first).
+pub fn make_dir(root: &Path, rel: &str) -> io::Result<()> {
+    let parts = components(rel.trim_end_matches('/'))?;
+    let path = make_parents(root, &parts)?;
+    remove_any(&path)?;
+    fs::create_dir(&path)
+}
+
 /// Writes `content` to `root/rel`, creating parents, replacing what is there.
 pub fn write_under(root: &Path, rel: &str, content: &[u8]) -> io::Result<()> {
     let parts = components(rel)?;

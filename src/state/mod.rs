@@ -154,9 +154,22 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Reads at most the last `max` bytes of a text file (lossy UTF-8).
+/// Reads at most the last `max` bytes of a text file (lossy UTF-8). A link
+/// or anything but a plain file reads as nothing: an agent-planted link to
+/// a host file must not pour that file into a prompt.
 pub fn read_tail(path: &Path, max: usize) -> Option<String> {
-    let bytes = fs::read(path).ok()?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
     let start = bytes.len().saturating_sub(max);
     Some(String::from_utf8_lossy(&bytes[start..]).into_owned())
 }
@@ -173,6 +186,19 @@ mod tests {
         assert!(!is_private(".proctor/ledger.jsonl"));
         assert!(!is_private(".proctor/journal/fix.md"));
         assert!(!is_private("src/INBOX.rs"));
+    }
+
+    #[test]
+    fn read_tail_never_follows_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("secret");
+        fs::write(&outside, "host secret").unwrap();
+        let journal = dir.path().join("fix.md");
+        std::os::unix::fs::symlink(&outside, &journal).unwrap();
+        assert_eq!(read_tail(&journal, 100), None);
+        fs::remove_file(&journal).unwrap();
+        fs::write(&journal, "0123456789").unwrap();
+        assert_eq!(read_tail(&journal, 4).as_deref(), Some("6789"));
     }
 
     #[test]

@@ -1,0 +1,331 @@
+//! The boundary step: the exam's materials are compared with the base
+//! commit before every exam and after every agent run, the agent's writes
+//! with the loop's allow-list after every run, and proctor's own state is
+//! checked for links and other things the host never writes. Whatever fails
+//! is set aside under `.proctor/quarantine/` and the trusted copy restored.
+//!
+//! It decides nothing about verdicts; `exam.rs` asks it whether the tree an
+//! exam ran on still held the trusted materials afterwards.
+
+use std::path::Path;
+
+use super::events::{Event, QuarantinedFile};
+use super::{io_err, short, Engine, EngineError};
+use crate::cage::{Cage, Mount};
+use crate::git::{BlobMode, Oid};
+use crate::manifest::LoopSpec;
+use crate::protect::fsafe::{self, Found};
+use crate::protect::quarantine::{self, Meta, Record};
+use crate::protect::{Allow, Change, Tamper};
+use crate::state;
+
+/// Where the trusted copy of a quarantined path comes from.
+#[derive(Clone, Copy)]
+enum Trust {
+    /// The pinned base commit (the exam's materials).
+    Base,
+    /// The last commit (allow-list violations: the agent's own earlier
+    /// work stays).
+    Head(Oid),
+}
+
+impl<C: Cage> Engine<'_, C> {
+    /// Before an exam: repairs state, sets aside tampered materials in the
+    /// working tree, and commits the trusted copies when the commit to
+    /// examine carries a tamper (one committed earlier, by another version
+    /// or before a crash). Returns the commit to examine.
+    pub(super) fn guard_before_exam(&mut self, spec: &LoopSpec) -> Result<Oid, EngineError> {
+        self.repair_state();
+        let attempt = self.runs.get(&spec.id).copied().unwrap_or(0);
+        let root = self.paths.root.clone();
+        let dirty = self.git.dirty_paths(&|p| state::is_private(p))?;
+        let tampers = self.watch.scan(&root, &dirty).map_err(io_err(&root))?;
+        let record = if tampers.is_empty() {
+            None
+        } else {
+            Some(self.set_aside(spec, attempt, "exam", &root, &tampers, Trust::Base, true)?)
+        };
+        let head = self.head()?;
+        let changed = self
+            .watch
+            .changed_in(&self.git.changed_paths(self.watch.base(), head)?);
+        let mut involved: Vec<String> = changed.clone();
+        involved.extend(tampers.iter().map(|t| t.path.clone()));
+        let commit = if changed.is_empty() {
+            None
+        } else {
+            let message = format!(
+                "proctor({id}): restore protected files\n\nProctor-Loop: {id}\nProctor-Restored: {}\n",
+                changed.join(" "),
+                id = spec.id
+            );
+            let related = |p: &str| {
+                involved.iter().any(|c| {
+                    c == p || c.starts_with(&format!("{p}/")) || p.starts_with(&format!("{c}/"))
+                })
+            };
+            let commit = self
+                .git
+                .commit_all(&message, &|p| state::is_private(p) || !related(p))?;
+            self.report.boundary.push(format!(
+                "loop `{}`: commit {} carried edits to the exam's materials ({}); proctor committed the trusted copies as {} before examining",
+                spec.id,
+                short(&head.to_string()),
+                changed.join(", "),
+                short(&commit.to_string())
+            ));
+            Some(commit)
+        };
+        if let Some(record) = record {
+            self.announce(spec, attempt, &record, commit);
+        }
+        Ok(commit.unwrap_or(head))
+    }
+
+    /// After an agent run, before its commit: the exam's materials against
+    /// the base commit, then the loop's `writes:` allow-list against the
+    /// last commit.
+    pub(super) fn guard_after_agent(&mut self, spec: &LoopSpec, run: u32) -> Result<(), EngineError> {
+        self.repair_state();
+        let root = self.paths.root.clone();
+        let dirty = self.git.dirty_paths(&|p| state::is_private(p))?;
+        let tampers = self.watch.scan(&root, &dirty).map_err(io_err(&root))?;
+        if !tampers.is_empty() {
+            let record = self.set_aside(spec, run, "agent", &root, &tampers, Trust::Base, true)?;
+            self.announce(spec, run, &record, None);
+        }
+        let allow = Allow::new(&spec.writes);
+        if !allow.active() {
+            return Ok(());
+        }
+        let head = self.head()?;
+        let dirty = self.git.dirty_paths(&|p| state::is_private(p))?;
+        let mut violations = Vec::new();
+        for path in dirty.into_iter().filter(|p| !allow.allows(p)) {
+            let in_head = self.git.entry_at(head, &path)?;
+            let change = match (in_head, fsafe::locate(&root, &path).map_err(io_err(&root))?) {
+                (None, _) => Change::Added,
+                (Some(_), Found::Absent | Found::Blocked { .. }) => Change::Deleted,
+                (Some(_), Found::Link { .. }) => Change::Symlink,
+                (Some(_), Found::Dir | Found::Special) => Change::Replaced,
+                (Some(_), Found::File { .. }) => Change::Modified,
+            };
+            violations.push(Tamper {
+                path,
+                change,
+                rule: allow.rule(),
+            });
+        }
+        if !violations.is_empty() {
+            let record =
+                self.set_aside(spec, run, "agent", &root, &violations, Trust::Head(head), true)?;
+            self.announce(spec, run, &record, None);
+        }
+        Ok(())
+    }
+
+    /// After an exam: whether the tree it ran on still holds the trusted
+    /// materials. A change (code under test rewriting the exam around the
+    /// read-only mounts) is set aside and voids the verdict.
+    pub(super) fn check_exam_tree(
+        &mut self,
+        spec: &LoopSpec,
+        run: u32,
+        tree: &Path,
+    ) -> Result<Option<String>, EngineError> {
+        let tampers = self.watch.scan(tree, &[]).map_err(io_err(tree))?;
+        if tampers.is_empty() {
+            return Ok(None);
+        }
+        let record = self.set_aside(spec, run, "verify", tree, &tampers, Trust::Base, false)?;
+        self.announce(spec, run, &record, None);
+        let paths: Vec<&str> = tampers.iter().map(|t| t.path.as_str()).collect();
+        Ok(Some(format!(
+            "the exam's materials changed while it ran ({}); quarantine record `{}`",
+            paths.join(", "),
+            record.id
+        )))
+    }
+
+    /// Read-only mounts of the exam's materials over the verifier's `/work`.
+    pub(super) fn readonly_mounts(&mut self, tree: &Path) -> Vec<Mount> {
+        let (cover, cut) = self.watch.readonly_cover(tree);
+        if cut && !self.readonly_cut_reported {
+            self.readonly_cut_reported = true;
+            self.report.unverified.push(format!(
+                "more than {} protected paths: the rest are not mounted read-only in the verifier, only hashed after each exam",
+                crate::protect::MAX_READONLY_MOUNTS
+            ));
+        }
+        cover
+            .into_iter()
+            .map(|rel| Mount {
+                host: tree.join(&rel),
+                container: format!("/work/{rel}"),
+                read_only: true,
+            })
+            .collect()
+    }
+
+    /// Saves a quarantine record of `tampers` under `root` and, when
+    /// `restore`, puts the trusted copies back.
+    #[allow(clippy::too_many_arguments)]
+    fn set_aside(
+        &mut self,
+        spec: &LoopSpec,
+        attempt: u32,
+        phase: &str,
+        root: &Path,
+        tampers: &[Tamper],
+        trust: Trust,
+        restore: bool,
+    ) -> Result<Record, EngineError> {
+        let git = self.git;
+        let from = match trust {
+            Trust::Base => self.watch.base(),
+            Trust::Head(oid) => oid,
+        };
+        // A path the trusted commit lacks has no trusted copy; an unreadable
+        // one is treated the same (the edit is still removed).
+        let trusted = |path: &str| git.entry_at(from, path).ok().flatten();
+        let qdir = self.paths.state.join("quarantine");
+        let meta = Meta {
+            run: &self.settings.run_id,
+            loop_id: &spec.id,
+            attempt,
+            phase,
+            trusted_from: from.to_string(),
+        };
+        let record =
+            quarantine::save(&qdir, &meta, root, tampers, &trusted).map_err(io_err(&qdir))?;
+        if restore {
+            for t in tampers {
+                let entry: Option<(BlobMode, Vec<u8>)> = trusted(&t.path);
+                fsafe::restore(root, &t.path, entry.as_ref().map(|(m, c)| (*m, c.as_slice())))
+                    .map_err(io_err(&root.join(&t.path)))?;
+            }
+        }
+        Ok(record)
+    }
+
+    /// The event, the report line and the note for the next prompt.
+    fn announce(&mut self, spec: &LoopSpec, attempt: u32, record: &Record, commit: Option<Oid>) {
+        let qdir = self.paths.state.join("quarantine");
+        let files: Vec<QuarantinedFile> = record
+            .files
+            .iter()
+            .map(|f| QuarantinedFile {
+                path: f.path.clone(),
+                change: f.change,
+                rule: f.rule.clone(),
+            })
+            .collect();
+        let described: Vec<String> = record
+            .files
+            .iter()
+            .map(|f| format!("`{}` ({}; {})", f.path, f.change.as_str(), f.rule))
+            .collect();
+        (self.emit)(Event::Quarantine {
+            loop_id: spec.id.clone(),
+            run: attempt,
+            phase: record.phase.clone(),
+            id: record.id.clone(),
+            path: self.paths.rel(&quarantine::record_dir(&qdir, record)),
+            files,
+            commit: commit.map(|c| c.to_string()),
+        });
+        let when = match record.phase.as_str() {
+            "agent" => format!("after run {attempt}"),
+            "verify" => "while its exam ran".to_string(),
+            _ => "before an exam".to_string(),
+        };
+        self.report.boundary.push(format!(
+            "loop `{}`: quarantined {} {when}; record `{}`",
+            spec.id,
+            described.join(", "),
+            record.id
+        ));
+        let restored = if record.phase == "verify" {
+            "the exam's verdict was voided"
+        } else {
+            "the trusted copies are back and your edits are not in the commit"
+        };
+        self.pending_notes.push(format!(
+            "proctor set aside edits to {} as quarantine record `{}` ({}: `proctor quarantine diff {}`); {restored}. The exam's materials and files outside the write allow-list are not yours to change: fix the code instead.",
+            described.join(", "),
+            record.id,
+            self.paths.rel(&quarantine::record_dir(&qdir, record)),
+            record.id
+        ));
+    }
+
+    /// Checks that proctor's state paths are what the host writes: real
+    /// directories, and plain files in the journal. Anything else (a link
+    /// an agent planted in the journal, a FIFO) is removed and reported.
+    pub(super) fn repair_state(&mut self) {
+        let paths = self.paths.clone();
+        let mut repaired: Vec<(String, String)> = Vec::new();
+        for dir in [&paths.state, &paths.journal, &paths.inbox] {
+            if let Some(was) = describe_unless(dir, |m| m.is_dir()) {
+                if state::ensure_dir(dir).is_ok() {
+                    repaired.push((paths.rel(dir), was));
+                }
+            }
+        }
+        for file in [&paths.ledger, &paths.events] {
+            if let Some(was) = describe_unless(file, |m| m.is_file()) {
+                if state::repair_file(file).is_ok() {
+                    repaired.push((paths.rel(file), was));
+                }
+            }
+        }
+        let mut stack = vec![paths.journal.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => stack.push(path),
+                    Ok(m) if m.is_file() => {}
+                    Ok(_) => {
+                        let was = describe(&path);
+                        if fsafe::remove_any(&path).is_ok() {
+                            repaired.push((paths.rel(&path), was));
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        for (path, was) in repaired {
+            self.report
+                .boundary
+                .push(format!("repaired `{path}`: it was {was}"));
+            (self.emit)(Event::Repaired { path, was });
+        }
+    }
+}
+
+/// What is at `path`, unless it is absent or `ok` accepts it.
+fn describe_unless(path: &Path, ok: impl Fn(&std::fs::Metadata) -> bool) -> Option<String> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if ok(&meta) {
+        return None;
+    }
+    Some(describe(path))
+}
+
+fn describe(path: &Path) -> String {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => match std::fs::read_link(path) {
+            Ok(t) => format!("a symlink to `{}`", t.display()),
+            Err(_) => "a symlink".into(),
+        },
+        Ok(m) if m.is_dir() => "a directory".into(),
+        Ok(m) if m.is_file() => "a file".into(),
+        Ok(_) => "a FIFO, socket or device".into(),
+        Err(_) => "unreadable".into(),
+    }
+}
