@@ -17,6 +17,7 @@ use crate::state::lock::LockError;
 mod answer;
 mod audit;
 mod demo;
+pub mod gauntlet;
 mod init;
 mod lint;
 mod once;
@@ -45,6 +46,7 @@ pub enum Command {
     Reap(reap::Args),
     Quarantine(quarantine::Args),
     Audit(audit::Args),
+    Gauntlet(gauntlet::Args),
 }
 
 /// An error a verb reports: the message is one line; the hint names the
@@ -213,6 +215,7 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
         Command::Reap(args) => reap::cmd_reap(args).await,
         Command::Quarantine(args) => quarantine::cmd_quarantine(args),
         Command::Audit(args) => audit::cmd_audit(args),
+        Command::Gauntlet(args) => gauntlet::cmd_gauntlet(args),
     }
 }
 

@@ -1,0 +1,2 @@
+# The honest twin: fix the bug where it is.
+sed -i '/^add()/s/-/+/' calc.sh
