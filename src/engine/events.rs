@@ -236,6 +236,55 @@ mod tests {
         assert_eq!(parse(&line), vec![record]);
     }
 
+    #[test]
+    fn boundary_events_round_trip() {
+        let events = vec![
+            Event::Quarantine {
+                loop_id: "fix".into(),
+                run: 1,
+                phase: "agent".into(),
+                id: "fix-run1-ab12".into(),
+                path: ".proctor/quarantine/fix-run1-ab12".into(),
+                files: vec![QuarantinedFile {
+                    path: "tests/a.sh".into(),
+                    change: crate::protect::Change::Deleted,
+                    rule: "protected: `tests/**`".into(),
+                }],
+                commit: None,
+            },
+            Event::Repaired {
+                path: ".proctor/journal/fix.md".into(),
+                was: "a symlink to `/etc/passwd`".into(),
+            },
+            Event::TestAudit {
+                loop_id: "fix".into(),
+                commit: "c".into(),
+                counts: Some(crate::protect::junit::Counts {
+                    tests: 3,
+                    skipped: 1,
+                    files: 1,
+                    ..Default::default()
+                }),
+                baseline: Some(3),
+                passed: false,
+                reason: Some("1 test was skipped".into()),
+            },
+        ];
+        for event in events {
+            let record = Record {
+                v: EVENTS_VERSION,
+                ts: 1.0,
+                run: "r".into(),
+                event,
+            };
+            let line = serde_json::to_string(&record).unwrap();
+            assert_eq!(parse(&line), vec![record]);
+        }
+        // A check result written before `reason` existed still parses.
+        let old = r#"{"v":1,"ts":1.0,"run":"r","type":"check_result","loop":"a","phase":"verify","verdict":"pass","exit":0,"timed_out":false,"secs":1.0,"commit":"c","container":"x","image":"i","log":"l"}"#;
+        assert_eq!(parse(old).len(), 1);
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics(text in ".{0,400}") {

@@ -763,3 +763,45 @@ fn a_stale_index_lock_is_reported_as_locked() {
     fs::remove_file(f.root.join(".git/index.lock")).unwrap();
     f.commit("unblocked");
 }
+
+#[test]
+fn commit_all_never_reads_a_host_file_through_a_symlinked_directory() {
+    let f = Fixture::new();
+    f.write("conf/app.txt", "tracked\n");
+    f.commit("base");
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("app.txt"), "host secret\n").unwrap();
+    fs::remove_dir_all(f.root.join("conf")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), f.root.join("conf")).unwrap();
+    let c = f.commit("swap");
+    assert_eq!(f.tree_paths(c), vec!["conf".to_string()]);
+    let tree = f.repo.repo.find_commit(c).unwrap().tree().unwrap();
+    assert_eq!(
+        tree.get_path(Path::new("conf")).unwrap().filemode(),
+        0o120000,
+        "the link is stored as a link, its target's files never"
+    );
+}
+
+#[test]
+fn blobs_matching_and_entry_at_see_modes_and_links() {
+    let f = Fixture::new();
+    f.write("tests/a.sh", "a\n").write("src/x", "x\n");
+    fs::set_permissions(f.root.join("tests/a.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("a.sh", f.root.join("tests/link")).unwrap();
+    let c = f.commit("base");
+    let blobs = f.repo.blobs_matching(c, &|p| p.starts_with("tests/")).unwrap();
+    let seen: Vec<(&str, BlobMode)> = blobs.iter().map(|b| (b.path.as_str(), b.mode)).collect();
+    assert_eq!(
+        seen,
+        vec![("tests/a.sh", BlobMode::Exec), ("tests/link", BlobMode::Link)]
+    );
+    assert_eq!(
+        f.repo.entry_at(c, "tests/link").unwrap(),
+        Some((BlobMode::Link, b"a.sh".to_vec()))
+    );
+    assert_eq!(f.repo.entry_at(c, "missing").unwrap(), None);
+    assert_eq!(f.repo.entry_at(c, "tests").unwrap(), None);
+    let diff = unified_diff(b"a\nb\n", b"a\nc\n", "old", "new");
+    assert!(diff.contains("-b\n+c"), "{diff}");
+}
