@@ -1,0 +1,265 @@
+//! The trust boundary end to end: quarantine and restore, tampers committed
+//! earlier, the exam's materials changing under a running exam, the
+//! test-count audit against the base commit, state the agent cannot forge,
+//! and the audit trail. Real binary, scripted agents, real containers.
+
+mod common;
+
+use common::{require_engine, stderr, stdout, TestRepo};
+use proctor::engine::events::{Event, Phase, Verdict};
+
+const CALC: &str = "add() { echo $(( $1 - $2 )); }\n";
+const TEST: &str = r#". ./calc.sh
+[ "$(add 2 2)" = 4 ] || { echo "FAIL: add 2 2 printed $(add 2 2)"; exit 1; }
+echo ok
+"#;
+const FIX: &str = "sed -i 's/\\$1 - \\$2/$1 + $2/' calc.sh\n";
+
+fn head_blob(repo: &TestRepo, path: &str) -> Option<String> {
+    let git = git2::Repository::open(repo.path()).unwrap();
+    let tree = git.head().unwrap().peel_to_tree().unwrap();
+    let entry = tree.get_path(std::path::Path::new(path)).ok()?;
+    let blob = git.find_blob(entry.id()).ok()?;
+    Some(String::from_utf8_lossy(blob.content()).into_owned())
+}
+
+#[test]
+fn a_protected_edit_is_quarantined_restored_and_named_in_the_next_prompt() {
+    require_engine();
+    // Run 1 weakens the test; run 2 fixes the code.
+    let agent = format!(
+        "cat\nif [ \"$PROCTOR_RUN\" = 1 ]; then echo 'echo ok' > test.sh; else {FIX}fi\n"
+    );
+    let repo = TestRepo::new()
+        .file("calc.sh", CALC)
+        .file("test.sh", TEST)
+        .file("agent.sh", &agent)
+        .manifest("loop: fix\nagent: sh agent.sh\ndone_when: sh test.sh\nbudget: 2 runs\nprotected: [test.sh]\n")
+        .commit("buggy");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(repo.agent_starts(), 2);
+
+    let (id, files) = repo
+        .events()
+        .into_iter()
+        .find_map(|r| match r.event {
+            Event::Quarantine {
+                id, files, run: 1, ..
+            } => Some((id, files)),
+            _ => None,
+        })
+        .expect("a quarantine event for run 1");
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].path, "test.sh");
+    assert_eq!(files[0].rule, "protected: `test.sh`");
+    // The trusted copy is back and in every commit.
+    assert_eq!(repo.read("test.sh"), TEST);
+    assert_eq!(head_blob(&repo, "test.sh").as_deref(), Some(TEST));
+    // The next prompt names the record.
+    let prompt = repo.read(".proctor/logs/fix.run2.log");
+    assert!(prompt.contains(&id), "{prompt}");
+    assert!(prompt.contains("proctor quarantine diff"), "{prompt}");
+    // The report lists the decision.
+    let report = stdout(&out);
+    assert!(report.contains("guarded:"), "{report}");
+    assert!(report.contains(&format!("record `{id}`")), "{report}");
+
+    let listed = stdout(&repo.proctor(&["quarantine"]));
+    assert!(listed.contains(&id) && listed.contains("test.sh (modified)"), "{listed}");
+    let diff = stdout(&repo.proctor(&["quarantine", "diff", &id]));
+    assert!(diff.contains("-[ \"$(add 2 2)\" = 4 ]"), "{diff}");
+    assert!(diff.contains("-. ./calc.sh"), "{diff}");
+    assert!(diff.contains("rule: protected: `test.sh`"), "{diff}");
+
+    let trail = stdout(&repo.proctor(&["audit"]));
+    assert!(trail.contains("boundary decisions:"), "{trail}");
+    assert!(trail.contains(&format!("record `{id}`")), "{trail}");
+    let json = stdout(&repo.proctor(&["audit", "--json"]));
+    let parsed = proctor::engine::events::parse(&json);
+    assert_eq!(parsed.len(), json.lines().count());
+    assert!(parsed
+        .iter()
+        .any(|r| matches!(r.event, Event::Quarantine { .. })));
+
+    let out = repo.proctor(&["quarantine", "drop", "--all"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&repo.proctor(&["quarantine"])).contains("no quarantine records"));
+    repo.assert_no_containers();
+}
+
+#[test]
+fn a_tamper_committed_earlier_is_caught_on_a_later_run() {
+    require_engine();
+    let repo = TestRepo::new()
+        .file("calc.sh", CALC)
+        .file("test.sh", TEST)
+        .manifest("loop: fix\nagent: 'true'\ndone_when: sh test.sh\nbudget: 1 run\nprotected: [test.sh]\n")
+        .commit("buggy");
+    // A `proctor run` commit that already carries a weakened exam (as an
+    // older version, or a crash, could have left it).
+    {
+        let git = git2::Repository::open(repo.path()).unwrap();
+        let base = git.head().unwrap().peel_to_commit().unwrap();
+        git.branch("proctor/fix", &base, false).unwrap();
+        git.set_head("refs/heads/proctor/fix").unwrap();
+    }
+    repo.write("test.sh", "echo ok\n");
+    let repo = repo.commit("proctor(fix): run 1\n\nProctor-Loop: fix\nProctor-Run: 1\n");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the weakened exam must not pass: {}",
+        stderr(&out)
+    );
+    let restored = repo.events().into_iter().find_map(|r| match r.event {
+        Event::Quarantine {
+            phase,
+            commit: Some(c),
+            files,
+            ..
+        } => Some((phase, c, files)),
+        _ => None,
+    });
+    let (phase, _, files) = restored.expect("a quarantine that committed the trusted copy");
+    assert_eq!(phase, "exam");
+    assert_eq!(files[0].path, "test.sh");
+    assert!(repo
+        .log("proctor/fix")
+        .contains(&"proctor(fix): restore protected files".to_string()));
+    assert_eq!(head_blob(&repo, "test.sh").as_deref(), Some(TEST));
+    repo.assert_no_containers();
+}
+
+#[test]
+fn an_exam_whose_materials_change_while_it_runs_is_not_a_pass() {
+    require_engine();
+    // `check.sh` is a protected symlink (links are never mounted read-only);
+    // the exam re-points it and exits 0. The after-exam hash voids the pass.
+    let repo = TestRepo::new()
+        .file("real.sh", "exit 1\n")
+        .manifest("loop: fix\nagent: cat\ndone_when: 'ln -sfn /dev/null check.sh; exit 0'\nbudget: 1 run\nprotected: [check.sh, real.sh]\n");
+    std::os::unix::fs::symlink("real.sh", repo.path().join("check.sh")).unwrap();
+    let repo = repo.commit("linked exam");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let reasons: Vec<String> = repo
+        .events()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::CheckResult {
+                exit: 0,
+                verdict: Verdict::Fail,
+                reason: Some(reason),
+                ..
+            } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert!(!reasons.is_empty(), "a zero exit must not have passed");
+    assert!(reasons[0].contains("check.sh"), "{reasons:?}");
+    let prompt = repo.read(".proctor/logs/fix.run1.log");
+    assert!(prompt.contains("not a pass"), "{prompt}");
+    repo.assert_no_containers();
+}
+
+#[test]
+fn the_test_audit_compares_with_the_base_commit_on_a_resumed_run() {
+    require_engine();
+    // The exam writes one JUnit test case per line of cases.txt, and passes
+    // when fixed.txt exists. The agent fixes it but drops a case.
+    let exam = r#"mkdir -p out; { echo '<testsuite>'; while read c; do echo "<testcase name=\"$c\"/>"; done < cases.txt; echo '</testsuite>'; } > out/r.xml; test -f fixed.txt"#;
+    let agent = "if [ \"$PROCTOR_RUN\" -ge 2 ]; then touch fixed.txt; sed -i 1d cases.txt; fi\n";
+    let repo = TestRepo::new()
+        .file("cases.txt", "a\nb\nc\n")
+        .file("exam.sh", exam)
+        .file("agent.sh", agent)
+        .manifest("loop: fix\nagent: sh agent.sh\ndone_when: sh exam.sh\nbudget: 1 run\ntests: {junit: out, expect_delta: 0}\n")
+        .commit("three cases");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = repo.proctor(&["answer", "fix", "keep going"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The second run starts on a commit that is not the base: the base's
+    // count comes from administering the exam there once.
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let events = repo.events();
+    assert!(events.iter().any(|r| matches!(
+        r.event,
+        Event::CheckResult {
+            phase: Phase::Baseline,
+            ..
+        }
+    )));
+    let failed = events.iter().find_map(|r| match &r.event {
+        Event::TestAudit {
+            passed: false,
+            reason: Some(reason),
+            baseline,
+            ..
+        } => Some((reason.clone(), *baseline)),
+        _ => None,
+    });
+    let (reason, baseline) = failed.expect("a failed test audit");
+    assert_eq!(baseline, Some(3));
+    assert!(reason.contains("base commit had 3"), "{reason}");
+    repo.assert_no_containers();
+}
+
+#[test]
+fn a_journal_link_to_a_host_file_is_repaired_and_never_read() {
+    require_engine();
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("secret.txt");
+    std::fs::write(&secret, "host secret 7f3a\n").unwrap();
+    let agent = format!(
+        "ln -sfn {} .proctor/journal/fix.md\n",
+        secret.canonicalize().unwrap().display()
+    );
+    let repo = TestRepo::new()
+        .file("agent.sh", &format!("cat\n{agent}"))
+        .manifest("loop: fix\nagent: sh agent.sh\ndone_when: 'exit 1'\nbudget: 2 runs\n")
+        .commit("journal");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let prompt = repo.read(".proctor/logs/fix.run2.log");
+    assert!(prompt.contains("## Journal"), "the agent echoes its prompt: {prompt}");
+    assert!(!prompt.contains("host secret"), "{prompt}");
+    assert!(repo.events().iter().any(|r| matches!(
+        &r.event,
+        Event::Repaired { path, .. } if path == ".proctor/journal/fix.md"
+    )));
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "host secret 7f3a\n"
+    );
+    repo.assert_no_containers();
+}
+
+#[test]
+fn two_runs_without_edits_are_named_in_the_card() {
+    require_engine();
+    let repo = TestRepo::new()
+        .manifest("loop: idle\nagent: 'cat >/dev/null'\ndone_when: 'exit 1'\nbudget: 2 runs\n")
+        .commit("idle");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no edits"), "{}", stderr(&out));
+    let edits: Vec<bool> = repo
+        .events()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::AgentEnd { edits, .. } => Some(edits),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(edits, [false, false]);
+    let card = repo.read("INBOX/idle.md");
+    assert!(
+        card.contains("the last 2 agent runs changed nothing"),
+        "{card}"
+    );
+    repo.assert_no_containers();
+}
