@@ -27,9 +27,8 @@ fn head_blob(repo: &TestRepo, path: &str) -> Option<String> {
 fn a_protected_edit_is_quarantined_restored_and_named_in_the_next_prompt() {
     require_engine();
     // Run 1 weakens the test; run 2 fixes the code.
-    let agent = format!(
-        "cat\nif [ \"$PROCTOR_RUN\" = 1 ]; then echo 'echo ok' > test.sh; else {FIX}fi\n"
-    );
+    let agent =
+        format!("cat\nif [ \"$PROCTOR_RUN\" = 1 ]; then echo 'echo ok' > test.sh; else {FIX}fi\n");
     let repo = TestRepo::new()
         .file("calc.sh", CALC)
         .file("test.sh", TEST)
@@ -66,7 +65,10 @@ fn a_protected_edit_is_quarantined_restored_and_named_in_the_next_prompt() {
     assert!(report.contains(&format!("record `{id}`")), "{report}");
 
     let listed = stdout(&repo.proctor(&["quarantine"]));
-    assert!(listed.contains(&id) && listed.contains("test.sh (modified)"), "{listed}");
+    assert!(
+        listed.contains(&id) && listed.contains("test.sh (modified)"),
+        "{listed}"
+    );
     let diff = stdout(&repo.proctor(&["quarantine", "diff", &id]));
     assert!(diff.contains("-[ \"$(add 2 2)\" = 4 ]"), "{diff}");
     assert!(diff.contains("-. ./calc.sh"), "{diff}");
@@ -225,7 +227,10 @@ fn a_journal_link_to_a_host_file_is_repaired_and_never_read() {
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let prompt = repo.read(".proctor/logs/fix.run2.log");
-    assert!(prompt.contains("## Journal"), "the agent echoes its prompt: {prompt}");
+    assert!(
+        prompt.contains("## Journal"),
+        "the agent echoes its prompt: {prompt}"
+    );
     assert!(!prompt.contains("host secret"), "{prompt}");
     assert!(repo.events().iter().any(|r| matches!(
         &r.event,

@@ -56,7 +56,9 @@ fn every_cheat_is_caught_and_every_honest_twin_closes() {
         );
     }
     // The file the symlink cheat aimed at is unchanged.
-    let outside = keep.path().join("symlink-outside/cheat/outside/outside.txt");
+    let outside = keep
+        .path()
+        .join("symlink-outside/cheat/outside/outside.txt");
     assert_eq!(
         std::fs::read_to_string(outside).unwrap(),
         "outside the repository: must never change\n"
@@ -70,9 +72,11 @@ fn every_cheat_is_caught_and_every_honest_twin_closes() {
     assert!(!hook.join("outside/hook-ran").exists());
     assert!(!hook.join("outside/fsmonitor-ran").exists());
     // The forged answer never reached the ledger.
-    let ledger =
-        std::fs::read_to_string(keep.path().join("forge-ledger/cheat/repo/.proctor/ledger.jsonl"))
-            .unwrap();
+    let ledger = std::fs::read_to_string(
+        keep.path()
+            .join("forge-ledger/cheat/repo/.proctor/ledger.jsonl"),
+    )
+    .unwrap();
     assert!(!ledger.contains("forged"), "{ledger}");
 }
 
@@ -85,5 +89,38 @@ fn an_unknown_scenario_names_the_known_ones() {
     assert!(
         err.contains("no gauntlet scenario `nope`") && err.contains("delete-test"),
         "{err}"
+    );
+}
+
+#[test]
+fn the_mount_sensitive_cheats_are_caught_on_podman_too() {
+    const PODMAN: &str = "unix:///run/podman/podman.sock";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if let Err(e) = rt.block_on(proctor::cage::DockerCage::connect_to(PODMAN)) {
+        panic!(
+            "Podman does not answer on {PODMAN}: start it with `podman system service --time=0 {PODMAN} &` (or run `bash .ci/run`)\n({e})"
+        );
+    }
+    let repo = TestRepo::new();
+    let out = repo.proctor_env(
+        &[
+            "gauntlet",
+            "--only",
+            "rewrite-exam-at-verify",
+            "--only",
+            "forge-ledger",
+            "--only",
+            "git-hook",
+        ],
+        &[("DOCKER_HOST", PODMAN)],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("gauntlet: 3/3 caught with honest twins passing"),
+        "{text}"
     );
 }

@@ -132,7 +132,10 @@ pub fn boundary_decisions(trail: &[&Record]) -> Vec<String> {
                     list.join(", "),
                     commit
                         .as_ref()
-                        .map(|c| format!("; trusted copies committed as {}", crate::engine::short(c)))
+                        .map(|c| format!(
+                            "; trusted copies committed as {}",
+                            crate::engine::short(c)
+                        ))
                         .unwrap_or_default()
                 ));
             }
@@ -161,7 +164,9 @@ pub fn boundary_decisions(trail: &[&Record]) -> Vec<String> {
             } => out.push(format!(
                 "loop `{loop_id}`: attempt at {} rejected: {}",
                 crate::engine::short(commit),
-                reason.clone().unwrap_or_else(|| format!("the exam exited {exit}"))
+                reason
+                    .clone()
+                    .unwrap_or_else(|| format!("the exam exited {exit}"))
             )),
             _ => {}
         }

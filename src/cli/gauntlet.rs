@@ -43,7 +43,10 @@ pub struct Args {
 
 /// The fixture project, as committed in every scenario's repository.
 const FIXTURE: &[(&str, &str)] = &[
-    ("calc.sh", include_str!("../../contrib/gauntlet/fixture/calc.sh")),
+    (
+        "calc.sh",
+        include_str!("../../contrib/gauntlet/fixture/calc.sh"),
+    ),
     (
         "vendor/ops.sh",
         include_str!("../../contrib/gauntlet/fixture/vendor/ops.sh"),
@@ -303,9 +306,8 @@ pub fn cmd_gauntlet(args: Args) -> Result<i32, CommandError> {
             std::fs::create_dir_all(dir).map_err(|e| {
                 CommandError::user(format!("cannot create `{}`: {e}", dir.display()))
             })?;
-            dir.canonicalize().map_err(|e| {
-                CommandError::user(format!("cannot use `{}`: {e}", dir.display()))
-            })?
+            dir.canonicalize()
+                .map_err(|e| CommandError::user(format!("cannot use `{}`: {e}", dir.display())))?
         }
         None => {
             scratch = tempfile::Builder::new()
@@ -314,9 +316,12 @@ pub fn cmd_gauntlet(args: Args) -> Result<i32, CommandError> {
                 .map_err(|e| CommandError::Internal {
                     message: format!("cannot create a scratch directory: {e}"),
                 })?;
-            scratch.path().canonicalize().map_err(|e| CommandError::Internal {
-                message: e.to_string(),
-            })?
+            scratch
+                .path()
+                .canonicalize()
+                .map_err(|e| CommandError::Internal {
+                    message: e.to_string(),
+                })?
         }
     };
     eprintln!(
@@ -451,9 +456,7 @@ fn proctor_run(exe: &Path, dir: &Path, repo: &Path) -> Result<i32, String> {
         .map_err(|e| format!("cannot run proctor: {e}"))?;
     let mut transcript = out.stderr.clone();
     transcript.extend_from_slice(&out.stdout);
-    let n = std::fs::read_dir(dir)
-        .map(|d| d.count())
-        .unwrap_or(0);
+    let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     let _ = std::fs::write(dir.join(format!("proctor-run-{n}.log")), transcript);
     Ok(out.status.code().unwrap_or(-1))
 }
@@ -466,7 +469,9 @@ fn events_of(repo: &Path) -> Vec<Record> {
 }
 
 fn closed(events: &[Record]) -> bool {
-    events.iter().any(|r| matches!(r.event, Event::Close { .. }))
+    events
+        .iter()
+        .any(|r| matches!(r.event, Event::Close { .. }))
 }
 
 fn agent_starts(events: &[Record]) -> usize {
@@ -527,10 +532,7 @@ fn run_cheat(exe: &Path, dir: &Path, s: &Scenario) -> Result<String, String> {
         return Err(format!("proctor exited {exit}, not 3 (blocked)"));
     }
     let git = GitRepo::open(repo).map_err(|e| e.to_string())?;
-    let head = git
-        .head()
-        .map_err(|e| e.to_string())?
-        .ok_or("no commits")?;
+    let head = git.head().map_err(|e| e.to_string())?.ok_or("no commits")?;
     let fixture_at_head = |path: &str| -> Result<(), String> {
         let want = FIXTURE
             .iter()
@@ -538,11 +540,15 @@ fn run_cheat(exe: &Path, dir: &Path, s: &Scenario) -> Result<String, String> {
             .map(|(_, t)| t.as_bytes());
         let got = git.entry_at(head, path).map_err(|e| e.to_string())?;
         match (want, got) {
-            (Some(w), Some((mode, content))) if content == w && mode != crate::git::BlobMode::Link => {
+            (Some(w), Some((mode, content)))
+                if content == w && mode != crate::git::BlobMode::Link =>
+            {
                 Ok(())
             }
             (None, None) => Ok(()),
-            _ => Err(format!("`{path}` in the last commit is not the trusted copy")),
+            _ => Err(format!(
+                "`{path}` in the last commit is not the trusted copy"
+            )),
         }
     };
     match s.evidence {
@@ -554,16 +560,29 @@ fn run_cheat(exe: &Path, dir: &Path, s: &Scenario) -> Result<String, String> {
                     .map(|_| id.clone()),
                 _ => None,
             });
-            let id = found.ok_or_else(|| format!("no quarantine event for `{path}` ({})", change.as_str()))?;
-            if !repo.join(".proctor/quarantine").join(&id).join("record.json").is_file() {
+            let id = found
+                .ok_or_else(|| format!("no quarantine event for `{path}` ({})", change.as_str()))?;
+            if !repo
+                .join(".proctor/quarantine")
+                .join(&id)
+                .join("record.json")
+                .is_file()
+            {
                 return Err(format!("quarantine record `{id}` is missing"));
             }
             fixture_at_head(path)?;
-            Ok(format!("quarantined {path} ({}), record {id}", change.as_str()))
+            Ok(format!(
+                "quarantined {path} ({}), record {id}",
+                change.as_str()
+            ))
         }
         Evidence::NotCommitted(paths) => {
             for path in paths {
-                if git.entry_at(head, path).map_err(|e| e.to_string())?.is_some() {
+                if git
+                    .entry_at(head, path)
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
                     return Err(format!("`{path}` reached the commit"));
                 }
             }
@@ -583,11 +602,15 @@ fn run_cheat(exe: &Path, dir: &Path, s: &Scenario) -> Result<String, String> {
             Ok("its verdict files were ignored; the card is proctor's BLOCKED card".into())
         }
         Evidence::LedgerIntact => {
-            let ledger = std::fs::read_to_string(repo.join(".proctor/ledger.jsonl")).unwrap_or_default();
+            let ledger =
+                std::fs::read_to_string(repo.join(".proctor/ledger.jsonl")).unwrap_or_default();
             if ledger.contains("forged") || !ledger.contains("\"type\":\"run\"") {
                 return Err("the ledger was truncated or forged".into());
             }
-            if !events.iter().any(|r| matches!(r.event, Event::RunStart { .. })) {
+            if !events
+                .iter()
+                .any(|r| matches!(r.event, Event::RunStart { .. }))
+            {
                 return Err("the events file was deleted".into());
             }
             let again = proctor_run(exe, dir, repo)?;
@@ -617,7 +640,8 @@ fn run_cheat(exe: &Path, dir: &Path, s: &Scenario) -> Result<String, String> {
             Ok("no hook or fsmonitor in .git, nothing ran on the host".into())
         }
         Evidence::OutsideUnchanged => {
-            let text = std::fs::read_to_string(scratch.outside.join("outside.txt")).unwrap_or_default();
+            let text =
+                std::fs::read_to_string(scratch.outside.join("outside.txt")).unwrap_or_default();
             if text != OUTSIDE_TEXT {
                 return Err("the file outside the repository changed".into());
             }
@@ -634,7 +658,8 @@ fn run_cheat(exe: &Path, dir: &Path, s: &Scenario) -> Result<String, String> {
             Ok("symlink quarantined, the outside file unchanged".into())
         }
         Evidence::ExamReadOnly => {
-            let log = std::fs::read_to_string(repo.join(".proctor/logs/fix.run1.exam.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(repo.join(".proctor/logs/fix.run1.exam.log"))
+                .unwrap_or_default();
             if !log.contains("Read-only file system") {
                 return Err("the exam's log shows no refused write".into());
             }

@@ -61,9 +61,8 @@ pub fn cmd_quarantine(args: Args) -> Result<i32, CommandError> {
             Ok(0)
         }
         Action::Diff { id } => {
-            let record = quarantine::find(&dir, &id).map_err(|e| {
-                CommandError::hint(e, "list the records with `proctor quarantine`")
-            })?;
+            let record = quarantine::find(&dir, &id)
+                .map_err(|e| CommandError::hint(e, "list the records with `proctor quarantine`"))?;
             print!("{}", show(&dir, &record));
             Ok(0)
         }
@@ -102,7 +101,12 @@ fn summary_line(r: &Record) -> String {
     } else {
         format!("run {} · {}", r.attempt, r.phase)
     };
-    format!("{}  loop {} · {when}  {}", r.id, r.loop_id, files.join(", "))
+    format!(
+        "{}  loop {} · {when}  {}",
+        r.id,
+        r.loop_id,
+        files.join(", ")
+    )
 }
 
 /// A record in full: who, when, why, and a diff per path.
@@ -128,7 +132,9 @@ pub fn show(dir: &std::path::Path, r: &Record) -> String {
             f.rule
         ));
         if let Some(target) = &f.link_target {
-            out.push_str(&format!("attempted: a symlink to `{target}` (never followed)\n"));
+            out.push_str(&format!(
+                "attempted: a symlink to `{target}` (never followed)\n"
+            ));
         }
         let trusted = f
             .trusted

@@ -85,7 +85,11 @@ impl<C: Cage> Engine<'_, C> {
     /// After an agent run, before its commit: the exam's materials against
     /// the base commit, then the loop's `writes:` allow-list against the
     /// last commit.
-    pub(super) fn guard_after_agent(&mut self, spec: &LoopSpec, run: u32) -> Result<(), EngineError> {
+    pub(super) fn guard_after_agent(
+        &mut self,
+        spec: &LoopSpec,
+        run: u32,
+    ) -> Result<(), EngineError> {
         self.repair_state();
         let root = self.paths.root.clone();
         let dirty = self.git.dirty_paths(&|p| state::is_private(p))?;
@@ -117,8 +121,15 @@ impl<C: Cage> Engine<'_, C> {
             });
         }
         if !violations.is_empty() {
-            let record =
-                self.set_aside(spec, run, "agent", &root, &violations, Trust::Head(head), true)?;
+            let record = self.set_aside(
+                spec,
+                run,
+                "agent",
+                &root,
+                &violations,
+                Trust::Head(head),
+                true,
+            )?;
             self.announce(spec, run, &record, None);
         }
         Ok(())
@@ -201,8 +212,12 @@ impl<C: Cage> Engine<'_, C> {
         if restore {
             for t in tampers {
                 let entry: Option<(BlobMode, Vec<u8>)> = trusted(&t.path);
-                fsafe::restore(root, &t.path, entry.as_ref().map(|(m, c)| (*m, c.as_slice())))
-                    .map_err(io_err(&root.join(&t.path)))?;
+                fsafe::restore(
+                    root,
+                    &t.path,
+                    entry.as_ref().map(|(m, c)| (*m, c.as_slice())),
+                )
+                .map_err(io_err(&root.join(&t.path)))?;
             }
         }
         Ok(record)

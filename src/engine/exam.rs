@@ -54,10 +54,14 @@ impl<C: Cage> Engine<'_, C> {
                     self.report.unverified.push(forgeable);
                 }
                 let judged = junit::judge(audit, counts, baseline);
-                if audit.expect_delta.is_some() && baseline.is_none() {
-                    self.report.unverified.push(format!(
-                        "loop `{id}`: `expect_delta` was not checked: the exam wrote no JUnit report on the base commit"
-                    ));
+                let unchecked = format!(
+                    "loop `{id}`: `expect_delta` was not checked: the exam wrote no JUnit report on the base commit"
+                );
+                if audit.expect_delta.is_some()
+                    && baseline.is_none()
+                    && !self.report.unverified.contains(&unchecked)
+                {
+                    self.report.unverified.push(unchecked);
                 }
                 (self.emit)(Event::TestAudit {
                     loop_id: id.clone(),
@@ -124,7 +128,11 @@ impl<C: Cage> Engine<'_, C> {
                     None => format!(
                         "the exam exited {}{}",
                         outcome.exit_code,
-                        if outcome.timed_out { " (timed out)" } else { "" }
+                        if outcome.timed_out {
+                            " (timed out)"
+                        } else {
+                            ""
+                        }
                     ),
                 }
             ));

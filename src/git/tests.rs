@@ -790,11 +790,17 @@ fn blobs_matching_and_entry_at_see_modes_and_links() {
     fs::set_permissions(f.root.join("tests/a.sh"), fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::symlink("a.sh", f.root.join("tests/link")).unwrap();
     let c = f.commit("base");
-    let blobs = f.repo.blobs_matching(c, &|p| p.starts_with("tests/")).unwrap();
+    let blobs = f
+        .repo
+        .blobs_matching(c, &|p| p.starts_with("tests/"))
+        .unwrap();
     let seen: Vec<(&str, BlobMode)> = blobs.iter().map(|b| (b.path.as_str(), b.mode)).collect();
     assert_eq!(
         seen,
-        vec![("tests/a.sh", BlobMode::Exec), ("tests/link", BlobMode::Link)]
+        vec![
+            ("tests/a.sh", BlobMode::Exec),
+            ("tests/link", BlobMode::Link)
+        ]
     );
     assert_eq!(
         f.repo.entry_at(c, "tests/link").unwrap(),

@@ -209,9 +209,7 @@ pub fn restore(root: &Path, rel: &str, trusted: Option<(BlobMode, &[u8])>) -> io
     let path = make_parents(root, &parts)?;
     remove_any(&path)?;
     match mode {
-        BlobMode::Link => {
-            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(content), &path)
-        }
+        BlobMode::Link => std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(content), &path),
         BlobMode::File | BlobMode::Exec => {
             let bits = if mode == BlobMode::Exec { 0o755 } else { 0o644 };
             write_new(&path, content, bits)

@@ -194,10 +194,13 @@ impl Watch {
             let rule = self.rule_for(path).unwrap_or_default();
             let found = fsafe::locate(root, path)?;
             let change = match (self.trusted.get(path), found) {
-                (_, Found::Blocked {
-                    ancestor,
-                    link_target,
-                }) => {
+                (
+                    _,
+                    Found::Blocked {
+                        ancestor,
+                        link_target,
+                    },
+                ) => {
                     if blocked.insert(ancestor.clone()) {
                         out.push(Tamper {
                             path: ancestor,

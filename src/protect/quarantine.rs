@@ -74,6 +74,9 @@ pub struct Meta<'a> {
     pub trusted_from: String,
 }
 
+/// The trusted mode and content of a path, if the trusted commit has it.
+pub type TrustedSource<'a> = dyn Fn(&str) -> Option<(BlobMode, Vec<u8>)> + 'a;
+
 /// Saves the attempted content of `tampers` (read from `root`) and the
 /// trusted copies (from `trusted`) as a new record under `dir`.
 pub fn save(
@@ -81,7 +84,7 @@ pub fn save(
     meta: &Meta<'_>,
     root: &Path,
     tampers: &[Tamper],
-    trusted: &dyn Fn(&str) -> Option<(BlobMode, Vec<u8>)>,
+    trusted: &TrustedSource<'_>,
 ) -> io::Result<Record> {
     crate::state::ensure_dir(dir)?;
     let id = new_id(dir, meta);

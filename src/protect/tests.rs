@@ -16,7 +16,10 @@ fn repo_with(files: &[(&str, &str)]) -> (tempfile::TempDir, GitRepo, Oid) {
 }
 
 fn rules() -> Rules {
-    Rules::new(vec!["tests/**".into(), "exam.sh".into()], Some("proctor.yaml"))
+    Rules::new(
+        vec!["tests/**".into(), "exam.sh".into()],
+        Some("proctor.yaml"),
+    )
 }
 
 fn changes(tampers: &[Tamper]) -> Vec<(String, Change)> {
@@ -53,7 +56,10 @@ fn modified_deleted_added_and_linked_files_are_found() {
     std::os::unix::fs::symlink("/etc/hostname", root.join("exam.sh")).unwrap();
     fs::write(root.join("lute.yaml"), "loop: y").unwrap();
     let found = watch
-        .scan(root, &["tests/new.sh".into(), "lute.yaml".into(), "src/x".into()])
+        .scan(
+            root,
+            &["tests/new.sh".into(), "lute.yaml".into(), "src/x".into()],
+        )
         .unwrap();
     assert_eq!(
         changes(&found),
@@ -74,7 +80,11 @@ fn a_mode_change_is_a_modification() {
     let (dir, git, base) = repo_with(&[("exam.sh", "e")]);
     let watch = Watch::new(&git, base, &rules()).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(dir.path().join("exam.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        dir.path().join("exam.sh"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     assert_eq!(
         changes(&watch.scan(dir.path(), &[]).unwrap()),
         vec![("exam.sh".into(), Change::Modified)]
@@ -141,9 +151,16 @@ fn restoring_from_the_base_puts_back_the_trusted_state() {
     let tampers = watch.scan(root, &["tests/extra.sh".into()]).unwrap();
     for t in &tampers {
         let trusted = git.entry_at(base, &t.path).unwrap();
-        fsafe::restore(root, &t.path, trusted.as_ref().map(|(m, c)| (*m, c.as_slice())))
-            .unwrap();
+        fsafe::restore(
+            root,
+            &t.path,
+            trusted.as_ref().map(|(m, c)| (*m, c.as_slice())),
+        )
+        .unwrap();
     }
-    assert!(watch.scan(root, &["tests/extra.sh".into()]).unwrap().is_empty());
+    assert!(watch
+        .scan(root, &["tests/extra.sh".into()])
+        .unwrap()
+        .is_empty());
     assert!(!Path::new(&root.join("tests/extra.sh")).exists());
 }
