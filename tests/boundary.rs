@@ -268,3 +268,73 @@ fn two_runs_without_edits_are_named_in_the_card() {
     );
     repo.assert_no_containers();
 }
+
+#[test]
+fn a_users_uncommitted_edit_to_the_manifest_is_refused_not_undone() {
+    require_engine();
+    let repo = TestRepo::new()
+        .manifest("loop: stuck\nagent: 'true'\ndone_when: 'exit 1'\nbudget: 1 run\n")
+        .commit("stuck");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // On `proctor/stuck` now: the user raises the budget without committing.
+    let edited = "loop: stuck\nagent: 'true'\ndone_when: 'exit 1'\nbudget: 2 runs\n";
+    repo.write("proctor.yaml", edited);
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("`proctor.yaml` has uncommitted edits") && err.contains("commit them"),
+        "{err}"
+    );
+    assert_eq!(repo.read("proctor.yaml"), edited, "the user's edit is kept");
+    assert!(!repo.exists(".proctor/quarantine"));
+    // Committed on the branch, the edit is the user's: it becomes the base.
+    let repo = repo.commit("raise the budget");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(repo.agent_starts(), 3, "two more runs under the new base");
+    assert!(!repo.exists(".proctor/quarantine"));
+    repo.assert_no_containers();
+}
+
+#[test]
+fn an_agents_edit_left_by_a_killed_run_is_quarantined_on_resume() {
+    require_engine();
+    let agent = "if [ ! -f started ]; then touch started; echo 'echo ok' > test.sh; sleep 60; fi\n";
+    let repo = TestRepo::new()
+        .file("calc.sh", CALC)
+        .file("test.sh", TEST)
+        .file("agent.sh", agent)
+        .manifest("loop: fix\nagent: sh agent.sh\ndone_when: sh test.sh\nbudget: 2 runs\nprotected: [test.sh]\n")
+        .commit("buggy");
+    let mut child = repo
+        .command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(repo.exists("started") && repo.read("test.sh") == "echo ok\n") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    let out = repo.proctor(&["run"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "the weakened exam must not pass: {}",
+        stderr(&out)
+    );
+    assert!(repo.events().iter().any(|r| matches!(
+        &r.event,
+        Event::Quarantine { phase, files, .. } if phase == "exam" && files[0].path == "test.sh"
+    )));
+    assert_eq!(repo.read("test.sh"), TEST);
+    repo.assert_no_containers();
+}

@@ -203,6 +203,32 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
     let tip = git.head()?.unwrap_or(head);
     let base = history::base_of(&git, tip)?;
     let (root_spec, rules) = trusted_tree(&git, base, &req)?;
+    if start_branch.as_deref() == Some(branch.as_str())
+        && !crate::engine::boundary::attempt_interrupted(&paths)
+    {
+        // No attempt was cut short, so uncommitted edits to the exam's
+        // materials are the user's: the boundary would undo them.
+        let edited: Vec<String> = git
+            .dirty_paths(&|p| state::is_private(p))?
+            .into_iter()
+            .filter(|p| rules.watches(p))
+            .collect();
+        if !edited.is_empty() {
+            return Err(CommandError::hint(
+                format!(
+                    "{} {} uncommitted edits on `{branch}`; proctor pins the exam's materials to the run's base commit and would undo them",
+                    edited.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", "),
+                    if edited.len() == 1 { "has" } else { "have" }
+                ),
+                format!("commit them on `{branch}` (a commit of yours becomes the run's new base), or discard them"),
+            ));
+        }
+    }
+    if root_spec != req.root && !req.quiet {
+        eprintln!(
+            "proctor: note: the manifest you ran differs from the one on `{branch}` at its base commit; this run follows the branch's (commit your change on `{branch}` to use it)"
+        );
+    }
     let run_id = random_id(4);
     let label = repo_label(&root_dir);
 

@@ -107,6 +107,7 @@ impl<C: Cage> Engine<'_, C> {
                     .map(|v| (name.clone(), v.clone()))
             })
             .collect();
+        self.mark_attempt(&id, run)?;
         env.push(("PROCTOR_LOOP".into(), id.clone()));
         env.push(("PROCTOR_RUN".into(), run.to_string()));
         let outcome = self
@@ -176,6 +177,7 @@ impl<C: Cage> Engine<'_, C> {
         .map_err(io_err(&self.paths.ledger))?;
         let message = history::run_message(&id, run, started, secs, outcome.exit_code);
         let commit = self.git.commit_all(&message, &|p| state::is_private(p))?;
+        self.clear_attempt();
         self.runs.insert(id.clone(), run);
         self.attempted.insert(id.clone());
         (self.emit)(Event::Commit {

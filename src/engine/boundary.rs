@@ -274,6 +274,17 @@ impl<C: Cage> Engine<'_, C> {
         ));
     }
 
+    /// Notes that an agent may be editing the working tree, until its
+    /// attempt is committed: after a crash, leftovers are the agent's.
+    pub(super) fn mark_attempt(&mut self, loop_id: &str, run: u32) -> Result<(), EngineError> {
+        let path = attempt_marker(&self.paths);
+        state::write_file(&path, format!("{loop_id} {run}\n").as_bytes()).map_err(io_err(&path))
+    }
+
+    pub(super) fn clear_attempt(&mut self) {
+        let _ = std::fs::remove_file(attempt_marker(&self.paths));
+    }
+
     /// Checks that proctor's state paths are what the host writes: real
     /// directories, and plain files in the journal. Anything else (a link
     /// an agent planted in the journal, a FIFO) is removed and reported.
@@ -321,6 +332,17 @@ impl<C: Cage> Engine<'_, C> {
             (self.emit)(Event::Repaired { path, was });
         }
     }
+}
+
+/// Present while an agent's attempt is not yet committed (private state).
+pub fn attempt_marker(paths: &state::Paths) -> std::path::PathBuf {
+    paths.state.join("tmp").join("attempt")
+}
+
+/// Whether a killed run left an uncommitted attempt behind: then edits in
+/// the working tree are the agent's, not the user's.
+pub fn attempt_interrupted(paths: &state::Paths) -> bool {
+    std::fs::symlink_metadata(attempt_marker(paths)).is_ok_and(|m| m.is_file())
 }
 
 /// What is at `path`, unless it is absent or `ok` accepts it.

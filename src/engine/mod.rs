@@ -22,7 +22,7 @@ use crate::state::key::AnswerKey;
 use crate::state::{self, ledger, Paths};
 
 mod attempt;
-mod boundary;
+pub mod boundary;
 pub mod events;
 mod exam;
 pub mod history;

@@ -59,6 +59,17 @@ impl Rules {
     }
 }
 
+impl Rules {
+    /// Whether these rules watch `path` (without a base commit at hand).
+    pub fn watches(&self, path: &str) -> bool {
+        self.control.iter().any(|c| c == path)
+            || self
+                .protected
+                .iter()
+                .any(|g| compile_globs(&[g]).is_ok_and(|set| set.is_match(path)))
+    }
+}
+
 /// How a watched path differs from its trusted state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
