@@ -18,6 +18,11 @@ use super::{Change, Tamper};
 use crate::git::BlobMode;
 
 pub const RECORD_VERSION: u32 = 1;
+/// Copies kept per record (files, bytes); past them paths are listed only,
+/// so an agent that writes a million files outside its allow-list cannot
+/// make proctor copy them all.
+pub const COPY_FILES: usize = 1000;
+pub const COPY_BYTES: u64 = 256 * 1024 * 1024;
 pub const RECORD_FILE: &str = "record.json";
 
 /// One quarantined path.
@@ -91,6 +96,7 @@ pub fn save(
     let rec_dir = dir.join(&id);
     fs::create_dir(&rec_dir)?;
     let mut files = Vec::new();
+    let (mut copied, mut copied_bytes) = (0usize, 0u64);
     for t in tampers {
         let mut entry = Entry {
             path: t.path.clone(),
@@ -104,12 +110,16 @@ pub fn save(
         };
         match fsafe::locate(root, &t.path)? {
             Found::File { sha256, len, .. } => {
-                let bytes = fsafe::read_capped(root, &t.path, SAVE_CAP)?;
-                let rel = format!("attempted/{}", t.path);
-                fsafe::write_under(&rec_dir, &rel, &bytes)?;
-                entry.attempted = Some(rel);
                 entry.sha256 = Some(hex::encode(sha256));
                 entry.bytes = Some(len);
+                if copied < COPY_FILES && copied_bytes < COPY_BYTES {
+                    let bytes = fsafe::read_capped(root, &t.path, SAVE_CAP)?;
+                    let rel = format!("attempted/{}", t.path);
+                    fsafe::write_under(&rec_dir, &rel, &bytes)?;
+                    copied += 1;
+                    copied_bytes += bytes.len() as u64;
+                    entry.attempted = Some(rel);
+                }
             }
             Found::Link { target } => {
                 entry.link_target = Some(String::from_utf8_lossy(&target).into_owned())
