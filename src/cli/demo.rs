@@ -135,7 +135,7 @@ pub async fn cmd_demo(args: Args) -> Result<i32, CommandError> {
     }
     println!("not verified by this demo:");
     println!("  - a real LLM agent: the agents here are shell scripts, so no model key or network is needed");
-    println!("  - exam tampering beyond deletion (editing exam.sh itself): `protected:` enforcement is not in this version");
+    println!("  - the other cheats (editing the exam or the manifest, forging the ledger, hooks, symlinks, writes outside an allow-list, a shrinking suite): `proctor gauntlet` runs them, each with an honest twin");
     println!("  - anything exam.sh does not test: a pass proves its exit code, nothing more");
     if args.keep {
         let kept = scratch.keep();
