@@ -14,6 +14,7 @@ mod docker;
 mod host_image;
 mod libpod;
 mod output;
+pub mod proxy;
 mod spec;
 
 pub use docker::{DockerCage, EngineKind, RuntimeChoice};

@@ -22,6 +22,7 @@ mod init;
 mod lint;
 mod once;
 mod quarantine;
+mod proxy;
 mod reap;
 pub mod run;
 
@@ -47,6 +48,8 @@ pub enum Command {
     Quarantine(quarantine::Args),
     Audit(audit::Args),
     Gauntlet(gauntlet::Args),
+    #[command(name = "__proxy", hide = true)]
+    Proxy(proxy::Args),
 }
 
 /// An error a verb reports: the message is one line; the hint names the
@@ -216,6 +219,7 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
         Command::Quarantine(args) => quarantine::cmd_quarantine(args),
         Command::Audit(args) => audit::cmd_audit(args),
         Command::Gauntlet(args) => gauntlet::cmd_gauntlet(args),
+        Command::Proxy(args) => proxy::cmd_proxy(args).await,
     }
 }
 
