@@ -25,6 +25,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "resources",
     "runtime",
     "timeout",
+    "egress_network",
 ];
 
 /// OCI runtimes proctor knows how to ask the engine for.
@@ -50,6 +51,9 @@ pub struct Config {
     pub runtime: Option<String>,
     /// Default per-container timeout for loops that set none.
     pub timeout: Option<Duration>,
+    /// The engine network through which the egress proxy reaches the hosts
+    /// a loop's `network:` lists; `None` = the engine's default bridge.
+    pub egress_network: Option<String>,
 }
 
 /// Reads `<repo_root>/.proctor/config.yaml`; a missing file is the default
@@ -119,6 +123,7 @@ fn read(check: &mut Checker, doc: &Node) -> Config {
             "judge" => config.judge = check.text(&f, value),
             "on_halt" => config.on_halt = check.text(&f, value),
             "timeout" => config.timeout = check.duration(&f, value),
+            "egress_network" => config.egress_network = check.text(&f, value),
             "resources" => {
                 config.resources = check
                     .resources(&f, value, " in `resources`")

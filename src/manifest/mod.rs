@@ -276,6 +276,9 @@ pub struct LoopSpec {
     pub image: Option<String>,
     /// Agent network (inherited; default open).
     pub network: Network,
+    /// The verifier's network (inherited; default none): set only through
+    /// `network: {verifier: ...}`.
+    pub verifier_network: Network,
     /// Host environment variable names passed to the agent (inherited).
     pub env: Vec<String>,
     /// Write allow-list globs (inherited); empty = anything.

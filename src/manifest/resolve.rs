@@ -13,12 +13,16 @@ use super::{
     SCHEDULE_KEYS, TESTS_KEYS, TOP_KEYS,
 };
 
+/// The keys of `network`'s mapping form.
+const NETWORK_SIDES: &[&str] = &["agent", "verifier"];
+
 /// What a child takes from its parent when it does not set the field itself.
 #[derive(Debug, Clone)]
 struct Inherited {
     agent: Option<String>,
     image: Option<String>,
     network: Network,
+    verifier_network: Network,
     env: Vec<String>,
     writes: Vec<String>,
     resources: Resources,
@@ -31,6 +35,7 @@ impl Default for Inherited {
             agent: None,
             image: None,
             network: Network::Open,
+            verifier_network: Network::None,
             env: Vec::new(),
             writes: Vec::new(),
             resources: Resources::default(),
@@ -126,6 +131,7 @@ impl Resolver {
             parallel: false,
             image: parent.image.clone(),
             network: parent.network.clone(),
+            verifier_network: parent.verifier_network.clone(),
             env: parent.env.clone(),
             writes: parent.writes.clone(),
             tests: None,
@@ -206,11 +212,33 @@ impl Resolver {
                         spec.image = Some(image);
                     }
                 }
-                "network" => {
-                    if let Some(network) = self.network(&f, value) {
-                        spec.network = network;
+                "network" => match &value.value {
+                    // `{agent: ..., verifier: ...}`: each side that is
+                    // given replaces that side; the other is inherited.
+                    Value::Map(_) => {
+                        let within = format!(" in `network` of {scope}");
+                        let sides =
+                            self.check
+                                .known_entries(value, NETWORK_SIDES, f.path(), &within, |_| None);
+                        for (side, side_value) in sides {
+                            if side_value.value == Value::Null {
+                                continue;
+                            }
+                            if let Some(network) = self.network(&f.sub(side), side_value) {
+                                match side {
+                                    "agent" => spec.network = network,
+                                    _ => spec.verifier_network = network,
+                                }
+                            }
+                        }
                     }
-                }
+                    // The short forms are the agent's network.
+                    _ => {
+                        if let Some(network) = self.network(&f, value) {
+                            spec.network = network;
+                        }
+                    }
+                },
                 "env" => {
                     if let Some(env) = self.check.strings(&f, value, "variable names", |name| {
                         if units::is_env_name(name) {
@@ -271,6 +299,7 @@ impl Resolver {
             agent: spec.agent.clone(),
             image: spec.image.clone(),
             network: spec.network.clone(),
+            verifier_network: spec.verifier_network.clone(),
             env: spec.env.clone(),
             writes: spec.writes.clone(),
             resources: spec.resources,
@@ -437,7 +466,7 @@ impl Resolver {
                     field,
                     node,
                     format!(
-                        "expected `none`, `open`, or a list of hosts (`host` or `host:port`), got {}",
+                        "expected `none`, `open`, a list of hosts (`host` or `host:port`), or `{{agent: ..., verifier: ...}}`, got {}",
                         node.describe()
                     ),
                 );

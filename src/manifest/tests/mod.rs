@@ -629,7 +629,7 @@ fn network_forms() {
     );
     let e = err("loop: a\ndone_when: x\nnetwork: closed\n");
     assert!(
-        e.contains("`network`: expected `none`, `open`, or a list of hosts"),
+        e.contains("`network`: expected `none`, `open`, a list of hosts"),
         "{e}"
     );
     let e = err("loop: a\ndone_when: x\nnetwork: []\n");
@@ -644,6 +644,37 @@ fn network_forms() {
         "{e}"
     );
     assert!(e.contains("`network[2]`: `a..b` is not a host name"), "{e}");
+}
+
+#[test]
+fn the_verifier_network_is_none_unless_the_mapping_form_opens_it() {
+    let m = ok("loop: a\ndone_when: x\nnetwork: [pypi.org]\n");
+    assert_eq!(m.root.verifier_network, Network::None);
+    let m = ok("loop: a\ndone_when: x\nnetwork: {verifier: [pypi.org]}\n");
+    assert_eq!(m.root.network, Network::Open);
+    assert_eq!(
+        m.root.verifier_network,
+        Network::Hosts(vec!["pypi.org".into()])
+    );
+    // Each side is inherited on its own; the short form sets only the agent's.
+    let m = ok("loop: a\ndone_when: x\nnetwork: {agent: none, verifier: open}\nloops:\n  - loop: b\n    done_when: y\n    network: [api.openai.com]\n  - loop: c\n    done_when: z\n    network: {verifier: none}\n");
+    assert_eq!(m.root.network, Network::None);
+    assert_eq!(m.root.verifier_network, Network::Open);
+    let b = m.find_loop("b").unwrap();
+    assert_eq!(b.network, Network::Hosts(vec!["api.openai.com".into()]));
+    assert_eq!(b.verifier_network, Network::Open);
+    let c = m.find_loop("c").unwrap();
+    assert_eq!(c.network, Network::None);
+    assert_eq!(c.verifier_network, Network::None);
+
+    let e = err("loop: a\ndone_when: x\nnetwork: {exam: open, verifier: closed}\n");
+    assert!(
+        e.contains("unknown key `exam` in `network` of loop `a`"),
+        "{e}"
+    );
+    assert!(e.contains("`network.verifier`: expected `none`"), "{e}");
+    let e = err("loop: a\ndone_when: x\nnetwork: {agent: {verifier: open}}\n");
+    assert!(e.contains("`network.agent`: expected"), "{e}");
 }
 
 #[test]
@@ -903,7 +934,7 @@ fn config_reads_every_field() {
     std::fs::create_dir(dir.path().join(".proctor")).unwrap();
     std::fs::write(
         dir.path().join(CONFIG_PATH),
-        "engine: podman\nimage: proctor/agent:1\nmounts: [\"~/.config/codex\", /etc/ssl/certs]\njudge: claude -p\non_halt: notify-send proctor\nresources: {memory: 4g, pids: 512}\nruntime: runsc\ntimeout: 2h\n",
+        "engine: podman\nimage: proctor/agent:1\nmounts: [\"~/.config/codex\", /etc/ssl/certs]\njudge: claude -p\non_halt: notify-send proctor\nresources: {memory: 4g, pids: 512}\nruntime: runsc\ntimeout: 2h\negress_network: corp-egress\n",
     )
     .unwrap();
     let c = load_config(dir.path()).unwrap();
@@ -922,6 +953,7 @@ fn config_reads_every_field() {
             },
             runtime: Some("runsc".into()),
             timeout: Some(hours(2)),
+            egress_network: Some("corp-egress".into()),
         }
     );
 }
