@@ -86,7 +86,8 @@ fn colourise(event: &Event, line: String) -> String {
         }
         | Event::Card { .. }
         | Event::Quarantine { .. }
-        | Event::TestAudit { passed: false, .. } => "31",
+        | Event::TestAudit { passed: false, .. }
+        | Event::NetworkDenied { .. } => "31",
         Event::Repaired { .. } => "33",
         Event::CheckResult { .. } | Event::Wait { .. } => "33",
         _ => return line,
@@ -175,6 +176,13 @@ pub fn human_line(event: &Event) -> Option<String> {
             run,
             commit,
         } => format!("proctor: {loop_id}: run {run} committed {}", short(commit)),
+        Event::NetworkDenied {
+            loop_id,
+            run,
+            role,
+            host,
+            port,
+        } => format!("proctor: {loop_id}: run {run}: {role} denied network access to {host}:{port} (not on the list)"),
         Event::Wait { loop_id, secs } => {
             format!(
                 "proctor: {loop_id}: not yet · next check in {}",

@@ -29,11 +29,13 @@ use super::host_image::{
     empty_rootfs_tar, parse_numeric_user, toolchain_binds, unique_suffix, IdentityFiles,
 };
 use super::output::LogSink;
-use super::spec::{BindSpec, ContainerSpec, DEFAULT_PATH};
+use super::spec::{BindSpec, ContainerSpec, NetMode, DEFAULT_PATH, HOME_DIR};
 use super::{
-    libpod, Cage, CageError, Invocation, Limits, Outcome, HOST_IMAGE, HOST_IMAGE_REF, LABEL_LOOP,
-    LABEL_PID, LABEL_REPO, LABEL_ROLE, LABEL_RUN,
+    libpod, Cage, CageError, Invocation, Limits, NetworkPolicy, Outcome, HOST_IMAGE,
+    HOST_IMAGE_REF, LABEL_LOOP, LABEL_PID, LABEL_REPO, LABEL_ROLE, LABEL_RUN,
 };
+
+mod egress;
 
 /// How long a socket may take to answer a ping before the next is tried.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -114,6 +116,12 @@ pub struct DockerCage {
     identities: IdentityFiles,
     /// Whether containers get an init process, and which binary on Podman.
     init: InitPlan,
+    /// The runtime the engine uses when a container names none.
+    default_runtime: Option<String>,
+    /// The engine host's memory, for the default memory limit.
+    engine_memory: Option<i64>,
+    /// Loops' internal networks and egress proxies, see `egress.rs`.
+    egress: egress::EgressTable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +256,9 @@ impl DockerCage {
             import_lock: tokio::sync::Mutex::new(()),
             identities: IdentityFiles::default(),
             init,
+            default_runtime: info.default_runtime.clone(),
+            engine_memory: info.mem_total.filter(|m| *m > 0),
+            egress: egress::EgressTable::default(),
         })
     }
 
@@ -316,16 +327,23 @@ impl DockerCage {
         Ok(found.into_iter().filter_map(|c| c.id).collect())
     }
 
-    /// Like [`Cage::run`], with limits for this invocation only.
-    pub async fn run_with_limits(
-        &self,
-        inv: Invocation,
-        limits: &Limits,
-    ) -> Result<Outcome, CageError> {
+    /// The memory limit of a container whose limits set none: three
+    /// quarters of the engine host's memory, so that one runaway container
+    /// cannot take the whole machine down with it.
+    pub fn default_memory_bytes(&self) -> Option<i64> {
+        self.engine_memory.map(|total| total / 4 * 3)
+    }
+
+    /// [`Cage::run_with_limits`], the one path every invocation takes.
+    async fn run_limited(&self, inv: Invocation, limits: &Limits) -> Result<Outcome, CageError> {
         let started = Instant::now();
         let deadline = deadline_after(inv.timeout);
         let mut image_id = self.ensure_image(&inv.image).await?;
-        let mut spec = self.spec_for(&inv, &image_id, limits)?;
+        let egress = match &inv.network {
+            NetworkPolicy::Hosts(hosts) => Some(self.egress_for(&inv.labels, hosts).await?),
+            NetworkPolicy::None | NetworkPolicy::Open => None,
+        };
+        let mut spec = self.spec_for(&inv, &image_id, limits, egress.as_deref())?;
         // Before any container exists, so a bad log path costs nothing.
         let mut sink = LogSink::create(&inv.log, inv.log_cap).await?;
 
@@ -355,6 +373,9 @@ impl DockerCage {
             .await;
         let ended_after = started.elapsed();
         guard.remove_now().await;
+        // After the container is gone: everything the proxy refused for it
+        // was logged before the refusal reached it.
+        let network_denied = egress.map(|e| e.take_denials()).unwrap_or_default();
         tracing::debug!(
             container = %id,
             launch_ms = launched_after.as_millis() as u64,
@@ -381,6 +402,7 @@ impl DockerCage {
             output_bytes: summary.total(),
             container_id: id,
             image_id,
+            network_denied,
         })
     }
 
@@ -390,8 +412,12 @@ impl DockerCage {
         inv: &Invocation,
         image_id: &str,
         limits: &Limits,
+        egress: Option<&egress::Egress>,
     ) -> Result<ContainerSpec, CageError> {
         let invalid = |reason: String| CageError::InvalidInvocation { reason };
+        if self.init == InitPlan::None {
+            return Err(self.no_init());
+        }
         if !inv.workdir.starts_with('/') {
             return Err(invalid(format!(
                 "working directory `{}` is not absolute",
@@ -443,10 +469,25 @@ impl DockerCage {
             env.push(format!("{name}={value}"));
         }
         if !inv.env.iter().any(|(n, _)| n == "HOME") {
-            env.push("HOME=/tmp".into());
+            env.push(format!("HOME={HOME_DIR}"));
         }
         if !inv.env.iter().any(|(n, _)| n == "PATH") {
             env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        let network = match (&inv.network, egress) {
+            (NetworkPolicy::None, _) => NetMode::None,
+            (NetworkPolicy::Open, _) => NetMode::Open,
+            (NetworkPolicy::Hosts(_), Some(egress)) => {
+                env.extend(egress.proxy_env());
+                NetMode::Internal(egress.network.clone())
+            }
+            (NetworkPolicy::Hosts(_), None) => {
+                return Err(invalid("a host list needs its egress proxy".into()));
+            }
+        };
+        let mut limits = limits.clone();
+        if limits.memory_bytes.is_none() {
+            limits.memory_bytes = self.default_memory_bytes();
         }
 
         let labels = HashMap::from([
@@ -467,8 +508,8 @@ impl DockerCage {
             labels,
             stdin: inv.stdin.is_some(),
             binds,
-            network: inv.network.clone(),
-            limits: limits.clone(),
+            network,
+            limits,
             init: self.init != InitPlan::None,
             init_path: match &self.init {
                 InitPlan::Path(path) => Some(path.clone()),
@@ -502,9 +543,62 @@ impl DockerCage {
         }
     }
 
+    /// Podman's API runs every container with the service's runtime,
+    /// whatever the container asks for: a configured runtime that is not the
+    /// service's (say `runsc`) would silently be a different sandbox.
+    fn refuse_ignored_runtime(&self) -> Result<(), CageError> {
+        let RuntimeChoice::Named(name) = &self.runtime_choice else {
+            return Ok(());
+        };
+        if self.kind != EngineKind::Podman || self.default_runtime.as_deref() == Some(name) {
+            return Ok(());
+        }
+        Err(CageError::Weakened {
+            engine: self.describe(),
+            what: format!(
+                "run containers with the `{name}` runtime through its API (it always uses the service's `{}`)",
+                self.default_runtime.as_deref().unwrap_or("default")
+            ),
+            hint: format!(
+                "start the Podman service with that runtime: `podman --runtime {name} system service --time=0 unix:///run/podman/podman.sock &`, or drop `runtime:` from `.proctor/config.yaml`"
+            ),
+        })
+    }
+
+    /// The error for an engine without an init binary.
+    fn no_init(&self) -> CageError {
+        let hint = match self.kind {
+            EngineKind::Docker => "install Docker's init (`docker-init`; on Debian the `tini` package provides it) and restart dockerd",
+            EngineKind::Podman => "install `catatonit` or a static `tini` (Debian: `apt-get install catatonit` or `tini`)",
+        };
+        CageError::Weakened {
+            engine: self.describe(),
+            what: "start an init process in containers (no init binary found), so nothing would reap or signal what the command leaves running".into(),
+            hint: hint.into(),
+        }
+    }
+
+    /// A create call that succeeded with a warning that a limit was dropped
+    /// (a missing cgroup controller, say) made a weaker container than asked.
+    fn refuse_discarded_limits(&self, warnings: &[String]) -> Result<(), CageError> {
+        let dropped = warnings.iter().find(|w| {
+            let w = w.to_lowercase();
+            w.contains("discarded") || w.contains("ignored")
+        });
+        match dropped {
+            None => Ok(()),
+            Some(warning) => Err(CageError::Weakened {
+                engine: self.describe(),
+                what: format!("apply a resource limit: \"{}\"", warning.trim()),
+                hint: "enable the cgroup controller it names, or run proctor against an engine that has it".into(),
+            }),
+        }
+    }
+
     /// Creates, attaches to and starts a container, trying the next runtime
     /// while the runtime is still being probed.
     async fn launch(&self, spec: &ContainerSpec) -> Result<Launched, CageError> {
+        self.refuse_ignored_runtime()?;
         let (plan, probing) = self.runtime_plan();
         let mut last_error = None;
         for runtime in plan {
@@ -522,7 +616,8 @@ impl DockerCage {
                 }
                 Err(error) => {
                     guard.remove_now().await;
-                    if !probing || is_missing_image(&error) {
+                    let weakened = matches!(error, CageError::Weakened { .. });
+                    if !probing || weakened || is_missing_image(&error) {
                         return Err(self.explain_runtime_failure(error));
                     }
                     tracing::debug!(
@@ -563,30 +658,7 @@ impl DockerCage {
         spec: &ContainerSpec,
         runtime: Option<&str>,
     ) -> Result<(String, AttachStreams), CageError> {
-        let id = match self.kind {
-            EngineKind::Docker => {
-                let options = CreateContainerOptionsBuilder::default()
-                    .name(&spec.name)
-                    .build();
-                bounded(
-                    "create container",
-                    API_TIMEOUT,
-                    self.docker
-                        .create_container(Some(options), spec.docker_body(runtime)),
-                )
-                .await?
-                .id
-            }
-            EngineKind::Podman => {
-                libpod::create_container(
-                    &self.socket,
-                    &self.libpod_version,
-                    &spec.libpod_body(runtime),
-                    API_TIMEOUT,
-                )
-                .await?
-            }
-        };
+        let id = self.create(spec, runtime).await?;
         // Attach before start: nothing the command prints is missed, and
         // following logs instead is slow on Podman (see ENGINE-NOTES).
         let options = AttachContainerOptionsBuilder::default()
@@ -616,6 +688,42 @@ impl DockerCage {
                 input: attach.input,
             },
         ))
+    }
+
+    /// Creates the container (not started) and returns its id; refuses one
+    /// the engine created with a limit dropped.
+    async fn create(
+        &self,
+        spec: &ContainerSpec,
+        runtime: Option<&str>,
+    ) -> Result<String, CageError> {
+        let (id, warnings) = match self.kind {
+            EngineKind::Docker => {
+                let options = CreateContainerOptionsBuilder::default()
+                    .name(&spec.name)
+                    .build();
+                let created = bounded(
+                    "create container",
+                    API_TIMEOUT,
+                    self.docker
+                        .create_container(Some(options), spec.docker_body(runtime)),
+                )
+                .await?;
+                (created.id, created.warnings)
+            }
+            EngineKind::Podman => {
+                libpod::create_container(
+                    &self.socket,
+                    &self.libpod_version,
+                    &spec.libpod_body(runtime),
+                    API_TIMEOUT,
+                )
+                .await?
+            }
+        };
+        // The caller's removal guard, armed by name, removes it.
+        self.refuse_discarded_limits(&warnings)?;
+        Ok(id)
     }
 
     /// Feeds stdin, streams output and waits for the exit, all at once (a
@@ -807,7 +915,15 @@ impl DockerCage {
 impl Cage for DockerCage {
     async fn run(&self, inv: Invocation) -> Result<Outcome, CageError> {
         let limits = self.limits.clone();
-        self.run_with_limits(inv, &limits).await
+        self.run_limited(inv, &limits).await
+    }
+
+    async fn run_with_limits(
+        &self,
+        inv: Invocation,
+        limits: &Limits,
+    ) -> Result<Outcome, CageError> {
+        self.run_limited(inv, limits).await
     }
 
     async fn remove_labelled(&self, labels: &[(&str, &str)]) -> Result<usize, CageError> {
@@ -817,6 +933,8 @@ impl Cage for DockerCage {
             async move { remove_container(&docker, &id, false).await }
         });
         let removed = futures_util::future::join_all(removals).await;
+        // Networks last: an engine refuses to remove one a container is on.
+        self.remove_networks(labels).await?;
         Ok(removed.into_iter().filter(|r| *r).count())
     }
 

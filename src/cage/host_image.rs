@@ -94,9 +94,10 @@ pub(crate) fn parse_numeric_user(user: &str) -> Option<(u32, u32)> {
 
 /// The generated `/etc/passwd` text for a container running as `uid:gid`.
 pub(crate) fn passwd_text(uid: u32, gid: u32) -> String {
-    let mut text = String::from("root:x:0:0:root:/tmp:/bin/sh\n");
-    if uid != 0 {
-        text.push_str(&format!("proctor:x:{uid}:{gid}:proctor:/tmp:/bin/sh\n"));
+    let home = super::spec::HOME_DIR;
+    let mut text = format!("root:x:0:0:root:{home}:/bin/sh\n");
+    if uid != 0 && uid != 65534 {
+        text.push_str(&format!("proctor:x:{uid}:{gid}:proctor:{home}:/bin/sh\n"));
     }
     text.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
     text
@@ -233,7 +234,8 @@ mod tests {
     #[test]
     fn passwd_names_the_container_user_with_home_in_tmp() {
         let text = passwd_text(1000, 1000);
-        assert!(text.contains("proctor:x:1000:1000:proctor:/tmp:/bin/sh\n"));
+        assert!(text.contains("proctor:x:1000:1000:proctor:/tmp/home:/bin/sh\n"));
+        assert_eq!(passwd_text(65534, 65534).matches(":x:65534:").count(), 1);
         assert!(text.starts_with("root:x:0:0:"));
         assert_eq!(passwd_text(0, 0).matches(":x:0:").count(), 1);
         assert!(group_text(1000).contains("proctor:x:1000:\n"));

@@ -1,9 +1,11 @@
-//! The two calls proctor makes to Podman's native (libpod) API: creating a
-//! container, and reading its exit code early. bollard speaks only the
-//! Docker-compatible API, whose create endpoint on Podman ignores the init
-//! path and the options of mounts (see `spec.rs`), and whose container
-//! model cannot parse Podman's `stopped` state; every other call (attach,
-//! start, wait, kill, remove, list) goes through bollard on both engines.
+//! The three calls proctor makes to Podman's native (libpod) API: creating a
+//! container, creating a network, and reading a container's exit code
+//! early. bollard speaks only the Docker-compatible API, whose create
+//! endpoint on Podman ignores the init path and the options of mounts (see
+//! `spec.rs`), whose network create cannot turn Podman's DNS server off,
+//! and whose container model cannot parse Podman's `stopped` state; every
+//! other call (attach, start, wait, kill, remove, list, network connect and
+//! remove) goes through bollard on both engines.
 //!
 //! This is a deliberately tiny HTTP/1.1 client over the engine's unix
 //! socket: one request, `Connection: close`, a bounded reply. It must never
@@ -21,19 +23,49 @@ use super::CageError;
 /// Replies larger than this are not a create reply.
 const MAX_REPLY_BYTES: u64 = 1 << 20;
 
-/// Creates a container from a libpod `SpecGenerator` body and returns its id.
+/// Creates a container from a libpod `SpecGenerator` body and returns its id
+/// and the engine's warnings.
 pub(crate) async fn create_container(
     socket: &Path,
     api_version: &str,
     body: &Value,
     timeout: Duration,
-) -> Result<String, CageError> {
+) -> Result<(String, Vec<String>), CageError> {
     const OP: &str = "libpod create container";
     let path = format!("/v{api_version}/libpod/containers/create");
     let (status, json) = request(socket, "POST", &path, Some(body), timeout, OP).await?;
     if (200..300).contains(&status) {
         if let Some(id) = json.get("Id").and_then(Value::as_str) {
-            return Ok(id.to_string());
+            let warnings = json
+                .get("Warnings")
+                .and_then(Value::as_array)
+                .map(|w| {
+                    w.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Ok((id.to_string(), warnings));
+        }
+    }
+    Err(reply_error(OP, status, &json))
+}
+
+/// Creates a network from a libpod network body (Podman's compatible
+/// endpoint cannot turn its DNS server off) and returns its name.
+pub(crate) async fn create_network(
+    socket: &Path,
+    api_version: &str,
+    body: &Value,
+    timeout: Duration,
+) -> Result<String, CageError> {
+    const OP: &str = "libpod create network";
+    let path = format!("/v{api_version}/libpod/networks/create");
+    let (status, json) = request(socket, "POST", &path, Some(body), timeout, OP).await?;
+    if (200..300).contains(&status) {
+        if let Some(name) = json.get("name").and_then(Value::as_str) {
+            return Ok(name.to_string());
         }
     }
     Err(reply_error(OP, status, &json))

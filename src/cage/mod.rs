@@ -52,6 +52,22 @@ pub enum NetworkPolicy {
     None,
     /// The engine's default bridge.
     Open,
+    /// Only these hosts (`host` or `host:port`, matched exactly): the
+    /// container sits on an internal network of its loop whose only way out
+    /// is proctor's allow-listing egress proxy, named to it in `HTTP_PROXY`
+    /// and friends. See `proxy.rs` and `docker/egress.rs`.
+    Hosts(Vec<String>),
+}
+
+impl NetworkPolicy {
+    /// How reports name it: `none`, `open`, or the host list.
+    pub fn describe(&self) -> String {
+        match self {
+            NetworkPolicy::None => "none".into(),
+            NetworkPolicy::Open => "open".into(),
+            NetworkPolicy::Hosts(hosts) => format!("only {}", hosts.join(", ")),
+        }
+    }
 }
 
 /// A host path bind-mounted into the container.
@@ -155,6 +171,9 @@ pub struct Outcome {
     pub container_id: String,
     /// The image id (digest) the container ran.
     pub image_id: String,
+    /// Targets (`host:port`) the egress proxy refused while this container
+    /// ran, in order; always empty unless the network was a host list.
+    pub network_denied: Vec<String>,
 }
 
 /// Errors from the engine, one variant per kind of failure.
@@ -205,6 +224,14 @@ pub enum CageError {
     /// The invocation cannot be turned into a container.
     #[error("invalid invocation: {reason}")]
     InvalidInvocation { reason: String },
+    /// The engine cannot give a container a protection proctor promises;
+    /// proctor refuses rather than run it in a weaker cage.
+    #[error("{engine} cannot {what}, so proctor will not run the container in a weaker cage")]
+    Weakened {
+        engine: String,
+        what: String,
+        hint: String,
+    },
 }
 
 /// The container runtime behind a small trait, so the engine can be tested
@@ -214,8 +241,13 @@ pub trait Cage {
     /// Runs one invocation in a fresh container and removes the container
     /// afterwards, whatever happens (error, timeout, cancellation).
     async fn run(&self, inv: Invocation) -> Result<Outcome, CageError>;
-    /// Removes every container whose labels match all of `labels` (key, value);
-    /// returns how many were removed.
+    /// Like [`Cage::run`], with these resource limits instead of the cage's
+    /// own (a loop's `resources:`).
+    async fn run_with_limits(&self, inv: Invocation, limits: &Limits)
+        -> Result<Outcome, CageError>;
+    /// Removes every container whose labels match all of `labels` (key, value),
+    /// then every network of proctor's (a loop's internal egress network)
+    /// whose labels match; returns how many containers were removed.
     async fn remove_labelled(&self, labels: &[(&str, &str)]) -> Result<usize, CageError>;
     /// Ensures an image exists; for [`HOST_IMAGE`] imports it if needed.
     /// Returns the image id.

@@ -12,11 +12,52 @@ use bollard::models::{
 };
 use serde_json::{json, Value};
 
-use super::{Limits, NetworkPolicy};
+use super::host_image::parse_numeric_user;
+use super::Limits;
 
 /// `PATH` for commands when the invocation does not set one.
 pub(crate) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The command's `$HOME`: its own tmpfs inside `/tmp`, owned by the
+/// container's user, gone with the container.
+pub(crate) const HOME_DIR: &str = "/tmp/home";
+
+/// Where a container's network namespace is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NetMode {
+    /// Loopback only.
+    None,
+    /// The engine's default bridge.
+    Open,
+    /// Only this internal network (a loop with a host list): its only way
+    /// out is the egress proxy. DNS points at nothing (the proxy resolves
+    /// names) and IPv6 is off, so neither is a side channel.
+    Internal(String),
+    /// The egress proxy: on the loop's internal network and on `egress`.
+    /// On Docker the second network is connected between create and start.
+    Proxy { internal: String, egress: String },
+}
+
+impl NetMode {
+    /// Docker's `HostConfig.NetworkMode`.
+    fn docker_mode(&self) -> String {
+        match self {
+            NetMode::None => "none".into(),
+            NetMode::Open => "bridge".into(),
+            NetMode::Internal(name) | NetMode::Proxy { internal: name, .. } => name.clone(),
+        }
+    }
+
+    fn is_internal(&self) -> bool {
+        matches!(self, NetMode::Internal(_))
+    }
+}
+
+/// A resolver address that answers nothing, for containers whose names
+/// must go through the proxy.
+const NO_DNS: &str = "127.0.0.1";
+const NO_IPV6: (&str, &str) = ("net.ipv6.conf.all.disable_ipv6", "1");
 
 /// A host path bind-mounted into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +86,7 @@ pub(crate) struct ContainerSpec {
     /// (otherwise it is `/dev/null`).
     pub stdin: bool,
     pub binds: Vec<BindSpec>,
-    pub network: NetworkPolicy,
+    pub network: NetMode,
     pub limits: Limits,
     /// Whether PID 1 is an init that reaps zombies and forwards signals.
     pub init: bool,
@@ -73,6 +114,40 @@ impl ContainerSpec {
         opts
     }
 
+    /// Options of the `$HOME` tmpfs on Docker: private to the container's
+    /// user (a numeric one; a named user gets a sticky shared directory).
+    fn docker_home_options(&self) -> String {
+        let mut opts = vec!["rw", "exec", "nosuid", "nodev"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        match parse_numeric_user(&self.user) {
+            Some((uid, gid)) => {
+                opts.push("mode=0700".into());
+                opts.push(format!("uid={uid}"));
+                opts.push(format!("gid={gid}"));
+            }
+            None => opts.push("mode=1777".into()),
+        }
+        if let Some(size) = self.limits.tmp_bytes {
+            opts.push(format!("size={size}"));
+        }
+        opts.join(",")
+    }
+
+    /// Options of the `$HOME` tmpfs on Podman, whose `U` chowns a mount to
+    /// the container's user (it refuses `uid=`/`gid=` on tmpfs).
+    fn podman_home_options(&self) -> Vec<String> {
+        let mut opts: Vec<String> = ["rw", "exec", "nosuid", "nodev", "mode=0700", "U"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        if let Some(size) = self.limits.tmp_bytes {
+            opts.push(format!("size={size}"));
+        }
+        opts
+    }
+
     /// Docker's `POST /containers/create` body.
     pub(crate) fn docker_body(&self, runtime: Option<&str>) -> ContainerCreateBody {
         let limits = &self.limits;
@@ -89,10 +164,10 @@ impl ContainerSpec {
             .collect();
         let host_config = HostConfig {
             mounts: Some(mounts),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".to_string(),
-                self.tmp_options().join(","),
-            )])),
+            tmpfs: Some(HashMap::from([
+                ("/tmp".to_string(), self.tmp_options().join(",")),
+                (HOME_DIR.to_string(), self.docker_home_options()),
+            ])),
             readonly_rootfs: Some(true),
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
@@ -104,13 +179,12 @@ impl ContainerSpec {
                 ulimit("nofile", limits.nofile),
                 ulimit("nproc", limits.nproc),
             ]),
-            network_mode: Some(
-                match self.network {
-                    NetworkPolicy::None => "none",
-                    NetworkPolicy::Open => "bridge",
-                }
-                .into(),
-            ),
+            network_mode: Some(self.network.docker_mode()),
+            dns: self.network.is_internal().then(|| vec![NO_DNS.to_string()]),
+            sysctls: self
+                .network
+                .is_internal()
+                .then(|| HashMap::from([(NO_IPV6.0.to_string(), NO_IPV6.1.to_string())])),
             runtime: runtime.map(str::to_string),
             auto_remove: Some(false),
             // proctor streams the output itself; the engine's own log copy
@@ -165,6 +239,12 @@ impl ContainerSpec {
             "source": "tmpfs",
             "options": self.tmp_options(),
         }));
+        mounts.push(json!({
+            "destination": HOME_DIR,
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": self.podman_home_options(),
+        }));
         let env: serde_json::Map<String, Value> = self
             .env
             .iter()
@@ -205,14 +285,25 @@ impl ContainerSpec {
                 { "type": "nproc", "soft": limits.nproc, "hard": limits.nproc },
             ],
             "netns": { "nsmode": match self.network {
-                NetworkPolicy::None => "none",
-                NetworkPolicy::Open => "bridge",
+                NetMode::None => "none",
+                _ => "bridge",
             } },
             // SIGKILL straight away on a forced removal: the command has
             // already exited or timed out by then.
             "stop_timeout": 0,
             "log_configuration": { "driver": "none" },
         });
+        match &self.network {
+            NetMode::None | NetMode::Open => {}
+            NetMode::Internal(name) => {
+                body["Networks"] = json!({ name.as_str(): {} });
+                body["dns_server"] = json!([NO_DNS]);
+                body["sysctl"] = json!({ NO_IPV6.0: NO_IPV6.1 });
+            }
+            NetMode::Proxy { internal, egress } => {
+                body["Networks"] = json!({ internal.as_str(): {}, egress.as_str(): {} });
+            }
+        }
         if let Some(runtime) = runtime {
             body["oci_runtime"] = Value::from(runtime);
         }
@@ -251,7 +342,7 @@ mod tests {
                 target: "/usr".into(),
                 read_only: true,
             }],
-            network: NetworkPolicy::None,
+            network: NetMode::None,
             limits: Limits::default(),
             init: true,
             init_path: None,
@@ -270,7 +361,10 @@ mod tests {
         assert_eq!(hc.runtime.as_deref(), Some("runc"));
         assert_eq!(hc.pids_limit, Some(512));
         assert_eq!(hc.memory, None);
-        assert!(hc.tmpfs.unwrap()["/tmp"].contains("exec"));
+        let tmpfs = hc.tmpfs.unwrap();
+        assert!(tmpfs["/tmp"].contains("exec"));
+        assert!(tmpfs[HOME_DIR].contains("mode=0700,uid=1000,gid=1000"));
+        assert_eq!(hc.dns, None);
         assert_eq!(hc.mounts.unwrap()[0].read_only, Some(true));
         assert_eq!(body.stdin_once, Some(true));
     }
@@ -289,6 +383,38 @@ mod tests {
             .as_array()
             .unwrap()
             .contains(&Value::from("exec")));
+        let home = &body["mounts"][2];
+        assert_eq!(home["destination"], HOME_DIR);
+        assert!(home["options"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("U")));
+        assert!(body.get("Networks").is_none());
+    }
+
+    #[test]
+    fn internal_networks_get_no_dns_and_no_ipv6() {
+        let mut s = spec();
+        s.network = NetMode::Internal("proctor-net-x".into());
+        let hc = s.docker_body(None).host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("proctor-net-x"));
+        assert_eq!(hc.dns, Some(vec![NO_DNS.to_string()]));
+        assert_eq!(hc.sysctls.unwrap()[NO_IPV6.0], "1");
+        let body = s.libpod_body(None);
+        assert_eq!(body["netns"]["nsmode"], "bridge");
+        assert!(body["Networks"].get("proctor-net-x").is_some());
+        assert_eq!(body["dns_server"][0], NO_DNS);
+
+        s.network = NetMode::Proxy {
+            internal: "proctor-net-x".into(),
+            egress: "podman".into(),
+        };
+        let body = s.libpod_body(None);
+        assert_eq!(body["Networks"].as_object().unwrap().len(), 2);
+        assert!(body.get("dns_server").is_none());
+        let hc = s.docker_body(None).host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("proctor-net-x"));
+        assert_eq!(hc.dns, None);
     }
 
     #[test]

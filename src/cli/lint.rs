@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::run::{container_user, repo_label};
 use super::CommandError;
-use crate::cage::{DockerCage, HOST_IMAGE};
+use crate::cage::{Cage, HOST_IMAGE, LABEL_RUN};
 use crate::engine::{fmt_secs, Engine, Settings};
 use crate::git::GitRepo;
 use crate::manifest::{self, LoopSpec};
@@ -68,10 +68,11 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
         )
     })?;
     let config = manifest::load_config(git.root())?;
-    let cage = DockerCage::connect(config.engine.as_deref()).await?;
+    let cage = super::run::connect_cage(&config).await?;
     let key = AnswerKey::load_or_create(&key_dir())?;
+    let run_id = format!("lint-{}", random_id(3));
     let settings = Settings {
-        run_id: format!("lint-{}", random_id(3)),
+        run_id: run_id.clone(),
         repo_label: repo_label(git.root()),
         user: container_user(git.root()),
         default_image: config
@@ -86,6 +87,7 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
             manifest.all_protected(),
             path.strip_prefix(git.root()).ok().and_then(|p| p.to_str()),
         ),
+        default_resources: config.resources,
     };
     let mut loops = Vec::new();
     flatten(&manifest.root, &mut loops);
@@ -128,6 +130,8 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
             println!("           {why}");
         }
     }
+    // The exams' containers are gone; this removes any egress network.
+    let _ = cage.remove_labelled(&[(LABEL_RUN, run_id.as_str())]).await;
     if errors > 0 {
         eprintln!("error: {errors} exam(s) cannot be administered; fix them before `proctor run`");
         return Ok(crate::exit_codes::USAGE);

@@ -21,8 +21,8 @@ pub mod gauntlet;
 mod init;
 mod lint;
 mod once;
-mod quarantine;
 mod proxy;
+mod quarantine;
 mod reap;
 pub mod run;
 
@@ -101,7 +101,7 @@ impl From<CageError> for CommandError {
             | CageError::ImageNotFound { .. }
             | CageError::Unsupported { .. }
             | CageError::InvalidInvocation { .. } => CommandError::user(e.to_string()),
-            CageError::RuntimeUnusable { ref hint, .. } => {
+            CageError::RuntimeUnusable { ref hint, .. } | CageError::Weakened { ref hint, .. } => {
                 CommandError::hint(e.to_string(), hint.clone())
             }
             other => CommandError::Internal {

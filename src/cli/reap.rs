@@ -1,4 +1,5 @@
-//! `proctor reap`: remove leftover containers of this repository's runs.
+//! `proctor reap`: remove leftover containers (and egress networks) of this
+//! repository's runs.
 
 use super::run::repo_label;
 use super::CommandError;

@@ -10,12 +10,12 @@ use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::CommandError;
-use crate::cage::{Cage, DockerCage, HOST_IMAGE, LABEL_REPO, LABEL_RUN};
+use crate::cage::{Cage, DockerCage, RuntimeChoice, HOST_IMAGE, LABEL_REPO, LABEL_RUN};
 use crate::engine::events::{Event, Outcome};
 use crate::engine::{history, Ending, Engine, Report, Settings};
 use crate::exit_codes;
 use crate::git::GitRepo;
-use crate::manifest::{self, LoopSpec, Manifest, Network};
+use crate::manifest::{self, Config, LoopSpec, Manifest};
 use crate::protect::Rules;
 use crate::render::Stream;
 use crate::state::key::{key_dir, random_id, AnswerKey};
@@ -120,6 +120,19 @@ fn all_loops(spec: &LoopSpec) -> Vec<&LoopSpec> {
     out
 }
 
+/// The engine the config names (or the first that answers), set up as the
+/// config says: OCI runtime and the egress proxy's network.
+pub async fn connect_cage(config: &Config) -> Result<DockerCage, CommandError> {
+    let runtime = match &config.runtime {
+        Some(name) => RuntimeChoice::Named(name.clone()),
+        None => RuntimeChoice::Auto,
+    };
+    Ok(DockerCage::connect(config.engine.as_deref())
+        .await?
+        .with_runtime(runtime)
+        .with_egress_network(config.egress_network.clone()))
+}
+
 /// A stable id for a repository: labels its containers.
 pub fn repo_label(root: &Path) -> String {
     let digest = Sha256::digest(root.as_os_str().as_encoded_bytes());
@@ -155,15 +168,9 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
                 "set `agent:` in the manifest (it is inherited by child loops) or pass `--agent CMD`",
             ));
         }
-        if let Network::Hosts(_) = spec.network {
-            return Err(CommandError::hint(
-                format!("loop `{}`: `network:` host allow-lists need proctor's egress proxy, which this version does not have yet", spec.id),
-                "use `network: none` or `network: open` (refusing rather than silently opening the network)",
-            ));
-        }
     }
     let config = manifest::load_config(&root_dir)?;
-    let cage = DockerCage::connect(config.engine.as_deref()).await?;
+    let cage = connect_cage(&config).await?;
 
     let paths = Paths::new(&root_dir);
     let branch = format!("proctor/{}", req.root.id);
@@ -270,6 +277,7 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
         extra_mounts: config.mounts.iter().map(PathBuf::from).collect(),
         default_timeout: config.timeout,
         rules,
+        default_resources: config.resources,
     };
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(internal)?;
@@ -302,11 +310,16 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
             });
             return Err(e.into());
         }
-        Some(Ok(ending)) => match &ending {
-            Ending::Closed => (exit_codes::CLOSED, Outcome::Closed, Some(ending)),
-            Ending::Blocked { .. } => (exit_codes::BLOCKED, Outcome::Blocked, Some(ending)),
-            Ending::Gated { .. } => (exit_codes::GATED, Outcome::Gated, Some(ending)),
-        },
+        Some(Ok(ending)) => {
+            // Containers are gone already; this removes the run's egress
+            // networks and proxies.
+            let _ = cage.remove_labelled(&[(LABEL_RUN, run_id.as_str())]).await;
+            match &ending {
+                Ending::Closed => (exit_codes::CLOSED, Outcome::Closed, Some(ending)),
+                Ending::Blocked { .. } => (exit_codes::BLOCKED, Outcome::Blocked, Some(ending)),
+                Ending::Gated { .. } => (exit_codes::GATED, Outcome::Gated, Some(ending)),
+            }
+        }
     };
     stream.emit(Event::RunEnd {
         outcome,
@@ -328,8 +341,19 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
 
 impl CommandError {
     fn from_engine_code(e: &crate::engine::EngineError) -> i32 {
+        use crate::cage::CageError;
+        use crate::engine::EngineError;
+        // The same classification as `From<CageError> for CommandError`.
         match e {
-            crate::engine::EngineError::NoAgent(_) => exit_codes::USAGE,
+            EngineError::NoAgent(_)
+            | EngineError::Cage(
+                CageError::NoEngine { .. }
+                | CageError::ImageNotFound { .. }
+                | CageError::Unsupported { .. }
+                | CageError::InvalidInvocation { .. }
+                | CageError::RuntimeUnusable { .. }
+                | CageError::Weakened { .. },
+            ) => exit_codes::USAGE,
             _ => exit_codes::INTERNAL,
         }
     }

@@ -2,8 +2,8 @@
 
 use super::events::Event;
 use super::{history, io_err, prompt, short, Engine, EngineError, AGENT_TIMEOUT, LOG_CAP};
-use crate::cage::{Cage, Invocation, Mount, NetworkPolicy, Role};
-use crate::manifest::{LoopSpec, Network};
+use crate::cage::{Cage, Invocation, Mount, Role};
+use crate::manifest::LoopSpec;
 use crate::state::{self, ledger};
 
 impl<C: Cage> Engine<'_, C> {
@@ -110,30 +110,29 @@ impl<C: Cage> Engine<'_, C> {
         self.mark_attempt(&id, run)?;
         env.push(("PROCTOR_LOOP".into(), id.clone()));
         env.push(("PROCTOR_RUN".into(), run.to_string()));
+        let limits = self.limits_for(spec);
         let outcome = self
             .cage
-            .run(Invocation {
-                image: image.clone(),
-                command: agent,
-                workdir: "/work".into(),
-                mounts,
-                env,
-                stdin: Some(text.into_bytes()),
-                network: match spec.network {
-                    Network::None => NetworkPolicy::None,
-                    // Host allow-lists need the egress proxy; until then a
-                    // list is refused at startup rather than silently opened.
-                    Network::Open | Network::Hosts(_) => NetworkPolicy::Open,
+            .run_with_limits(
+                Invocation {
+                    image: image.clone(),
+                    command: agent,
+                    workdir: "/work".into(),
+                    mounts,
+                    env,
+                    stdin: Some(text.into_bytes()),
+                    network: self.network_for(spec, Role::Agent),
+                    user: self.settings.user.clone(),
+                    labels: self.labels(spec, Role::Agent),
+                    timeout: spec
+                        .timeout
+                        .or(self.settings.default_timeout)
+                        .unwrap_or(AGENT_TIMEOUT),
+                    log: log.clone(),
+                    log_cap: LOG_CAP,
                 },
-                user: self.settings.user.clone(),
-                labels: self.labels(spec, Role::Agent),
-                timeout: spec
-                    .timeout
-                    .or(self.settings.default_timeout)
-                    .unwrap_or(AGENT_TIMEOUT),
-                log: log.clone(),
-                log_cap: LOG_CAP,
-            })
+                &limits,
+            )
             .await?;
         let secs = outcome.duration.as_secs_f64();
         let edits = !self
@@ -149,6 +148,13 @@ impl<C: Cage> Engine<'_, C> {
             edits,
             container: short(&outcome.container_id),
         });
+        self.record_denials(
+            spec,
+            run,
+            Role::Agent,
+            &outcome.network_denied,
+            &outcome.container_id,
+        );
         if outcome.timed_out {
             self.report.boundary.push(format!(
                 "loop `{id}`: run {run}: the agent was killed at its timeout"

@@ -129,6 +129,18 @@ pub enum Event {
         run: u32,
         commit: String,
     },
+    /// The egress proxy refused a target that is not on the loop's
+    /// `network:` host list. `n` is the run whose agent (or whose exam,
+    /// `role: verifier`) asked.
+    NetworkDenied {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        #[serde(rename = "n")]
+        run: u32,
+        role: String,
+        host: String,
+        port: u16,
+    },
     Wait {
         #[serde(rename = "loop")]
         loop_id: String,

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::events::{Event, Phase, Verdict};
 use super::{fmt_secs, io_err, short, Engine, EngineError, Exam, EXAM_TIMEOUT, LOG_CAP};
-use crate::cage::{Cage, Invocation, Mount, NetworkPolicy, Outcome, Role};
+use crate::cage::{Cage, Invocation, Mount, Outcome, Role};
 use crate::git::Oid;
 use crate::manifest::LoopSpec;
 use crate::protect::fsafe::{self, Found};
@@ -32,6 +32,13 @@ impl<C: Cage> Engine<'_, C> {
         });
         let log = self.paths.logs.join(format!("{id}.run{run}.exam.log"));
         let (outcome, tree) = self.sit(spec, commit, &log).await?;
+        self.record_denials(
+            spec,
+            run,
+            Role::Verifier,
+            &outcome.network_denied,
+            &outcome.container_id,
+        );
         let mut verdict = Verdict::from_exit(outcome.exit_code, outcome.timed_out);
         let mut reason = None;
         if let Some(why) = self.check_exam_tree(spec, run, tree.path())? {
@@ -113,10 +120,11 @@ impl<C: Cage> Engine<'_, C> {
         });
         if verdict == Verdict::Pass {
             self.report.verified.push(format!(
-                "loop `{id}`: `{}` exited 0 in verifier container {} (image {}, network none, exam materials read-only) on commit {}",
+                "loop `{id}`: `{}` exited 0 in verifier container {} (image {}, network {}, exam materials read-only) on commit {}",
                 spec.done_when,
                 short(&outcome.container_id),
                 short(outcome.image_id.trim_start_matches("sha256:")),
+                self.network_for(spec, Role::Verifier).describe(),
                 short(&commit.to_string())
             ));
         } else if phase != Phase::Precheck {
@@ -186,29 +194,33 @@ impl<C: Cage> Engine<'_, C> {
             });
         }
         mounts.extend(self.extra_mounts());
+        let limits = self.limits_for(spec);
         let outcome = self
             .cage
-            .run(Invocation {
-                image: image.clone(),
-                command: spec.done_when.clone(),
-                workdir: "/work".into(),
-                mounts,
-                env: vec![
-                    ("PROCTOR_LOOP".into(), id.clone()),
-                    ("PROCTOR_COMMIT".into(), commit.to_string()),
-                    ("CI".into(), "true".into()),
-                ],
-                stdin: None,
-                network: NetworkPolicy::None,
-                user: self.settings.user.clone(),
-                labels: self.labels(spec, Role::Verifier),
-                timeout: spec
-                    .timeout
-                    .or(self.settings.default_timeout)
-                    .unwrap_or(EXAM_TIMEOUT),
-                log: log.to_path_buf(),
-                log_cap: LOG_CAP,
-            })
+            .run_with_limits(
+                Invocation {
+                    image: image.clone(),
+                    command: spec.done_when.clone(),
+                    workdir: "/work".into(),
+                    mounts,
+                    env: vec![
+                        ("PROCTOR_LOOP".into(), id.clone()),
+                        ("PROCTOR_COMMIT".into(), commit.to_string()),
+                        ("CI".into(), "true".into()),
+                    ],
+                    stdin: None,
+                    network: self.network_for(spec, Role::Verifier),
+                    user: self.settings.user.clone(),
+                    labels: self.labels(spec, Role::Verifier),
+                    timeout: spec
+                        .timeout
+                        .or(self.settings.default_timeout)
+                        .unwrap_or(EXAM_TIMEOUT),
+                    log: log.to_path_buf(),
+                    log_cap: LOG_CAP,
+                },
+                &limits,
+            )
             .await?;
         Ok((outcome, tree))
     }
@@ -236,6 +248,13 @@ impl<C: Cage> Engine<'_, C> {
             .logs
             .join(format!("{}.baseline.exam.log", spec.id));
         let (outcome, tree) = self.sit(spec, base, &log).await?;
+        self.record_denials(
+            spec,
+            0,
+            Role::Verifier,
+            &outcome.network_denied,
+            &outcome.container_id,
+        );
         let counts = junit_counts(tree.path(), &audit.junit);
         (self.emit)(Event::CheckResult {
             loop_id: spec.id.clone(),

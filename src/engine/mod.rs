@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::cage::{Cage, CageError, Labels, Mount, Role};
 use crate::git::{GitError, GitRepo, Oid};
-use crate::manifest::LoopSpec;
+use crate::manifest::{LoopSpec, Resources};
 use crate::protect::{Rules, Watch};
 use crate::state::cards::{self, Card, CardKind, Tried};
 use crate::state::key::AnswerKey;
@@ -26,6 +26,7 @@ pub mod boundary;
 pub mod events;
 mod exam;
 pub mod history;
+mod policy;
 pub mod prompt;
 
 use events::{Event, Phase, Verdict};
@@ -100,6 +101,8 @@ pub struct Settings {
     pub default_timeout: Option<Duration>,
     /// The exam's materials: `protected:` globs and control files.
     pub rules: Rules,
+    /// The config's `resources`, under every loop's own.
+    pub default_resources: Resources,
 }
 
 /// One run of the engine over a loop tree.

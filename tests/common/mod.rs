@@ -28,6 +28,9 @@ pub fn require_engine() {
 pub struct TestRepo {
     pub dir: tempfile::TempDir,
     pub home: tempfile::TempDir,
+    /// The engine socket (`unix:///...`) the binary is pointed at through
+    /// `DOCKER_HOST`; `None` = the test process's own `DOCKER_HOST`, if any.
+    pub engine: Option<String>,
 }
 
 impl TestRepo {
@@ -42,7 +45,17 @@ impl TestRepo {
             .tempdir()
             .unwrap();
         git2::Repository::init(dir.path()).unwrap();
-        TestRepo { dir, home }
+        TestRepo {
+            dir,
+            home,
+            engine: None,
+        }
+    }
+
+    /// Runs the binary (and the leftover checks) against this engine socket.
+    pub fn engine(mut self, socket: &str) -> TestRepo {
+        self.engine = Some(socket.to_string());
+        self
     }
 
     pub fn path(&self) -> PathBuf {
@@ -104,7 +117,11 @@ impl TestRepo {
             .env("HOME", self.home.path())
             .env("PROCTOR_KEY_DIR", self.home.path().join("keys"))
             .env("CI", "true");
-        if let Ok(host) = std::env::var("DOCKER_HOST") {
+        if let Some(host) = self
+            .engine
+            .clone()
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+        {
             cmd.env("DOCKER_HOST", host);
         }
         cmd
@@ -176,23 +193,33 @@ impl TestRepo {
         head.shorthand().unwrap_or("").to_string()
     }
 
-    /// Asserts no container with this repository's label exists (removing
-    /// any it finds, so one failure does not leak into other tests).
+    /// Asserts no container (and no network) with this repository's label
+    /// exists, removing any it finds, so one failure does not leak into
+    /// other tests.
     pub fn assert_no_containers(&self) {
         let label = proctor::cli::run::repo_label(&self.path());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let left = rt.block_on(async {
-            let cage = DockerCage::connect(None).await.expect(ENGINE_HELP);
-            cage.remove_labelled(&[(LABEL_REPO, label.as_str())])
-                .await
-                .unwrap()
+        let (left, networks) = rt.block_on(async {
+            let cage = match &self.engine {
+                Some(socket) => DockerCage::connect_to(socket).await,
+                None => DockerCage::connect(None).await,
+            }
+            .expect(ENGINE_HELP);
+            let labels = [(LABEL_REPO, label.as_str())];
+            let networks = cage.list_labelled_networks(&labels).await.unwrap();
+            let left = cage.remove_labelled(&labels).await.unwrap();
+            (left, networks)
         });
         assert_eq!(
             left, 0,
             "{left} container(s) with proctor's labels were left behind"
+        );
+        assert!(
+            networks.is_empty(),
+            "network(s) with proctor's labels were left behind: {networks:?}"
         );
     }
 }

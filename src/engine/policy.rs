@@ -1,0 +1,104 @@
+//! What the cage is asked to enforce for a loop (its resource limits and
+//! networks), and what it reports back (targets the egress proxy refused).
+//! The cage enforces; this file only translates the manifest and records.
+
+use super::events::Event;
+use super::{short, Engine};
+use crate::cage::{Cage, Limits, NetworkPolicy, Role};
+use crate::manifest::{LoopSpec, Network};
+
+impl<C: Cage> Engine<'_, C> {
+    /// The loop's `resources:` over the config's, over proctor's defaults
+    /// (pids 512; memory three quarters of the engine host's; CPU shared).
+    pub(super) fn limits_for(&self, spec: &LoopSpec) -> Limits {
+        let resources = spec.resources.or(self.settings.default_resources);
+        let mut limits = Limits::default();
+        if let Some(pids) = resources.pids {
+            limits.pids = pids;
+        }
+        limits.memory_bytes = resources
+            .memory
+            .map(|m| i64::try_from(m).unwrap_or(i64::MAX));
+        limits.nano_cpus = resources.nano_cpus;
+        limits
+    }
+
+    /// The network of a container of `role` in this loop.
+    pub(super) fn network_for(&self, spec: &LoopSpec, role: Role) -> NetworkPolicy {
+        let network = match role {
+            Role::Agent => &spec.network,
+            Role::Verifier => &spec.verifier_network,
+        };
+        match network {
+            Network::None => NetworkPolicy::None,
+            Network::Open => NetworkPolicy::Open,
+            Network::Hosts(hosts) => NetworkPolicy::Hosts(hosts.clone()),
+        }
+    }
+
+    /// Emits one `network_denied` event per refused target and notes the
+    /// refusals in the report.
+    pub(super) fn record_denials(
+        &mut self,
+        spec: &LoopSpec,
+        run: u32,
+        role: Role,
+        denied: &[String],
+        container: &str,
+    ) {
+        if denied.is_empty() {
+            return;
+        }
+        for target in denied {
+            let (host, port) = split_target(target);
+            (self.emit)(Event::NetworkDenied {
+                loop_id: spec.id.clone(),
+                run,
+                role: role.as_str().to_string(),
+                host,
+                port,
+            });
+        }
+        let mut unique: Vec<&str> = denied.iter().map(String::as_str).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let shown: Vec<String> = unique.iter().take(5).map(|t| format!("`{t}`")).collect();
+        let more = unique.len().saturating_sub(5);
+        self.report.boundary.push(format!(
+            "loop `{}`: run {run}: the {} container {} was refused {}{}: not on the loop's network list",
+            spec.id,
+            role.as_str(),
+            short(container),
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ));
+    }
+}
+
+/// `host:port` or `[v6]:port` into host (unbracketed) and port.
+fn split_target(target: &str) -> (String, u16) {
+    match target.rsplit_once(':') {
+        Some((host, port)) => (
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port.parse().unwrap_or(0),
+        ),
+        None => (target.to_string(), 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_target;
+
+    #[test]
+    fn targets_split_into_host_and_port() {
+        assert_eq!(
+            split_target("evil.example:443"),
+            ("evil.example".into(), 443)
+        );
+        assert_eq!(split_target("[::1]:8080"), ("::1".into(), 8080));
+        assert_eq!(split_target("odd"), ("odd".into(), 0));
+    }
+}

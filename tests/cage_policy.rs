@@ -1,0 +1,843 @@
+//! What the cage promises about an agent, end to end: the real `proctor`
+//! binary, scripted shell agents, real containers, on Docker and on Podman.
+//!
+//! Each scripted agent tries to cheat (read a host secret, reach an
+//! unlisted host, plant a git hook, leave a daemon, fork without end, run
+//! forever) and writes what it saw into the working tree; the test then
+//! asserts on the tree, the events and the host. After every test no
+//! container or network with the repository's labels remains.
+//!
+//! The sockets default to the rootful ones and can be pointed elsewhere
+//! with `PROCTOR_TEST_DOCKER` / `PROCTOR_TEST_PODMAN`. An engine that does
+//! not answer fails the test with how to start it; nothing is skipped.
+//! Network tests talk only to containers the test itself starts, on a
+//! network it creates.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, ResourcesUlimits};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
+    StartContainerOptions,
+};
+use common::{stderr, TestRepo};
+use proctor::cage::{
+    Cage, CageError, DockerCage, EngineKind, Invocation, Labels, NetworkPolicy, Role,
+    RuntimeChoice, HOST_IMAGE,
+};
+use proctor::engine::events::Event;
+
+const DOCKER: &str = "unix:///var/run/docker.sock";
+const PODMAN: &str = "unix:///run/podman/podman.sock";
+
+fn socket(engine: EngineKind) -> String {
+    let (var, default) = match engine {
+        EngineKind::Docker => ("PROCTOR_TEST_DOCKER", DOCKER),
+        EngineKind::Podman => ("PROCTOR_TEST_PODMAN", PODMAN),
+    };
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+async fn cage(engine: EngineKind) -> DockerCage {
+    let socket = socket(engine);
+    let how = match engine {
+        EngineKind::Docker => "start it with `dockerd &`",
+        EngineKind::Podman => {
+            "start it with `podman --runtime runc system service --time=0 unix:///run/podman/podman.sock &`"
+        }
+    };
+    let cage = DockerCage::connect_to(&socket)
+        .await
+        .unwrap_or_else(|e| panic!("no {} engine at {socket}: {e}; {how}", engine.as_str()));
+    assert_eq!(cage.kind(), engine, "{socket} is not {}", engine.as_str());
+    cage
+}
+
+/// A committed repository whose binary runs against `engine`.
+fn repo(engine: EngineKind, files: &[(&str, &str)]) -> TestRepo {
+    runtime().block_on(cage(engine));
+    let mut repo = TestRepo::new().engine(&socket(engine));
+    for (path, text) in files {
+        repo = repo.file(path, text);
+    }
+    repo.commit("fixture")
+}
+
+/// A string that appears in no command line on this host but the ones a
+/// test's agent starts.
+fn marker(test: &str, engine: EngineKind) -> String {
+    format!("pmark{test}{}{}", engine.as_str(), std::process::id())
+}
+
+/// Command lines of host processes that contain `marker`.
+fn host_processes_with(marker: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter(|e| e.file_name().to_string_lossy() != me)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(marker))
+        .collect()
+}
+
+/// Waits briefly for processes that are being torn down, then asserts none
+/// carrying `marker` is left on the host.
+fn assert_no_host_processes(marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = host_processes_with(marker);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes of the agent outlived its container: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn events(repo: &TestRepo) -> Vec<Event> {
+    repo.events().into_iter().map(|r| r.event).collect()
+}
+
+macro_rules! on_both_engines {
+    ($($check:ident),* $(,)?) => {
+        mod docker {
+            $(
+                #[test]
+                fn $check() {
+                    super::$check(super::EngineKind::Docker);
+                }
+            )*
+        }
+        mod podman {
+            $(
+                #[test]
+                fn $check() {
+                    super::$check(super::EngineKind::Podman);
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    agent_cannot_read_host_secrets_or_the_answer_key,
+    agent_home_is_writable_and_does_not_persist,
+    agent_with_network_none_has_only_loopback,
+    agent_reaches_only_listed_hosts,
+    agent_cannot_write_git,
+    agent_daemons_die_with_the_container,
+    agent_timeout_is_recorded_and_the_run_goes_on,
+    fork_bomb_is_contained_by_the_pids_limit,
+    resources_and_hardening_reach_both_containers,
+    a_runtime_the_engine_would_ignore_is_refused,
+);
+
+fn agent_cannot_read_host_secrets_or_the_answer_key(engine: EngineKind) {
+    let env_secret = marker("envsecret", engine);
+    let home_secret = marker("homesecret", engine);
+    let repo = TestRepo::new().engine(&socket(engine));
+    let host_home = repo.home.path().to_path_buf();
+    std::fs::write(host_home.join(".secret"), &home_secret).expect("home secret");
+    let key_dir = host_home.join("keys");
+    let agent = format!(
+        r#"mkdir -p seen
+env | sort > seen/env.txt
+tr '\0' '\n' < /proc/1/environ > seen/pid1-environ.txt 2>&1
+for p in "{home}" "{home}/.secret" "{keys}" /root /home /etc/shadow /var/run/docker.sock /run/podman/podman.sock; do
+  echo "== $p"; ls -la "$p"; cat "$p" "$p"/* | head -c 4096
+done > seen/paths.txt 2>&1
+ls -la "$HOME" /tmp > seen/home.txt 2>&1
+find / -xdev \( -name 'answer*' -o -name '*.key' -o -name 'keys' \) 2>/dev/null | head -50 > seen/find.txt
+true
+"#,
+        home = host_home.display(),
+        keys = key_dir.display()
+    );
+    let repo = repo
+        .file("agent.sh", &agent)
+        .manifest(
+            "loop: secrets\nagent: sh agent.sh\ndone_when: test -s seen/env.txt\nbudget: 1 run\nenv: [LISTED_VAR, UNSET_VAR]\n",
+        )
+        .commit("fixture");
+    let out = repo.proctor_env(
+        &["run"],
+        &[
+            ("PROCTOR_TEST_HOST_SECRET", &env_secret),
+            ("LISTED_VAR", "listed-value"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let key_texts: Vec<String> = std::fs::read_dir(&key_dir)
+        .expect("proctor created its key")
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    assert!(
+        !key_texts.is_empty(),
+        "no answer key in {}",
+        key_dir.display()
+    );
+    let mut seen = String::new();
+    for name in ["env", "pid1-environ", "paths", "home", "find"] {
+        seen.push_str(&repo.read(&format!("seen/{name}.txt")));
+    }
+    assert!(repo
+        .read("seen/env.txt")
+        .contains("LISTED_VAR=listed-value"));
+    assert!(
+        !seen.contains("UNSET_VAR"),
+        "an unset listed variable appeared"
+    );
+    for secret in [&env_secret, &home_secret]
+        .into_iter()
+        .chain(key_texts.iter())
+    {
+        assert!(
+            !seen.contains(secret.as_str()),
+            "the agent saw `{secret}`:\n{seen}"
+        );
+    }
+    assert!(!seen.contains("PROCTOR_TEST_HOST_SECRET"), "{seen}");
+    assert!(!seen.contains("PROCTOR_KEY_DIR"), "{seen}");
+    // Nothing of the host's home, the key directory or the engine sockets
+    // exists in the container at all.
+    let paths = repo.read("seen/paths.txt");
+    assert!(
+        paths
+            .lines()
+            .all(|l| l.starts_with("== ") || l.contains("No such file or directory")),
+        "a host path was visible:\n{paths}"
+    );
+    repo.assert_no_containers();
+}
+
+fn agent_home_is_writable_and_does_not_persist(engine: EngineKind) {
+    let agent = r#"mkdir -p seen
+{ echo "home=$HOME"; ls -A "$HOME"; } > seen/home-run$PROCTOR_RUN.txt 2>&1
+echo "run $PROCTOR_RUN" > "$HOME/left-by-run$PROCTOR_RUN" && echo wrote >> seen/home-run$PROCTOR_RUN.txt
+stat -c '%a %u' "$HOME" >> seen/home-run$PROCTOR_RUN.txt
+"#;
+    let repo = repo(
+        engine,
+        &[
+            ("agent.sh", agent),
+            (
+                "proctor.yaml",
+                "loop: home\nagent: sh agent.sh\ndone_when: test -f seen/home-run2.txt\nbudget: 2 runs\n",
+            ),
+        ],
+    );
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let first = repo.read("seen/home-run1.txt");
+    let second = repo.read("seen/home-run2.txt");
+    assert!(first.starts_with("home=/tmp/home\n"), "{first}");
+    assert!(first.contains("wrote\n"), "{first}");
+    // Private to the container's user (the repository's owner).
+    let owner = proctor::cli::run::container_user(&repo.path());
+    let uid = owner.split(':').next().unwrap_or_default();
+    assert!(first.contains(&format!("700 {uid}\n")), "{first}");
+    assert!(second.contains("wrote\n"), "{second}");
+    assert!(
+        !second.contains("left-by-run1"),
+        "run 1's home survived: {second}"
+    );
+    repo.assert_no_containers();
+}
+
+fn agent_with_network_none_has_only_loopback(engine: EngineKind) {
+    let repo = repo(
+        engine,
+        &[(
+            "proctor.yaml",
+            "loop: offline\nagent: ls /sys/class/net > ifaces.txt\ndone_when: test -s ifaces.txt\nbudget: 1 run\nnetwork: none\n",
+        )],
+    );
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(repo.read("ifaces.txt"), "lo\n");
+    repo.assert_no_containers();
+}
+
+/// A network this test creates, with tiny HTTP servers of its own on it.
+struct TestNet {
+    rt: tokio::runtime::Runtime,
+    docker: bollard::Docker,
+    name: String,
+    containers: Vec<String>,
+}
+
+impl TestNet {
+    fn new(engine: EngineKind, tag: &str) -> TestNet {
+        let rt = runtime();
+        let name = format!(
+            "proctor-test-{tag}-{}-{}",
+            engine.as_str(),
+            std::process::id()
+        );
+        let docker = rt.block_on(async {
+            let docker = bollard::Docker::connect_with_unix(
+                &socket(engine),
+                120,
+                bollard::API_DEFAULT_VERSION,
+            )
+            .expect("engine client")
+            .negotiate_version()
+            .await
+            .expect("engine version");
+            let _ = docker.remove_network(&name).await;
+            docker
+                .create_network(NetworkCreateRequest {
+                    name: name.clone(),
+                    driver: Some("bridge".into()),
+                    labels: Some(HashMap::from([("proctor.test".into(), "1".into())])),
+                    ..Default::default()
+                })
+                .await
+                .expect("create the test's network");
+            docker
+        });
+        TestNet {
+            rt,
+            docker,
+            name,
+            containers: Vec::new(),
+        }
+    }
+
+    /// Starts `python3 -m http.server` serving `body` as `/`, in the host
+    /// image, as `nobody`, on this network; returns its address.
+    fn server(&mut self, engine: EngineKind, name: &str, body: &str) -> String {
+        let binds: Vec<String> = ["/usr", "/bin", "/lib", "/lib64"]
+            .iter()
+            .filter_map(|dir| {
+                let source = std::fs::canonicalize(dir).ok()?;
+                Some(format!("{}:{dir}:ro", source.display()))
+            })
+            .collect();
+        let script = format!(
+            "mkdir -p /tmp/www && echo '{body}' > /tmp/www/index.html && cd /tmp/www && exec python3 -m http.server 8000"
+        );
+        let nofile = ResourcesUlimits {
+            name: Some("nofile".into()),
+            soft: Some(1024),
+            hard: Some(1024),
+        };
+        let nproc = ResourcesUlimits {
+            name: Some("nproc".into()),
+            soft: Some(256),
+            hard: Some(256),
+        };
+        let docker = self.docker.clone();
+        let network = self.name.clone();
+        let address = self.rt.block_on(async {
+            let image = cage(engine)
+                .await
+                .ensure_image(HOST_IMAGE)
+                .await
+                .expect("host image");
+            let _ = docker
+                .remove_container(
+                    name,
+                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                )
+                .await;
+            let body = ContainerCreateBody {
+                image: Some(image),
+                cmd: Some(vec!["/bin/sh".into(), "-c".into(), script]),
+                user: Some("65534:65534".into()),
+                env: Some(vec![format!("PATH=/usr/bin:/bin")]),
+                labels: Some(HashMap::from([("proctor.test".into(), "1".into())])),
+                host_config: Some(HostConfig {
+                    binds: Some(binds),
+                    tmpfs: Some(HashMap::from([("/tmp".into(), "rw,mode=1777".into())])),
+                    readonly_rootfs: Some(true),
+                    cap_drop: Some(vec!["ALL".into()]),
+                    network_mode: Some(network.clone()),
+                    ulimits: Some(vec![nofile, nproc]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let options = CreateContainerOptionsBuilder::default().name(name).build();
+            docker
+                .create_container(Some(options), body)
+                .await
+                .expect("create test server");
+            docker
+                .start_container(name, None::<StartContainerOptions>)
+                .await
+                .expect("start test server");
+            let inspect = docker
+                .inspect_container(name, None::<InspectContainerOptions>)
+                .await
+                .expect("inspect test server");
+            inspect
+                .network_settings
+                .and_then(|n| n.networks)
+                .and_then(|mut n| n.remove(&network))
+                .and_then(|e| e.ip_address)
+                .expect("test server address")
+        });
+        self.containers.push(name.to_string());
+        // Ready when it accepts a connection (a container this test made).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect_timeout(
+            &format!("{address}:8000").parse().expect("address"),
+            Duration::from_secs(1),
+        )
+        .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "test server {name} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        address
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        let docker = self.docker.clone();
+        let containers = std::mem::take(&mut self.containers);
+        let name = self.name.clone();
+        self.rt.block_on(async move {
+            for c in containers {
+                let _ = docker
+                    .remove_container(
+                        &c,
+                        Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                    )
+                    .await;
+            }
+            let _ = docker.remove_network(&name).await;
+        });
+    }
+}
+
+fn agent_reaches_only_listed_hosts(engine: EngineKind) {
+    let mut net = TestNet::new(engine, "egress");
+    let allowed = format!(
+        "proctor-test-allowed-{}-{}",
+        engine.as_str(),
+        std::process::id()
+    );
+    let denied = format!(
+        "proctor-test-denied-{}-{}",
+        engine.as_str(),
+        std::process::id()
+    );
+    let allowed_body = marker("allowedbody", engine);
+    let denied_body = marker("deniedbody", engine);
+    let allowed_ip = net.server(engine, &allowed, &allowed_body);
+    let denied_ip = net.server(engine, &denied, &denied_body);
+
+    let agent = format!(
+        r#"mkdir -p seen
+ls /sys/class/net > seen/ifaces.txt
+env | grep -i _proxy | sort > seen/proxy-env.txt
+curl -fsS -m 20 http://{allowed}:8000/ > seen/allowed-http.txt 2>&1
+curl -fsS -m 20 --proxytunnel http://{allowed}:8000/ > seen/allowed-connect.txt 2>&1
+curl -fsS -m 20 http://{denied}:8000/ > seen/denied-http.txt 2>&1; echo "exit $?" >> seen/denied-http.txt
+curl -fsS -m 20 --proxytunnel http://{denied}:8000/ > seen/denied-connect.txt 2>&1; echo "exit $?" >> seen/denied-connect.txt
+curl -sS -m 5 --noproxy '*' http://{allowed_ip}:8000/ > seen/direct.txt 2>&1; echo "exit $?" >> seen/direct.txt
+curl -sS -m 5 --noproxy '*' http://{denied_ip}:8000/ >> seen/direct.txt 2>&1; echo "exit $?" >> seen/direct.txt
+true
+"#
+    );
+    // The verifier has the same list, so its exam can fetch from it too.
+    let manifest = format!(
+        "loop: egress\nagent: sh agent.sh\ndone_when: curl -sS -m 20 http://{allowed}:8000/ | grep -q {allowed_body} && test -s seen/allowed-http.txt\nbudget: 1 run\nnetwork:\n  agent: [\"{allowed}:8000\"]\n  verifier: [\"{allowed}\"]\n"
+    );
+    let config = format!("egress_network: {}\n", net.name);
+    let repo = repo(
+        engine,
+        &[
+            ("agent.sh", &agent),
+            ("proctor.yaml", &manifest),
+            (".proctor/config.yaml", &config),
+        ],
+    );
+    let out = repo.proctor(&["run"]);
+    let seen = |name: &str| repo.read(&format!("seen/{name}.txt"));
+    if engine == EngineKind::Podman && podman_internal_traffic_is_dropped() {
+        // Podman cannot carry traffic on an internal network here; proctor
+        // must say so and refuse, never fall back to an open network.
+        eprintln!("podman: internal networks carry no traffic on this host; expecting the refusal");
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("cannot connect a loop's containers to its egress proxy"),
+            "{err}"
+        );
+        assert!(
+            err.contains("hint: allow traffic within Podman's bridges"),
+            "{err}"
+        );
+        assert!(!repo.exists("seen"), "the agent ran anyway");
+        repo.assert_no_containers();
+        return;
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\nallowed-http: {}\nexam: {}",
+        stderr(&out),
+        seen("allowed-http"),
+        repo.read(".proctor/logs/egress.run1.exam.log")
+    );
+    // One interface: the loop's internal network, whose only way out is
+    // the proxy named in the environment.
+    assert_eq!(seen("ifaces").lines().filter(|l| *l != "lo").count(), 1);
+    let proxy_env = seen("proxy-env");
+    assert!(proxy_env.contains("HTTPS_PROXY=http://"), "{proxy_env}");
+    assert!(proxy_env.contains("http_proxy=http://"), "{proxy_env}");
+    assert!(proxy_env.contains("NO_PROXY=\n"), "{proxy_env}");
+    assert!(
+        seen("allowed-http").contains(&allowed_body),
+        "{}",
+        seen("allowed-http")
+    );
+    assert!(
+        seen("allowed-connect").contains(&allowed_body),
+        "{}",
+        seen("allowed-connect")
+    );
+    for name in ["denied-http", "denied-connect"] {
+        let text = seen(name);
+        assert!(!text.contains(&denied_body), "{name}: {text}");
+        assert!(text.contains("403"), "{name}: {text}");
+        assert!(!text.contains("exit 0"), "{name}: {text}");
+    }
+    let direct = seen("direct");
+    assert!(
+        !direct.contains(&allowed_body) && !direct.contains(&denied_body),
+        "{direct}"
+    );
+    assert!(!direct.contains("exit 0"), "{direct}");
+
+    let denials: Vec<(String, u16, String)> = events(&repo)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::NetworkDenied {
+                host, port, role, ..
+            } => Some((host, port, role)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        denials,
+        [
+            (denied.clone(), 8000, "agent".to_string()),
+            (denied.clone(), 8000, "agent".to_string())
+        ],
+        "{denials:?}"
+    );
+    let report = common::stdout(&out);
+    assert!(report.contains(&format!("`{denied}:8000`")), "{report}");
+    repo.assert_no_containers();
+}
+
+/// Whether this host drops bridged traffic that no firewall rule admits:
+/// Docker sets the FORWARD policy to DROP and turns bridge netfilter on, and
+/// netavark adds no rule for internal networks (unless someone allowed
+/// bridged traffic on Podman's bridges).
+fn podman_internal_traffic_is_dropped() -> bool {
+    let bridged = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        .is_ok_and(|v| v.trim() == "1");
+    let Ok(out) = std::process::Command::new("iptables")
+        .args(["-S", "FORWARD"])
+        .output()
+    else {
+        return false;
+    };
+    let rules = String::from_utf8_lossy(&out.stdout);
+    bridged
+        && rules.lines().next() == Some("-P FORWARD DROP")
+        && !rules.lines().any(|l| {
+            l.contains("physdev-is-bridged") && l.contains("podman") && l.contains("ACCEPT")
+        })
+}
+
+fn agent_cannot_write_git(engine: EngineKind) {
+    let agent = r#"mkdir -p seen
+printf '#!/bin/sh\ntouch /tmp/hooked\n' > .git/hooks/pre-commit 2> seen/git.txt; echo "hook exit $?" >> seen/git.txt
+touch .git/proctor-marker 2>> seen/git.txt; echo "marker exit $?" >> seen/git.txt
+echo '[core]' >> .git/config 2>> seen/git.txt; echo "config exit $?" >> seen/git.txt
+echo done > seen/done.txt
+"#;
+    let repo = repo(
+        engine,
+        &[
+            ("agent.sh", agent),
+            (
+                "proctor.yaml",
+                "loop: git\nagent: sh agent.sh\ndone_when: test -s seen/done.txt\nbudget: 1 run\n",
+            ),
+        ],
+    );
+    let config_before = std::fs::read(repo.path().join(".git/config")).expect("git config");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let seen = repo.read("seen/git.txt");
+    for line in ["hook exit 0", "marker exit 0", "config exit 0"] {
+        assert!(!seen.contains(line), "{seen}");
+    }
+    assert!(seen.contains("Read-only file system"), "{seen}");
+    assert!(!repo.path().join(".git/hooks/pre-commit").exists());
+    assert!(!repo.path().join(".git/proctor-marker").exists());
+    assert_eq!(
+        std::fs::read(repo.path().join(".git/config")).expect("git config"),
+        config_before
+    );
+    repo.assert_no_containers();
+}
+
+fn agent_daemons_die_with_the_container(engine: EngineKind) {
+    let mark = marker("daemon", engine);
+    let agent = format!(
+        r#"mkdir -p seen
+sh -c 'sleep 300; : {mark}-bg' &
+nohup sh -c 'sleep 301; : {mark}-nohup' > /dev/null 2>&1 &
+setsid sh -c 'sleep 302; : {mark}-setsid' > /dev/null 2>&1 < /dev/null &
+( ( sh -c 'sleep 303; : {mark}-double' & ) & )
+sleep 1
+grep -l {mark} /proc/[0-9]*/cmdline 2>/dev/null | wc -l > seen/alive.txt
+"#
+    );
+    let repo = repo(
+        engine,
+        &[
+            ("agent.sh", &agent),
+            (
+                "proctor.yaml",
+                "loop: daemons\nagent: sh agent.sh\ndone_when: test -s seen/alive.txt\nbudget: 1 run\n",
+            ),
+        ],
+    );
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The daemons were running when the agent's command ended...
+    let alive: u32 = repo.read("seen/alive.txt").trim().parse().unwrap_or(0);
+    assert!(alive >= 4, "only {alive} daemons started");
+    // ...and none survives its container.
+    assert_no_host_processes(&mark);
+    repo.assert_no_containers();
+}
+
+fn agent_timeout_is_recorded_and_the_run_goes_on(engine: EngineKind) {
+    let mark = marker("timeout", engine);
+    let agent = format!("echo started; sleep 60; : {mark}\n");
+    let repo = repo(
+        engine,
+        &[
+            ("agent.sh", &agent),
+            (
+                "proctor.yaml",
+                "loop: slow\nagent: sh agent.sh\ndone_when: exit 1\nbudget: 2 runs\ntimeout: 2s\n",
+            ),
+        ],
+    );
+    let started = Instant::now();
+    let out = repo.proctor(&["run"]);
+    let took = started.elapsed();
+    // Both runs were spent: the first timeout did not stop the loop.
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let ends: Vec<(u32, i64, bool)> = events(&repo)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::AgentEnd {
+                run,
+                exit,
+                timed_out,
+                ..
+            } => Some((run, exit, timed_out)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, [(1, -1, true), (2, -1, true)]);
+    assert!(took < Duration::from_secs(50), "took {took:?}");
+    let log = repo.read(".proctor/logs/slow.run1.log");
+    assert!(log.contains("started\n"), "{log}");
+    assert!(log.contains("timed out after 2s"), "{log}");
+    assert!(common::stdout(&out).contains("killed at its timeout"));
+    assert_no_host_processes(&mark);
+    repo.assert_no_containers();
+}
+
+fn fork_bomb_is_contained_by_the_pids_limit(engine: EngineKind) {
+    let mark = marker("bomb", engine);
+    let script = format!("bomb-{mark}.sh");
+    // The bomb's complaints go through a FIFO into a capped file; the
+    // loop's limits keep it to 64 processes and half a CPU.
+    let agent = r#"mkdir -p seen
+mkfifo /tmp/errors
+head -c 4096 < /tmp/errors > seen/bomb.txt &
+b() { b | b & }
+b 2> /tmp/errors
+wait
+"#;
+    let manifest = format!(
+        "loop: bomb\nagent: sh {script}\ndone_when: test -s seen/bomb.txt\nbudget: 1 run\ntimeout: 8s\nresources: {{pids: 64, cpus: 0.5}}\n"
+    );
+    let repo = repo(engine, &[(&script, agent), ("proctor.yaml", &manifest)]);
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let complaints = repo.read("seen/bomb.txt");
+    assert!(
+        complaints.to_lowercase().contains("fork"),
+        "the bomb never hit the limit: {complaints}"
+    );
+    assert_no_host_processes(&mark);
+    repo.assert_no_containers();
+    // The host still forks.
+    assert!(std::process::Command::new("true")
+        .status()
+        .is_ok_and(|s| s.success()));
+}
+
+/// Reads a cgroup value in v1 or v2 layout.
+const CGROUP_PROBE: &str = r#"cg() { for f in "$@"; do test -r "$f" && { cat "$f"; return; }; done; echo none; }
+echo "pids $(cg /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max)"
+echo "memory $(cg /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max)"
+echo "cpu $(cg /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max)"
+grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status
+echo "pid1 $(tr '\0' ' ' < /proc/1/cmdline)"
+echo "user $(id -u):$(id -g)"
+echo "net $(ls /sys/class/net | tr '\n' ' ')"
+touch /rootfs-probe 2>/dev/null && echo "rootfs writable"
+touch /tmp/probe && echo "tmp writable"
+test -e /var/run/docker.sock -o -e /run/podman/podman.sock && echo "engine socket"
+"#;
+
+fn resources_and_hardening_reach_both_containers(engine: EngineKind) {
+    let agent = format!("mkdir -p seen\n{{\n{CGROUP_PROBE}}} > seen/agent.txt 2>&1\n");
+    let exam = format!("{CGROUP_PROBE}test -s seen/agent.txt\n");
+    // The loop sets memory and cpus; pids comes from the config.
+    let repo = repo(
+        engine,
+        &[
+            ("agent.sh", &agent),
+            ("exam.sh", &exam),
+            (
+                "proctor.yaml",
+                "loop: limits\nagent: sh agent.sh\ndone_when: sh exam.sh\nbudget: 1 run\nresources: {memory: 256m, cpus: 0.5}\n",
+            ),
+            (".proctor/config.yaml", "resources: {pids: 100, memory: 1g}\n"),
+        ],
+    );
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let agent = repo.read("seen/agent.txt");
+    let exam = repo.read(".proctor/logs/limits.run1.exam.log");
+    let user = proctor::cli::run::container_user(&repo.path());
+    for (who, text) in [("agent", &agent), ("verifier", &exam)] {
+        assert!(text.contains("pids 100\n"), "{who}: {text}");
+        assert!(text.contains("memory 268435456\n"), "{who}: {text}");
+        assert!(
+            text.contains("cpu 50000\n") || text.contains("cpu 50000 100000\n"),
+            "{who}: {text}"
+        );
+        assert!(text.contains("CapEff:\t0000000000000000"), "{who}: {text}");
+        assert!(text.contains("CapBnd:\t0000000000000000"), "{who}: {text}");
+        assert!(text.contains("NoNewPrivs:\t1"), "{who}: {text}");
+        assert!(!text.contains("pid1 /bin/sh"), "{who}: no init: {text}");
+        assert!(text.contains(&format!("user {user}\n")), "{who}: {text}");
+        assert!(!text.contains("rootfs writable"), "{who}: {text}");
+        assert!(text.contains("tmp writable"), "{who}: {text}");
+        assert!(!text.contains("engine socket"), "{who}: {text}");
+    }
+    // The agent's network is open by default, the verifier's is none.
+    assert!(
+        agent
+            .lines()
+            .any(|l| l.starts_with("net ") && l.contains("eth")),
+        "{agent}"
+    );
+    assert!(exam.contains("net lo \n"), "{exam}");
+    repo.assert_no_containers();
+}
+
+/// Podman's API ignores the runtime a container asks for; proctor says so
+/// instead of running a weaker sandbox than configured. Docker honours it.
+fn a_runtime_the_engine_would_ignore_is_refused(engine: EngineKind) {
+    let rt = runtime();
+    rt.block_on(async {
+        let cage = cage(engine).await;
+        // Docker honours a named runtime (runc works on every host); the
+        // Podman service here runs runc, so ask it for crun.
+        let other = match engine {
+            EngineKind::Docker => "runc",
+            EngineKind::Podman => "crun",
+        };
+        let cage = cage.with_runtime(RuntimeChoice::Named(other.into()));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = format!("test-runtime-{}-{}", engine.as_str(), std::process::id());
+        let inv = Invocation {
+            image: HOST_IMAGE.into(),
+            command: "true".into(),
+            workdir: "/tmp".into(),
+            mounts: vec![],
+            env: vec![],
+            stdin: None,
+            network: NetworkPolicy::None,
+            user: "1000:1000".into(),
+            labels: Labels {
+                repo: repo.clone(),
+                run: "r".into(),
+                loop_id: "l".into(),
+                role: Role::Verifier,
+            },
+            timeout: Duration::from_secs(30),
+            log: dir.path().join("log"),
+            log_cap: 1 << 16,
+        };
+        let result = cage.run(inv).await;
+        match engine {
+            EngineKind::Docker => {
+                let outcome = result.unwrap_or_else(|e| panic!("runc on docker: {e}"));
+                assert_eq!(outcome.exit_code, 0);
+            }
+            EngineKind::Podman => match result {
+                Err(CageError::Weakened { what, hint, .. }) => {
+                    assert!(what.contains(other), "{what}");
+                    assert!(hint.contains("--runtime"), "{hint}");
+                }
+                other => panic!("expected a refusal, got {other:?}"),
+            },
+        }
+        let left = cage
+            .list_labelled(&[("proctor.repo", repo.as_str())])
+            .await
+            .expect("list");
+        assert!(left.is_empty(), "{left:?}");
+    });
+}
