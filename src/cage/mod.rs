@@ -117,10 +117,13 @@ pub struct Invocation {
     pub log_cap: u64,
 }
 
-/// Resource limits applied to every container of a [`DockerCage`].
+/// Resource limits of a container (a [`DockerCage`]'s own, or a loop's
+/// through [`Cage::run_with_limits`]).
 ///
-/// Memory and CPU stay unlimited unless set, because a sensible value
-/// depends on the agent; the pids limit and rlimits are always set (rootful
+/// Unset memory means three quarters of the engine host's memory
+/// ([`DockerCage::default_memory_bytes`]), so no container can take the
+/// machine down; CPU stays shared unless set, because a sensible value
+/// depends on the agent. The pids limit and rlimits are always set (rootful
 /// Podman in some sandboxes cannot start a container without explicit
 /// rlimits, see ENGINE-NOTES).
 #[derive(Debug, Clone, PartialEq, Eq)]

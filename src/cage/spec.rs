@@ -136,7 +136,7 @@ impl ContainerSpec {
     }
 
     /// Options of the `$HOME` tmpfs on Podman, whose `U` chowns a mount to
-    /// the container's user (it refuses `uid=`/`gid=` on tmpfs).
+    /// the container's user, named or numeric.
     fn podman_home_options(&self) -> Vec<String> {
         let mut opts: Vec<String> = ["rw", "exec", "nosuid", "nodev", "mode=0700", "U"]
             .into_iter()
