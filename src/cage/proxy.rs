@@ -37,8 +37,12 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting to an allowed host may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Connections served at once; more wait for a slot.
-const MAX_CONNECTIONS: usize = 512;
+/// Connections served at once; more wait for a slot. Each may hold a
+/// thread resolving a name, and the proxy's container allows 256 tasks.
+const MAX_CONNECTIONS: usize = 128;
+/// The log stops growing here: an agent that hammers an unlisted host must
+/// not fill the host's disk. Later refusals still get their 403.
+const MAX_LOG_BYTES: u64 = 8 << 20;
 
 /// The origin-form path the proxy answers itself: proctor checks with it
 /// that a loop's containers can reach their proxy at all.
@@ -324,6 +328,7 @@ pub async fn serve(config: ProxyConfig) -> std::io::Result<()> {
     let listener = TcpListener::bind(config.listen).await?;
     let log = Arc::new(DenialLog {
         path: config.log.clone(),
+        written: std::sync::atomic::AtomicU64::new(0),
     });
     log.write(&LogLine::Ready {
         v: LOG_VERSION,
@@ -356,6 +361,7 @@ pub async fn serve(config: ProxyConfig) -> std::io::Result<()> {
 /// concurrent connections never interleave within a line.
 struct DenialLog {
     path: Option<PathBuf>,
+    written: std::sync::atomic::AtomicU64,
 }
 
 impl DenialLog {
@@ -364,6 +370,12 @@ impl DenialLog {
             return;
         };
         text.push('\n');
+        let before = self
+            .written
+            .fetch_add(text.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if before + text.len() as u64 > MAX_LOG_BYTES {
+            return;
+        }
         match &self.path {
             Some(path) => append(path, text.as_bytes()),
             // Run by hand: the log is the terminal. (In its container

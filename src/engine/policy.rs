@@ -7,6 +7,9 @@ use super::{short, Engine};
 use crate::cage::{Cage, Limits, NetworkPolicy, Role};
 use crate::manifest::{LoopSpec, Network};
 
+/// Refusals of one container beyond this many are counted, not listed.
+pub(super) const MAX_DENIAL_EVENTS: usize = 100;
+
 impl<C: Cage> Engine<'_, C> {
     /// The loop's `resources:` over the config's, over proctor's defaults
     /// (pids 512; memory three quarters of the engine host's; CPU shared).
@@ -36,8 +39,9 @@ impl<C: Cage> Engine<'_, C> {
         }
     }
 
-    /// Emits one `network_denied` event per refused target and notes the
-    /// refusals in the report.
+    /// Emits one `network_denied` event per refused target (at most
+    /// [`MAX_DENIAL_EVENTS`] per container) and notes the refusals in the
+    /// report.
     pub(super) fn record_denials(
         &mut self,
         spec: &LoopSpec,
@@ -49,7 +53,7 @@ impl<C: Cage> Engine<'_, C> {
         if denied.is_empty() {
             return;
         }
-        for target in denied {
+        for target in denied.iter().take(MAX_DENIAL_EVENTS) {
             let (host, port) = split_target(target);
             (self.emit)(Event::NetworkDenied {
                 loop_id: spec.id.clone(),
@@ -64,13 +68,17 @@ impl<C: Cage> Engine<'_, C> {
         unique.dedup();
         let shown: Vec<String> = unique.iter().take(5).map(|t| format!("`{t}`")).collect();
         let more = unique.len().saturating_sub(5);
+        let unlisted = denied.len().saturating_sub(MAX_DENIAL_EVENTS);
         self.report.boundary.push(format!(
-            "loop `{}`: run {run}: the {} container {} was refused {}{}: not on the loop's network list",
+            "loop `{}`: run {run}: the {} container {} was refused {}{}: not on the loop's network list ({} refusal{}{})",
             spec.id,
             role.as_str(),
             short(container),
             shown.join(", "),
-            if more > 0 { format!(" and {more} more") } else { String::new() }
+            if more > 0 { format!(" and {more} more") } else { String::new() },
+            denied.len(),
+            if denied.len() == 1 { "" } else { "s" },
+            if unlisted > 0 { format!(", {unlisted} not listed as events") } else { String::new() }
         ));
     }
 }
