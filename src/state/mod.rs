@@ -9,7 +9,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub mod approver;
 pub mod cards;
+pub mod gate;
 pub mod key;
 pub mod ledger;
 pub mod lock;
