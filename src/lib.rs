@@ -5,10 +5,14 @@
 
 pub mod cage;
 pub mod cli;
+pub mod cron;
 pub mod engine;
 pub mod exit_codes;
 pub mod git;
 pub mod manifest;
+pub mod notify;
+pub mod progress;
 pub mod protect;
 pub mod render;
 pub mod state;
+pub mod views;

@@ -6,7 +6,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use crate::engine::events::{Event, Record, Verdict, EVENTS_VERSION};
+use crate::engine::events::{Event, GateStatus, Record, Verdict, EVENTS_VERSION};
 use crate::engine::{fmt_secs, short};
 use crate::state;
 
@@ -16,6 +16,9 @@ pub struct Stream {
     pub events_path: PathBuf,
     pub colour: bool,
     pub quiet: bool,
+    /// The live progress line, when stderr is a terminal and the caller
+    /// wants one; event lines are printed above it.
+    pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
     /// Problems writing the events file, reported once at the end.
     pub write_errors: Vec<String>,
 }
@@ -36,6 +39,7 @@ impl Stream {
                 std::env::var_os("NO_COLOR").is_some(),
             ),
             quiet: false,
+            progress: None,
             write_errors: Vec::new(),
         }
     }
@@ -61,25 +65,37 @@ impl Stream {
             Err(e) => self.write_errors.push(e.to_string()),
         }
         if !self.quiet {
+            if let Some(progress) = &self.progress {
+                progress.observe(&record);
+            }
             if let Some(line) = human_line(&record.event) {
                 let line = if self.colour {
                     colourise(&record.event, line)
                 } else {
                     line
                 };
-                let _ = writeln!(std::io::stderr(), "{line}");
+                match &self.progress {
+                    Some(progress) => progress.print_line(&line),
+                    None => {
+                        let _ = writeln!(std::io::stderr(), "{line}");
+                    }
+                }
             }
         }
     }
 }
 
-fn colourise(event: &Event, line: String) -> String {
+pub fn colourise(event: &Event, line: String) -> String {
     let code = match event {
         Event::CheckResult {
             verdict: Verdict::Pass,
             ..
         }
-        | Event::Close { .. } => "32",
+        | Event::Close { .. }
+        | Event::Gate {
+            status: GateStatus::Sealed,
+            ..
+        } => "32",
         Event::CheckResult {
             verdict: Verdict::Fail,
             ..
@@ -89,7 +105,7 @@ fn colourise(event: &Event, line: String) -> String {
         | Event::TestAudit { passed: false, .. }
         | Event::NetworkDenied { .. } => "31",
         Event::Repaired { .. } => "33",
-        Event::CheckResult { .. } | Event::Wait { .. } => "33",
+        Event::CheckResult { .. } | Event::Wait { .. } | Event::Gate { .. } => "33",
         _ => return line,
     };
     format!("\x1b[{code}m{line}\x1b[0m")
@@ -204,6 +220,46 @@ pub fn human_line(event: &Event) -> Option<String> {
             if *runs == 1 { "" } else { "s" },
             short(commit)
         ),
+        Event::Gate {
+            loop_id,
+            status,
+            approvals,
+            needed,
+            note,
+            ..
+        } => match status {
+            GateStatus::Ready => format!(
+                "proctor: {loop_id}: gated: {} of {needed} approval{} · approve with `proctor answer {loop_id} approve`",
+                approvals.len(),
+                if *needed == 1 { "" } else { "s" }
+            ),
+            GateStatus::Sealed => {
+                format!("proctor: {loop_id}: gate sealed by {}", approvals.join(", "))
+            }
+            GateStatus::Superseded => format!(
+                "proctor: {loop_id}: gate superseded: {}",
+                note.as_deref().unwrap_or("the exam no longer passes")
+            ),
+        },
+        Event::Notify {
+            loop_id,
+            reason,
+            exit,
+            secs,
+            error,
+        } => match (exit, error) {
+            (Some(0), _) => format!(
+                "proctor: {loop_id}: on_halt notified ({reason}) in {}",
+                fmt_secs(*secs)
+            ),
+            (Some(code), _) => format!(
+                "proctor: {loop_id}: on_halt notifier exited {code} ({reason}); the run goes on"
+            ),
+            (None, e) => format!(
+                "proctor: {loop_id}: on_halt notifier failed ({reason}): {}; the run goes on",
+                e.as_deref().unwrap_or("unknown error")
+            ),
+        },
         Event::RunEnd {
             outcome,
             exit,

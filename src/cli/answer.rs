@@ -2,14 +2,24 @@
 //! answer-auth key and recorded in the ledger.
 
 use super::CommandError;
+use crate::engine::gate::{card_kind, is_inside};
+use crate::engine::short;
 use crate::git::GitRepo;
 use crate::manifest;
+use crate::state::approver::{approvers_dir, ApproverKey};
+use crate::state::gate::{self, is_approval};
 use crate::state::key::{key_dir, AnswerKey};
 use crate::state::{ledger, Paths};
 
 /// Answer a blocked loop: the text goes into the loop's next prompt and
 /// refreshes its budget once. The answer is signed with a key kept outside
 /// the repository (`PROCTOR_KEY_DIR`), so no agent can forge one.
+///
+/// For a gated loop (`gate: human`), `approve` signs an approval of the
+/// commit checked out (the work branch) with your approver key; the next
+/// `proctor run` checks the exam once more and seals the loop. Any other
+/// text is recorded as a rejection: it unlocks nothing and refreshes no
+/// budget.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The loop to answer (as named on its card in `INBOX/`).
@@ -27,10 +37,18 @@ pub fn cmd_answer(args: Args) -> Result<i32, CommandError> {
     if text.trim().is_empty() {
         return Err(CommandError::user("the answer is empty"));
     }
-    let known_in_manifest = manifest::find(git.root())
-        .and_then(|p| manifest::load(&p).ok())
-        .map(|m| contains(&m.root, &args.loop_id));
+    let loaded = manifest::find(git.root()).and_then(|p| manifest::load(&p).ok());
+    let known_in_manifest = loaded.as_ref().map(|m| contains(&m.root, &args.loop_id));
     let has_card = paths.card_for(&args.loop_id).exists();
+    let card = std::fs::read_to_string(paths.card_for(&args.loop_id)).unwrap_or_default();
+    let gated = loaded
+        .as_ref()
+        .and_then(|m| m.find_loop(&args.loop_id))
+        .is_some_and(|spec| spec.gate.is_some())
+        || matches!(card_kind(&card), Some("ready"));
+    if gated {
+        return answer_gate(&git, &paths, &args.loop_id, &text);
+    }
     if known_in_manifest == Some(false) && !has_card {
         return Err(CommandError::hint(
             format!(
@@ -49,6 +67,54 @@ pub fn cmd_answer(args: Args) -> Result<i32, CommandError> {
         "recorded the answer for loop `{}`: it goes into the next prompt and refreshes the loop's budget once; continue with `proctor run`",
         args.loop_id
     );
+    Ok(0)
+}
+
+/// Signs an approval or a rejection of the commit under review.
+fn answer_gate(
+    git: &GitRepo,
+    paths: &Paths,
+    loop_id: &str,
+    text: &str,
+) -> Result<i32, CommandError> {
+    let branch = git.head_branch()?.unwrap_or_default();
+    if !branch.starts_with("proctor/") {
+        return Err(CommandError::hint(
+            format!("loop `{loop_id}` is gated, and an approval binds to the commit under review, but `{}` is not a proctor work branch", if branch.is_empty() { "HEAD" } else { &branch }),
+            "check out the work branch the READY card names (`git checkout proctor/<root>`), review it, then answer",
+        ));
+    }
+    let commit = git
+        .head()?
+        .ok_or_else(|| CommandError::user("the repository has no commits"))?;
+    let dir = key_dir();
+    if is_inside(&dir, git.root()) || is_inside(&approvers_dir(), git.root()) {
+        return Err(CommandError::hint(
+            "the approver key or the approvers directory is inside the repository, where an agent can read or write it",
+            "point `PROCTOR_KEY_DIR` and `PROCTOR_APPROVERS_DIR` outside the repository",
+        ));
+    }
+    let approver = ApproverKey::load_or_create(&dir)?;
+    let entry = gate::decision(&approver, loop_id, &commit.to_string(), text);
+    gate::append(&paths.ledger, &entry).map_err(|e| CommandError::Internal {
+        message: format!("cannot write `{}`: {e}", paths.ledger.display()),
+    })?;
+    let at = short(&commit.to_string());
+    if is_approval(text) {
+        println!(
+            "approved loop `{loop_id}` at commit {at} on `{branch}` as approver {}; the next `proctor run` checks the exam once more and seals the gate if it still passes",
+            approver.id
+        );
+        println!(
+            "(another host counts this approval once it trusts your public key: copy `{}` into its approvers directory)",
+            approver.public_path.display()
+        );
+    } else {
+        println!(
+            "recorded a rejection of loop `{loop_id}` at commit {at} by approver {}: it unlocks nothing and refreshes no budget; change what needs changing, then `proctor run` examines the new state",
+            approver.id
+        );
+    }
     Ok(0)
 }
 

@@ -60,7 +60,14 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
         })?,
     };
     let manifest = manifest::load(&path)?;
+    super::run::refuse_untimed_watchers(&manifest, &manifest.root)?;
     println!("{}: manifest valid", path.display());
+    for schedule in &manifest.schedules {
+        println!(
+            "  schedule `{}` runs loop `{}` (`proctor cron sync` installs it)",
+            schedule.at, schedule.run
+        );
+    }
     let head = git.head()?.ok_or_else(|| {
         CommandError::hint(
             "the repository has no commits yet",

@@ -16,8 +16,11 @@ use crate::state::lock::LockError;
 
 mod answer;
 mod audit;
+mod cron;
 mod demo;
+mod detach;
 pub mod gauntlet;
+mod inbox;
 mod init;
 mod lint;
 mod once;
@@ -25,6 +28,11 @@ mod proxy;
 mod quarantine;
 mod reap;
 pub mod run;
+mod runs;
+mod stats;
+mod status;
+mod stop;
+mod watch;
 
 /// Keeps an AI coding agent working on a git repository until a
 /// machine-checkable exam passes. Every agent and every exam runs in a fresh
@@ -50,6 +58,13 @@ pub enum Command {
     Gauntlet(gauntlet::Args),
     #[command(name = "__proxy", hide = true)]
     Proxy(proxy::Args),
+    Status(status::Args),
+    Watch(watch::Args),
+    Inbox(inbox::Args),
+    Stop(stop::Args),
+    Runs(runs::Args),
+    Stats(stats::Args),
+    Cron(cron::Args),
 }
 
 /// An error a verb reports: the message is one line; the hint names the
@@ -220,6 +235,13 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
         Command::Audit(args) => audit::cmd_audit(args),
         Command::Gauntlet(args) => gauntlet::cmd_gauntlet(args),
         Command::Proxy(args) => proxy::cmd_proxy(args).await,
+        Command::Status(args) => status::cmd_status(args),
+        Command::Watch(args) => watch::cmd_watch(args),
+        Command::Inbox(args) => inbox::cmd_inbox(args),
+        Command::Stop(args) => stop::cmd_stop(args).await,
+        Command::Runs(args) => runs::cmd_runs(args),
+        Command::Stats(args) => stats::cmd_stats(args),
+        Command::Cron(args) => cron::cmd_cron(args),
     }
 }
 

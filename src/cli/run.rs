@@ -2,6 +2,7 @@
 //! gates. Also the shared path behind `once` and `demo`.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,18 +10,22 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::CommandError;
+use super::{detach, CommandError};
 use crate::cage::{Cage, DockerCage, RuntimeChoice, HOST_IMAGE, LABEL_REPO, LABEL_RUN};
 use crate::engine::events::{Event, Outcome};
+use crate::engine::gate::is_inside;
 use crate::engine::{history, Ending, Engine, Report, Settings};
 use crate::exit_codes;
 use crate::git::GitRepo;
 use crate::manifest::{self, Config, LoopSpec, Manifest};
+use crate::notify;
+use crate::progress::Progress;
 use crate::protect::Rules;
 use crate::render::Stream;
+use crate::state::approver::approvers_dir;
 use crate::state::key::{key_dir, random_id, AnswerKey};
-use crate::state::lock::RunLock;
-use crate::state::{self, ledger, Paths};
+use crate::state::lock::{self, LockError, RunLock};
+use crate::state::{self, gate, ledger, Paths};
 
 /// Run the loop tree in `proctor.yaml` (or `lute.yaml` when there is no
 /// `proctor.yaml`) until every loop's exam passes (exit 0), a budget runs out
@@ -36,9 +41,33 @@ pub struct Args {
     /// Agent command for every loop, overriding the manifest's `agent:`.
     #[arg(long, value_name = "CMD")]
     pub agent: Option<String>,
-    /// Stay in the foreground and print one line per event (the default).
-    #[arg(long)]
+    /// Stay in the foreground and print one compact line per event (the
+    /// default when not at a terminal).
+    #[arg(long, conflicts_with = "bg")]
     pub plain: bool,
+    /// Detach from the terminal even when not at one: the run goes on in
+    /// its own session (output in `.proctor/runner.log`); this prints its pid
+    /// and exits. At a terminal this is the default.
+    #[arg(long)]
+    pub bg: bool,
+    /// Exit 0 without doing anything when a run already holds this
+    /// repository's lock (for cron ticks).
+    #[arg(long)]
+    pub skip_if_running: bool,
+    /// Internal: this process is the detached run.
+    #[arg(long, hide = true)]
+    pub detached_child: bool,
+}
+
+/// How `execute_with` runs, beyond the request itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// A detached run ignores SIGHUP (its terminal closing).
+    pub ignore_hangup: bool,
+    /// A held lock means "skip", exit 0.
+    pub skip_if_running: bool,
+    /// The live progress line: `None` shows it when stderr is a terminal.
+    pub progress: Option<bool>,
 }
 
 /// What `execute` needs: a directory inside the repo and a validated tree.
@@ -53,6 +82,8 @@ pub struct Request {
 
 /// What a run established.
 pub struct RunSummary {
+    /// Another run held the lock and the request said to skip.
+    pub skipped: bool,
     pub exit: i32,
     pub ending: Option<Ending>,
     pub report: Report,
@@ -78,22 +109,74 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
     };
     let manifest = manifest::load(&path)?;
     let root = select_root(&manifest, args.root.as_deref())?;
+    refuse_untimed_watchers(&manifest, &root)?;
     let label = path
         .strip_prefix(git.root())
         .unwrap_or(&path)
         .display()
         .to_string();
+    let paths = Paths::new(git.root());
+    if args.skip_if_running {
+        if let Some(pid) = lock::holder(&paths.lock) {
+            println!("proctor: a run is already active in this repository (pid {pid}); skipping");
+            return Ok(exit_codes::CLOSED);
+        }
+    }
+    if args.detached_child {
+        // SAFETY: setting a signal disposition has no preconditions. The
+        // parent set this already; a detached run never ends on SIGHUP.
+        unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+    } else if detach::should_detach(args.bg, args.plain, detach::interactive()) {
+        if let Some(pid) = lock::holder(&paths.lock) {
+            return Err(LockError::Held { pid }.into());
+        }
+        git.ensure_excluded(&state::EXCLUDE_PATTERNS)?;
+        let file = args.file.as_ref().map(|_| path.as_path());
+        return detach::spawn(&paths, &cwd, detach::child_args(&args, file));
+    }
     drop(git);
-    let summary = execute(Request {
-        dir: cwd,
-        root,
-        manifest_label: label,
-        agent_override: args.agent,
-        quiet: false,
-    })
+    let summary = execute_with(
+        Request {
+            dir: cwd,
+            root,
+            manifest_label: label,
+            agent_override: args.agent,
+            quiet: false,
+        },
+        RunOptions {
+            ignore_hangup: args.detached_child,
+            skip_if_running: args.skip_if_running,
+            progress: Some(false),
+        },
+    )
     .await?;
+    if summary.skipped {
+        println!("proctor: a run is already active in this repository; skipping");
+        return Ok(exit_codes::CLOSED);
+    }
     print_report(&summary);
     Ok(summary.exit)
+}
+
+/// Refuses a loop that says its exam answers 75 (it sets `check_every`)
+/// but has no time budget: waiting spends no runs, so nothing would end it.
+pub fn refuse_untimed_watchers(manifest: &Manifest, root: &LoopSpec) -> Result<(), CommandError> {
+    let untimed = manifest.untimed_watchers(root);
+    let Some(first) = untimed.first() else {
+        return Ok(());
+    };
+    let ids: Vec<String> = untimed.iter().map(|s| format!("`{}`", s.id)).collect();
+    Err(CommandError::hint(
+        format!(
+            "loop {} sets `check_every`, so its exam may answer 75 (not yet), but has no time budget: waiting spends no runs, so nothing would end the wait",
+            ids.join(", ")
+        ),
+        format!(
+            "give it a wall-clock budget, e.g. `budget: {} / 8h` on loop `{}`",
+            first.budget.runs.map_or("10 runs".to_string(), |n| format!("{n} runs")),
+            first.id
+        ),
+    ))
 }
 
 /// The loop to run: the root, or the named subtree.
@@ -151,6 +234,11 @@ pub fn container_user(root: &Path) -> String {
 /// Runs a loop tree to its end. Refuses before touching anything when the
 /// input is bad, the tree is dirty or no engine answers.
 pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
+    execute_with(req, RunOptions::default()).await
+}
+
+/// [`execute`] with options (detached, cron, progress).
+pub async fn execute_with(req: Request, opts: RunOptions) -> Result<RunSummary, CommandError> {
     let started = Instant::now();
     let git = GitRepo::open(&req.dir)?;
     let root_dir = git.root().to_path_buf();
@@ -167,6 +255,19 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
                 format!("loop `{}` has no `agent`", spec.id),
                 "set `agent:` in the manifest (it is inherited by child loops) or pass `--agent CMD`",
             ));
+        }
+    }
+    if loops.iter().any(|spec| spec.gate.is_some()) {
+        for (what, dir) in [
+            ("`PROCTOR_KEY_DIR`", key_dir()),
+            ("`PROCTOR_APPROVERS_DIR`", approvers_dir()),
+        ] {
+            if is_inside(&dir, &root_dir) {
+                return Err(CommandError::hint(
+                    format!("{what} (`{}`) is inside the repository, where an agent can read or write it; a gate would mean nothing", dir.display()),
+                    "keep approval keys and trusted approvers outside the repository (the defaults are under `~/.config/proctor`)",
+                ));
+            }
         }
     }
     let config = manifest::load_config(&root_dir)?;
@@ -194,7 +295,21 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
         }
     }
     git.ensure_excluded(&state::EXCLUDE_PATTERNS)?;
-    let _lock = RunLock::acquire(&paths.lock)?;
+    let _lock = match RunLock::acquire(&paths.lock) {
+        Ok(lock) => lock,
+        Err(LockError::Held { .. }) if opts.skip_if_running => {
+            return Ok(RunSummary {
+                skipped: true,
+                exit: exit_codes::CLOSED,
+                ending: None,
+                report: Report::default(),
+                branch,
+                start_branch,
+                run_id: String::new(),
+            })
+        }
+        Err(e) => return Err(e.into()),
+    };
     let key = AnswerKey::load_or_create(&key_dir())?;
     if start_branch.as_deref() != Some(branch.as_str()) {
         // Answers recorded while another branch was checked out travel along.
@@ -203,8 +318,8 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
             git.create_branch(&branch, head)?;
         }
         git.switch_to(&branch)?;
-        for entry in carried {
-            let _ = ledger::append(&paths.ledger, &entry);
+        for line in carried {
+            let _ = state::append_line(&paths.ledger, &line);
         }
     }
     let tip = git.head()?.unwrap_or(head);
@@ -239,8 +354,23 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
     let run_id = random_id(4);
     let label = repo_label(&root_dir);
 
+    let notifier = notify::trusted(&git, base, &config);
     let mut stream = Stream::new(&run_id, paths.events.clone());
     stream.quiet = req.quiet;
+    let progress = opts.progress.unwrap_or_else(|| {
+        crate::render::use_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("CI").is_some(),
+            false,
+        )
+    }) && !req.quiet;
+    let _ticker = if progress {
+        let line = Progress::new();
+        stream.progress = Some(line.clone());
+        Some(line.start_ticker())
+    } else {
+        None
+    };
     let reaped = cage
         .remove_labelled(&[(LABEL_REPO, label.as_str())])
         .await?;
@@ -282,7 +412,13 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(internal)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(internal)?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(internal)?;
+    // A detached run leaves SIGHUP ignored: its terminal closing is not a
+    // reason to stop.
+    let mut sighup = if opts.ignore_hangup {
+        None
+    } else {
+        Some(signal(SignalKind::hangup()).map_err(internal)?)
+    };
     let (result, report) = {
         let mut emit = |e: Event| stream.emit(e);
         let mut engine = Engine::new(&cage, &git, &key, settings, base, &mut emit)?;
@@ -290,7 +426,7 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
             r = engine.run(&root_spec) => Some(r),
             _ = sigint.recv() => None,
             _ = sigterm.recv() => None,
-            _ = sighup.recv() => None,
+            _ = hangup(&mut sighup) => None,
         };
         (result, std::mem::take(&mut engine.report))
     };
@@ -321,15 +457,25 @@ pub async fn execute(req: Request) -> Result<RunSummary, CommandError> {
             }
         }
     };
+    if let Some(Ending::Blocked { loop_id } | Ending::Gated { loop_id }) = &ending {
+        let reason = if exit == exit_codes::GATED {
+            "gated"
+        } else {
+            "blocked"
+        };
+        let mut emit = |e: Event| stream.emit(e);
+        notify::on_halt(&mut emit, &notifier, &paths, loop_id, reason);
+    }
     stream.emit(Event::RunEnd {
         outcome,
         exit,
-        secs,
+        secs: started.elapsed().as_secs_f64(),
     });
     for problem in &stream.write_errors {
         eprintln!("warning: {problem}");
     }
     Ok(RunSummary {
+        skipped: false,
         exit,
         ending,
         report,
@@ -399,13 +545,35 @@ fn trusted_tree(
     Ok((root, Rules::new(manifest.all_protected(), Some(rel))))
 }
 
-/// Takes the answer lines out of an untracked working-tree ledger so the
-/// branch switch cannot trip over it; they are appended again after it.
-fn carry_answers(paths: &Paths) -> Vec<ledger::Entry> {
-    let entries = ledger::read(&paths.ledger);
-    let answers: Vec<ledger::Entry> = entries
-        .into_iter()
-        .filter(|e| matches!(e, ledger::Entry::Answer { .. }))
+/// Waits for SIGHUP, or forever when it is ignored.
+async fn hangup(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Takes the answer lines (answers, approvals, rejections) out of an
+/// untracked working-tree ledger so the branch switch cannot trip over it;
+/// they are appended again after it.
+fn carry_answers(paths: &Paths) -> Vec<String> {
+    let text = std::fs::read(&paths.ledger)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let answers: Vec<String> = text
+        .lines()
+        .filter(|line| {
+            matches!(
+                ledger::parse(line).first(),
+                Some(ledger::Entry::Answer { .. })
+            ) || matches!(
+                gate::parse(line).first(),
+                Some(gate::GateEntry::Approval { .. } | gate::GateEntry::Rejection { .. })
+            )
+        })
+        .map(str::to_string)
         .collect();
     if !answers.is_empty() {
         let _ = state::repair_file(&paths.ledger);

@@ -63,6 +63,18 @@ pub enum Outcome {
     Error,
 }
 
+/// Where a human gate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateStatus {
+    /// The exam passes; the loop waits for approvals (exit 4).
+    Ready,
+    /// Enough trusted approvers signed `approve` for this commit.
+    Sealed,
+    /// The exam no longer passes: earlier approvals no longer apply.
+    Superseded,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
@@ -200,6 +212,29 @@ pub enum Event {
         passed: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+    },
+    /// A gated loop's state: `approvals` are the trusted approver ids that
+    /// signed `approve` for `commit`; `needed` is how many it takes.
+    Gate {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        status: GateStatus,
+        commit: String,
+        approvals: Vec<String>,
+        needed: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// The `on_halt` notifier ran on the host (`exit` is `None` when it
+    /// could not start or was killed at its timeout).
+    Notify {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        reason: String,
+        exit: Option<i32>,
+        secs: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
 }
 

@@ -24,7 +24,8 @@ pub fn parse_run(message: &str) -> Option<(String, u32)> {
     Some((loop_id.to_string(), run))
 }
 
-fn trailer<'m>(message: &'m str, key: &str) -> Option<&'m str> {
+/// The value of trailer `key` in a commit message.
+pub fn trailer<'m>(message: &'m str, key: &str) -> Option<&'m str> {
     message
         .lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::trim))

@@ -25,6 +25,7 @@ mod attempt;
 pub mod boundary;
 pub mod events;
 mod exam;
+pub mod gate;
 pub mod history;
 mod policy;
 pub mod prompt;
@@ -127,6 +128,10 @@ pub struct Engine<'a, C: Cage> {
     /// Boundary notes for the next prompt (and card) of the loop.
     pending_notes: Vec<String>,
     readonly_cut_reported: bool,
+    /// The branch's fork point: history between it and HEAD is this work's.
+    base: Oid,
+    /// Gated loops this run took off their gate (see `gate.rs`).
+    resumed_gates: std::collections::HashSet<String>,
     pub report: Report,
 }
 
@@ -169,6 +174,8 @@ impl<'a, C: Cage> Engine<'a, C> {
             baselines: HashMap::new(),
             pending_notes: Vec::new(),
             readonly_cut_reported: false,
+            base,
+            resumed_gates: Default::default(),
             report,
         })
     }
@@ -186,6 +193,7 @@ impl<'a, C: Cage> Engine<'a, C> {
 
     /// Drives the whole tree rooted at `root`.
     pub async fn run(&mut self, root: &LoopSpec) -> Result<Ending, EngineError> {
+        self.resume_gates(root)?;
         self.drive(root).await
     }
 
@@ -227,6 +235,15 @@ impl<'a, C: Cage> Engine<'a, C> {
             match exam.verdict {
                 Verdict::Pass => {
                     streak += 1;
+                    if let Some(gate) = spec.gate {
+                        match self.gate_pass(spec, gate, commit, streak, &tried).await? {
+                            Some(ending) => return Ok(ending),
+                            None => {
+                                phase = Phase::Confirm;
+                                continue;
+                            }
+                        }
+                    }
                     if streak >= spec.confirm {
                         return self.close(spec, commit).await;
                     }
@@ -236,6 +253,7 @@ impl<'a, C: Cage> Engine<'a, C> {
                 Verdict::NotYet => {
                     streak = 0;
                     phase = Phase::Precheck;
+                    self.gate_moved(spec, commit, exam.exit);
                     if spec.budget.wall.is_none() {
                         let reason = format!(
                             "the exam answered 75 (not yet), and loop `{id}` has no time budget: run budgets do not tick while waiting; add one such as `budget: 8h`"
@@ -245,15 +263,21 @@ impl<'a, C: Cage> Engine<'a, C> {
                     if let Some(reason) = self.budget_spent(spec) {
                         return self.block(spec, reason, &tried, &exam.output, &notes);
                     }
-                    let secs = spec.check_every.as_secs_f64();
+                    // Never sleep past the time budget: the check at its end
+                    // is the last one.
+                    let left = self.wall_left(spec).unwrap_or(f64::INFINITY);
+                    let secs = spec.check_every.as_secs_f64().min(left.max(0.05));
                     (self.emit)(Event::Wait {
                         loop_id: id.to_string(),
                         secs,
                     });
-                    tokio::time::sleep(spec.check_every).await;
+                    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
                     continue;
                 }
-                Verdict::Fail => streak = 0,
+                Verdict::Fail => {
+                    streak = 0;
+                    self.gate_moved(spec, commit, exam.exit);
+                }
             }
             if let Some(last) = tried.last_mut() {
                 last.verdict = format!("fail (exit {})", exam.exit);
@@ -308,13 +332,7 @@ impl<'a, C: Cage> Engine<'a, C> {
             }
         }
         if let Some(wall) = spec.budget.wall {
-            let now = state::now();
-            let start = self.started.get(id).copied().unwrap_or(now);
-            let last_answer = answers
-                .last()
-                .map(|a| a.ts_ms as f64 / 1000.0)
-                .unwrap_or(0.0);
-            let elapsed = now - start.max(last_answer);
+            let elapsed = self.wall_elapsed(id, &answers);
             if elapsed >= wall.as_secs_f64() {
                 return Some(format!(
                     "time budget spent: {} of {}",
@@ -324,6 +342,27 @@ impl<'a, C: Cage> Engine<'a, C> {
             }
         }
         None
+    }
+
+    /// Wall-clock time the loop has spent: since its first attempt (or the
+    /// last answer, which restarts the clock), less the time it was halted
+    /// at its gate waiting for a person.
+    fn wall_elapsed(&self, id: &str, answers: &[ledger::Answer]) -> f64 {
+        let now = state::now();
+        let start = self.started.get(id).copied().unwrap_or(now);
+        let last_answer = answers
+            .last()
+            .map(|a| a.ts_ms as f64 / 1000.0)
+            .unwrap_or(0.0);
+        let since = start.max(last_answer);
+        now - since - self.paused_secs(id, since, now)
+    }
+
+    /// Seconds left on the loop's time budget, if it has one.
+    fn wall_left(&self, spec: &LoopSpec) -> Option<f64> {
+        let wall = spec.budget.wall?;
+        let answers = ledger::answers_for(&ledger::read(&self.paths.ledger), self.key, &spec.id);
+        Some(wall.as_secs_f64() - self.wall_elapsed(&spec.id, &answers))
     }
 
     fn block(

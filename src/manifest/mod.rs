@@ -216,6 +216,20 @@ impl Manifest {
         self.loops().into_iter().find(|spec| spec.id == id)
     }
 
+    /// Watchers (loops that set `check_every`) under `root` that have no
+    /// time budget: waiting spends no runs, so nothing would end the wait.
+    pub fn untimed_watchers<'m>(&self, root: &'m LoopSpec) -> Vec<&'m LoopSpec> {
+        let mut out = Vec::new();
+        let mut stack = vec![root];
+        while let Some(spec) = stack.pop() {
+            if spec.budget.wall.is_none() && self.watchers.contains(&spec.id) {
+                out.push(spec);
+            }
+            stack.extend(spec.children.iter().rev());
+        }
+        out
+    }
+
     /// The `protected` globs of every loop in the tree, without repeats.
     /// `protected` is per loop, as in Lute; an engine that guards the
     /// union keeps an ancestor's exam safe while a child's agent works.
@@ -251,6 +265,10 @@ pub struct Manifest {
     pub path: PathBuf,
     pub root: LoopSpec,
     pub schedules: Vec<Schedule>,
+    /// Ids of loops that set `check_every`: their exam is meant to answer
+    /// 75 (not yet), so they need a time budget (`run` and `lint` refuse
+    /// one without; Lute only found out at the first 75).
+    pub watchers: Vec<String>,
 }
 
 /// One loop of the tree, with inherited fields already resolved.

@@ -48,12 +48,15 @@ struct Resolver {
     check: Checker,
     /// Loop id → the node that first declared it, for duplicate messages.
     ids: HashMap<String, u64>,
+    /// Loops that set `check_every`.
+    watchers: Vec<String>,
 }
 
 pub(crate) fn manifest(doc: &Node, path: &Path) -> Result<Manifest, Vec<Problem>> {
     let mut r = Resolver {
         check: Checker::default(),
         ids: HashMap::new(),
+        watchers: Vec::new(),
     };
     if !matches!(doc.value, Value::Map(_)) {
         r.check.push(
@@ -76,6 +79,7 @@ pub(crate) fn manifest(doc: &Node, path: &Path) -> Result<Manifest, Vec<Problem>
             path: path.to_path_buf(),
             root,
             schedules,
+            watchers: r.watchers,
         })
     } else {
         Err(r.check.problems)
@@ -286,6 +290,9 @@ impl Resolver {
                 }
                 _ => {}
             }
+        }
+        if entries.iter().any(|(key, _)| *key == "check_every") && !spec.id.is_empty() {
+            self.watchers.push(spec.id.clone());
         }
         if !done_when_seen {
             self.check.bad(

@@ -74,7 +74,9 @@ impl Card<'_> {
                  and refreshes this loop's budget once:\n\n    proctor answer {id} \"...\"\n    proctor run\n"
             )),
             CardKind::Ready => out.push_str(&format!(
-                "The exam passes. Approve to let the loop close:\n\n    proctor answer {id} approve\n    proctor run\n"
+                "The exam passes. Review the work branch, then approve to let the loop close \
+                 (the next run checks the exam once more before sealing):\n\n    proctor answer {id} approve\n    proctor run\n\n\
+                 Any other answer is recorded as a rejection: it unlocks nothing and refreshes no budget.\n"
             )),
         }
         out

@@ -404,7 +404,7 @@ mod tests {
         };
         let start = *ts as f64 / 1000.0;
         assert_eq!(
-            open_gate(&[g.clone()], &key, "ship").map(|o| o.0),
+            open_gate(std::slice::from_ref(&g), &key, "ship").map(|o| o.0),
             Some(id.clone())
         );
         let r = resumed(&key, "ship", id);

@@ -1,0 +1,32 @@
+//! `proctor inbox`: every loop waiting for a person, with the command to
+//! answer it. Read-only.
+
+use std::path::PathBuf;
+
+use super::status::{context, print_json, print_out, stdout_colour};
+use super::CommandError;
+use crate::views::{json, text, View};
+
+/// List every blocked or gated loop (its card in `INBOX/`) with the exact
+/// command to answer it. Read-only.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The manifest (default: proctor.yaml, else lute.yaml).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Print the cards as JSON (the `cards` list of `watch --json`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn cmd_inbox(args: Args) -> Result<i32, CommandError> {
+    let ctx = context(args.file)?;
+    let view = View::build(&ctx);
+    if args.json {
+        let all = json::to_json(&view);
+        print_json(&all["cards"]);
+    } else {
+        print_out(&text::inbox(&view, stdout_colour()));
+    }
+    Ok(0)
+}

@@ -1,0 +1,58 @@
+//! `proctor runs`: past runs with their outcome and duration. Read-only.
+
+use std::path::PathBuf;
+
+use super::status::{context, print_json, print_out};
+use super::CommandError;
+use crate::engine::fmt_secs;
+use crate::views::{history, utc};
+
+/// List past runs of this repository (newest last): when each started,
+/// which loop tree, how it ended, how long it took, its agent runs and
+/// agent time. Read-only, from `.proctor/events.jsonl`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Show at most this many (the most recent).
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub limit: usize,
+    /// Print JSON (a list of runs) instead.
+    #[arg(long)]
+    pub json: bool,
+    /// The manifest (default: proctor.yaml, else lute.yaml).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+pub fn cmd_runs(args: Args) -> Result<i32, CommandError> {
+    let ctx = context(args.file)?;
+    let rows = history::runs(&ctx.records, ctx.holder);
+    let skip = rows.len().saturating_sub(args.limit);
+    let rows = &rows[skip..];
+    if args.json {
+        print_json(&serde_json::to_value(rows).unwrap_or_default());
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        print_out("no run recorded yet in this repository\n");
+        return Ok(0);
+    }
+    let mut out = format!(
+        "{:<9} {:<21} {:<16} {:<12} {:>4} {:>9} {:>8} {:>9}\n",
+        "RUN", "STARTED", "LOOP TREE", "OUTCOME", "EXIT", "DURATION", "ATTEMPTS", "AGENT"
+    );
+    for row in rows {
+        out.push_str(&format!(
+            "{:<9} {:<21} {:<16} {:<12} {:>4} {:>9} {:>8} {:>9}\n",
+            row.run,
+            utc(row.started),
+            row.root,
+            row.outcome,
+            row.exit.map_or("-".into(), |e| e.to_string()),
+            fmt_secs(row.secs),
+            row.attempts,
+            fmt_secs(row.agent_secs),
+        ));
+    }
+    print_out(&out);
+    Ok(0)
+}

@@ -1,0 +1,171 @@
+//! `proctor watch`: follow the live run of this repository, or print one
+//! picture of it. Read-only: it reads the events file and never runs an
+//! exam, so watching cannot disturb a run.
+
+use std::io::{IsTerminal, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::status::{context, print_json, print_out, stdout_colour};
+use super::CommandError;
+use crate::engine::events::{Event, Record};
+use crate::exit_codes;
+use crate::progress::Progress;
+use crate::render::{colourise, human_line, use_colour};
+use crate::state::{lock, Paths};
+use crate::views::{json, text, View};
+
+const POLL: Duration = Duration::from_millis(200);
+
+/// Follow the run of this repository as it happens (the active loop, run
+/// N of M, elapsed time, what it waits on), starting from the beginning of
+/// the latest run; exits with that run's exit code when it ends.
+/// `--snapshot` prints the loop tree once; `--json` prints the stable JSON
+/// shape once (see the README). Read-only: no exam is run.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print the loop tree once and exit 0.
+    #[arg(long)]
+    pub snapshot: bool,
+    /// Print the state once as JSON (root, outcome, exit, ended, branch,
+    /// tree, cards) and exit 0.
+    #[arg(long)]
+    pub json: bool,
+    /// The manifest (default: proctor.yaml, else lute.yaml).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+pub fn cmd_watch(args: Args) -> Result<i32, CommandError> {
+    let ctx = context(args.file)?;
+    if args.json {
+        print_json(&json::to_json(&View::build(&ctx)));
+        return Ok(0);
+    }
+    if args.snapshot {
+        let view = View::build(&ctx);
+        print_out(&text::tree(
+            &view,
+            "proctor watch · replayed from events (no exam re-run)",
+            stdout_colour(),
+        ));
+        return Ok(0);
+    }
+    follow(&ctx.paths)
+}
+
+/// Lines of the events file with the byte offset just past each.
+fn read_from(path: &Path, offset: u64) -> (Vec<(Record, u64)>, u64) {
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let _ = file.seek(SeekFrom::Start(offset));
+        let mut bytes = Vec::new();
+        let _ = file.read_to_end(&mut bytes);
+        text = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    let mut out = Vec::new();
+    let mut at = offset;
+    let mut consumed = offset;
+    for piece in text.split_inclusive('\n') {
+        at += piece.len() as u64;
+        if !piece.ends_with('\n') {
+            // A line still being written: read it next time.
+            break;
+        }
+        consumed = at;
+        if let Ok(record) = serde_json::from_str::<Record>(piece.trim()) {
+            out.push((record, at));
+        }
+    }
+    (out, consumed)
+}
+
+fn follow(paths: &Paths) -> Result<i32, CommandError> {
+    let colour = stdout_colour();
+    let progress = use_colour(
+        std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
+        std::env::var_os("CI").is_some(),
+        false,
+    )
+    .then(Progress::new);
+    let _ticker = progress.as_ref().map(|p| p.start_ticker());
+    let show = |record: &Record| {
+        if let Some(p) = &progress {
+            p.observe(record);
+        }
+        if let Some(line) = human_line(&record.event) {
+            let line = if colour {
+                colourise(&record.event, line)
+            } else {
+                line
+            };
+            match &progress {
+                Some(p) => p.print_line(&line),
+                None => print_out(&format!("{line}\n")),
+            }
+        }
+    };
+
+    // Find the run to follow: the latest one, or the one taking the lock.
+    let (run, pid, mut offset) = loop {
+        let (records, end) = read_from(&paths.events, 0);
+        let latest = records
+            .iter()
+            .rposition(|(r, _)| matches!(r.event, Event::RunStart { .. }));
+        let holder = lock::holder(&paths.lock);
+        let started = latest.map(|i| {
+            let (record, _) = &records[i];
+            let pid = match record.event {
+                Event::RunStart { pid, .. } => pid as i32,
+                _ => 0,
+            };
+            (i, record.run.clone(), pid)
+        });
+        match (started, holder) {
+            (Some((_, _, pid)), Some(h)) if pid != h => {} // a new run is starting
+            (None, Some(_)) => {}
+            (None, None) => {
+                print_out("no run recorded yet in this repository; start one with `proctor run`\n");
+                return Ok(0);
+            }
+            (Some((i, run, pid)), _) => {
+                for (record, _) in &records[i..] {
+                    if record.run == run {
+                        show(record);
+                        if let Event::RunEnd { exit, .. } = record.event {
+                            return Ok(exit);
+                        }
+                    }
+                }
+                break (run, pid, end);
+            }
+        }
+        std::thread::sleep(POLL);
+    };
+
+    loop {
+        let alive = lock::holder(&paths.lock) == Some(pid);
+        let (records, end) = read_from(&paths.events, offset);
+        offset = end;
+        for (record, _) in &records {
+            if record.run != run {
+                continue;
+            }
+            show(record);
+            if let Event::RunEnd { exit, .. } = record.event {
+                return Ok(exit);
+            }
+        }
+        if !alive && records.is_empty() {
+            let line = format!(
+                "proctor: the run (pid {pid}) ended without a final event (killed?); `proctor run` resumes it"
+            );
+            match &progress {
+                Some(p) => p.print_line(&line),
+                None => print_out(&format!("{line}\n")),
+            }
+            return Ok(exit_codes::INTERRUPTED);
+        }
+        std::thread::sleep(POLL);
+    }
+}

@@ -1,0 +1,491 @@
+//! Views: read-only pictures of a repository's runs for `status`, `watch`,
+//! `inbox`, `runs` and `stats`.
+//!
+//! They are rendered from `.proctor/events.jsonl`, the cards in `INBOX/`
+//! and, to count approvals and answers, the ledger. A view never runs an
+//! exam, never starts a container and never writes a file, so looking is
+//! free and cannot disturb a live run. Everything here is informational:
+//! the files it reads are ones an agent can write, and no decision of the
+//! engine is ever taken from a view.
+
+use std::path::Path;
+
+use crate::engine::events::{self, Outcome, Record};
+use crate::engine::gate::card_kind;
+use crate::manifest::{self, LoopSpec, Manifest};
+use crate::state::approver::{approvers_dir, ApproverKey, Trusted};
+use crate::state::key::{key_dir, AnswerKey};
+use crate::state::{gate, ledger, lock, Paths};
+
+pub mod history;
+pub mod json;
+pub mod replay;
+pub mod text;
+
+pub use replay::{Doing, LoopState, Replay, Word};
+
+/// Everything a view reads, loaded once.
+pub struct Context {
+    pub paths: Paths,
+    pub manifest: Option<Manifest>,
+    pub records: Vec<Record>,
+    /// Every line's `type` and `run`, including event types this version
+    /// does not know (counted by `stats`).
+    pub raw: Vec<(String, String)>,
+    /// The pid holding the run lock, if that process is alive.
+    pub holder: Option<i32>,
+    pub cards: Vec<CardFile>,
+    pub now: f64,
+}
+
+/// A card file in `INBOX/`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardFile {
+    pub loop_id: String,
+    /// `blocked`, `ready` or `superseded` (from the card's first line).
+    pub kind: String,
+    /// The card's title line, e.g. `BLOCKED: fix`.
+    pub title: String,
+    /// The card's first sentence (why it was written).
+    pub reason: String,
+    pub path: String,
+    /// Modification time, unix seconds.
+    pub mtime: f64,
+}
+
+impl Context {
+    /// Loads the state of the repository at `root` (a repo root). The
+    /// manifest is `file`, else the usual one; a manifest that does not
+    /// load is left out (views then show the loops the events name).
+    pub fn load(root: &Path, file: Option<&Path>) -> Context {
+        let paths = Paths::new(root);
+        let manifest = file
+            .map(Path::to_path_buf)
+            .or_else(|| manifest::find(root))
+            .and_then(|p| manifest::load(&p).ok());
+        let text = std::fs::read(&paths.events)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let records = events::parse(&text);
+        let raw = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line.trim()).ok())
+            .filter_map(|v| {
+                let kind = v.get("type")?.as_str()?.to_string();
+                let run = v
+                    .get("run")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("")
+                    .to_string();
+                Some((kind, run))
+            })
+            .collect();
+        let holder = lock::holder(&paths.lock);
+        let cards = read_cards(&paths);
+        Context {
+            paths,
+            manifest,
+            records,
+            raw,
+            holder,
+            cards,
+            now: crate::state::now(),
+        }
+    }
+}
+
+/// Cards in `INBOX/`: regular files named `<loop>.md`, sorted by loop.
+pub fn read_cards(paths: &Paths) -> Vec<CardFile> {
+    let Ok(entries) = std::fs::read_dir(&paths.inbox) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let Some(loop_id) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".md"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        if !meta.is_file() || meta.len() > 1 << 20 {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let kind = card_kind(&text).unwrap_or("unknown").to_string();
+        let title = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# "))
+            .unwrap_or("")
+            .to_string();
+        let reason = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("<!--") && !l.starts_with('#'))
+            .unwrap_or("")
+            .to_string();
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        out.push(CardFile {
+            loop_id,
+            kind,
+            title,
+            reason,
+            path: paths.rel(&path),
+            mtime,
+        });
+    }
+    out.sort_by(|a, b| a.loop_id.cmp(&b.loop_id));
+    out
+}
+
+/// How the latest run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// No run recorded yet.
+    None,
+    Running,
+    Closed,
+    Blocked,
+    Gated,
+    /// Ended by a signal (or `proctor stop`), or killed without a word.
+    Interrupted,
+    Error,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::None => "none",
+            RunOutcome::Running => "running",
+            RunOutcome::Closed => "closed",
+            RunOutcome::Blocked => "blocked",
+            RunOutcome::Gated => "gated",
+            RunOutcome::Interrupted => "interrupted",
+            RunOutcome::Error => "error",
+        }
+    }
+}
+
+/// One loop in a view, with its children.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub id: String,
+    pub depth: usize,
+    pub state: LoopState,
+    /// The loop's run budget from the manifest.
+    pub budget_runs: Option<u32>,
+    pub children: Vec<Node>,
+}
+
+/// A card with what a person should type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardView {
+    pub card: CardFile,
+    pub gated: bool,
+    /// Blocked: a signed answer newer than the card exists. Gated: enough
+    /// trusted approvals of the card's commit exist.
+    pub answered: bool,
+    pub approvals: Vec<String>,
+    pub needed: Option<u32>,
+    pub next: String,
+}
+
+/// The picture every view draws.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub root: String,
+    pub branch: String,
+    /// The commit the work branch forked from.
+    pub base: Option<String>,
+    pub outcome: RunOutcome,
+    pub exit: Option<i32>,
+    pub ended: bool,
+    pub run_id: Option<String>,
+    pub pid: Option<u32>,
+    pub started: Option<f64>,
+    /// Seconds the latest run took (or has taken so far).
+    pub secs: Option<f64>,
+    pub tree: Node,
+    pub cards: Vec<CardView>,
+    pub now: f64,
+}
+
+impl View {
+    pub fn build(ctx: &Context) -> View {
+        let mut replay = replay::replay(&ctx.records);
+        let live = ctx.holder.is_some() && replay.end.is_none() && replay.root.is_some();
+        let (outcome, exit, ended) = match (&replay.end, replay.root.is_some()) {
+            (Some((outcome, exit, _)), _) => (from_outcome(*outcome), Some(*exit), true),
+            (None, true) if live => (RunOutcome::Running, None, false),
+            (None, true) => (RunOutcome::Interrupted, None, false),
+            (None, false) => (RunOutcome::None, None, false),
+        };
+        if !live {
+            replay.idle();
+        }
+        let secs = match (&replay.end, replay.started) {
+            (Some((_, _, secs)), _) => Some(*secs),
+            (None, Some(start)) if live => Some((ctx.now - start).max(0.0)),
+            (None, Some(start)) => replay.last_ts.map(|t| (t - start).max(0.0)),
+            _ => None,
+        };
+        let spec = ctx.manifest.as_ref().map(|m| {
+            replay
+                .root
+                .as_deref()
+                .and_then(|id| m.find_loop(id))
+                .unwrap_or(&m.root)
+        });
+        let root_id = spec
+            .map(|s| s.id.clone())
+            .or_else(|| replay.root.clone())
+            .or_else(|| replay.order.first().cloned())
+            .unwrap_or_default();
+        let card_word = |id: &str| {
+            ctx.cards
+                .iter()
+                .find(|c| c.loop_id == id)
+                .and_then(|c| match c.kind.as_str() {
+                    "blocked" => Some(Word::Blocked),
+                    "ready" => Some(Word::Gated),
+                    _ => None,
+                })
+        };
+        let mut tree = match spec {
+            Some(spec) => node(spec, 0, &replay),
+            None => flat(&root_id, &replay),
+        };
+        apply_cards(&mut tree, &card_word);
+        let cards = card_views(ctx, &replay, spec);
+        View {
+            root: root_id.clone(),
+            branch: replay
+                .branch
+                .clone()
+                .unwrap_or_else(|| format!("proctor/{root_id}")),
+            base: replay.base.clone(),
+            outcome,
+            exit,
+            ended,
+            run_id: replay.run_id.clone(),
+            pid: replay.pid,
+            started: replay.started,
+            secs,
+            tree,
+            cards,
+            now: ctx.now,
+        }
+    }
+
+    /// Every node, depth first.
+    pub fn nodes(&self) -> Vec<&Node> {
+        fn walk<'n>(node: &'n Node, out: &mut Vec<&'n Node>) {
+            out.push(node);
+            for child in &node.children {
+                walk(child, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.tree, &mut out);
+        out
+    }
+
+    /// The one command a person should type next.
+    pub fn next(&self) -> String {
+        if let Some(card) = self.cards.iter().find(|c| !c.answered && !c.gated) {
+            return card.next.clone();
+        }
+        if let Some(card) = self.cards.iter().find(|c| !c.answered && c.gated) {
+            return card.next.clone();
+        }
+        match self.outcome {
+            RunOutcome::Running => "proctor watch".into(),
+            RunOutcome::Closed => match &self.base {
+                Some(base) => format!(
+                    "review the work with `git diff {}..{1}`, then merge `{1}` into your branch",
+                    &base[..base.len().min(12)],
+                    self.branch
+                ),
+                None => format!("review `{0}`, then merge it into your branch", self.branch),
+            },
+            RunOutcome::None => "proctor run".into(),
+            _ => "proctor run".into(),
+        }
+    }
+}
+
+fn from_outcome(outcome: Outcome) -> RunOutcome {
+    match outcome {
+        Outcome::Closed => RunOutcome::Closed,
+        Outcome::Blocked => RunOutcome::Blocked,
+        Outcome::Gated => RunOutcome::Gated,
+        Outcome::Interrupted => RunOutcome::Interrupted,
+        Outcome::Error => RunOutcome::Error,
+    }
+}
+
+fn node(spec: &LoopSpec, depth: usize, replay: &Replay) -> Node {
+    Node {
+        id: spec.id.clone(),
+        depth,
+        state: replay.loops.get(&spec.id).cloned().unwrap_or_default(),
+        budget_runs: spec.budget.runs,
+        children: spec
+            .children
+            .iter()
+            .map(|c| node(c, depth + 1, replay))
+            .collect(),
+    }
+}
+
+/// Without a manifest: the root, with every other loop the events name
+/// under it.
+fn flat(root: &str, replay: &Replay) -> Node {
+    Node {
+        id: root.to_string(),
+        depth: 0,
+        state: replay.loops.get(root).cloned().unwrap_or_default(),
+        budget_runs: None,
+        children: replay
+            .order
+            .iter()
+            .filter(|id| id.as_str() != root)
+            .map(|id| Node {
+                id: id.clone(),
+                depth: 1,
+                state: replay.loops.get(id).cloned().unwrap_or_default(),
+                budget_runs: None,
+                children: Vec::new(),
+            })
+            .collect(),
+    }
+}
+
+/// A card outranks a stale word (a loop blocked in an earlier run shows
+/// as blocked until it moves on), but never a closed loop.
+fn apply_cards(node: &mut Node, card_word: &dyn Fn(&str) -> Option<Word>) {
+    if node.state.word != Word::Done && node.state.doing.is_none() {
+        if let Some(word) = card_word(&node.id) {
+            node.state.word = word;
+        }
+    }
+    for child in &mut node.children {
+        apply_cards(child, card_word);
+    }
+}
+
+fn card_views(ctx: &Context, replay: &Replay, spec: Option<&LoopSpec>) -> Vec<CardView> {
+    let ledger_text = std::fs::read(&ctx.paths.ledger)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let dir = key_dir();
+    let answer_key = AnswerKey::load(&dir.join("answer.key")).ok();
+    let own = ApproverKey::load(&dir.join("approver.key")).ok();
+    let trusted = Trusted::load(own.as_ref(), &approvers_dir());
+    let gate_entries = gate::parse(&ledger_text);
+    let entries = ledger::parse(&ledger_text);
+    ctx.cards
+        .iter()
+        .filter(|c| c.kind != "superseded")
+        .map(|card| {
+            let id = card.loop_id.as_str();
+            let gated = card.kind == "ready";
+            let state = replay.loops.get(id);
+            let needed = state.and_then(|s| s.needed).or_else(|| {
+                spec.and_then(|s| find(s, id))
+                    .and_then(|s| s.gate)
+                    .map(|g| g.approvals)
+            });
+            let (answered, approvals) = if gated {
+                match state.and_then(|s| s.commit.as_deref()) {
+                    Some(commit) => {
+                        let t = gate::tally(&gate_entries, &trusted, id, commit);
+                        (t.approved(needed.unwrap_or(1)), t.approvers)
+                    }
+                    None => (false, Vec::new()),
+                }
+            } else {
+                let answered = answer_key.as_ref().is_some_and(|key| {
+                    ledger::answers_for(&entries, key, id)
+                        .iter()
+                        .any(|a| a.ts_ms as f64 / 1000.0 >= card.mtime)
+                });
+                (answered, Vec::new())
+            };
+            let next = if answered {
+                "proctor run".to_string()
+            } else if gated {
+                format!("proctor answer {id} approve")
+            } else {
+                format!("proctor answer {id} \"...\"")
+            };
+            CardView {
+                card: card.clone(),
+                gated,
+                answered,
+                approvals,
+                needed: if gated { needed } else { None },
+                next,
+            }
+        })
+        .collect()
+}
+
+fn find<'s>(spec: &'s LoopSpec, id: &str) -> Option<&'s LoopSpec> {
+    if spec.id == id {
+        return Some(spec);
+    }
+    spec.children.iter().find_map(|c| find(c, id))
+}
+
+/// `2026-11-22 09:00:03Z`, from unix seconds.
+pub fn utc(ts: f64) -> String {
+    let secs = ts.max(0.0) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's algorithm).
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates_are_right() {
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00Z");
+        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00Z");
+        assert_eq!(utc(1_700_000_000.0), "2023-11-14 22:13:20Z");
+    }
+}
