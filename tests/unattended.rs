@@ -258,8 +258,47 @@ fn a_gate_exits_4_seals_only_on_an_authenticated_approve() {
     );
     assert_eq!(close_commits(&repo), 0);
 
-    // Everything an agent (or anyone without a key) can write: forged ledger
-    // lines, files named like approvals, an edited card. None seals.
+    // A rejection unlocks nothing and buys no run.
+    let out = repo.proctor(&["answer", "ship", "the changelog is missing"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("rejection"));
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(repo
+        .read("INBOX/ship.md")
+        .contains("the changelog is missing"));
+    assert_eq!(repo.agent_starts(), 1);
+
+    // Everything written without a trusted key: approval lines for the very
+    // commit under review (one claiming this host's approver id with a bad
+    // signature, one validly signed by a key this host does not trust, one
+    // plain answer `approve`), files named like approvals, an edited card.
+    // None seals.
+    let git = git2::Repository::open(repo.path()).unwrap();
+    let commit = git.head().unwrap().target().unwrap().to_string();
+    let own_id = std::fs::read_to_string(repo.home.path().join("keys/approver.pub"))
+        .unwrap()
+        .split("id=")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    let stranger_dir = tempfile::tempdir().unwrap();
+    let stranger =
+        proctor::state::approver::ApproverKey::load_or_create(stranger_dir.path()).unwrap();
+    let signed_by_stranger = proctor::state::gate::decision(&stranger, "ship", &commit, "approve");
+    let mut ledger = repo.read(".proctor/ledger.jsonl");
+    ledger.push_str(&format!(
+        "{{\"type\":\"approval\",\"v\":1,\"loop\":\"ship\",\"id\":\"f2\",\"ts\":1,\"commit\":\"{commit}\",\"approver\":\"{own_id}\",\"sig\":\"{}\"}}\n",
+        "ab".repeat(64)
+    ));
+    ledger.push_str(&serde_json::to_string(&signed_by_stranger).unwrap());
+    ledger.push('\n');
+    ledger.push_str("{\"type\":\"answer\",\"v\":1,\"loop\":\"ship\",\"id\":\"f3\",\"ts\":1,\"text\":\"approve\",\"hmac\":\"00\"}\n");
+    repo.write(".proctor/ledger.jsonl", &ledger);
+    repo.write("INBOX/ship.approved", "approve\n");
+    repo.write(".proctor/approvals/ship", "approve\n");
+    let card = repo.read("INBOX/ship.md");
     repo.write(
         "INBOX/ship.md",
         &format!(
@@ -271,17 +310,11 @@ fn a_gate_exits_4_seals_only_on_an_authenticated_approve() {
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert_eq!(close_commits(&repo), 0, "a forgery sealed the gate");
-
-    // A rejection unlocks nothing and buys no run.
-    let out = repo.proctor(&["answer", "ship", "the changelog is missing"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("rejection"));
-    let out = repo.proctor(&["run"]);
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(repo
-        .read("INBOX/ship.md")
-        .contains("the changelog is missing"));
-    assert_eq!(repo.agent_starts(), 1);
+    assert_eq!(repo.agent_starts(), 1, "a forged answer bought a run");
+    assert!(
+        repo.read("INBOX/ship.md").contains(&stranger.id),
+        "the card names the approval it could not count"
+    );
 
     // A signed approval of the commit under review seals it on the next run,
     // after the exam passes once more.

@@ -146,7 +146,9 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
         RunOptions {
             ignore_hangup: args.detached_child,
             skip_if_running: args.skip_if_running,
-            progress: Some(false),
+            // A progress line under the event lines at a terminal; never in
+            // the detached run (its output is a file).
+            progress: None,
         },
     )
     .await?;
