@@ -1,6 +1,7 @@
 //! `proctor answer`: a person's reply to a card, authenticated with the
 //! answer-auth key and recorded in the ledger.
 
+use super::status::say;
 use super::CommandError;
 use crate::engine::gate::{card_kind, is_inside};
 use crate::engine::short;
@@ -63,7 +64,7 @@ pub fn cmd_answer(args: Args) -> Result<i32, CommandError> {
     ledger::append(&paths.ledger, &entry).map_err(|e| CommandError::Internal {
         message: format!("cannot write `{}`: {e}", paths.ledger.display()),
     })?;
-    println!(
+    say!(
         "recorded the answer for loop `{}`: it goes into the next prompt and refreshes the loop's budget once; continue with `proctor run`",
         args.loop_id
     );
@@ -101,16 +102,16 @@ fn answer_gate(
     })?;
     let at = short(&commit.to_string());
     if is_approval(text) {
-        println!(
+        say!(
             "approved loop `{loop_id}` at commit {at} on `{branch}` as approver {}; the next `proctor run` checks the exam once more and seals the gate if it still passes",
             approver.id
         );
-        println!(
+        say!(
             "(another host counts this approval once it trusts your public key: copy `{}` into its approvers directory)",
             approver.public_path.display()
         );
     } else {
-        println!(
+        say!(
             "recorded a rejection of loop `{loop_id}` at commit {at} by approver {}: it unlocks nothing and refreshes no budget; change what needs changing, then `proctor run` examines the new state",
             approver.id
         );

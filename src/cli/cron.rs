@@ -1,6 +1,7 @@
 //! `proctor cron`: compile the manifest's `schedules:` into the user's
 //! crontab (or systemd user timers), or remove them.
 
+use super::status::say;
 use std::path::PathBuf;
 
 use super::run::repo_label;
@@ -101,7 +102,7 @@ pub fn cmd_cron(args: Args) -> Result<i32, CommandError> {
         let label = repo_label(&root);
         if matches!(args.action, Action::Remove { .. }) {
             let n = systemd::remove(&dir, &job, &label).map_err(fail)?;
-            println!(
+            say!(
                 "systemd: removed {n} unit file(s) for {} from `{}`",
                 root.display(),
                 dir.display()
@@ -110,15 +111,15 @@ pub fn cmd_cron(args: Args) -> Result<i32, CommandError> {
         }
         let names = systemd::sync(&dir, &job, &label, &ticks).map_err(fail)?;
         if names.is_empty() {
-            println!("systemd: no `schedules:` in the manifest; removed this repository's timers");
+            say!("systemd: no `schedules:` in the manifest; removed this repository's timers");
         } else {
-            println!(
+            say!(
                 "systemd: {} timer(s) for {} in `{}`; enable them with:",
                 names.len(),
                 root.display(),
                 dir.display()
             );
-            println!(
+            say!(
                 "  systemctl --user daemon-reload && systemctl --user enable --now {}",
                 names.join(" ")
             );
@@ -128,29 +129,30 @@ pub fn cmd_cron(args: Args) -> Result<i32, CommandError> {
     let crontab = Crontab::from_env();
     let n = cron::sync(&crontab, &job, &ticks).map_err(fail)?;
     match args.action {
-        Action::Remove { .. } => println!(
+        Action::Remove { .. } => say!(
             "crontab: removed the proctor block for {} from {}",
             root.display(),
             crontab.describe()
         ),
-        Action::Sync { .. } if n == 0 => println!(
+        Action::Sync { .. } if n == 0 => say!(
             "crontab: no `schedules:` in the manifest; removed the proctor block for {} from {}",
             root.display(),
             crontab.describe()
         ),
         Action::Sync { .. } => {
-            println!(
+            say!(
                 "crontab: {n} schedule(s) for {} in {}:",
                 root.display(),
                 crontab.describe()
             );
             for tick in &ticks {
-                println!(
+                say!(
                     "  {}  proctor run --skip-if-running {}",
-                    tick.at, tick.loop_id
+                    tick.at,
+                    tick.loop_id
                 );
             }
-            println!("  (cron starts jobs with a small environment: the agent runs in its container, but check `DOCKER_HOST` and mail for tick output)");
+            say!("  (cron starts jobs with a small environment: the agent runs in its container, but check `DOCKER_HOST` and mail for tick output)");
         }
     }
     Ok(0)

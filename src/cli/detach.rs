@@ -7,6 +7,7 @@
 //! already finished, in which case it shows what the run printed and
 //! returns its exit code), then prints the pid and the follow-up commands.
 
+use super::status::say;
 use std::ffi::OsString;
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
 use std::os::unix::process::CommandExt;
@@ -135,8 +136,8 @@ pub fn spawn(paths: &Paths, cwd: &Path, args: Vec<OsString>) -> Result<i32, Comm
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    println!("proctor: detached: the run goes on in the background (pid {pid})");
-    println!("  follow: proctor watch · status: proctor status · stop: proctor stop · output: .proctor/runner.log");
+    say!("proctor: detached: the run goes on in the background (pid {pid})");
+    say!("  follow: proctor watch · status: proctor status · stop: proctor stop · output: .proctor/runner.log");
     Ok(0)
 }
 

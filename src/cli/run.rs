@@ -118,7 +118,9 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
     let paths = Paths::new(git.root());
     if args.skip_if_running {
         if let Some(pid) = lock::holder(&paths.lock) {
-            println!("proctor: a run is already active in this repository (pid {pid}); skipping");
+            super::status::say!(
+                "proctor: a run is already active in this repository (pid {pid}); skipping"
+            );
             return Ok(exit_codes::CLOSED);
         }
     }
@@ -153,7 +155,7 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
     )
     .await?;
     if summary.skipped {
-        println!("proctor: a run is already active in this repository; skipping");
+        super::status::say!("proctor: a run is already active in this repository; skipping");
         return Ok(exit_codes::CLOSED);
     }
     print_report(&summary);

@@ -52,11 +52,19 @@ pub(super) fn stdout_colour() -> bool {
 }
 
 /// Writes to stdout; a closed pipe (`| head`) ends output quietly.
-pub(super) fn print_out(text: &str) {
+pub(crate) fn print_out(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
 }
+
+/// `println!` that ends quietly when stdout is a closed pipe.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::status::print_out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use say;
 
 pub(super) fn print_json(value: &serde_json::Value) {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into());

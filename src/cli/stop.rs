@@ -1,6 +1,7 @@
 //! `proctor stop`: end the active run of this repository, with its
 //! containers, and leave the repository resumable.
 
+use super::status::say;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,7 @@ pub async fn cmd_stop(args: Args) -> Result<i32, CommandError> {
     let root = git.root().to_path_buf();
     let paths = Paths::new(&root);
     let Some(pid) = lock::holder(&paths.lock) else {
-        println!("proctor: no run is active in this repository");
+        say!("proctor: no run is active in this repository");
         return Ok(0);
     };
     // The lock file is in the working tree, where an agent can write: only
@@ -42,7 +43,7 @@ pub async fn cmd_stop(args: Args) -> Result<i32, CommandError> {
             "if no run is active, remove `.proctor/lock`",
         ));
     }
-    println!("proctor: stopping the run (pid {pid})…");
+    say!("proctor: stopping the run (pid {pid})…");
     // SAFETY: kill has no memory preconditions; pid was checked above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + args.timeout;
@@ -67,15 +68,15 @@ pub async fn cmd_stop(args: Args) -> Result<i32, CommandError> {
         Err(_) => 0,
     };
     if killed {
-        println!(
+        say!(
             "proctor: the run did not end within {}s and was killed",
             args.timeout.as_secs()
         );
     }
     if leftovers > 0 {
-        println!("proctor: removed {leftovers} leftover container(s)");
+        say!("proctor: removed {leftovers} leftover container(s)");
     }
-    println!("proctor: stopped; `proctor run` resumes it (at most one iteration is redone)");
+    say!("proctor: stopped; `proctor run` resumes it (at most one iteration is redone)");
     Ok(0)
 }
 
