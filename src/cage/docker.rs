@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use super::host_image::{
     empty_rootfs_tar, parse_numeric_user, toolchain_binds, unique_suffix, IdentityFiles,
 };
+use super::import::LABEL_IMAGE;
 use super::output::LogSink;
 use super::spec::{BindSpec, ContainerSpec, NetMode, DEFAULT_PATH, HOME_DIR};
 use super::{
@@ -288,6 +289,21 @@ impl DockerCage {
     /// The socket the engine answers on.
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// The bollard client, for the image calls in `import.rs`.
+    pub(super) fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Drops a cached image id: the name now points at another image.
+    pub(super) fn forget_image(&self, image: &str) {
+        lock(&self.images).remove(image);
+    }
+
+    /// Drops every cached image id (after images were removed).
+    pub(super) fn forget_all_images(&self) {
+        lock(&self.images).clear();
     }
 
     /// Runtimes the engine lists (and whose binaries exist).
@@ -893,6 +909,7 @@ impl DockerCage {
         let options = CreateImageOptionsBuilder::default()
             .from_src("-")
             .repo(HOST_IMAGE_REF)
+            .changes(vec![format!("LABEL {LABEL_IMAGE}={HOST_IMAGE_REF}")])
             .build();
         let import = async {
             let mut progress =

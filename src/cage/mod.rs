@@ -12,6 +12,7 @@ use std::time::Duration;
 
 mod docker;
 mod host_image;
+mod import;
 mod libpod;
 mod output;
 pub mod proxy;
@@ -19,6 +20,9 @@ mod spec;
 
 pub use docker::{DockerCage, EngineKind, RuntimeChoice};
 pub use host_image::{HOST_IMAGE, HOST_IMAGE_REF};
+pub use import::{
+    default_name, image_reference, ImageInfo, ImportReport, PruneReport, LABEL_IMAGE,
+};
 
 /// Label keys every proctor container carries.
 pub const LABEL_REPO: &str = "proctor.repo";

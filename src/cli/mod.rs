@@ -20,6 +20,7 @@ mod cron;
 mod demo;
 mod detach;
 pub mod gauntlet;
+mod image;
 mod inbox;
 mod init;
 mod lint;
@@ -65,6 +66,7 @@ pub enum Command {
     Runs(runs::Args),
     Stats(stats::Args),
     Cron(cron::Args),
+    Image(image::Args),
 }
 
 /// An error a verb reports: the message is one line; the hint names the
@@ -242,6 +244,7 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
         Command::Runs(args) => runs::cmd_runs(args),
         Command::Stats(args) => stats::cmd_stats(args),
         Command::Cron(args) => cron::cmd_cron(args),
+        Command::Image(args) => image::cmd_image(args).await,
     }
 }
 

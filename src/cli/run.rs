@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::{detach, CommandError};
-use crate::cage::{Cage, DockerCage, RuntimeChoice, HOST_IMAGE, LABEL_REPO, LABEL_RUN};
+use crate::cage::{Cage, CageError, DockerCage, RuntimeChoice, HOST_IMAGE, LABEL_REPO, LABEL_RUN};
 use crate::engine::events::{Event, Outcome};
 use crate::engine::gate::is_inside;
 use crate::engine::{history, Ending, Engine, Report, Settings};
@@ -276,6 +276,7 @@ pub async fn execute_with(req: Request, opts: RunOptions) -> Result<RunSummary, 
     }
     let config = manifest::load_config(&root_dir)?;
     let cage = connect_cage(&config).await?;
+    check_images(&cage, &loops, config.image.as_deref()).await?;
 
     let paths = Paths::new(&root_dir);
     let branch = format!("proctor/{}", req.root.id);
@@ -487,6 +488,42 @@ pub async fn execute_with(req: Request, opts: RunOptions) -> Result<RunSummary, 
         start_branch,
         run_id,
     })
+}
+
+/// Every image the tree needs is on the engine, before anything is touched:
+/// a missing image is a clear error naming `proctor image import`, not a
+/// failure halfway through a run.
+async fn check_images(
+    cage: &DockerCage,
+    loops: &[&LoopSpec],
+    default_image: Option<&str>,
+) -> Result<(), CommandError> {
+    let mut seen = std::collections::HashSet::new();
+    for spec in loops {
+        let image = spec
+            .image
+            .as_deref()
+            .or(default_image)
+            .unwrap_or(HOST_IMAGE);
+        if !seen.insert(image) {
+            continue;
+        }
+        match cage.ensure_image(image).await {
+            Ok(_) => {}
+            Err(CageError::ImageNotFound { .. }) => {
+                return Err(CommandError::hint(
+                    format!(
+                        "loop `{}`: image `{image}` is not on the container engine ({})",
+                        spec.id,
+                        cage.describe()
+                    ),
+                    format!("proctor never pulls: import a root filesystem with `proctor image import DIR|ROOTFS.tar.gz --name {image}`, or build or pull the image yourself"),
+                ))
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(())
 }
 
 impl CommandError {

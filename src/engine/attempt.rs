@@ -147,6 +147,7 @@ impl<C: Cage> Engine<'_, C> {
             secs,
             edits,
             container: short(&outcome.container_id),
+            image: outcome.image_id.clone(),
         });
         self.record_denials(
             spec,

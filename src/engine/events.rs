@@ -133,6 +133,10 @@ pub enum Event {
         secs: f64,
         edits: bool,
         container: String,
+        /// The id of the image the agent's container ran (`sha256:...`);
+        /// `agent_start` names the image as the manifest gave it.
+        #[serde(default)]
+        image: String,
     },
     Commit {
         #[serde(rename = "loop")]
@@ -275,6 +279,7 @@ mod tests {
                 secs: 0.25,
                 edits: true,
                 container: "abc".into(),
+                image: "sha256:0123".into(),
             },
         };
         let line = serde_json::to_string(&record).unwrap();

@@ -355,6 +355,7 @@ mod tests {
                 secs: 2.5,
                 edits: true,
                 container: "x".into(),
+                image: "sha256:1".into(),
             },
         ));
         more.push(rec(
