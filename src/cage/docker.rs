@@ -31,6 +31,7 @@ use super::host_image::{
 use super::import::LABEL_IMAGE;
 use super::output::LogSink;
 use super::spec::{BindSpec, ContainerSpec, NetMode, DEFAULT_PATH, HOME_DIR};
+use super::warm::WarmPool;
 use super::{
     libpod, Cage, CageError, Invocation, Limits, NetworkPolicy, Outcome, HOST_IMAGE,
     HOST_IMAGE_REF, LABEL_LOOP, LABEL_PID, LABEL_REPO, LABEL_ROLE, LABEL_RUN,
@@ -123,6 +124,11 @@ pub struct DockerCage {
     engine_memory: Option<i64>,
     /// Loops' internal networks and egress proxies, see `egress.rs`.
     egress: egress::EgressTable,
+    /// Containers started ahead of need (`warm.rs`).
+    warm: WarmPool,
+    /// Whether used containers are removed in the background (see
+    /// [`DockerCage::with_background_removal`]).
+    background_removal: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,12 +266,23 @@ impl DockerCage {
             default_runtime: info.default_runtime.clone(),
             engine_memory: info.mem_total.filter(|m| *m > 0),
             egress: egress::EgressTable::default(),
+            warm: WarmPool::default(),
+            background_removal: false,
         })
     }
 
     /// Sets the resource limits of every container this cage runs.
     pub fn with_limits(mut self, limits: Limits) -> DockerCage {
         self.limits = limits;
+        self
+    }
+
+    /// Removes used containers in the background instead of before
+    /// [`Cage::run`] returns, which takes the removal off the caller's
+    /// critical path. The caller must then call [`Cage::settle`] before it
+    /// exits; a crash leaves containers for the reaper, as always.
+    pub fn with_background_removal(mut self) -> DockerCage {
+        self.background_removal = true;
         self
     }
 
@@ -363,16 +380,28 @@ impl DockerCage {
         // Before any container exists, so a bad log path costs nothing.
         let mut sink = LogSink::create(&inv.log, inv.log_cap).await?;
 
-        let launched = match self.launch(&spec).await {
-            // The cached id went stale (the image was removed or re-imported
-            // behind proctor's back): resolve it again, once.
-            Err(e) if is_missing_image(&e) => {
-                lock(&self.images).remove(&inv.image);
-                image_id = self.ensure_image(&inv.image).await?;
-                spec.image_id = image_id.clone();
-                self.launch(&spec).await?
+        // A container started ahead of need for exactly this invocation
+        // skips the start-up; its gate needs a preamble before the stdin.
+        let (launched, stdin) = match self.warm.take(&spec).await {
+            Some(taken) => {
+                let mut stdin = taken.preamble;
+                stdin.extend_from_slice(inv.stdin.as_deref().unwrap_or_default());
+                (taken.launched, Some(stdin))
             }
-            other => other?,
+            None => {
+                let launched = match self.launch(&spec).await {
+                    // The cached id went stale (the image was removed or
+                    // re-imported behind proctor's back): resolve it again, once.
+                    Err(e) if is_missing_image(&e) => {
+                        lock(&self.images).remove(&inv.image);
+                        image_id = self.ensure_image(&inv.image).await?;
+                        spec.image_id = image_id.clone();
+                        self.launch(&spec).await?
+                    }
+                    other => other?,
+                };
+                (launched, inv.stdin)
+            }
         };
         let Launched { id, guard, attach } = launched;
 
@@ -381,16 +410,21 @@ impl DockerCage {
             .supervise(
                 &id,
                 attach,
-                inv.stdin.as_deref(),
+                stdin.as_deref(),
                 &mut sink,
                 deadline,
                 inv.timeout,
             )
             .await;
         let ended_after = started.elapsed();
-        guard.remove_now().await;
-        // After the container is gone: everything the proxy refused for it
-        // was logged before the refusal reached it.
+        // A container behind the egress proxy is removed before its denials
+        // are read (everything the proxy refused for it was logged before
+        // the refusal reached it); any other may go in the background.
+        if self.background_removal && egress.is_none() {
+            self.warm.remove_later(guard).await;
+        } else {
+            guard.remove_now().await;
+        }
         let network_denied = egress.map(|e| e.take_denials()).unwrap_or_default();
         tracing::debug!(
             container = %id,
@@ -420,6 +454,35 @@ impl DockerCage {
             image_id,
             network_denied,
         })
+    }
+
+    /// [`Cage::prepare`].
+    pub fn prepare_with_limits(&self, inv: &Invocation, limits: &Limits) {
+        // Behind the egress proxy a container is set up with its loop's
+        // network; those start cold.
+        if matches!(inv.network, NetworkPolicy::Hosts(_)) {
+            return;
+        }
+        // Only once the image id and the runtime are settled: a prepared
+        // container must be exactly the one a cold start would make.
+        let Some(image_id) = lock(&self.images).get(&inv.image).cloned() else {
+            return;
+        };
+        let Some(runtime) = self.runtime() else {
+            return;
+        };
+        if self.refuse_ignored_runtime().is_err() {
+            return;
+        }
+        let mut spec = match self.spec_for(inv, &image_id, limits, None) {
+            Ok(spec) => spec,
+            Err(error) => {
+                tracing::debug!(%error, "not starting a container ahead of need");
+                return;
+            }
+        };
+        spec.name = format!("proctor-{}-{}", spec.role, unique_suffix());
+        self.warm.prepare(self.link(), &spec, runtime);
     }
 
     /// Turns an invocation into a container description.
@@ -594,23 +657,6 @@ impl DockerCage {
         }
     }
 
-    /// A create call that succeeded with a warning that a limit was dropped
-    /// (a missing cgroup controller, say) made a weaker container than asked.
-    fn refuse_discarded_limits(&self, warnings: &[String]) -> Result<(), CageError> {
-        let dropped = warnings.iter().find(|w| {
-            let w = w.to_lowercase();
-            w.contains("discarded") || w.contains("ignored")
-        });
-        match dropped {
-            None => Ok(()),
-            Some(warning) => Err(CageError::Weakened {
-                engine: self.describe(),
-                what: format!("apply a resource limit: \"{}\"", warning.trim()),
-                hint: "enable the cgroup controller it names, or run proctor against an engine that has it".into(),
-            }),
-        }
-    }
-
     /// Creates, attaches to and starts a container, trying the next runtime
     /// while the runtime is still being probed.
     async fn launch(&self, spec: &ContainerSpec) -> Result<Launched, CageError> {
@@ -674,36 +720,19 @@ impl DockerCage {
         spec: &ContainerSpec,
         runtime: Option<&str>,
     ) -> Result<(String, AttachStreams), CageError> {
-        let id = self.create(spec, runtime).await?;
-        // Attach before start: nothing the command prints is missed, and
-        // following logs instead is slow on Podman (see ENGINE-NOTES).
-        let options = AttachContainerOptionsBuilder::default()
-            .stdin(spec.stdin)
-            .stdout(true)
-            .stderr(true)
-            .stream(true)
-            .logs(false)
-            .build();
-        let attach = bounded(
-            "attach to container",
-            API_TIMEOUT,
-            self.docker.attach_container(&id, Some(options)),
-        )
-        .await?;
-        bounded(
-            "start container",
-            API_TIMEOUT,
-            self.docker
-                .start_container(&id, None::<StartContainerOptions>),
-        )
-        .await?;
-        Ok((
-            id,
-            AttachStreams {
-                output: attach.output,
-                input: attach.input,
-            },
-        ))
+        create_attach_start(&self.link(), spec, runtime).await
+    }
+
+    /// An owned handle on the engine, for launches that run as background
+    /// tasks (containers started ahead of need, `warm.rs`).
+    pub(super) fn link(&self) -> EngineLink {
+        EngineLink {
+            docker: self.docker.clone(),
+            kind: self.kind,
+            socket: self.socket.clone(),
+            libpod_version: self.libpod_version.clone(),
+            describe: self.describe(),
+        }
     }
 
     /// Creates the container (not started) and returns its id; refuses one
@@ -713,33 +742,7 @@ impl DockerCage {
         spec: &ContainerSpec,
         runtime: Option<&str>,
     ) -> Result<String, CageError> {
-        let (id, warnings) = match self.kind {
-            EngineKind::Docker => {
-                let options = CreateContainerOptionsBuilder::default()
-                    .name(&spec.name)
-                    .build();
-                let created = bounded(
-                    "create container",
-                    API_TIMEOUT,
-                    self.docker
-                        .create_container(Some(options), spec.docker_body(runtime)),
-                )
-                .await?;
-                (created.id, created.warnings)
-            }
-            EngineKind::Podman => {
-                libpod::create_container(
-                    &self.socket,
-                    &self.libpod_version,
-                    &spec.libpod_body(runtime),
-                    API_TIMEOUT,
-                )
-                .await?
-            }
-        };
-        // The caller's removal guard, armed by name, removes it.
-        self.refuse_discarded_limits(&warnings)?;
-        Ok(id)
+        create_container(&self.link(), spec, runtime).await
     }
 
     /// Feeds stdin, streams output and waits for the exit, all at once (a
@@ -972,34 +975,146 @@ impl Cage for DockerCage {
         Ok(id)
     }
 
+    fn prepare(&self, inv: &Invocation, limits: &Limits) {
+        self.prepare_with_limits(inv, limits);
+    }
+
+    async fn settle(&self) {
+        self.warm.settle().await;
+    }
+
     fn describe(&self) -> String {
         format!("{} {}", self.kind.as_str(), self.version)
     }
 }
 
+/// The parts of a [`DockerCage`] a container launch needs, owned.
+#[derive(Debug, Clone)]
+pub(super) struct EngineLink {
+    pub docker: Docker,
+    pub kind: EngineKind,
+    pub socket: PathBuf,
+    pub libpod_version: String,
+    /// [`Cage::describe`], for errors.
+    pub describe: String,
+}
+
+/// Creates a container; refuses it (the caller's removal guard, armed by
+/// name, removes it) when the engine says it dropped a resource limit.
+async fn create_container(
+    engine: &EngineLink,
+    spec: &ContainerSpec,
+    runtime: Option<&str>,
+) -> Result<String, CageError> {
+    let (id, warnings) = match engine.kind {
+        EngineKind::Docker => {
+            let options = CreateContainerOptionsBuilder::default()
+                .name(&spec.name)
+                .build();
+            let created = bounded(
+                "create container",
+                API_TIMEOUT,
+                engine
+                    .docker
+                    .create_container(Some(options), spec.docker_body(runtime)),
+            )
+            .await?;
+            (created.id, created.warnings)
+        }
+        EngineKind::Podman => {
+            libpod::create_container(
+                &engine.socket,
+                &engine.libpod_version,
+                &spec.libpod_body(runtime),
+                API_TIMEOUT,
+            )
+            .await?
+        }
+    };
+    refuse_discarded_limits(&engine.describe, &warnings)?;
+    Ok(id)
+}
+
+/// A create call that succeeded with a warning that a limit was dropped
+/// (a missing cgroup controller, say) made a weaker container than asked.
+fn refuse_discarded_limits(engine: &str, warnings: &[String]) -> Result<(), CageError> {
+    let dropped = warnings.iter().find(|w| {
+        let w = w.to_lowercase();
+        w.contains("discarded") || w.contains("ignored")
+    });
+    match dropped {
+        None => Ok(()),
+        Some(warning) => Err(CageError::Weakened {
+            engine: engine.to_string(),
+            what: format!("apply a resource limit: \"{}\"", warning.trim()),
+            hint: "enable the cgroup controller it names, or run proctor against an engine that has it".into(),
+        }),
+    }
+}
+
+/// Creates a container, attaches to it (before start: nothing it prints is
+/// missed) and starts it.
+pub(super) async fn create_attach_start(
+    engine: &EngineLink,
+    spec: &ContainerSpec,
+    runtime: Option<&str>,
+) -> Result<(String, AttachStreams), CageError> {
+    let id = create_container(engine, spec, runtime).await?;
+    // Attach before start: nothing the command prints is missed, and
+    // following logs instead is slow on Podman (see ENGINE-NOTES).
+    let options = AttachContainerOptionsBuilder::default()
+        .stdin(spec.stdin)
+        .stdout(true)
+        .stderr(true)
+        .stream(true)
+        .logs(false)
+        .build();
+    let attach = bounded(
+        "attach to container",
+        API_TIMEOUT,
+        engine.docker.attach_container(&id, Some(options)),
+    )
+    .await?;
+    bounded(
+        "start container",
+        API_TIMEOUT,
+        engine
+            .docker
+            .start_container(&id, None::<StartContainerOptions>),
+    )
+    .await?;
+    Ok((
+        id,
+        AttachStreams {
+            output: attach.output,
+            input: attach.input,
+        },
+    ))
+}
+
 type OutputStream = Pin<Box<dyn Stream<Item = Result<LogOutput, BollardError>> + Send>>;
 
-struct AttachStreams {
+pub(super) struct AttachStreams {
     output: OutputStream,
     input: Pin<Box<dyn AsyncWrite + Send>>,
 }
 
-struct Launched {
-    id: String,
-    guard: RemovalGuard,
-    attach: AttachStreams,
+pub(super) struct Launched {
+    pub id: String,
+    pub guard: RemovalGuard,
+    pub attach: AttachStreams,
 }
 
 /// Removes a container when dropped unless [`RemovalGuard::remove_now`]
 /// ran: the cleanup path for a `run` future dropped halfway (cancellation).
-struct RemovalGuard {
+pub(super) struct RemovalGuard {
     docker: Docker,
     name: String,
     armed: bool,
 }
 
 impl RemovalGuard {
-    fn new(docker: Docker, name: String) -> RemovalGuard {
+    pub(super) fn new(docker: Docker, name: String) -> RemovalGuard {
         RemovalGuard {
             docker,
             name,
@@ -1007,7 +1122,7 @@ impl RemovalGuard {
         }
     }
 
-    async fn remove_now(mut self) {
+    pub(super) async fn remove_now(mut self) {
         remove_container(&self.docker, &self.name, false).await;
         // Only now: if this future is dropped mid-removal, `drop` retries.
         self.armed = false;

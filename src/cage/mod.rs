@@ -17,6 +17,7 @@ mod libpod;
 mod output;
 pub mod proxy;
 mod spec;
+mod warm;
 
 pub use docker::{DockerCage, EngineKind, RuntimeChoice};
 pub use host_image::{HOST_IMAGE, HOST_IMAGE_REF};
@@ -259,6 +260,17 @@ pub trait Cage {
     /// Ensures an image exists; for [`HOST_IMAGE`] imports it if needed.
     /// Returns the image id.
     async fn ensure_image(&self, image: &str) -> Result<String, CageError>;
+    /// Starts the container for `inv` with `limits` ahead of need, in the
+    /// background, so that a later [`Cage::run_with_limits`] of an equal
+    /// invocation (its stdin, log and timeout aside) with the same limits
+    /// skips most of a container's cost. The command does not start before
+    /// that run. Best effort: where it cannot help, it does nothing, and
+    /// the run starts a container as usual.
+    fn prepare(&self, _inv: &Invocation, _limits: &Limits) {}
+    /// Removes every container [`Cage::prepare`] started and no `run` used,
+    /// and waits for removals still running in the background: when it
+    /// returns, no container this cage made exists or is being made.
+    async fn settle(&self) {}
     /// A short name of the engine for reports, e.g. `docker 20.10.24`.
     fn describe(&self) -> String;
 }

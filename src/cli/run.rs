@@ -275,7 +275,8 @@ pub async fn execute_with(req: Request, opts: RunOptions) -> Result<RunSummary, 
         }
     }
     let config = manifest::load_config(&root_dir)?;
-    let cage = connect_cage(&config).await?;
+    // Removals run in the background; `settle` below waits for them.
+    let cage = connect_cage(&config).await?.with_background_removal();
     check_images(&cage, &loops, config.image.as_deref()).await?;
 
     let paths = Paths::new(&root_dir);
@@ -435,6 +436,8 @@ pub async fn execute_with(req: Request, opts: RunOptions) -> Result<RunSummary, 
         };
         (result, std::mem::take(&mut engine.report))
     };
+    // Whatever ended the run, no container started ahead of need outlives it.
+    cage.settle().await;
     let secs = started.elapsed().as_secs_f64();
     let (exit, outcome, ending) = match result {
         None => {

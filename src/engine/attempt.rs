@@ -59,81 +59,11 @@ impl<C: Cage> Engine<'_, C> {
             log: self.paths.rel(&log),
             image: image.clone(),
         });
-        let root = self.paths.root.clone();
-        // Mount targets must exist (and be real directories) before start.
-        for dir in [&self.paths.state, &self.paths.journal, &self.paths.inbox] {
-            state::ensure_dir(dir).map_err(io_err(dir))?;
-        }
-        let mut mounts = vec![
-            Mount {
-                host: root.clone(),
-                container: "/work".into(),
-                read_only: false,
-            },
-            // An agent must not plant hooks or config that anything later runs.
-            Mount {
-                host: root.join(".git"),
-                container: "/work/.git".into(),
-                read_only: true,
-            },
-            // proctor's records (ledger, events, logs, quarantine, config)
-            // are the host's: an agent can read them, never forge them.
-            Mount {
-                host: self.paths.state.clone(),
-                container: "/work/.proctor".into(),
-                read_only: true,
-            },
-            // The journal is the agent's memory across runs.
-            Mount {
-                host: self.paths.journal.clone(),
-                container: "/work/.proctor/journal".into(),
-                read_only: false,
-            },
-            // Cards are written by the host only.
-            Mount {
-                host: self.paths.inbox.clone(),
-                container: "/work/INBOX".into(),
-                read_only: true,
-            },
-        ];
-        mounts.extend(self.extra_mounts());
-        let mut env: Vec<(String, String)> = spec
-            .env
-            .iter()
-            .filter_map(|name| {
-                self.settings
-                    .host_env
-                    .get(name)
-                    .map(|v| (name.clone(), v.clone()))
-            })
-            .collect();
+        let invocation =
+            self.agent_invocation(spec, run, agent, Some(text.into_bytes()), log.clone())?;
         self.mark_attempt(&id, run)?;
-        env.push(("PROCTOR_LOOP".into(), id.clone()));
-        env.push(("PROCTOR_RUN".into(), run.to_string()));
         let limits = self.limits_for(spec);
-        let outcome = self
-            .cage
-            .run_with_limits(
-                Invocation {
-                    image: image.clone(),
-                    command: agent,
-                    workdir: "/work".into(),
-                    mounts,
-                    env,
-                    stdin: Some(text.into_bytes()),
-                    network: self.network_for(spec, Role::Agent),
-                    user: self.settings.user.clone(),
-                    labels: self.labels(spec, Role::Agent),
-                    timeout: spec
-                        .timeout
-                        .or(self.settings.default_timeout)
-                        .unwrap_or(AGENT_TIMEOUT),
-                    log: log.clone(),
-                    log_cap: LOG_CAP,
-                },
-                &limits,
-            )
-            .await?;
+        let outcome = self.cage.run_with_limits(invocation, &limits).await?;
         let secs = outcome.duration.as_secs_f64();
         let edits = !self
             .git
@@ -193,5 +123,86 @@ impl<C: Cage> Engine<'_, C> {
             commit: commit.to_string(),
         });
         Ok((run, outcome.exit_code, secs, edits))
+    }
+
+    /// The agent's container for run `run` of `spec`: the live tree at
+    /// `/work` with `.git`, proctor's state and the cards read-only and the
+    /// journal writable; only the environment names under `env:`. Also what
+    /// `warm.rs` prepares ahead, so the two cannot drift apart.
+    pub(super) fn agent_invocation(
+        &self,
+        spec: &LoopSpec,
+        run: u32,
+        agent: String,
+        stdin: Option<Vec<u8>>,
+        log: std::path::PathBuf,
+    ) -> Result<Invocation, EngineError> {
+        let root = self.paths.root.clone();
+        // Mount targets must exist (and be real directories) before start.
+        for dir in [&self.paths.state, &self.paths.journal, &self.paths.inbox] {
+            state::ensure_dir(dir).map_err(io_err(dir))?;
+        }
+        let mut mounts = vec![
+            Mount {
+                host: root.clone(),
+                container: "/work".into(),
+                read_only: false,
+            },
+            // An agent must not plant hooks or config that anything later runs.
+            Mount {
+                host: root.join(".git"),
+                container: "/work/.git".into(),
+                read_only: true,
+            },
+            // proctor's records (ledger, events, logs, quarantine, config)
+            // are the host's: an agent can read them, never forge them.
+            Mount {
+                host: self.paths.state.clone(),
+                container: "/work/.proctor".into(),
+                read_only: true,
+            },
+            // The journal is the agent's memory across runs.
+            Mount {
+                host: self.paths.journal.clone(),
+                container: "/work/.proctor/journal".into(),
+                read_only: false,
+            },
+            // Cards are written by the host only.
+            Mount {
+                host: self.paths.inbox.clone(),
+                container: "/work/INBOX".into(),
+                read_only: true,
+            },
+        ];
+        mounts.extend(self.extra_mounts());
+        let mut env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .filter_map(|name| {
+                self.settings
+                    .host_env
+                    .get(name)
+                    .map(|v| (name.clone(), v.clone()))
+            })
+            .collect();
+        env.push(("PROCTOR_LOOP".into(), spec.id.clone()));
+        env.push(("PROCTOR_RUN".into(), run.to_string()));
+        Ok(Invocation {
+            image: self.image_for(spec),
+            command: agent,
+            workdir: "/work".into(),
+            mounts,
+            env,
+            stdin,
+            network: self.network_for(spec, Role::Agent),
+            user: self.settings.user.clone(),
+            labels: self.labels(spec, Role::Agent),
+            timeout: spec
+                .timeout
+                .or(self.settings.default_timeout)
+                .unwrap_or(AGENT_TIMEOUT),
+            log,
+            log_cap: LOG_CAP,
+        })
     }
 }

@@ -163,65 +163,32 @@ impl<C: Cage> Engine<'_, C> {
         commit: Oid,
         log: &Path,
     ) -> Result<(Outcome, tempfile::TempDir), EngineError> {
-        let id = spec.id.clone();
         let image = self.image_for(spec);
         self.image_id(&image).await?;
-        let scratch = exam_scratch_dir();
-        let tree = tempfile::Builder::new()
-            .prefix(&format!("proctor-exam-{}-", self.settings.run_id))
-            .tempdir_in(&scratch)
-            .map_err(io_err(&scratch))?;
+        // A scratch directory made ahead of need comes with a container
+        // already started on it (see `warm.rs`).
+        let tree = match self.take_warm_tree(&spec.id) {
+            Some(tree) => tree,
+            None => self.exam_tree()?,
+        };
+        self.exams += 1;
         self.git.export_tree(commit, tree.path())?;
         if let Some(audit) = &spec.tests {
             // Only a report the exam writes counts, never one committed there.
             fsafe::make_dir(tree.path(), &audit.junit).map_err(io_err(tree.path()))?;
         }
         give_to(tree.path(), &self.settings.user);
-        let mut mounts = vec![Mount {
-            host: tree.path().to_path_buf(),
-            container: "/work".into(),
-            read_only: false,
-        }];
-        mounts.extend(self.readonly_mounts(tree.path()));
-        for cache in &spec.caches {
-            let dir = self.paths.caches.join(cache);
-            state::ensure_dir(&dir).map_err(io_err(&dir))?;
-            give_to(&dir, &self.settings.user);
-            mounts.push(Mount {
-                host: dir,
-                container: format!("/cache/{cache}"),
-                read_only: false,
-            });
-        }
-        mounts.extend(self.extra_mounts());
+        let readonly = self.readonly_mounts(tree.path());
+        self.last_exam_covered = Some(!readonly.is_empty());
+        let invocation = self.exam_invocation(
+            spec,
+            &commit.to_string(),
+            tree.path(),
+            readonly,
+            log.to_path_buf(),
+        )?;
         let limits = self.limits_for(spec);
-        let outcome = self
-            .cage
-            .run_with_limits(
-                Invocation {
-                    image: image.clone(),
-                    command: spec.done_when.clone(),
-                    workdir: "/work".into(),
-                    mounts,
-                    env: vec![
-                        ("PROCTOR_LOOP".into(), id.clone()),
-                        ("PROCTOR_COMMIT".into(), commit.to_string()),
-                        ("CI".into(), "true".into()),
-                    ],
-                    stdin: None,
-                    network: self.network_for(spec, Role::Verifier),
-                    user: self.settings.user.clone(),
-                    labels: self.labels(spec, Role::Verifier),
-                    timeout: spec
-                        .timeout
-                        .or(self.settings.default_timeout)
-                        .unwrap_or(EXAM_TIMEOUT),
-                    log: log.to_path_buf(),
-                    log_cap: LOG_CAP,
-                },
-                &limits,
-            )
-            .await?;
+        let outcome = self.cage.run_with_limits(invocation, &limits).await?;
         Ok((outcome, tree))
     }
 
@@ -282,6 +249,70 @@ fn junit_counts(tree: &Path, dir: &str) -> Option<junit::Counts> {
     match fsafe::locate(tree, dir.trim_end_matches('/')) {
         Ok(Found::Dir) => junit::read_dir(&tree.join(dir)),
         _ => None,
+    }
+}
+
+impl<C: Cage> Engine<'_, C> {
+    /// A fresh, empty scratch directory for an exam's copy of the tree.
+    pub(super) fn exam_tree(&self) -> Result<tempfile::TempDir, EngineError> {
+        let scratch = exam_scratch_dir();
+        tempfile::Builder::new()
+            .prefix(&format!("proctor-exam-{}-", self.settings.run_id))
+            .tempdir_in(&scratch)
+            .map_err(io_err(&scratch))
+    }
+
+    /// The verifier's container for an exam of `spec` on `commit`, whose
+    /// tree is (or will be) exported to `tree`, with the exam's materials
+    /// `readonly` inside it, the caches the loop declares, the verifier's
+    /// network (default none) and no agent environment. Also what `warm.rs`
+    /// prepares ahead, so the two cannot drift apart.
+    pub(super) fn exam_invocation(
+        &self,
+        spec: &LoopSpec,
+        commit: &str,
+        tree: &Path,
+        readonly: Vec<Mount>,
+        log: PathBuf,
+    ) -> Result<Invocation, EngineError> {
+        let mut mounts = vec![Mount {
+            host: tree.to_path_buf(),
+            container: "/work".into(),
+            read_only: false,
+        }];
+        mounts.extend(readonly);
+        for cache in &spec.caches {
+            let dir = self.paths.caches.join(cache);
+            state::ensure_dir(&dir).map_err(io_err(&dir))?;
+            give_to(&dir, &self.settings.user);
+            mounts.push(Mount {
+                host: dir,
+                container: format!("/cache/{cache}"),
+                read_only: false,
+            });
+        }
+        mounts.extend(self.extra_mounts());
+        Ok(Invocation {
+            image: self.image_for(spec),
+            command: spec.done_when.clone(),
+            workdir: "/work".into(),
+            mounts,
+            env: vec![
+                ("PROCTOR_LOOP".into(), spec.id.clone()),
+                ("PROCTOR_COMMIT".into(), commit.to_string()),
+                ("CI".into(), "true".into()),
+            ],
+            stdin: None,
+            network: self.network_for(spec, Role::Verifier),
+            user: self.settings.user.clone(),
+            labels: self.labels(spec, Role::Verifier),
+            timeout: spec
+                .timeout
+                .or(self.settings.default_timeout)
+                .unwrap_or(EXAM_TIMEOUT),
+            log,
+            log_cap: LOG_CAP,
+        })
     }
 }
 

@@ -29,8 +29,10 @@ pub mod gate;
 pub mod history;
 mod policy;
 pub mod prompt;
+mod warm;
 
 use events::{Event, Phase, Verdict};
+use warm::{Step, WarmTree};
 
 /// Default per-invocation limits when the manifest sets no `timeout`.
 pub const AGENT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
@@ -132,6 +134,13 @@ pub struct Engine<'a, C: Cage> {
     base: Oid,
     /// Gated loops this run took off their gate (see `gate.rs`).
     resumed_gates: std::collections::HashSet<String>,
+    /// Exams administered so far (numbers the exams prepared ahead).
+    exams: u64,
+    /// Exam scratch directories made ahead of need (`warm.rs`).
+    warm_trees: Vec<WarmTree>,
+    /// Whether the last exam had read-only material mounts inside its
+    /// tree, which cannot exist before the tree does (`warm.rs`).
+    last_exam_covered: Option<bool>,
     pub report: Report,
 }
 
@@ -176,6 +185,9 @@ impl<'a, C: Cage> Engine<'a, C> {
             readonly_cut_reported: false,
             base,
             resumed_gates: Default::default(),
+            exams: 0,
+            warm_trees: Vec::new(),
+            last_exam_covered: None,
             report,
         })
     }
@@ -208,7 +220,10 @@ impl<'a, C: Cage> Engine<'a, C> {
                     halted => return Ok(halted),
                 }
             }
-            self.drive_own(spec).await
+            let ending = self.drive_own(spec).await;
+            // Containers started for steps this loop will not take.
+            self.discard_warm().await;
+            ending
         })
     }
 
@@ -228,6 +243,7 @@ impl<'a, C: Cage> Engine<'a, C> {
         loop {
             let commit = self.guard_before_exam(spec)?;
             let runs_so_far = self.runs.get(id).copied().unwrap_or(0);
+            self.warm_up(spec, Step::Exam);
             let exam = self
                 .examine(spec, commit, phase, runs_so_far, streak)
                 .await?;
@@ -263,6 +279,8 @@ impl<'a, C: Cage> Engine<'a, C> {
                     if let Some(reason) = self.budget_spent(spec) {
                         return self.block(spec, reason, &tried, &exam.output, &notes);
                     }
+                    // Nothing needs a container until the next check.
+                    self.discard_warm().await;
                     // Never sleep past the time budget: the check at its end
                     // is the last one.
                     let left = self.wall_left(spec).unwrap_or(f64::INFINITY);
@@ -285,6 +303,7 @@ impl<'a, C: Cage> Engine<'a, C> {
             if let Some(reason) = self.budget_spent(spec) {
                 return self.block(spec, reason, &tried, &exam.output, &notes);
             }
+            self.warm_up(spec, Step::Agent);
             let (run, agent_exit, secs, edits) = self.attempt(spec, &exam.output, &notes).await?;
             notes.clear();
             idle_runs = if edits { 0 } else { idle_runs + 1 };

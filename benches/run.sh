@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# proctor's benchmark, in one run on one machine:
+#   (a) one container round trip (create, start, wait, remove) through
+#       proctor's cage vs `docker run --rm` / `podman run --rm` of the same
+#       image, command, hardening and mounts (N runs, medians);
+#   (b) a loop of ITER iterations with a trivial agent and exam (`proctor
+#       once`, the exam passes on the ITER-th commit) on Docker: wall time
+#       per iteration, split into container time and proctor's own work;
+#   (c) the same on Podman;
+#   (d) proctor's peak memory (max RSS) in those loops and while importing
+#       a large rootfs;
+#   and Lute's *uncaged* iteration on the same workload, for comparison.
+#
+# Usage: benches/run.sh            (RUNS=20 ITER=20 by default)
+#   RUNS=N ITER=N                  repetitions
+#   PROCTOR_BENCH_DOCKER=/path     Docker socket   (default /var/run/docker.sock)
+#   PROCTOR_BENCH_PODMAN=/path     Podman socket   (default /run/podman/podman.sock; SKIP_PODMAN=1 to skip)
+#   LUTE=/path/to/lute             Lute binary (default: `lute` on PATH, else a
+#                                  throwaway venv with `pip install luteloops==0.2.1`)
+#   IMPORT_MB=N                    size of the rootfs for the import memory check (default 256)
+# Needs: a release build (done here), python3, /usr/bin/time, git, both
+# engines' CLIs for the CLI comparison. Prints a Markdown report on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${RUNS:-20}
+ITER=${ITER:-20}
+IMPORT_MB=${IMPORT_MB:-256}
+DOCKER_SOCK=${PROCTOR_BENCH_DOCKER:-/var/run/docker.sock}
+PODMAN_SOCK=${PROCTOR_BENCH_PODMAN:-/run/podman/podman.sock}
+TARGET=${CARGO_TARGET_DIR:-target}
+
+log() { printf '== %s\n' "$*" >&2; }
+median() { sort -n | awk '{a[NR]=$1} END {printf "%.0f", a[int((NR+1)/2)]}'; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+log "building (release)"
+cargo build --release --quiet --bin proctor --example cage_latency
+PROCTOR=$(realpath "$TARGET/release/proctor")
+LATENCY=$(realpath "$TARGET/release/examples/cage_latency")
+
+work=$(mktemp -d /tmp/proctor-bench-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+if [ -z "${LUTE:-}" ]; then
+  if command -v lute >/dev/null 2>&1; then
+    LUTE=$(command -v lute)
+  else
+    log "installing Lute (luteloops 0.2.1) into a throwaway venv"
+    python3 -m venv "$work/lute-venv"
+    "$work/lute-venv/bin/pip" install --quiet luteloops==0.2.1
+    LUTE="$work/lute-venv/bin/lute"
+  fi
+fi
+
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---------------------------------------------------------------- (a) ----
+# The CLI runs the container the cage would run: same image (the built-in
+# host image), same flags, same read-only toolchain mounts.
+cli_flags=(--rm --read-only --tmpfs /tmp:rw,exec,nosuid,nodev,mode=1777
+  --cap-drop ALL --security-opt no-new-privileges --pids-limit 512
+  --ulimit nofile=8192:8192 --ulimit nproc=4096:4096 --network none
+  -u 1000:1000 --log-driver none -w /tmp)
+cli_mounts=()
+for path in /usr /bin /lib /lib64 /lib32 /libx32 /etc/alternatives /etc/ssl/certs \
+            /etc/ssl/openssl.cnf /etc/ca-certificates /etc/ld.so.cache; do
+  [ -e "$path" ] && cli_mounts+=(-v "$(readlink -f "$path"):$path:ro")
+done
+ids="${TMPDIR:-/tmp}/proctor-cage-$(id -u)"
+
+cli_round_trips() { # engine-cli-args...
+  local i start
+  for i in $(seq "$RUNS"); do
+    start=$(now_ms)
+    "$@" /bin/sh -c true >/dev/null || echo "cli run failed" >&2
+    echo $(( $(now_ms) - start ))
+  done | median
+}
+
+round_trip() { # name socket cli...
+  local name=$1 socket=$2; shift 2
+  log "(a) $name: $RUNS round trips through the cage"
+  local json
+  json=$("$LATENCY" "unix://$socket" "$RUNS" true cold)
+  cage_ms=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["median_ms"]))' "$json")
+  cage_desc=$(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["engine"] + ", " + j["runtime"])' "$json")
+  log "(a) $name: $RUNS round trips through the cage, each prepared ahead of need"
+  json=$("$LATENCY" "unix://$socket" "$RUNS" true warm)
+  warm_ms=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["median_ms"]))' "$json")
+  log "(a) $name: $RUNS round trips through the CLI"
+  local mounts=("${cli_mounts[@]}" -v "$ids/passwd-1000-1000:/etc/passwd:ro" -v "$ids/group-1000-1000:/etc/group:ro")
+  "$@" "${cli_flags[@]}" "${mounts[@]}" proctor-host:2 /bin/sh -c true >/dev/null  # warm-up
+  cli_ms=$(cli_round_trips "$@" "${cli_flags[@]}" "${mounts[@]}" proctor-host:2)
+}
+
+# ------------------------------------------------------------ (b), (c) ----
+# A repository whose agent appends a line and whose exam passes once the
+# file has ITER lines: ITER iterations of agent, commit, exam.
+make_repo() { # dir
+  mkdir -p "$1"
+  (
+    cd "$1"
+    git init -q
+    git config user.email bench@example.com
+    git config user.name bench
+    printf 'cat >/dev/null\necho line >> counter\n' > agent.sh
+    printf '[ -f counter ] && [ "$(wc -l < counter)" -ge %s ]\n' "$ITER" > exam.sh
+    git add agent.sh exam.sh
+    git commit -qm init
+  )
+}
+
+# Splits a run's events into per-iteration wall time (from one exam's end
+# to the next's), container time (agent + exam containers) and the rest.
+split_events() { # events.jsonl tool
+  python3 - "$1" "$2" <<'PY'
+import json, sys, statistics
+from datetime import datetime
+path, tool = sys.argv[1], sys.argv[2]
+events = [json.loads(l) for l in open(path) if l.strip()]
+def ts(e):
+    t = e["ts"]
+    return t if isinstance(t, (int, float)) else datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+kind = "type" if tool == "proctor" else "ev"
+checks = [e for e in events if e.get(kind) in ("check_result", "check")]
+agents = [e for e in events if e.get(kind) == "agent_end"]
+walls = [ts(b) - ts(a) for a, b in zip(checks, checks[1:])]
+agent = [e["secs"] for e in agents]
+exam = [e["secs"] for e in checks[1:]] if tool == "proctor" else []
+n = len(walls)
+out = {"iterations": n, "wall_ms": 1000 * statistics.median(walls), "mean_wall_ms": 1000 * sum(walls) / n,
+       "agent_ms": 1000 * statistics.median(agent)}
+if exam:
+    own = [w - a - x for w, a, x in zip(walls, agent, exam)]
+    out.update(exam_ms=1000 * statistics.median(exam), own_ms=1000 * statistics.median(own),
+               own_share=sum(own) / sum(walls))
+print(json.dumps(out))
+PY
+}
+
+peak_rss_kb() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1"; }
+
+proctor_loop() { # name socket
+  local name=$1 socket=$2 dir="$work/loop-$1"
+  log "(b/c) $name: a $ITER-iteration loop through proctor"
+  make_repo "$dir"
+  local start
+  start=$(now_ms)
+  (cd "$dir" && DOCKER_HOST="unix://$socket" PROCTOR_KEY_DIR="$work/keys" \
+    /usr/bin/time -v -o "$work/time-$name" "$PROCTOR" once --until "sh exam.sh" \
+    --agent "sh agent.sh" --budget "$ITER runs" -- "append a line to counter" \
+    >"$work/out-$name" 2>&1) || { cat "$work/out-$name" >&2; exit 1; }
+  loop_total_ms=$(( $(now_ms) - start ))
+  loop_json=$(split_events "$dir/.proctor/events.jsonl" proctor)
+  loop_rss=$(peak_rss_kb "$work/time-$name")
+}
+
+lute_loop() {
+  local dir="$work/loop-lute"
+  log "(b) Lute: a $ITER-iteration loop, uncaged"
+  make_repo "$dir"
+  local start
+  start=$(now_ms)
+  (cd "$dir" && /usr/bin/time -v -o "$work/time-lute" "$LUTE" once --until "sh exam.sh" \
+    --agent "sh agent.sh" --budget "$ITER runs" -- "append a line to counter" \
+    >"$work/out-lute" 2>&1) || { cat "$work/out-lute" >&2; exit 1; }
+  lute_total_ms=$(( $(now_ms) - start ))
+  lute_json=$(split_events "$dir/.lute/events.jsonl" lute)
+  lute_rss=$(peak_rss_kb "$work/time-lute")
+}
+
+ratio() { python3 -c 'import sys; a, b = map(float, sys.argv[1:]); print(f"{a / b:.2f}" if b else "n/a")' "$1" "$2"; }
+field() { python3 -c 'import json,sys; v=json.loads(sys.argv[1])[sys.argv[2]]; print(f"{v:.0f}" if sys.argv[3:] == [] else f"{100*v:.1f}")' "$@"; }
+
+# ----------------------------------------------------------------- run ----
+round_trip docker "$DOCKER_SOCK" docker -H "unix://$DOCKER_SOCK" run --init
+docker_cage_ms=$cage_ms; docker_warm_ms=$warm_ms; docker_cli_ms=$cli_ms; docker_desc=$cage_desc
+if [ -z "${SKIP_PODMAN:-}" ]; then
+  init_path=()
+  for p in /usr/libexec/podman/catatonit /usr/libexec/catatonit/catatonit /usr/bin/catatonit /usr/bin/tini-static; do
+    [ -x "$p" ] && { init_path=(--init-path "$p"); break; }
+  done
+  # The local CLI (no service in between), on the service's runtime.
+  round_trip podman "$PODMAN_SOCK" podman --runtime runc run --init "${init_path[@]}" --read-only-tmpfs=false
+  podman_cage_ms=$cage_ms; podman_warm_ms=$warm_ms; podman_cli_ms=$cli_ms; podman_desc=$cage_desc
+fi
+
+lute_loop
+proctor_loop docker "$DOCKER_SOCK"
+docker_loop=$loop_json; docker_total=$loop_total_ms; docker_rss=$loop_rss
+if [ -z "${SKIP_PODMAN:-}" ]; then
+  proctor_loop podman "$PODMAN_SOCK"
+  podman_loop=$loop_json; podman_total=$loop_total_ms; podman_rss=$loop_rss
+fi
+
+# (d) memory while importing a large rootfs: it must stream, not buffer.
+log "(d) importing a ${IMPORT_MB} MB rootfs directory"
+mkdir -p "$work/rootfs/bin"
+cp /bin/busybox "$work/rootfs/bin/" 2>/dev/null || true
+for i in 1 2 3 4; do
+  head -c $(( IMPORT_MB * 1024 * 1024 / 4 )) /dev/urandom > "$work/rootfs/blob$i"
+done
+(cd "$work" && DOCKER_HOST="unix://$DOCKER_SOCK" /usr/bin/time -v -o "$work/time-import" \
+  "$PROCTOR" image import "$work/rootfs" --name proctor-bench-import >/dev/null)
+import_rss=$(peak_rss_kb "$work/time-import")
+(cd "$work" && DOCKER_HOST="unix://$DOCKER_SOCK" "$PROCTOR" image prune proctor-bench-import >/dev/null)
+
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --------------------------------------------------------------- report ----
+cat <<EOF
+## proctor benchmark · $(date -u +%Y-%m-%dT%H:%MZ) · $(nproc) cores · load average at start $load_start, at end $load_end
+
+### (a) one container round trip (create, start, wait, remove), median of $RUNS
+
+| engine | CLI \`run --rm\` | proctor's cage, cold | cold / CLI | cage, prepared ahead (what a loop waits for) | prepared / CLI |
+|---|---|---|---|---|---|
+| $docker_desc | ${docker_cli_ms} ms | ${docker_cage_ms} ms | $(ratio "$docker_cage_ms" "$docker_cli_ms") | ${docker_warm_ms} ms | $(ratio "$docker_warm_ms" "$docker_cli_ms") |
+EOF
+if [ -z "${SKIP_PODMAN:-}" ]; then
+  echo "| $podman_desc | ${podman_cli_ms} ms | ${podman_cage_ms} ms | $(ratio "$podman_cage_ms" "$podman_cli_ms") | ${podman_warm_ms} ms | $(ratio "$podman_warm_ms" "$podman_cli_ms") |"
+fi
+cat <<EOF
+
+### (b, c) a $ITER-iteration loop (agent + commit + exam), per iteration, medians
+
+| | wall / iteration | agent container | exam container | proctor's own work | own share of the loop | whole process / $ITER | peak RSS |
+|---|---|---|---|---|---|---|---|
+| Lute 0.2.1, uncaged | $(field "$lute_json" wall_ms) ms | $(field "$lute_json" agent_ms) ms (host process) | (host process) | | | $(( lute_total_ms / ITER )) ms | $(( lute_rss / 1024 )) MB |
+| proctor on Docker | $(field "$docker_loop" wall_ms) ms | $(field "$docker_loop" agent_ms) ms | $(field "$docker_loop" exam_ms) ms | $(field "$docker_loop" own_ms) ms | $(field "$docker_loop" own_share pct) % | $(( docker_total / ITER )) ms | $(( docker_rss / 1024 )) MB |
+EOF
+if [ -z "${SKIP_PODMAN:-}" ]; then
+  echo "| proctor on Podman | $(field "$podman_loop" wall_ms) ms | $(field "$podman_loop" agent_ms) ms | $(field "$podman_loop" exam_ms) ms | $(field "$podman_loop" own_ms) ms | $(field "$podman_loop" own_share pct) % | $(( podman_total / ITER )) ms | $(( podman_rss / 1024 )) MB |"
+fi
+cat <<EOF
+
+### (d) peak memory
+
+- \`proctor once\`, $ITER iterations: $(( docker_rss / 1024 )) MB on Docker$( [ -z "${SKIP_PODMAN:-}" ] && echo ", $(( podman_rss / 1024 )) MB on Podman").
+- \`proctor image import\` of a ${IMPORT_MB} MB directory: $(( import_rss / 1024 )) MB.
+
+Raw: lute $lute_json · docker $docker_loop$( [ -z "${SKIP_PODMAN:-}" ] && echo " · podman $podman_loop")
+EOF

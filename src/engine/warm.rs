@@ -1,0 +1,139 @@
+//! Starting the containers of the next steps while the current one runs.
+//!
+//! A loop alternates agent and exam containers, and starting a container
+//! costs far more than a quick agent or exam runs. Before each step the
+//! engine asks the cage to [`prepare`](crate::cage::Cage::prepare) the
+//! containers of that step and the next ones it predicts (agent run N+1,
+//! then its exam, ...), so their start-up overlaps with the work in front
+//! of them. A wrong prediction (the exam passed, a budget ran out) costs a
+//! discarded container, never a result: the cage only uses a prepared
+//! container for an identical invocation, and only then starts the command.
+//! Prepared containers and their scratch directories are discarded when a
+//! loop ends or starts waiting.
+
+use super::{Engine, EngineError};
+use crate::cage::Cage;
+use crate::manifest::LoopSpec;
+use crate::state::ledger;
+
+/// Containers kept ahead: the step about to run and the two after it (one
+/// full iteration), so each has about an iteration's time to start.
+const LOOKAHEAD: usize = 3;
+
+/// The step the engine is about to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    Agent,
+    Exam,
+}
+
+/// An exam scratch directory made ahead of need, with a container started
+/// on it; `seq` is the exam administration it is for.
+pub(super) struct WarmTree {
+    seq: u64,
+    loop_id: String,
+    tree: tempfile::TempDir,
+}
+
+impl<C: Cage> Engine<'_, C> {
+    /// Prepares the containers of `next` and of the steps predicted after
+    /// it: agents and exams alternate, agents only within the run budget.
+    pub(super) fn warm_up(&mut self, spec: &LoopSpec, next: Step) {
+        let mut run = self.runs.get(&spec.id).copied().unwrap_or(0) + 1;
+        let mut seq = self.exams;
+        let mut step = next;
+        for _ in 0..LOOKAHEAD {
+            match step {
+                Step::Agent => {
+                    if !self.within_run_budget(spec, run) {
+                        // No agent, hence no exam after it either.
+                        return;
+                    }
+                    self.prepare_agent(spec, run);
+                    run += 1;
+                    step = Step::Exam;
+                }
+                Step::Exam => {
+                    self.prepare_exam(spec, seq);
+                    seq += 1;
+                    step = Step::Agent;
+                }
+            }
+        }
+    }
+
+    /// Removes every prepared container and scratch directory.
+    pub(super) async fn discard_warm(&mut self) {
+        self.cage.settle().await;
+        self.warm_trees.clear();
+    }
+
+    /// The scratch directory prepared for the exam about to run, if any.
+    pub(super) fn take_warm_tree(&mut self, loop_id: &str) -> Option<tempfile::TempDir> {
+        let seq = self.exams;
+        let at = self
+            .warm_trees
+            .iter()
+            .position(|w| w.seq == seq && w.loop_id == loop_id)?;
+        Some(self.warm_trees.swap_remove(at).tree)
+    }
+
+    fn prepare_agent(&mut self, spec: &LoopSpec, run: u32) {
+        let Some(agent) = self
+            .settings
+            .agent_override
+            .clone()
+            .or_else(|| spec.agent.clone())
+        else {
+            return;
+        };
+        let log = self.paths.logs.join(format!("{}.run{run}.log", spec.id));
+        match self.agent_invocation(spec, run, agent, Some(Vec::new()), log) {
+            Ok(invocation) => self.cage.prepare(&invocation, &self.limits_for(spec)),
+            Err(error) => tracing::debug!(%error, "not preparing an agent ahead of need"),
+        }
+    }
+
+    fn prepare_exam(&mut self, spec: &LoopSpec, seq: u64) {
+        // The exam's materials are mounted read-only from inside its tree,
+        // so those mounts cannot exist before the tree does: such an exam
+        // starts cold. Known once one exam of the run has been set up.
+        if self.last_exam_covered != Some(false) {
+            return;
+        }
+        if self
+            .warm_trees
+            .iter()
+            .any(|w| w.seq == seq && w.loop_id == spec.id)
+        {
+            return;
+        }
+        let prepared = (|| -> Result<(), EngineError> {
+            let tree = self.exam_tree()?;
+            let log = self.paths.logs.join(format!("{}.exam.log", spec.id));
+            // The commit is not known yet; the cage passes it at the start.
+            let invocation = self.exam_invocation(spec, "", tree.path(), Vec::new(), log)?;
+            self.cage.prepare(&invocation, &self.limits_for(spec));
+            self.warm_trees.push(WarmTree {
+                seq,
+                loop_id: spec.id.clone(),
+                tree,
+            });
+            Ok(())
+        })();
+        if let Err(error) = prepared {
+            tracing::debug!(%error, "not preparing an exam ahead of need");
+        }
+    }
+
+    /// Whether run `run` of `spec` would be within its run budget (answers
+    /// refresh it); wall-clock budgets are left to the real check.
+    fn within_run_budget(&self, spec: &LoopSpec, run: u32) -> bool {
+        let Some(cap) = spec.budget.runs else {
+            return true;
+        };
+        let refreshes =
+            ledger::answers_for(&ledger::read(&self.paths.ledger), self.key, &spec.id).len() as u32;
+        run <= cap.saturating_mul(1 + refreshes)
+    }
+}

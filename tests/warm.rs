@@ -1,0 +1,237 @@
+//! Containers started ahead of need (`Cage::prepare`), on both engines: the
+//! command runs only when the invocation is run, with the late values and
+//! stdin of the run; a prepared container is used only for an equal
+//! invocation; `settle` leaves nothing behind.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use proctor::cage::{
+    Cage, DockerCage, EngineKind, Invocation, Labels, Limits, Mount, NetworkPolicy, Role,
+    HOST_IMAGE, LABEL_REPO,
+};
+
+fn socket(engine: EngineKind) -> String {
+    let (var, default) = match engine {
+        EngineKind::Docker => ("PROCTOR_TEST_DOCKER", "unix:///var/run/docker.sock"),
+        EngineKind::Podman => ("PROCTOR_TEST_PODMAN", "unix:///run/podman/podman.sock"),
+    };
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+struct Fixture {
+    cage: DockerCage,
+    client: bollard::Docker,
+    repo: String,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn new(test: &str, engine: EngineKind) -> Fixture {
+        let socket = socket(engine);
+        let cage = DockerCage::connect_to(&socket).await.unwrap_or_else(|e| {
+            panic!(
+                "no {} engine at {socket}: {e}; start it (see README) or run `bash .ci/run`",
+                engine.as_str()
+            )
+        });
+        let client = bollard::Docker::connect_with_unix(
+            socket.trim_start_matches("unix://"),
+            60,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .expect("client")
+        .negotiate_version()
+        .await
+        .expect("API version");
+        // The first run settles the runtime and caches the image id, which
+        // `prepare` waits for.
+        let f = Fixture {
+            cage,
+            client,
+            repo: format!(
+                "test-warm-{test}-{}-{}",
+                engine.as_str(),
+                std::process::id()
+            ),
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        let work = f.work();
+        std::fs::create_dir(&work).expect("mkdir");
+        std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let outcome = f.cage.run(f.inv("true")).await.expect("first run");
+        assert_eq!(outcome.exit_code, 0);
+        f
+    }
+
+    fn work(&self) -> std::path::PathBuf {
+        self.dir.path().join("work")
+    }
+
+    fn inv(&self, command: &str) -> Invocation {
+        Invocation {
+            image: HOST_IMAGE.into(),
+            command: command.into(),
+            workdir: "/work".into(),
+            mounts: vec![Mount {
+                host: self.work(),
+                container: "/work".into(),
+                read_only: false,
+            }],
+            env: vec![("PROCTOR_COMMIT".into(), "placeholder".into())],
+            stdin: None,
+            network: NetworkPolicy::None,
+            user: "1000:1000".into(),
+            labels: Labels {
+                repo: self.repo.clone(),
+                run: "run-1".into(),
+                loop_id: "loop-a".into(),
+                role: Role::Verifier,
+            },
+            timeout: Duration::from_secs(60),
+            log: self.dir.path().join("run.log"),
+            log_cap: 1 << 20,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("run.log")).expect("log")
+    }
+
+    async fn containers(&self) -> Vec<String> {
+        self.cage
+            .list_labelled(&[(LABEL_REPO, &self.repo)])
+            .await
+            .expect("list")
+    }
+
+    /// Waits until exactly one container of this test is running; its id.
+    async fn prepared_and_running(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ids = self.containers().await;
+            if let [id] = ids.as_slice() {
+                let state = self
+                    .client
+                    .inspect_container(id, None)
+                    .await
+                    .ok()
+                    .and_then(|c| c.state)
+                    .and_then(|s| s.running);
+                if state == Some(true) {
+                    return id.clone();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no prepared container running: {ids:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn settle_and_check(&self) {
+        self.cage.settle().await;
+        let left = self.containers().await;
+        assert!(left.is_empty(), "containers left behind: {left:?}");
+    }
+}
+
+macro_rules! on_both_engines {
+    ($($check:ident),* $(,)?) => {
+        mod docker {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::$check(super::EngineKind::Docker).await;
+                }
+            )*
+        }
+        mod podman {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::$check(super::EngineKind::Podman).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    a_prepared_container_runs_the_command_only_when_used,
+    a_prepared_container_serves_only_an_equal_invocation,
+    exit_codes_and_timeouts_hold_through_the_gate,
+);
+
+async fn a_prepared_container_runs_the_command_only_when_used(engine: EngineKind) {
+    let f = Fixture::new("used", engine).await;
+    let command = "touch /work/started; cat; echo \"commit=$PROCTOR_COMMIT\"; id -u";
+    f.cage.prepare(&f.inv(command), &Limits::default());
+    let prepared = f.prepared_and_running().await;
+    // Started, idle at its gate: the command has not run.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!Path::new(&f.work().join("started")).exists());
+
+    let mut inv = f.inv(command);
+    inv.env = vec![("PROCTOR_COMMIT".into(), "c0ffee".into())];
+    inv.stdin = Some(b"the prompt\nline two\n".to_vec());
+    let outcome = f.cage.run(inv).await.expect("run");
+    assert_eq!(outcome.exit_code, 0, "{}", f.log());
+    assert_eq!(
+        outcome.container_id, prepared,
+        "the prepared container was not used"
+    );
+    assert_eq!(f.log(), "the prompt\nline two\ncommit=c0ffee\n1000\n");
+    assert!(f.work().join("started").exists());
+    f.settle_and_check().await;
+}
+
+async fn a_prepared_container_serves_only_an_equal_invocation(engine: EngineKind) {
+    let f = Fixture::new("other", engine).await;
+    f.cage
+        .prepare(&f.inv("touch /work/wrong"), &Limits::default());
+    let prepared = f.prepared_and_running().await;
+    let mut inv = f.inv("touch /work/right");
+    // Same command but another label: not the same container either.
+    let mut relabelled = f.inv("touch /work/wrong");
+    relabelled.labels.loop_id = "loop-b".into();
+    inv.stdin = None;
+    for other in [inv, relabelled] {
+        let outcome = f.cage.run(other).await.expect("run");
+        assert_eq!(outcome.exit_code, 0);
+        assert_ne!(outcome.container_id, prepared);
+    }
+    assert!(f.work().join("right").exists());
+    // The cold run of the relabelled invocation did touch it; the prepared
+    // container never ran its command and is still waiting.
+    std::fs::remove_file(f.work().join("wrong")).expect("cold run wrote it");
+    assert_eq!(f.containers().await, [prepared]);
+    f.settle_and_check().await;
+    assert!(!f.work().join("wrong").exists());
+}
+
+async fn exit_codes_and_timeouts_hold_through_the_gate(engine: EngineKind) {
+    let f = Fixture::new("codes", engine).await;
+    for (command, code) in [
+        ("exit 3", 3),
+        ("cat; exit 0", 0),
+        ("no-such-command-x", 127),
+    ] {
+        f.cage.prepare(&f.inv(command), &Limits::default());
+        f.prepared_and_running().await;
+        let outcome = f.cage.run(f.inv(command)).await.expect("run");
+        assert_eq!(outcome.exit_code, code, "`{command}`: {}", f.log());
+        assert!(!outcome.timed_out);
+        f.settle_and_check().await;
+    }
+    let mut inv = f.inv("echo started; sleep 60");
+    inv.timeout = Duration::from_secs(2);
+    f.cage.prepare(&inv, &Limits::default());
+    f.prepared_and_running().await;
+    let outcome = f.cage.run(inv).await.expect("run");
+    assert!(outcome.timed_out);
+    assert!(f.log().starts_with("started\n"), "{}", f.log());
+    f.settle_and_check().await;
+}
