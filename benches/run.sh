@@ -141,13 +141,14 @@ PY
 
 peak_rss_kb() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1"; }
 
-proctor_loop() { # name socket
-  local name=$1 socket=$2 dir="$work/loop-$1"
+proctor_loop() { # name socket [prepare-ahead]
+  local name=$1 socket=$2 ahead=${3:-} dir="$work/loop-$1"
   log "(b/c) $name: a $ITER-iteration loop through proctor"
   make_repo "$dir"
   local start
   start=$(now_ms)
   (cd "$dir" && DOCKER_HOST="unix://$socket" PROCTOR_KEY_DIR="$work/keys" \
+    ${ahead:+PROCTOR_PREPARE_AHEAD=$ahead} \
     /usr/bin/time -v -o "$work/time-$name" "$PROCTOR" once --until "sh exam.sh" \
     --agent "sh agent.sh" --budget "$ITER runs" -- "append a line to counter" \
     >"$work/out-$name" 2>&1) || { cat "$work/out-$name" >&2; exit 1; }
@@ -157,7 +158,7 @@ proctor_loop() { # name socket
 }
 
 lute_loop() {
-  local dir="$work/loop-lute"
+  local dir="$work/loop-lute-$(now_ms)"
   log "(b) Lute: a $ITER-iteration loop, uncaged"
   make_repo "$dir"
   local start
@@ -189,10 +190,19 @@ fi
 lute_loop
 proctor_loop docker "$DOCKER_SOCK"
 docker_loop=$loop_json; docker_total=$loop_total_ms; docker_rss=$loop_rss
+proctor_loop docker-cold "$DOCKER_SOCK" 0
+docker_cold_loop=$loop_json; docker_cold_total=$loop_total_ms
 if [ -z "${SKIP_PODMAN:-}" ]; then
   proctor_loop podman "$PODMAN_SOCK"
   podman_loop=$loop_json; podman_total=$loop_total_ms; podman_rss=$loop_rss
+  proctor_loop podman-cold "$PODMAN_SOCK" 0
+  podman_cold_loop=$loop_json; podman_cold_total=$loop_total_ms
 fi
+
+# Lute again: the machine's load may have changed since the first one.
+lute_first=$lute_json; lute_first_total=$lute_total_ms
+lute_loop
+lute_second=$lute_json; lute_second_total=$lute_total_ms
 
 # (d) memory while importing a large rootfs: it must stream, not buffer.
 log "(d) importing a ${IMPORT_MB} MB rootfs directory"
@@ -227,11 +237,14 @@ cat <<EOF
 
 | | wall / iteration | agent container | exam container | proctor's own work | own share of the loop | whole process / $ITER | peak RSS |
 |---|---|---|---|---|---|---|---|
-| Lute 0.2.1, uncaged | $(field "$lute_json" wall_ms) ms | $(field "$lute_json" agent_ms) ms (host process) | (host process) | | | $(( lute_total_ms / ITER )) ms | $(( lute_rss / 1024 )) MB |
+| Lute 0.2.1, uncaged (first) | $(field "$lute_first" wall_ms) ms | $(field "$lute_first" agent_ms) ms (host process) | (host process) | | | $(( lute_first_total / ITER )) ms | $(( lute_rss / 1024 )) MB |
+| Lute 0.2.1, uncaged (again, after proctor's) | $(field "$lute_second" wall_ms) ms | $(field "$lute_second" agent_ms) ms (host process) | (host process) | | | $(( lute_second_total / ITER )) ms | |
 | proctor on Docker | $(field "$docker_loop" wall_ms) ms | $(field "$docker_loop" agent_ms) ms | $(field "$docker_loop" exam_ms) ms | $(field "$docker_loop" own_ms) ms | $(field "$docker_loop" own_share pct) % | $(( docker_total / ITER )) ms | $(( docker_rss / 1024 )) MB |
+| proctor on Docker, nothing prepared ahead | $(field "$docker_cold_loop" wall_ms) ms | $(field "$docker_cold_loop" agent_ms) ms | $(field "$docker_cold_loop" exam_ms) ms | $(field "$docker_cold_loop" own_ms) ms | $(field "$docker_cold_loop" own_share pct) % | $(( docker_cold_total / ITER )) ms | |
 EOF
 if [ -z "${SKIP_PODMAN:-}" ]; then
   echo "| proctor on Podman | $(field "$podman_loop" wall_ms) ms | $(field "$podman_loop" agent_ms) ms | $(field "$podman_loop" exam_ms) ms | $(field "$podman_loop" own_ms) ms | $(field "$podman_loop" own_share pct) % | $(( podman_total / ITER )) ms | $(( podman_rss / 1024 )) MB |"
+  echo "| proctor on Podman, nothing prepared ahead | $(field "$podman_cold_loop" wall_ms) ms | $(field "$podman_cold_loop" agent_ms) ms | $(field "$podman_cold_loop" exam_ms) ms | $(field "$podman_cold_loop" own_ms) ms | $(field "$podman_cold_loop" own_share pct) % | $(( podman_cold_total / ITER )) ms | |"
 fi
 cat <<EOF
 
@@ -240,5 +253,5 @@ cat <<EOF
 - \`proctor once\`, $ITER iterations: $(( docker_rss / 1024 )) MB on Docker$( [ -z "${SKIP_PODMAN:-}" ] && echo ", $(( podman_rss / 1024 )) MB on Podman").
 - \`proctor image import\` of a ${IMPORT_MB} MB directory: $(( import_rss / 1024 )) MB.
 
-Raw: lute $lute_json · docker $docker_loop$( [ -z "${SKIP_PODMAN:-}" ] && echo " · podman $podman_loop")
+Raw: lute $lute_first, again $lute_second · docker $docker_loop · docker, cold $docker_cold_loop$( [ -z "${SKIP_PODMAN:-}" ] && echo " · podman $podman_loop · podman, cold $podman_cold_loop")
 EOF

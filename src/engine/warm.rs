@@ -16,9 +16,23 @@ use crate::cage::Cage;
 use crate::manifest::LoopSpec;
 use crate::state::ledger;
 
-/// Containers kept ahead: the step about to run and the two after it (one
-/// full iteration), so each has about an iteration's time to start.
-const LOOKAHEAD: usize = 3;
+/// Containers kept ahead: the step about to run and the three after it, so
+/// each container has one to two iterations' time to start. Measured on a
+/// 2-core machine (docs/benchmark.md): 3 left agents waiting for their
+/// start; more than 4 gained nothing and wastes more at a loop's end.
+const LOOKAHEAD: usize = 4;
+
+/// How many steps ahead to prepare: [`LOOKAHEAD`], or `PROCTOR_PREPARE_AHEAD`
+/// (`0` turns preparing off: every container starts cold, as a diagnostic).
+fn lookahead() -> usize {
+    static AHEAD: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *AHEAD.get_or_init(|| {
+        std::env::var("PROCTOR_PREPARE_AHEAD")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map_or(LOOKAHEAD, |n: usize| n.min(8))
+    })
+}
 
 /// The step the engine is about to take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +53,11 @@ impl<C: Cage> Engine<'_, C> {
     /// Prepares the containers of `next` and of the steps predicted after
     /// it: agents and exams alternate, agents only within the run budget.
     pub(super) fn warm_up(&mut self, spec: &LoopSpec, next: Step) {
+        let lookahead = lookahead();
         let mut run = self.runs.get(&spec.id).copied().unwrap_or(0) + 1;
         let mut seq = self.exams;
         let mut step = next;
-        for _ in 0..LOOKAHEAD {
+        for _ in 0..lookahead {
             match step {
                 Step::Agent => {
                     if !self.within_run_budget(spec, run) {
