@@ -4,7 +4,7 @@
 #       proctor's cage vs `docker run --rm` / `podman run --rm` of the same
 #       image, command, hardening and mounts (N runs, medians);
 #   (b) a loop of ITER iterations with a trivial agent and exam (`proctor
-#       once`, the exam passes on the ITER-th commit) on Docker: wall time
+#       run`, the exam passes on the ITER-th commit) on Docker: wall time
 #       per iteration, split into container time and proctor's own work;
 #   (c) the same on Podman;
 #   (d) proctor's peak memory (max RSS) in those loops and while importing
@@ -97,7 +97,7 @@ round_trip() { # name socket cli...
 # ------------------------------------------------------------ (b), (c) ----
 # A repository whose agent appends a line and whose exam passes once the
 # file has ITER lines: ITER iterations of agent, commit, exam.
-make_repo() { # dir
+make_repo() { # dir [agent-network]
   mkdir -p "$1"
   (
     cd "$1"
@@ -106,7 +106,10 @@ make_repo() { # dir
     git config user.name bench
     printf 'cat >/dev/null\necho line >> counter\n' > agent.sh
     printf '[ -f counter ] && [ "$(wc -l < counter)" -ge %s ]\n' "$ITER" > exam.sh
-    git add agent.sh exam.sh
+    # proctor's manifest; Lute runs the same agent and exam through `lute once`.
+    printf 'loop: bench\ntask: append a line to counter\nagent: sh agent.sh\ndone_when: sh exam.sh\nbudget: %s runs\nnetwork: %s\n' \
+      "$ITER" "${2:-open}" > proctor.yaml
+    git add agent.sh exam.sh proctor.yaml
     git commit -qm init
   )
 }
@@ -141,16 +144,15 @@ PY
 
 peak_rss_kb() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1"; }
 
-proctor_loop() { # name socket [prepare-ahead]
-  local name=$1 socket=$2 ahead=${3:-} dir="$work/loop-$1"
+proctor_loop() { # name socket agent-network [prepare-ahead]
+  local name=$1 socket=$2 network=$3 ahead=${4:-} dir="$work/loop-$1"
   log "(b/c) $name: a $ITER-iteration loop through proctor"
-  make_repo "$dir"
+  make_repo "$dir" "$network"
   local start
   start=$(now_ms)
   (cd "$dir" && DOCKER_HOST="unix://$socket" PROCTOR_KEY_DIR="$work/keys" \
-    ${ahead:+PROCTOR_PREPARE_AHEAD=$ahead} \
-    /usr/bin/time -v -o "$work/time-$name" "$PROCTOR" once --until "sh exam.sh" \
-    --agent "sh agent.sh" --budget "$ITER runs" -- "append a line to counter" \
+    PROCTOR_PREPARE_AHEAD="$ahead" \
+    /usr/bin/time -v -o "$work/time-$name" "$PROCTOR" run \
     >"$work/out-$name" 2>&1) || { cat "$work/out-$name" >&2; exit 1; }
   loop_total_ms=$(( $(now_ms) - start ))
   loop_json=$(split_events "$dir/.proctor/events.jsonl" proctor)
@@ -188,16 +190,17 @@ if [ -z "${SKIP_PODMAN:-}" ]; then
 fi
 
 lute_loop
-proctor_loop docker "$DOCKER_SOCK"
-docker_loop=$loop_json; docker_total=$loop_total_ms; docker_rss=$loop_rss
-proctor_loop docker-cold "$DOCKER_SOCK" 0
-docker_cold_loop=$loop_json; docker_cold_total=$loop_total_ms
-if [ -z "${SKIP_PODMAN:-}" ]; then
-  proctor_loop podman "$PODMAN_SOCK"
-  podman_loop=$loop_json; podman_total=$loop_total_ms; podman_rss=$loop_rss
-  proctor_loop podman-cold "$PODMAN_SOCK" 0
-  podman_cold_loop=$loop_json; podman_cold_total=$loop_total_ms
-fi
+declare -A loops totals
+variants=(docker docker-none docker-cold)
+[ -z "${SKIP_PODMAN:-}" ] && variants+=(podman podman-none podman-cold)
+for v in "${variants[@]}"; do
+  case $v in docker*) sock=$DOCKER_SOCK ;; *) sock=$PODMAN_SOCK ;; esac
+  case $v in *-none) net=none ;; *) net=open ;; esac
+  case $v in *-cold) ahead=0 ;; *) ahead= ;; esac
+  proctor_loop "$v" "$sock" "$net" "$ahead"
+  loops[$v]=$loop_json; totals[$v]=$loop_total_ms
+  case $v in docker) docker_rss=$loop_rss ;; podman) podman_rss=$loop_rss ;; esac
+done
 
 # Lute again: the machine's load may have changed since the first one.
 lute_first=$lute_json; lute_first_total=$lute_total_ms
@@ -239,19 +242,29 @@ cat <<EOF
 |---|---|---|---|---|---|---|---|
 | Lute 0.2.1, uncaged (first) | $(field "$lute_first" wall_ms) ms | $(field "$lute_first" agent_ms) ms (host process) | (host process) | | | $(( lute_first_total / ITER )) ms | $(( lute_rss / 1024 )) MB |
 | Lute 0.2.1, uncaged (again, after proctor's) | $(field "$lute_second" wall_ms) ms | $(field "$lute_second" agent_ms) ms (host process) | (host process) | | | $(( lute_second_total / ITER )) ms | |
-| proctor on Docker | $(field "$docker_loop" wall_ms) ms | $(field "$docker_loop" agent_ms) ms | $(field "$docker_loop" exam_ms) ms | $(field "$docker_loop" own_ms) ms | $(field "$docker_loop" own_share pct) % | $(( docker_total / ITER )) ms | $(( docker_rss / 1024 )) MB |
-| proctor on Docker, nothing prepared ahead | $(field "$docker_cold_loop" wall_ms) ms | $(field "$docker_cold_loop" agent_ms) ms | $(field "$docker_cold_loop" exam_ms) ms | $(field "$docker_cold_loop" own_ms) ms | $(field "$docker_cold_loop" own_share pct) % | $(( docker_cold_total / ITER )) ms | |
 EOF
-if [ -z "${SKIP_PODMAN:-}" ]; then
-  echo "| proctor on Podman | $(field "$podman_loop" wall_ms) ms | $(field "$podman_loop" agent_ms) ms | $(field "$podman_loop" exam_ms) ms | $(field "$podman_loop" own_ms) ms | $(field "$podman_loop" own_share pct) % | $(( podman_total / ITER )) ms | $(( podman_rss / 1024 )) MB |"
-  echo "| proctor on Podman, nothing prepared ahead | $(field "$podman_cold_loop" wall_ms) ms | $(field "$podman_cold_loop" agent_ms) ms | $(field "$podman_cold_loop" exam_ms) ms | $(field "$podman_cold_loop" own_ms) ms | $(field "$podman_cold_loop" own_share pct) % | $(( podman_cold_total / ITER )) ms | |"
-fi
+describe() {
+  case $1 in
+    docker) echo "proctor on Docker (agent network \`open\`, the default)" ;;
+    docker-none) echo "proctor on Docker, agent network \`none\`" ;;
+    docker-cold) echo "proctor on Docker, nothing prepared ahead (\`open\`)" ;;
+    podman) echo "proctor on Podman (agent network \`open\`)" ;;
+    podman-none) echo "proctor on Podman, agent network \`none\`" ;;
+    podman-cold) echo "proctor on Podman, nothing prepared ahead (\`open\`)" ;;
+  esac
+}
+for v in "${variants[@]}"; do
+  j=${loops[$v]}
+  rss=
+  case $v in docker) rss="$(( docker_rss / 1024 )) MB" ;; podman) rss="$(( podman_rss / 1024 )) MB" ;; esac
+  echo "| $(describe "$v") | $(field "$j" wall_ms) ms | $(field "$j" agent_ms) ms | $(field "$j" exam_ms) ms | $(field "$j" own_ms) ms | $(field "$j" own_share pct) % | $(( ${totals[$v]} / ITER )) ms | $rss |"
+done
 cat <<EOF
 
 ### (d) peak memory
 
-- \`proctor once\`, $ITER iterations: $(( docker_rss / 1024 )) MB on Docker$( [ -z "${SKIP_PODMAN:-}" ] && echo ", $(( podman_rss / 1024 )) MB on Podman").
+- \`proctor run\`, $ITER iterations: $(( docker_rss / 1024 )) MB on Docker$( [ -z "${SKIP_PODMAN:-}" ] && echo ", $(( podman_rss / 1024 )) MB on Podman").
 - \`proctor image import\` of a ${IMPORT_MB} MB directory: $(( import_rss / 1024 )) MB.
 
-Raw: lute $lute_first, again $lute_second · docker $docker_loop · docker, cold $docker_cold_loop$( [ -z "${SKIP_PODMAN:-}" ] && echo " · podman $podman_loop · podman, cold $podman_cold_loop")
+Raw: lute $lute_first, again $lute_second$(for v in "${variants[@]}"; do printf ' · %s %s' "$v" "${loops[$v]}"; done)
 EOF

@@ -1,7 +1,9 @@
-//! Containers started ahead of need (`Cage::prepare`), on both engines: the
-//! command runs only when the invocation is run, with the late values and
-//! stdin of the run; a prepared container is used only for an equal
-//! invocation; `settle` leaves nothing behind.
+//! The cage's speed paths, on both engines. Containers started ahead of
+//! need (`Cage::prepare`): the command runs only when the invocation is run,
+//! with the late values and stdin of the run; a prepared container is used
+//! only for an equal invocation; `settle` leaves nothing behind. Containers
+//! without network (on Docker: network disabled, no libnetwork hook) still
+//! resolve `localhost` and have nothing but loopback.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -163,7 +165,26 @@ on_both_engines!(
     a_prepared_container_runs_the_command_only_when_used,
     a_prepared_container_serves_only_an_equal_invocation,
     exit_codes_and_timeouts_hold_through_the_gate,
+    no_network_still_resolves_localhost,
 );
+
+async fn no_network_still_resolves_localhost(engine: EngineKind) {
+    let f = Fixture::new("localhost", engine).await;
+    let script = "ls /sys/class/net; getent hosts localhost | head -1; \
+                  cat /proc/net/route | tail -n +2 | wc -l";
+    let outcome = f.cage.run(f.inv(script)).await.expect("run");
+    assert_eq!(outcome.exit_code, 0, "{}", f.log());
+    let log = f.log();
+    let mut lines = log.lines();
+    assert_eq!(lines.next(), Some("lo"), "{log}");
+    let resolved = lines.next().unwrap_or_default();
+    assert!(
+        resolved.starts_with("127.0.0.1") || resolved.starts_with("::1"),
+        "{log}"
+    );
+    assert_eq!(lines.next(), Some("0"), "a route out exists: {log}");
+    f.settle_and_check().await;
+}
 
 async fn a_prepared_container_runs_the_command_only_when_used(engine: EngineKind) {
     let f = Fixture::new("used", engine).await;

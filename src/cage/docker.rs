@@ -537,6 +537,15 @@ impl DockerCage {
             });
         }
 
+        // Docker makes no `/etc/hosts` for a container whose network is
+        // disabled rather than `none` (see `spec.rs`).
+        if self.kind == EngineKind::Docker
+            && inv.network == NetworkPolicy::None
+            && !binds.iter().any(|b| b.target == "/etc/hosts")
+        {
+            binds.push(self.identities.hosts_bind()?);
+        }
+
         let mut env = Vec::with_capacity(inv.env.len() + 2);
         for (name, value) in &inv.env {
             if name.is_empty() || name.contains('=') || name.contains('\0') || value.contains('\0')

@@ -113,10 +113,17 @@ pub(crate) fn group_text(gid: u32) -> String {
     text
 }
 
-/// Generated passwd/group files, written once per `uid:gid` per process.
+/// The `/etc/hosts` of a container without network on Docker, which then
+/// makes none itself (see `spec.rs`): `localhost` must still resolve.
+pub(crate) const HOSTS_TEXT: &str =
+    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+/// Generated passwd/group files, written once per `uid:gid` per process,
+/// and the generated hosts file.
 #[derive(Debug, Default)]
 pub(crate) struct IdentityFiles {
     written: Mutex<HashMap<(u32, u32), (PathBuf, PathBuf)>>,
+    hosts: Mutex<Option<PathBuf>>,
 }
 
 impl IdentityFiles {
@@ -135,6 +142,25 @@ impl IdentityFiles {
                 read_only: true,
             },
         ])
+    }
+
+    /// A read-only bind of a generated `/etc/hosts` ([`HOSTS_TEXT`]).
+    pub(crate) fn hosts_bind(&self) -> Result<BindSpec, CageError> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let path = match hosts.as_ref().filter(|p| p.exists()) {
+            Some(path) => path.clone(),
+            None => {
+                let path = private_temp_dir()?.join("hosts");
+                write_atomically(&path, HOSTS_TEXT.as_bytes())?;
+                *hosts = Some(path.clone());
+                path
+            }
+        };
+        Ok(BindSpec {
+            source: path,
+            target: "/etc/hosts".into(),
+            read_only: true,
+        })
     }
 
     fn paths(&self, uid: u32, gid: u32) -> Result<(PathBuf, PathBuf), CageError> {
