@@ -106,10 +106,13 @@ make_repo() { # dir [agent-network]
     git config user.name bench
     printf 'cat >/dev/null\necho line >> counter\n' > agent.sh
     printf '[ -f counter ] && [ "$(wc -l < counter)" -ge %s ]\n' "$ITER" > exam.sh
-    # proctor's manifest; Lute runs the same agent and exam through `lute once`.
-    printf 'loop: bench\ntask: append a line to counter\nagent: sh agent.sh\ndone_when: sh exam.sh\nbudget: %s runs\nnetwork: %s\n' \
-      "$ITER" "${2:-open}" > proctor.yaml
-    git add agent.sh exam.sh proctor.yaml
+    # proctor's manifest (none for `once`); Lute runs the same agent and
+    # exam through `lute once`.
+    if [ "${2:-}" != once ]; then
+      printf 'loop: bench\ntask: append a line to counter\nagent: sh agent.sh\ndone_when: sh exam.sh\nbudget: %s runs\nnetwork: %s\n' \
+        "$ITER" "${2:-open}" > proctor.yaml
+    fi
+    git add .
     git commit -qm init
   )
 }
@@ -146,13 +149,17 @@ peak_rss_kb() { awk -F': ' '/Maximum resident set size/ {print $2}' "$1"; }
 
 proctor_loop() { # name socket agent-network [prepare-ahead]
   local name=$1 socket=$2 network=$3 ahead=${4:-} dir="$work/loop-$1"
+  # `once` has no manifest file, hence no exam materials to mount read-only
+  # inside the exam's tree: its exams can be prepared ahead as well.
+  local verb=(run)
+  case $name in *-once) verb=(once --until "sh exam.sh" --agent "sh agent.sh" --budget "$ITER runs" -- "append a line to counter") ;; esac
   log "(b/c) $name: a $ITER-iteration loop through proctor"
-  make_repo "$dir" "$network"
+  case $name in *-once) make_repo "$dir" once ;; *) make_repo "$dir" "$network" ;; esac
   local start
   start=$(now_ms)
   (cd "$dir" && DOCKER_HOST="unix://$socket" PROCTOR_KEY_DIR="$work/keys" \
     PROCTOR_PREPARE_AHEAD="$ahead" \
-    /usr/bin/time -v -o "$work/time-$name" "$PROCTOR" run \
+    /usr/bin/time -v -o "$work/time-$name" "$PROCTOR" "${verb[@]}" \
     >"$work/out-$name" 2>&1) || { cat "$work/out-$name" >&2; exit 1; }
   loop_total_ms=$(( $(now_ms) - start ))
   loop_json=$(split_events "$dir/.proctor/events.jsonl" proctor)
@@ -162,7 +169,7 @@ proctor_loop() { # name socket agent-network [prepare-ahead]
 lute_loop() {
   local dir="$work/loop-lute-$(now_ms)"
   log "(b) Lute: a $ITER-iteration loop, uncaged"
-  make_repo "$dir"
+  make_repo "$dir" once
   local start
   start=$(now_ms)
   (cd "$dir" && /usr/bin/time -v -o "$work/time-lute" "$LUTE" once --until "sh exam.sh" \
@@ -191,8 +198,8 @@ fi
 
 lute_loop
 declare -A loops totals
-variants=(docker docker-none docker-cold)
-[ -z "${SKIP_PODMAN:-}" ] && variants+=(podman podman-none podman-cold)
+variants=(docker docker-none docker-once docker-cold)
+[ -z "${SKIP_PODMAN:-}" ] && variants+=(podman podman-none podman-once podman-cold)
 for v in "${variants[@]}"; do
   case $v in docker*) sock=$DOCKER_SOCK ;; *) sock=$PODMAN_SOCK ;; esac
   case $v in *-none) net=none ;; *) net=open ;; esac
@@ -247,9 +254,11 @@ describe() {
   case $1 in
     docker) echo "proctor on Docker (agent network \`open\`, the default)" ;;
     docker-none) echo "proctor on Docker, agent network \`none\`" ;;
+    docker-once) echo "proctor on Docker, \`once\` (no manifest: exams prepared too; \`open\`)" ;;
     docker-cold) echo "proctor on Docker, nothing prepared ahead (\`open\`)" ;;
     podman) echo "proctor on Podman (agent network \`open\`)" ;;
     podman-none) echo "proctor on Podman, agent network \`none\`" ;;
+    podman-once) echo "proctor on Podman, \`once\` (no manifest: exams prepared too; \`open\`)" ;;
     podman-cold) echo "proctor on Podman, nothing prepared ahead (\`open\`)" ;;
   esac
 }
