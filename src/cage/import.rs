@@ -47,8 +47,10 @@ pub struct ImportReport {
     pub name: String,
     /// The image id (`sha256:...`).
     pub id: String,
-    /// Entries written to the stream (directory source) or tar bytes sent.
+    /// Entries tarred from a directory source (0 for a tar source, which
+    /// is passed through as it is).
     pub entries: u64,
+    /// Bytes of tar sent to the engine.
     pub bytes: u64,
     /// Device files, fifos and sockets of a directory source, which an image
     /// cannot usefully hold: the first few paths, and how many in all.
