@@ -43,7 +43,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs();
     for (unit, scale) in [('d', 86_400), ('h', 3600), ('m', 60)] {
-        if secs != 0 && secs % scale == 0 {
+        if secs != 0 && secs.is_multiple_of(scale) {
             return format!("{}{unit}", secs / scale);
         }
     }
@@ -147,7 +147,7 @@ pub fn parse_memory(s: &str) -> Option<u64> {
 pub fn format_memory(bytes: u64) -> String {
     for (unit, shift) in [('t', 40), ('g', 30), ('m', 20), ('k', 10)] {
         let scale = 1u64 << shift;
-        if bytes != 0 && bytes % scale == 0 {
+        if bytes != 0 && bytes.is_multiple_of(scale) {
             return format!("{}{unit}", bytes / scale);
         }
     }
