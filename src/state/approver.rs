@@ -14,8 +14,6 @@
 //! MAC key the operator could approve in the other person's name.
 
 use std::fs;
-use std::io::Read;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -60,32 +58,7 @@ impl ApproverKey {
     /// Loads the approver key in `dir`, creating it on first use.
     pub fn load_or_create(dir: &Path) -> Result<ApproverKey, KeyError> {
         let path = dir.join(SECRET_FILE);
-        let io = |source| KeyError::Io {
-            path: path.clone(),
-            source,
-        };
-        if !path.exists() {
-            fs::create_dir_all(dir).map_err(io)?;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
-            let mut seed = [0u8; 32];
-            fs::File::open("/dev/urandom")
-                .and_then(|mut f| f.read_exact(&mut seed))
-                .map_err(io)?;
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    std::io::Write::write_all(&mut file, hex::encode(seed).as_bytes())
-                        .map_err(io)?;
-                }
-                // Another process created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io(e)),
-            }
-        }
+        super::key::ensure_secret_file(dir, &path)?;
         let key = ApproverKey::load(&path)?;
         let public_path = dir.join(PUBLIC_FILE);
         let line = key.public_line();
@@ -224,6 +197,7 @@ pub fn parse_public(text: &str) -> Vec<VerifyingKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn a_signature_verifies_only_under_a_trusted_key() {

@@ -51,32 +51,7 @@ impl AnswerKey {
     /// Loads the key, creating it (0600 in a 0700 directory) on first use.
     pub fn load_or_create(dir: &Path) -> Result<AnswerKey, KeyError> {
         let path = dir.join(KEY_FILE);
-        let io = |source| KeyError::Io {
-            path: path.clone(),
-            source,
-        };
-        if !path.exists() {
-            fs::create_dir_all(dir).map_err(io)?;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
-            let mut secret = [0u8; 32];
-            fs::File::open("/dev/urandom")
-                .and_then(|mut f| f.read_exact(&mut secret))
-                .map_err(io)?;
-            let mut file = match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-            {
-                Ok(file) => file,
-                // Another process created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return AnswerKey::load(&path)
-                }
-                Err(e) => return Err(io(e)),
-            };
-            std::io::Write::write_all(&mut file, hex::encode(secret).as_bytes()).map_err(io)?;
-        }
+        ensure_secret_file(dir, &path)?;
         AnswerKey::load(&path)
     }
 
@@ -121,6 +96,37 @@ impl AnswerKey {
             }
             Err(_) => false,
         }
+    }
+}
+
+/// Makes `path` (in `dir`) hold 32 random bytes, hex, unless it exists:
+/// the file 0600 in a 0700 directory. When two processes race, the first
+/// file written wins and both use it.
+pub(crate) fn ensure_secret_file(dir: &Path, path: &Path) -> Result<(), KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir).map_err(io)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+    let mut secret = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut secret))
+        .map_err(io)?;
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut file) => {
+            std::io::Write::write_all(&mut file, hex::encode(secret).as_bytes()).map_err(io)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io(e)),
     }
 }
 
