@@ -308,20 +308,10 @@ fn an_agents_edit_left_by_a_killed_run_is_quarantined_on_resume() {
         .file("agent.sh", agent)
         .manifest("loop: fix\nagent: sh agent.sh\ndone_when: sh test.sh\nbudget: 2 runs\nprotected: [test.sh]\n")
         .commit("buggy");
-    let mut child = repo
-        .command(&["run"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !(repo.exists("started") && repo.read("test.sh") == "echo ok\n") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the agent never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let mut child = repo.spawn_quiet(&["run"]);
+    repo.wait_until("the agent never started", |r| {
+        r.exists("started") && r.read("test.sh") == "echo ok\n"
+    });
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
     let out = repo.proctor(&["run"]);

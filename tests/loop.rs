@@ -284,20 +284,8 @@ fn kill_nine_mid_run_then_rerun_completes() {
     let repo = buggy("loop: fix\nagent: sh agent.sh\ndone_when: sh test.sh\nbudget: 3 runs\n")
         .file("agent.sh", &agent)
         .commit("slow agent");
-    let mut child = repo
-        .command(&["run"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !repo.exists("slow.txt") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the agent never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let mut child = repo.spawn_quiet(&["run"]);
+    repo.wait_until("the agent never started", |r| r.exists("slow.txt"));
     // SIGKILL: no cleanup at all.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
@@ -450,20 +438,8 @@ fn ctrl_c_removes_the_runs_containers() {
             "loop: slow\nagent: 'touch started; sleep 120'\ndone_when: 'exit 1'\nbudget: 1 run\n",
         )
         .commit("slow");
-    let mut child = repo
-        .command(&["run"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !repo.exists("started") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the agent never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    let mut child = repo.spawn_quiet(&["run"]);
+    repo.wait_until("the agent never started", |r| r.exists("started"));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));

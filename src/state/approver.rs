@@ -27,15 +27,7 @@ const PUBLIC_TAG: &str = "proctor-approver-v1";
 
 /// The directory of trusted approvers' public keys on this host.
 pub fn approvers_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PROCTOR_APPROVERS_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .unwrap_or_else(|| PathBuf::from("/etc/proctor"));
-    config.join("proctor").join("approvers")
+    super::key::config_dir("PROCTOR_APPROVERS_DIR", "approvers")
 }
 
 /// The id of a public key: 16 hex digits of a domain-separated SHA-256.

@@ -30,7 +30,13 @@ pub enum KeyError {
 
 /// The directory that holds the key.
 pub fn key_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("PROCTOR_KEY_DIR").filter(|d| !d.is_empty()) {
+    config_dir("PROCTOR_KEY_DIR", "keys")
+}
+
+/// `$<var>` when set, else `proctor/<leaf>` under `$XDG_CONFIG_HOME`
+/// (or `~/.config`): host-side directories outside every repository.
+pub(crate) fn config_dir(var: &str, leaf: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(var).filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
     let config = std::env::var_os("XDG_CONFIG_HOME")
@@ -38,7 +44,7 @@ pub fn key_dir() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
         .unwrap_or_else(|| PathBuf::from("/etc/proctor"));
-    config.join("proctor").join("keys")
+    config.join("proctor").join(leaf)
 }
 
 /// An HMAC key for answers.

@@ -127,6 +127,25 @@ impl TestRepo {
         cmd
     }
 
+    /// Starts the binary in the background, output discarded.
+    pub fn spawn_quiet(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits (up to 60 s) until `ready` holds, e.g. until an agent has
+    /// started; fails the test with `what` otherwise.
+    pub fn wait_until(&self, what: &str, ready: impl Fn(&TestRepo) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !ready(self) {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     pub fn proctor_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = self.command(args);
         for (k, v) in env {
