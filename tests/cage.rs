@@ -402,12 +402,15 @@ async fn dropped_run_removes_its_container(engine: EngineKind) {
 
 async fn failed_start_leaves_nothing(engine: EngineKind) {
     let f = Fixture::new("failstart", engine).await;
-    // A mount point inside the read-only `/usr` bind cannot be created, so
-    // the container is created but cannot start.
+    // A mount point inside a file (the generated `/etc/passwd`) cannot be
+    // created by any runtime, so the container is created but cannot start.
+    // (Not one inside the read-only `/usr` bind: crun binds it read-write
+    // first and remounts it read-only last, so it creates the mount point
+    // in the host's `/usr` and starts.)
     let mut inv = f.inv("true");
     inv.mounts = vec![Mount {
         host: f.dir.path().to_path_buf(),
-        container: "/usr/proctor-cannot-exist".into(),
+        container: "/etc/passwd/proctor-cannot-exist".into(),
         read_only: true,
     }];
     let result = f.cage.run(inv).await;

@@ -797,11 +797,12 @@ fn a_runtime_the_engine_would_ignore_is_refused(engine: EngineKind) {
     let rt = runtime();
     rt.block_on(async {
         let cage = cage(engine).await;
-        // Docker honours a named runtime (runc works on every host); the
-        // Podman service here runs runc, so ask it for crun.
+        // Docker honours a named runtime (runc works on every host); ask
+        // the Podman service for the one of runc and crun it does not run.
         let other = match engine {
             EngineKind::Docker => "runc",
-            EngineKind::Podman => "crun",
+            EngineKind::Podman if cage.default_runtime() == Some("runc") => "crun",
+            EngineKind::Podman => "runc",
         };
         let cage = cage.with_runtime(RuntimeChoice::Named(other.into()));
         let dir = tempfile::tempdir().expect("temp dir");

@@ -326,6 +326,12 @@ impl DockerCage {
         &self.runtimes
     }
 
+    /// The engine's default OCI runtime, as its `/info` names it (on
+    /// Podman, the one every container of the service runs with).
+    pub fn default_runtime(&self) -> Option<&str> {
+        self.default_runtime.as_deref()
+    }
+
     /// The runtime containers run with, once known: `Some(None)` is the
     /// engine default, `None` means no container has started yet under
     /// [`RuntimeChoice::Auto`].
@@ -713,8 +719,8 @@ impl DockerCage {
             return error;
         }
         let hint = match self.kind {
-            EngineKind::Podman => "start Podman with runc instead: `podman --runtime runc system service --time=0 unix:///run/podman/podman.sock &`, or set `runtime = \"runc\"` under `[engine]` in /etc/containers/containers.conf",
-            EngineKind::Docker => "choose `runc` as the OCI runtime in `.proctor/config.yaml`",
+            EngineKind::Podman => "give each controller listed in /sys/fs/cgroup/unified/cgroup.controllers a v1 hierarchy (e.g. `mkdir /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb`), or start Podman with runc instead: `podman --runtime runc system service --time=0 unix:///run/podman/podman.sock &`, or set `runtime = \"runc\"` under `[engine]` in /etc/containers/containers.conf",
+            EngineKind::Docker => "give each controller listed in /sys/fs/cgroup/unified/cgroup.controllers a v1 hierarchy (e.g. `mkdir /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb`), or choose `runc` as the OCI runtime in `.proctor/config.yaml`",
         };
         CageError::RuntimeUnusable {
             message,
