@@ -508,6 +508,6 @@ async fn describe_names_engine_and_version() {
             version.chars().next().is_some_and(|c| c.is_ascii_digit()),
             "{description}"
         );
-        assert!(!Path::new(&cage.socket()).as_os_str().is_empty());
+        assert!(cage.address().to_string().starts_with("unix:///"));
     }
 }

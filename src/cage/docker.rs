@@ -25,6 +25,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use super::address::{EngineAddress, TlsEnv};
 use super::host_image::{
     empty_rootfs_tar, parse_numeric_user, toolchain_binds, unique_suffix, IdentityFiles,
 };
@@ -96,13 +97,29 @@ pub enum RuntimeChoice {
     Named(String),
 }
 
-/// A local Docker or Podman engine, reached through its API socket.
+/// How a container's mounts reach it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// Host paths are bind-mounted: the engine shares this machine's
+    /// filesystem. The fast, local case.
+    Bind,
+    /// Every mount travels as a tar stream through the API: uploaded into
+    /// a volume before start, writable ones downloaded and applied after
+    /// the exit (see `transfer.rs`). Always so for a `tcp://` engine;
+    /// `PROCTOR_TRANSFER=tar` forces it on a local one.
+    Tar,
+}
+
+/// A Docker or Podman engine, reached through its API socket or address.
 #[derive(Debug)]
 pub struct DockerCage {
     docker: Docker,
     kind: EngineKind,
     version: String,
-    socket: PathBuf,
+    address: EngineAddress,
+    /// The same address for the libpod calls.
+    libpod: libpod::Endpoint,
+    transfer: Transfer,
     /// Podman's native API version, for the libpod calls.
     libpod_version: String,
     /// Runtime names the engine lists and whose binary exists.
@@ -144,17 +161,19 @@ enum InitPlan {
 
 impl DockerCage {
     /// Finds and connects to an engine: `DOCKER_HOST` if set, else `hint`
-    /// (`docker`, `podman`, or a socket path), else the first of the usual
-    /// sockets that answers.
+    /// (`docker`, `podman`, a socket path or a `tcp://` address), else the
+    /// first of the usual sockets that answers.
     pub async fn connect(hint: Option<&str>) -> Result<DockerCage, CageError> {
         let docker_host = std::env::var("DOCKER_HOST").ok();
         let xdg = std::env::var("XDG_RUNTIME_DIR").ok();
-        let candidates = socket_candidates(docker_host.as_deref(), hint, xdg.as_deref())?;
+        let tls = TlsEnv::from_env();
+        let candidates = socket_candidates(docker_host.as_deref(), hint, xdg.as_deref(), &tls)?;
         let mut tried = Vec::new();
-        for socket in candidates {
-            match ping(&socket).await {
-                Ok(docker) => return DockerCage::from_engine(docker, socket).await,
-                Err(reason) => tried.push(format!("unix://{}: {reason}", socket.display())),
+        for address in candidates {
+            match ping(&address).await {
+                Ok(docker) => return DockerCage::from_engine(docker, address).await,
+                Err(PingError::Fatal(error)) => return Err(error),
+                Err(PingError::NoAnswer(reason)) => tried.push(format!("{address}: {reason}")),
             }
         }
         Err(CageError::NoEngine {
@@ -162,25 +181,28 @@ impl DockerCage {
         })
     }
 
-    /// Connects to exactly this socket (`unix:///path` or `/path`), with
-    /// no discovery and regardless of `DOCKER_HOST`.
-    pub async fn connect_to(socket: &str) -> Result<DockerCage, CageError> {
-        let socket = unix_socket_path(socket, "engine")?;
-        match ping(&socket).await {
-            Ok(docker) => DockerCage::from_engine(docker, socket).await,
-            Err(reason) => Err(CageError::NoEngine {
-                tried: format!("unix://{}: {reason}", socket.display()),
+    /// Connects to exactly this address (`unix:///path`, `/path` or
+    /// `tcp://host:port`), with no discovery and regardless of
+    /// `DOCKER_HOST` (though TLS still follows `DOCKER_TLS_VERIFY`).
+    pub async fn connect_to(address: &str) -> Result<DockerCage, CageError> {
+        let address = EngineAddress::parse(address, "engine", &TlsEnv::from_env())?;
+        match ping(&address).await {
+            Ok(docker) => DockerCage::from_engine(docker, address).await,
+            Err(PingError::Fatal(error)) => Err(error),
+            Err(PingError::NoAnswer(reason)) => Err(CageError::NoEngine {
+                tried: format!("{address}: {reason}"),
             }),
         }
     }
 
-    async fn from_engine(docker: Docker, socket: PathBuf) -> Result<DockerCage, CageError> {
+    async fn from_engine(docker: Docker, address: EngineAddress) -> Result<DockerCage, CageError> {
         // One `/version` call both identifies the engine and negotiates the
         // API version (bollard defaults to a newer one than dockerd 20.10
         // speaks), instead of `negotiate_version` plus `version`: Podman
         // answers each in about 300 ms.
         let version = bounded("version", API_TIMEOUT, docker.version()).await?;
-        let docker = negotiated(docker, &socket, version.api_version.as_deref())?;
+        let docker = negotiated(docker, &address, version.api_version.as_deref())?;
+        let remote = address.is_remote();
         let info = bounded("info", API_TIMEOUT, docker.info()).await?;
 
         let podman = version
@@ -218,7 +240,8 @@ impl DockerCage {
             // Podman lists every runtime its config knows of, installed or
             // not; a relative path (Docker's `runc`) is looked up in PATH.
             .filter(|(_, rt)| match rt.path.as_deref() {
-                Some(path) if path.starts_with('/') => Path::new(path).exists(),
+                // A remote engine's files are not this machine's to check.
+                Some(path) if path.starts_with('/') && !remote => Path::new(path).exists(),
                 _ => true,
             })
             .map(|(name, _)| name)
@@ -238,6 +261,9 @@ impl DockerCage {
                 InitPlan::Engine
             }
             EngineKind::Docker => InitPlan::None,
+            // Whether a remote Podman has its init cannot be seen from here;
+            // a missing one fails the first start with the engine's error.
+            EngineKind::Podman if remote => InitPlan::Engine,
             EngineKind::Podman if Path::new(PODMAN_DEFAULT_INIT).exists() => InitPlan::Engine,
             EngineKind::Podman => PODMAN_INIT_FALLBACKS
                 .iter()
@@ -247,11 +273,18 @@ impl DockerCage {
                 .unwrap_or(InitPlan::None),
         };
 
+        let transfer = if remote || transfer_forced() {
+            Transfer::Tar
+        } else {
+            Transfer::Bind
+        };
         Ok(DockerCage {
             docker,
             kind,
             version: engine_version,
-            socket,
+            libpod: libpod::Endpoint::new(&address)?,
+            address,
+            transfer,
             libpod_version,
             runtimes,
             runtime_choice: RuntimeChoice::Auto,
@@ -301,9 +334,36 @@ impl DockerCage {
         &self.version
     }
 
-    /// The socket the engine answers on.
-    pub fn socket(&self) -> &Path {
-        &self.socket
+    /// Where the engine answers.
+    pub fn address(&self) -> &EngineAddress {
+        &self.address
+    }
+
+    /// How mounts reach containers.
+    pub fn transfer(&self) -> Transfer {
+        self.transfer
+    }
+
+    /// Sets how mounts reach containers; [`Transfer::Bind`] is refused
+    /// for a remote engine, which cannot see this machine's paths.
+    pub fn with_transfer(mut self, transfer: Transfer) -> Result<DockerCage, CageError> {
+        if transfer == Transfer::Bind && self.address.is_remote() {
+            return Err(self.remote_refusal(
+                "bind-mounting host paths",
+                "leave the transfer to proctor: it sends trees as tar streams to a remote engine",
+            ));
+        }
+        self.transfer = transfer;
+        Ok(self)
+    }
+
+    /// The error for something a remote engine (or the tar path) cannot do.
+    pub(super) fn remote_refusal(&self, what: &str, hint: &str) -> CageError {
+        CageError::Remote {
+            engine: format!("{} at {}", self.describe(), self.address),
+            what: what.to_string(),
+            hint: hint.to_string(),
+        }
     }
 
     /// The bollard client, for the image calls in `import.rs`.
@@ -528,7 +588,7 @@ impl DockerCage {
             }
             let source = std::fs::canonicalize(&mount.host)
                 .map_err(|e| invalid(format!("mount source `{}`: {e}", mount.host.display())))?;
-            if exposes_socket(&source, &self.socket) {
+            if exposes_socket(&source, &self.address) {
                 return Err(invalid(format!(
                     "mount source `{}` is or contains a socket; the engine socket is never mounted",
                     mount.host.display()
@@ -742,7 +802,7 @@ impl DockerCage {
         EngineLink {
             docker: self.docker.clone(),
             kind: self.kind,
-            socket: self.socket.clone(),
+            libpod: self.libpod.clone(),
             libpod_version: self.libpod_version.clone(),
             describe: self.describe(),
         }
@@ -877,7 +937,7 @@ impl DockerCage {
         // command closed its output but runs on.
         let mut pause = Duration::from_millis(5);
         loop {
-            match libpod::exit_code_if_ended(&self.socket, &self.libpod_version, id, API_TIMEOUT)
+            match libpod::exit_code_if_ended(&self.libpod, &self.libpod_version, id, API_TIMEOUT)
                 .await
             {
                 Ok(Some(code)) => return code,
@@ -1006,7 +1066,7 @@ impl Cage for DockerCage {
 pub(super) struct EngineLink {
     pub docker: Docker,
     pub kind: EngineKind,
-    pub socket: PathBuf,
+    pub libpod: libpod::Endpoint,
     pub libpod_version: String,
     /// [`Cage::describe`], for errors.
     pub describe: String,
@@ -1036,7 +1096,7 @@ async fn create_container(
         }
         EngineKind::Podman => {
             libpod::create_container(
-                &engine.socket,
+                &engine.libpod,
                 &engine.libpod_version,
                 &spec.libpod_body(runtime),
                 API_TIMEOUT,
@@ -1256,21 +1316,22 @@ async fn pump_output(
     }
 }
 
-/// The sockets to try, in order.
+/// The engine addresses to try, in order.
 pub(crate) fn socket_candidates(
     docker_host: Option<&str>,
     hint: Option<&str>,
     xdg_runtime_dir: Option<&str>,
-) -> Result<Vec<PathBuf>, CageError> {
+    tls: &TlsEnv,
+) -> Result<Vec<EngineAddress>, CageError> {
     if let Some(host) = docker_host.map(str::trim).filter(|h| !h.is_empty()) {
-        return Ok(vec![unix_socket_path(host, "DOCKER_HOST")?]);
+        return Ok(vec![EngineAddress::parse(host, "DOCKER_HOST", tls)?]);
     }
     let xdg = xdg_runtime_dir.filter(|x| !x.is_empty()).map(PathBuf::from);
     let docker_rootful = PathBuf::from("/var/run/docker.sock");
     let podman_rootful = PathBuf::from("/run/podman/podman.sock");
     let docker_user = xdg.as_ref().map(|x| x.join("docker.sock"));
     let podman_user = xdg.as_ref().map(|x| x.join("podman/podman.sock"));
-    let list = match hint.map(str::trim).filter(|h| !h.is_empty()) {
+    let sockets: Vec<PathBuf> = match hint.map(str::trim).filter(|h| !h.is_empty()) {
         Some("docker") => [Some(docker_rootful), docker_user]
             .into_iter()
             .flatten()
@@ -1279,7 +1340,7 @@ pub(crate) fn socket_candidates(
             .into_iter()
             .flatten()
             .collect(),
-        Some(path) => vec![unix_socket_path(path, "engine")?],
+        Some(address) => return Ok(vec![EngineAddress::parse(address, "engine", tls)?]),
         None => [
             Some(docker_rootful),
             Some(podman_rootful),
@@ -1290,26 +1351,44 @@ pub(crate) fn socket_candidates(
         .flatten()
         .collect(),
     };
-    Ok(list)
+    Ok(sockets.into_iter().map(EngineAddress::Unix).collect())
 }
 
-fn unix_socket_path(address: &str, setting: &str) -> Result<PathBuf, CageError> {
-    if let Some(path) = address.strip_prefix("unix://") {
-        return Ok(PathBuf::from(path));
-    }
-    if address.starts_with('/') {
-        return Ok(PathBuf::from(address));
-    }
-    Err(CageError::Unsupported {
-        what: format!("{setting} `{address}` (only local unix sockets, `unix:///path`, for now)"),
-    })
+/// Whether `PROCTOR_TRANSFER=tar` asks for the tar path on a local engine.
+fn transfer_forced() -> bool {
+    std::env::var("PROCTOR_TRANSFER").is_ok_and(|v| v.trim() == "tar")
 }
 
-/// `docker`, or a client for the same socket speaking the engine's API
+/// A bollard client for `address` speaking API `version`.
+fn client(address: &EngineAddress, version: &ClientVersion) -> Result<Docker, BollardError> {
+    let timeout = API_TIMEOUT.as_secs();
+    match address {
+        EngineAddress::Unix(path) => {
+            Docker::connect_with_unix(&path.to_string_lossy(), timeout, version)
+        }
+        EngineAddress::Tcp {
+            authority,
+            tls: None,
+        } => Docker::connect_with_http(&format!("tcp://{authority}"), timeout, version),
+        EngineAddress::Tcp {
+            authority,
+            tls: Some(files),
+        } => Docker::connect_with_ssl(
+            &format!("tcp://{authority}"),
+            &files.key,
+            &files.cert,
+            &files.ca,
+            timeout,
+            version,
+        ),
+    }
+}
+
+/// `docker`, or a client for the same address speaking the engine's API
 /// version when that is older than bollard's default.
 fn negotiated(
     docker: Docker,
-    socket: &Path,
+    address: &EngineAddress,
     api_version: Option<&str>,
 ) -> Result<Docker, CageError> {
     let parsed = api_version.and_then(|v| {
@@ -1332,36 +1411,59 @@ fn negotiated(
     if server >= *API_DEFAULT_VERSION {
         return Ok(docker);
     }
-    Docker::connect_with_unix(&socket.to_string_lossy(), API_TIMEOUT.as_secs(), &server).map_err(
-        |source| CageError::Engine {
-            op: "connect",
-            source,
-        },
-    )
+    client(address, &server).map_err(|source| CageError::Engine {
+        op: "connect",
+        source,
+    })
 }
 
-/// A client for `socket` if the engine behind it answers a ping in time;
+/// Why an address gave no client.
+enum PingError {
+    /// Nothing answers there; the next candidate may.
+    NoAnswer(String),
+    /// The setting itself is wrong (unreadable TLS files): no use trying on.
+    Fatal(CageError),
+}
+
+/// A client for `address` if the engine behind it answers a ping in time;
 /// otherwise why not.
-async fn ping(socket: &Path) -> Result<Docker, String> {
-    if !socket.exists() {
-        return Err("no such socket".into());
+async fn ping(address: &EngineAddress) -> Result<Docker, PingError> {
+    match address {
+        EngineAddress::Unix(socket) if !socket.exists() => {
+            return Err(PingError::NoAnswer("no such socket".into()));
+        }
+        EngineAddress::Tcp {
+            tls: Some(files), ..
+        } => {
+            files.check_readable().map_err(PingError::Fatal)?;
+        }
+        _ => {}
     }
-    let address = socket.to_string_lossy();
-    let docker = Docker::connect_with_unix(&address, API_TIMEOUT.as_secs(), API_DEFAULT_VERSION)
-        .map_err(|e| e.to_string())?;
+    let docker = client(address, API_DEFAULT_VERSION).map_err(|e| match address {
+        EngineAddress::Tcp { tls: Some(_), .. } => PingError::Fatal(CageError::Engine {
+            op: "connect",
+            source: e,
+        }),
+        _ => PingError::NoAnswer(e.to_string()),
+    })?;
     match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
         Ok(Ok(_)) => Ok(docker),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err(format!("no answer within {}s", PING_TIMEOUT.as_secs())),
+        Ok(Err(error)) => Err(PingError::NoAnswer(error.to_string())),
+        Err(_) => Err(PingError::NoAnswer(format!(
+            "no answer within {}s",
+            PING_TIMEOUT.as_secs()
+        ))),
     }
 }
 
 /// Whether mounting `source` would hand the container a socket: the engine
 /// socket itself or a directory above it, or any other socket file.
-fn exposes_socket(source: &Path, engine_socket: &Path) -> bool {
-    let engine = std::fs::canonicalize(engine_socket).unwrap_or_else(|_| engine_socket.into());
-    if engine.starts_with(source) {
-        return true;
+fn exposes_socket(source: &Path, engine: &EngineAddress) -> bool {
+    if let EngineAddress::Unix(engine_socket) = engine {
+        let engine = std::fs::canonicalize(engine_socket).unwrap_or_else(|_| engine_socket.into());
+        if engine.starts_with(source) {
+            return true;
+        }
     }
     std::fs::metadata(source).is_ok_and(|m| m.file_type().is_socket())
 }
@@ -1415,49 +1517,67 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn paths(list: Vec<PathBuf>) -> Vec<String> {
-        list.into_iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect()
+    fn paths(list: Vec<EngineAddress>) -> Vec<String> {
+        list.into_iter().map(|a| a.to_string()).collect()
+    }
+
+    fn candidates(
+        docker_host: Option<&str>,
+        hint: Option<&str>,
+        xdg: Option<&str>,
+    ) -> Result<Vec<EngineAddress>, CageError> {
+        socket_candidates(docker_host, hint, xdg, &TlsEnv::default())
     }
 
     #[test]
     fn docker_host_wins_over_hint() {
-        let list = socket_candidates(Some("unix:///x/d.sock"), Some("podman"), None).unwrap();
-        assert_eq!(paths(list), ["/x/d.sock"]);
+        let list = candidates(Some("unix:///x/d.sock"), Some("podman"), None).unwrap();
+        assert_eq!(paths(list), ["unix:///x/d.sock"]);
     }
 
     #[test]
-    fn tcp_docker_host_is_not_supported_yet() {
-        let error = socket_candidates(Some("tcp://h:2376"), None, None).unwrap_err();
-        assert!(error.to_string().contains("tcp://h:2376"), "{error}");
+    fn tcp_docker_host_and_engine_setting_are_remote() {
+        let list = candidates(Some("tcp://h:2376"), None, None).unwrap();
+        assert_eq!(paths(list.clone()), ["tcp://h:2376"]);
+        assert!(list[0].is_remote());
+        let list = candidates(None, Some("tcp://127.0.0.1:9"), None).unwrap();
+        assert_eq!(paths(list), ["tcp://127.0.0.1:9"]);
+        let error = candidates(Some("ssh://me@h"), None, None).unwrap_err();
+        assert!(
+            error.to_string().contains("`DOCKER_HOST` `ssh://me@h`"),
+            "{error}"
+        );
     }
 
     #[test]
     fn hints_name_engines_or_sockets() {
-        let list = socket_candidates(None, Some("podman"), Some("/run/user/1000")).unwrap();
+        let list = candidates(None, Some("podman"), Some("/run/user/1000")).unwrap();
         assert_eq!(
             paths(list),
             [
-                "/run/podman/podman.sock",
-                "/run/user/1000/podman/podman.sock"
+                "unix:///run/podman/podman.sock",
+                "unix:///run/user/1000/podman/podman.sock"
             ]
         );
-        let list = socket_candidates(None, Some("/tmp/e.sock"), None).unwrap();
-        assert_eq!(paths(list), ["/tmp/e.sock"]);
-        assert!(socket_candidates(None, Some("kubernetes"), None).is_err());
+        let list = candidates(None, Some("/tmp/e.sock"), None).unwrap();
+        assert_eq!(paths(list), ["unix:///tmp/e.sock"]);
+        let error = candidates(None, Some("kubernetes"), None).unwrap_err();
+        assert!(
+            error.to_string().contains("`engine` `kubernetes`"),
+            "{error}"
+        );
     }
 
     #[test]
     fn default_order_prefers_rootful_then_user_sockets() {
-        let list = socket_candidates(Some(""), None, Some("/run/user/1")).unwrap();
+        let list = candidates(Some(""), None, Some("/run/user/1")).unwrap();
         assert_eq!(
             paths(list),
             [
-                "/var/run/docker.sock",
-                "/run/podman/podman.sock",
-                "/run/user/1/podman/podman.sock",
-                "/run/user/1/docker.sock"
+                "unix:///var/run/docker.sock",
+                "unix:///run/podman/podman.sock",
+                "unix:///run/user/1/podman/podman.sock",
+                "unix:///run/user/1/docker.sock"
             ]
         );
     }
@@ -1465,7 +1585,7 @@ mod tests {
     #[test]
     fn mounting_above_the_engine_socket_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("run/engine.sock");
+        let socket = EngineAddress::Unix(dir.path().join("run/engine.sock"));
         assert!(exposes_socket(dir.path(), &socket));
         assert!(exposes_socket(&dir.path().join("run"), &socket));
         assert!(!exposes_socket(&dir.path().join("work"), &socket));

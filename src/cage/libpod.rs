@@ -8,17 +8,115 @@
 //! remove) goes through bollard on both engines.
 //!
 //! This is a deliberately tiny HTTP/1.1 client over the engine's unix
-//! socket: one request, `Connection: close`, a bounded reply. It must never
+//! socket or TCP address (plain or TLS, the same certificates as bollard's
+//! client): one request, `Connection: close`, a bounded reply. It must never
 //! be used for anything streaming.
 
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
 
+use super::address::{EngineAddress, TlsFiles};
 use super::CageError;
+
+/// Where the native API answers, with the TLS setup made once.
+#[derive(Debug, Clone)]
+pub(crate) enum Endpoint {
+    Unix(PathBuf),
+    Tcp(String),
+    Tls {
+        authority: String,
+        server_name: ServerName<'static>,
+        config: Arc<rustls::ClientConfig>,
+    },
+}
+
+impl Endpoint {
+    /// The endpoint for `address`; reads the TLS files, if any.
+    pub(crate) fn new(address: &EngineAddress) -> Result<Endpoint, CageError> {
+        match address {
+            EngineAddress::Unix(path) => Ok(Endpoint::Unix(path.clone())),
+            EngineAddress::Tcp {
+                authority,
+                tls: None,
+            } => Ok(Endpoint::Tcp(authority.clone())),
+            EngineAddress::Tcp {
+                authority,
+                tls: Some(files),
+            } => {
+                let host = match authority.rsplit_once(':') {
+                    Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+                    None => authority.as_str(),
+                };
+                let server_name =
+                    ServerName::try_from(host.to_string()).map_err(|e| CageError::BadAddress {
+                        setting: "engine".into(),
+                        address: address.to_string(),
+                        reason: format!("not a TLS server name: {e}"),
+                    })?;
+                Ok(Endpoint::Tls {
+                    authority: authority.clone(),
+                    server_name,
+                    config: Arc::new(tls_config(files)?),
+                })
+            }
+        }
+    }
+}
+
+/// A rustls client that trusts only `ca.pem` and presents `cert.pem`, as
+/// Docker's own client does with `DOCKER_TLS_VERIFY`.
+fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, CageError> {
+    let bad = |path: &PathBuf, what: String| CageError::TlsFile {
+        path: path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, what),
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let cas = CertificateDer::pem_file_iter(&files.ca)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(&files.ca, e.to_string()))?;
+    let (added, _) = roots.add_parsable_certificates(cas);
+    if added == 0 {
+        return Err(bad(&files.ca, "no CA certificate in it".into()));
+    }
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(&files.cert, e.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(&files.key).map_err(|e| bad(&files.key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&files.cert, e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| bad(&files.key, e.to_string()))
+}
+
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
+async fn open(endpoint: &Endpoint) -> std::io::Result<Box<dyn Conn>> {
+    Ok(match endpoint {
+        Endpoint::Unix(path) => Box::new(UnixStream::connect(path).await?),
+        Endpoint::Tcp(authority) => Box::new(TcpStream::connect(authority.as_str()).await?),
+        Endpoint::Tls {
+            authority,
+            server_name,
+            config,
+        } => {
+            let tcp = TcpStream::connect(authority.as_str()).await?;
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            Box::new(connector.connect(server_name.clone(), tcp).await?)
+        }
+    })
+}
 
 /// Replies larger than this are not a create reply.
 const MAX_REPLY_BYTES: u64 = 1 << 20;
@@ -26,14 +124,14 @@ const MAX_REPLY_BYTES: u64 = 1 << 20;
 /// Creates a container from a libpod `SpecGenerator` body and returns its id
 /// and the engine's warnings.
 pub(crate) async fn create_container(
-    socket: &Path,
+    endpoint: &Endpoint,
     api_version: &str,
     body: &Value,
     timeout: Duration,
 ) -> Result<(String, Vec<String>), CageError> {
     const OP: &str = "libpod create container";
     let path = format!("/v{api_version}/libpod/containers/create");
-    let (status, json) = request(socket, "POST", &path, Some(body), timeout, OP).await?;
+    let (status, json) = request(endpoint, "POST", &path, Some(body), timeout, OP).await?;
     if (200..300).contains(&status) {
         if let Some(id) = json.get("Id").and_then(Value::as_str) {
             let warnings = json
@@ -55,14 +153,14 @@ pub(crate) async fn create_container(
 /// Creates a network from a libpod network body (Podman's compatible
 /// endpoint cannot turn its DNS server off) and returns its name.
 pub(crate) async fn create_network(
-    socket: &Path,
+    endpoint: &Endpoint,
     api_version: &str,
     body: &Value,
     timeout: Duration,
 ) -> Result<String, CageError> {
     const OP: &str = "libpod create network";
     let path = format!("/v{api_version}/libpod/networks/create");
-    let (status, json) = request(socket, "POST", &path, Some(body), timeout, OP).await?;
+    let (status, json) = request(endpoint, "POST", &path, Some(body), timeout, OP).await?;
     if (200..300).contains(&status) {
         if let Some(name) = json.get("name").and_then(Value::as_str) {
             return Ok(name.to_string());
@@ -78,14 +176,14 @@ pub(crate) async fn create_network(
 /// command ends, but `exited` only after a separate cleanup process ran;
 /// its wait endpoints wait for the latter, 80-400 ms later.
 pub(crate) async fn exit_code_if_ended(
-    socket: &Path,
+    endpoint: &Endpoint,
     api_version: &str,
     id: &str,
     timeout: Duration,
 ) -> Result<Option<i64>, CageError> {
     const OP: &str = "libpod inspect container";
     let path = format!("/v{api_version}/libpod/containers/{id}/json");
-    let (status, json) = request(socket, "GET", &path, None, timeout, OP).await?;
+    let (status, json) = request(endpoint, "GET", &path, None, timeout, OP).await?;
     if !(200..300).contains(&status) {
         return Err(reply_error(OP, status, &json));
     }
@@ -113,7 +211,7 @@ fn reply_error(op: &'static str, status: u16, json: &Value) -> CageError {
 /// One request, `Connection: close`, the whole (bounded) reply parsed as
 /// JSON (`null` when it is not JSON).
 async fn request(
-    socket: &Path,
+    endpoint: &Endpoint,
     method: &str,
     path: &str,
     body: Option<&Value>,
@@ -135,7 +233,7 @@ async fn request(
         payload.len()
     );
     let exchange = async {
-        let mut stream = UnixStream::connect(socket).await?;
+        let mut stream = open(endpoint).await?;
         stream.write_all(request.as_bytes()).await?;
         let mut reply = Vec::new();
         (&mut stream)

@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod address;
 mod docker;
 mod host_image;
 mod import;
@@ -17,9 +18,11 @@ mod libpod;
 mod output;
 pub mod proxy;
 mod spec;
+mod transfer;
 mod warm;
 
-pub use docker::{DockerCage, EngineKind, RuntimeChoice};
+pub use address::{EngineAddress, TlsEnv, TlsFiles};
+pub use docker::{DockerCage, EngineKind, RuntimeChoice, Transfer};
 pub use host_image::{HOST_IMAGE, HOST_IMAGE_REF};
 pub use import::{
     default_name, image_reference, ImageInfo, ImportReport, PruneReport, LABEL_IMAGE,
@@ -223,6 +226,34 @@ pub enum CageError {
     /// The image is not on the engine; proctor never pulls.
     #[error("image `{image}` is not on the container engine; proctor never pulls: import it with `proctor image import`, or pull or build it yourself")]
     ImageNotFound { image: String },
+    /// An engine address proctor cannot use.
+    #[error("`{setting}` `{address}`: {reason}; proctor reaches an engine at `unix:///path/to/engine.sock` or `tcp://host:port` (TLS with `DOCKER_TLS_VERIFY=1` and `DOCKER_CERT_PATH`)")]
+    BadAddress {
+        setting: String,
+        address: String,
+        reason: String,
+    },
+    /// A TLS file for a `tcp://` engine cannot be read.
+    #[error("cannot read the TLS file `{path}` (`DOCKER_CERT_PATH` holds ca.pem, cert.pem and key.pem): {source}")]
+    TlsFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something that needs the engine to share this machine's filesystem,
+    /// asked of a remote engine.
+    #[error("{what} cannot work with a remote engine ({engine})")]
+    Remote {
+        engine: String,
+        what: String,
+        hint: String,
+    },
+    /// A tree that came back from a container could not be applied.
+    #[error("cannot take the container's `{container_path}` back: {reason}")]
+    Transfer {
+        container_path: String,
+        reason: String,
+    },
     /// The engine address or setting names something this build cannot use.
     #[error("{what} is not supported yet")]
     Unsupported { what: String },

@@ -117,10 +117,12 @@ impl From<CageError> for CommandError {
             CageError::NoEngine { .. }
             | CageError::ImageNotFound { .. }
             | CageError::Unsupported { .. }
+            | CageError::BadAddress { .. }
+            | CageError::TlsFile { .. }
             | CageError::InvalidInvocation { .. } => CommandError::user(e.to_string()),
-            CageError::RuntimeUnusable { ref hint, .. } | CageError::Weakened { ref hint, .. } => {
-                CommandError::hint(e.to_string(), hint.clone())
-            }
+            CageError::RuntimeUnusable { ref hint, .. }
+            | CageError::Weakened { ref hint, .. }
+            | CageError::Remote { ref hint, .. } => CommandError::hint(e.to_string(), hint.clone()),
             other => CommandError::Internal {
                 message: other.to_string(),
             },

@@ -540,6 +540,9 @@ impl CommandError {
                 CageError::NoEngine { .. }
                 | CageError::ImageNotFound { .. }
                 | CageError::Unsupported { .. }
+                | CageError::BadAddress { .. }
+                | CageError::TlsFile { .. }
+                | CageError::Remote { .. }
                 | CageError::InvalidInvocation { .. }
                 | CageError::RuntimeUnusable { .. }
                 | CageError::Weakened { .. },

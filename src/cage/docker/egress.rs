@@ -347,7 +347,7 @@ impl DockerCage {
                     "dns_enabled": false,
                     "labels": labels,
                 });
-                libpod::create_network(&self.socket, &self.libpod_version, &body, API_TIMEOUT)
+                libpod::create_network(&self.libpod, &self.libpod_version, &body, API_TIMEOUT)
                     .await?;
             }
         }
