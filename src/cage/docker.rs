@@ -32,6 +32,7 @@ use super::host_image::{
 use super::import::LABEL_IMAGE;
 use super::output::LogSink;
 use super::spec::{BindSpec, ContainerSpec, NetMode, DEFAULT_PATH, HOME_DIR};
+use super::transfer::{self, TransferPlan};
 use super::warm::WarmPool;
 use super::{
     libpod, Cage, CageError, Invocation, Limits, NetworkPolicy, Outcome, HOST_IMAGE,
@@ -135,6 +136,9 @@ pub struct DockerCage {
     identities: IdentityFiles,
     /// Whether containers get an init process, and which binary on Podman.
     init: InitPlan,
+    /// On a remote Podman without its configured init, the fallback init
+    /// that worked (its files cannot be looked at from here).
+    remote_init: Mutex<Option<PathBuf>>,
     /// The runtime the engine uses when a container names none.
     default_runtime: Option<String>,
     /// The engine host's memory, for the default memory limit.
@@ -294,6 +298,7 @@ impl DockerCage {
             import_lock: tokio::sync::Mutex::new(()),
             identities: IdentityFiles::default(),
             init,
+            remote_init: Mutex::new(None),
             default_runtime: info.default_runtime.clone(),
             engine_memory: info.mem_total.filter(|m| *m > 0),
             egress: egress::EgressTable::default(),
@@ -435,32 +440,43 @@ impl DockerCage {
     async fn run_limited(&self, inv: Invocation, limits: &Limits) -> Result<Outcome, CageError> {
         let started = Instant::now();
         let deadline = deadline_after(inv.timeout);
+        let plan = match self.transfer {
+            Transfer::Bind => None,
+            Transfer::Tar => Some(self.transfer_plan(&inv)?),
+        };
         let mut image_id = self.ensure_image(&inv.image).await?;
         let egress = match &inv.network {
             NetworkPolicy::Hosts(hosts) => Some(self.egress_for(&inv.labels, hosts).await?),
             NetworkPolicy::None | NetworkPolicy::Open => None,
         };
         let mut spec = self.spec_for(&inv, &image_id, limits, egress.as_deref())?;
+        if let Some(plan) = &plan {
+            spec.volumes = plan.volume_targets();
+        }
         // Before any container exists, so a bad log path costs nothing.
         let mut sink = LogSink::create(&inv.log, inv.log_cap).await?;
 
         // A container started ahead of need for exactly this invocation
         // skips the start-up; its gate needs a preamble before the stdin.
-        let (launched, stdin) = match self.warm.take(&spec).await {
+        let warm = match plan {
+            Some(_) => None,
+            None => self.warm.take(&spec).await,
+        };
+        let (launched, stdin) = match warm {
             Some(taken) => {
                 let mut stdin = taken.preamble;
                 stdin.extend_from_slice(inv.stdin.as_deref().unwrap_or_default());
                 (taken.launched, Some(stdin))
             }
             None => {
-                let launched = match self.launch(&spec).await {
+                let launched = match self.launch(&spec, plan.as_ref()).await {
                     // The cached id went stale (the image was removed or
                     // re-imported behind proctor's back): resolve it again, once.
                     Err(e) if is_missing_image(&e) => {
                         lock(&self.images).remove(&inv.image);
                         image_id = self.ensure_image(&inv.image).await?;
                         spec.image_id = image_id.clone();
-                        self.launch(&spec).await?
+                        self.launch(&spec, plan.as_ref()).await?
                     }
                     other => other?,
                 };
@@ -480,6 +496,12 @@ impl DockerCage {
                 inv.timeout,
             )
             .await;
+        // The tree comes back whatever the exit, as a bind mount's edits
+        // would stay: a killed agent's partial work is still its work.
+        let taken_back = match &plan {
+            Some(plan) => Some(transfer::take_back(&self.docker, &id, plan).await),
+            None => None,
+        };
         let ended_after = started.elapsed();
         // A container behind the egress proxy is removed before its denials
         // are read (everything the proxy refused for it was logged before
@@ -498,6 +520,10 @@ impl DockerCage {
             "container done"
         );
         let (exit_code, timed_out) = status?;
+        if let Some(taken_back) = taken_back {
+            let moved = taken_back?;
+            tracing::debug!(container = %id, entries = moved.entries, changed = moved.changed, deleted = moved.deleted, "tree taken back");
+        }
         if timed_out {
             sink.note(&format!(
                 "timed out after {}s; the container was killed",
@@ -524,7 +550,7 @@ impl DockerCage {
     pub fn prepare_with_limits(&self, inv: &Invocation, limits: &Limits) {
         // Behind the egress proxy a container is set up with its loop's
         // network; those start cold.
-        if matches!(inv.network, NetworkPolicy::Hosts(_)) {
+        if matches!(inv.network, NetworkPolicy::Hosts(_)) || self.transfer == Transfer::Tar {
             return;
         }
         // Only once the image id and the runtime are settled: a prepared
@@ -569,6 +595,10 @@ impl DockerCage {
         }
 
         let mut binds: Vec<BindSpec> = Vec::new();
+        let tar = self.transfer == Transfer::Tar;
+        if tar && inv.image == HOST_IMAGE {
+            return Err(self.host_image_refusal());
+        }
         if inv.image == HOST_IMAGE {
             binds.extend(toolchain_binds());
             let (uid, gid) = parse_numeric_user(&inv.user).ok_or_else(|| {
@@ -579,7 +609,8 @@ impl DockerCage {
             })?;
             binds.extend(self.identities.binds(uid, gid)?);
         }
-        for mount in &inv.mounts {
+        // On the tar path mounts travel as volumes (`transfer_plan`).
+        for mount in inv.mounts.iter().filter(|_| !tar) {
             if !mount.container.starts_with('/') {
                 return Err(invalid(format!(
                     "mount target `{}` is not absolute",
@@ -606,6 +637,7 @@ impl DockerCage {
         // Docker makes no `/etc/hosts` for a container whose network is
         // disabled rather than `none` (see `spec.rs`).
         if self.kind == EngineKind::Docker
+            && !tar
             && inv.network == NetworkPolicy::None
             && !binds.iter().any(|b| b.target == "/etc/hosts")
         {
@@ -660,12 +692,15 @@ impl DockerCage {
             labels,
             stdin: inv.stdin.is_some(),
             binds,
+            volumes: Vec::new(),
+            // The tar path cannot mount an `/etc/hosts`; Docker makes one.
+            skip_network_stack: !tar,
             network,
             limits,
             init: self.init != InitPlan::None,
             init_path: match &self.init {
                 InitPlan::Path(path) => Some(path.clone()),
-                _ => None,
+                _ => lock(&self.remote_init).clone(),
             },
             role: inv.labels.role.as_str(),
         })
@@ -732,7 +767,11 @@ impl DockerCage {
 
     /// Creates, attaches to and starts a container, trying the next runtime
     /// while the runtime is still being probed.
-    async fn launch(&self, spec: &ContainerSpec) -> Result<Launched, CageError> {
+    async fn launch(
+        &self,
+        spec: &ContainerSpec,
+        transfer: Option<&TransferPlan>,
+    ) -> Result<Launched, CageError> {
         self.refuse_ignored_runtime()?;
         let (plan, probing) = self.runtime_plan();
         let mut last_error = None;
@@ -742,7 +781,10 @@ impl DockerCage {
             // Armed before the create call: if this future is dropped while
             // the create is in flight, the container is still removed.
             let guard = RemovalGuard::new(self.docker.clone(), spec.name.clone());
-            match self.create_attach_start(&spec, runtime.as_deref()).await {
+            match self
+                .create_attach_start(&spec, runtime.as_deref(), transfer)
+                .await
+            {
                 Ok((id, attach)) => {
                     if probing {
                         *lock(&self.settled_runtime) = Some(runtime);
@@ -792,8 +834,77 @@ impl DockerCage {
         &self,
         spec: &ContainerSpec,
         runtime: Option<&str>,
+        plan: Option<&TransferPlan>,
     ) -> Result<(String, AttachStreams), CageError> {
-        create_attach_start(&self.link(), spec, runtime).await
+        let engine = self.link();
+        let id = match create_container(&engine, spec, runtime).await {
+            // A remote Podman whose configured init is missing: try the
+            // usual fallbacks on its host, once, and keep the one that works.
+            Err(error)
+                if self.address.is_remote()
+                    && error
+                        .to_string()
+                        .contains("container-init binary not found") =>
+            {
+                let mut last = error;
+                let mut created = None;
+                for path in PODMAN_INIT_FALLBACKS {
+                    let mut spec = spec.clone();
+                    spec.init_path = Some(PathBuf::from(path));
+                    match create_container(&engine, &spec, runtime).await {
+                        Ok(id) => {
+                            *lock(&self.remote_init) = Some(PathBuf::from(path));
+                            created = Some(id);
+                            break;
+                        }
+                        Err(error) => last = error,
+                    }
+                }
+                created.ok_or(last)?
+            }
+            other => other?,
+        };
+        if let Some(plan) = plan {
+            let moved = transfer::upload(&self.docker, &id, plan).await?;
+            tracing::debug!(container = %id, entries = moved.entries, bytes = moved.bytes, "tree uploaded");
+        }
+        attach_start(&engine, id, spec).await
+    }
+
+    /// The tar path's plan for `inv`: its mounts, checked like binds.
+    fn transfer_plan(&self, inv: &Invocation) -> Result<TransferPlan, CageError> {
+        if matches!(inv.network, NetworkPolicy::Hosts(_)) {
+            return Err(self.remote_refusal(
+                "a host-list `network:` (its egress proxy runs on the `host` image, which is bind mounts of this machine)",
+                "use `network: open` or `network: none` for the loop with a remote engine",
+            ));
+        }
+        let mut mounts = Vec::with_capacity(inv.mounts.len());
+        for mount in &inv.mounts {
+            let source =
+                std::fs::canonicalize(&mount.host).map_err(|e| CageError::InvalidInvocation {
+                    reason: format!("mount source `{}`: {e}", mount.host.display()),
+                })?;
+            if exposes_socket(&source, &self.address) {
+                return Err(CageError::InvalidInvocation {
+                    reason: format!(
+                        "mount source `{}` is or contains a socket; the engine socket is never mounted",
+                        mount.host.display()
+                    ),
+                });
+            }
+            mounts.push((source, mount.container.clone(), mount.read_only));
+        }
+        let owner = parse_numeric_user(&inv.user).map(|(u, g)| (u64::from(u), u64::from(g)));
+        TransferPlan::new(&mounts, owner)
+    }
+
+    /// Why the `host` image cannot run on this engine.
+    fn host_image_refusal(&self) -> CageError {
+        self.remote_refusal(
+            "the built-in `host` image (bind mounts of this machine's toolchain)",
+            "set `image:` in proctor.yaml or `.proctor/config.yaml` to an image on that engine: `proctor image import DIR|ROOTFS.tar.gz --name NAME`, or one you built",
+        )
     }
 
     /// An owned handle on the engine, for launches that run as background
@@ -1035,7 +1146,9 @@ impl Cage for DockerCage {
         if let Some(id) = lock(&self.images).get(image) {
             return Ok(id.clone());
         }
-        let id = if image == HOST_IMAGE {
+        let id = if image == HOST_IMAGE && self.transfer == Transfer::Tar {
+            return Err(self.host_image_refusal());
+        } else if image == HOST_IMAGE {
             self.ensure_host_image().await?
         } else {
             self.inspect_image_id(image)
@@ -1133,6 +1246,15 @@ pub(super) async fn create_attach_start(
     runtime: Option<&str>,
 ) -> Result<(String, AttachStreams), CageError> {
     let id = create_container(engine, spec, runtime).await?;
+    attach_start(engine, id, spec).await
+}
+
+/// Attaches to a created container and starts it.
+async fn attach_start(
+    engine: &EngineLink,
+    id: String,
+    spec: &ContainerSpec,
+) -> Result<(String, AttachStreams), CageError> {
     // Attach before start: nothing the command prints is missed, and
     // following logs instead is slow on Podman (see ENGINE-NOTES).
     let options = AttachContainerOptionsBuilder::default()

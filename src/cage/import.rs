@@ -31,7 +31,7 @@ pub const LABEL_IMAGE: &str = "proctor.image";
 /// Bytes per chunk sent to the engine, and how many chunks may wait in the
 /// pipe: at most about 1 MiB of a rootfs is in memory at once.
 const CHUNK: usize = 256 * 1024;
-const CHUNKS_IN_FLIGHT: usize = 4;
+pub(super) const CHUNKS_IN_FLIGHT: usize = 4;
 /// Bound on one import; a rootfs of several GiB through a local socket
 /// takes well under this.
 const IMPORT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -266,14 +266,14 @@ fn tar_header_checksum_ok(block: &[u8; 512]) -> bool {
 
 /// A `Write` that hands bounded chunks to the upload; fails once the
 /// upload is gone so the producer stops.
-struct ChunkWriter {
+pub(super) struct ChunkWriter {
     tx: mpsc::Sender<io::Result<Vec<u8>>>,
     buf: Vec<u8>,
     written: u64,
 }
 
 impl ChunkWriter {
-    fn new(tx: mpsc::Sender<io::Result<Vec<u8>>>) -> ChunkWriter {
+    pub(super) fn new(tx: mpsc::Sender<io::Result<Vec<u8>>>) -> ChunkWriter {
         ChunkWriter {
             tx,
             buf: Vec::with_capacity(CHUNK),

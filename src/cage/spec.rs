@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, ResourcesUlimits,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
+    ResourcesUlimits,
 };
 use serde_json::{json, Value};
 
@@ -86,6 +87,12 @@ pub(crate) struct ContainerSpec {
     /// (otherwise it is `/dev/null`).
     pub stdin: bool,
     pub binds: Vec<BindSpec>,
+    /// Container paths that get an anonymous volume, removed with the
+    /// container (the tar path: trees are uploaded there before start).
+    pub volumes: Vec<String>,
+    /// On Docker, whether a container without network skips libnetwork
+    /// (and so gets no `/etc/hosts`; the bind-mount path mounts its own).
+    pub skip_network_stack: bool,
     pub network: NetMode,
     pub limits: Limits,
     /// Whether PID 1 is an init that reaps zombies and forwards signals.
@@ -151,7 +158,7 @@ impl ContainerSpec {
     /// Docker's `POST /containers/create` body.
     pub(crate) fn docker_body(&self, runtime: Option<&str>) -> ContainerCreateBody {
         let limits = &self.limits;
-        let mounts = self
+        let mut mounts: Vec<Mount> = self
             .binds
             .iter()
             .map(|b| Mount {
@@ -162,6 +169,19 @@ impl ContainerSpec {
                 ..Default::default()
             })
             .collect();
+        mounts.extend(self.volumes.iter().map(|target| Mount {
+            target: Some(target.clone()),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(false),
+            // Empty, not a copy of the image's files there; labelled so a
+            // leftover can be told apart (removed with the container).
+            volume_options: Some(MountVolumeOptions {
+                no_copy: Some(true),
+                labels: Some(self.labels.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
         let host_config = HostConfig {
             mounts: Some(mounts),
             tmpfs: Some(HashMap::from([
@@ -214,7 +234,7 @@ impl ContainerSpec {
             // dockerd 20.10 no longer runs its `libnetwork-setkey` hook (a
             // re-exec of the whole daemon) at every start, a third of a
             // container's CPU there. The cage mounts an `/etc/hosts` itself.
-            network_disabled: Some(self.network == NetMode::None),
+            network_disabled: Some(self.network == NetMode::None && self.skip_network_stack),
             host_config: Some(host_config),
             ..Default::default()
         }
@@ -285,6 +305,12 @@ impl ContainerSpec {
             "init": self.init,
             "systemd": "false",
             "mounts": mounts,
+            // Anonymous (no name): removed with the container.
+            "volumes": self.volumes.iter().map(|target| json!({
+                "Name": "",
+                "Dest": target,
+                "Options": ["nocopy"],
+            })).collect::<Vec<_>>(),
             "resource_limits": resources,
             "r_limits": [
                 { "type": "nofile", "soft": limits.nofile, "hard": limits.nofile },
@@ -348,6 +374,8 @@ mod tests {
                 target: "/usr".into(),
                 read_only: true,
             }],
+            volumes: Vec::new(),
+            skip_network_stack: true,
             network: NetMode::None,
             limits: Limits::default(),
             init: true,

@@ -297,13 +297,19 @@ pub(crate) fn apply_tree(reader: impl Read, root: &Root) -> Result<Moved, CageEr
     let mut archive = tar::Archive::new(reader);
     let mut seen: HashSet<Vec<String>> = HashSet::new();
     let mut moved = Moved::default();
+    let mut layout = None;
     let entries = archive
         .entries()
         .map_err(|e| fail(format!("unreadable archive: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| fail(format!("unreadable archive: {e}")))?;
         let raw = entry.path_bytes().into_owned();
-        let rel = entry_rel(&raw).map_err(fail)?;
+        let layout = *layout.get_or_insert(if raw.starts_with(b"/") {
+            Layout::Rooted
+        } else {
+            Layout::Prefixed
+        });
+        let rel = entry_rel(&raw, layout).map_err(fail)?;
         moved.entries += 1;
         let Some(rel) = rel else { continue };
         let mount = root.mount_for(&rel);
@@ -330,13 +336,27 @@ pub(crate) fn apply_tree(reader: impl Read, root: &Root) -> Result<Moved, CageEr
     Ok(moved)
 }
 
+/// How an engine names the entries of a downloaded directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Docker: `work/`, `work/a.txt`.
+    Prefixed,
+    /// Podman 4: `/`, `/a.txt`.
+    Rooted,
+}
+
 /// The components of an archive entry below the root's own directory;
 /// `None` for that directory itself. Anything that could leave the tree
 /// is an error.
-fn entry_rel(raw: &[u8]) -> Result<Option<Vec<String>>, String> {
+fn entry_rel(raw: &[u8], layout: Layout) -> Result<Option<Vec<String>>, String> {
     let text = std::str::from_utf8(raw)
         .map_err(|_| format!("entry `{}` is not UTF-8", String::from_utf8_lossy(raw)))?;
-    let path = Path::new(text);
+    let path = match layout {
+        Layout::Rooted => Path::new(text)
+            .strip_prefix("/")
+            .map_err(|_| format!("entry `{text}` is not below the archived directory"))?,
+        Layout::Prefixed => Path::new(text),
+    };
     let mut parts = Vec::new();
     for c in path.components() {
         match c {
@@ -347,11 +367,10 @@ fn entry_rel(raw: &[u8]) -> Result<Option<Vec<String>>, String> {
             }
         }
     }
-    if parts.is_empty() {
-        return Ok(None);
+    if layout == Layout::Prefixed && !parts.is_empty() {
+        // The first component is the directory the engine archived.
+        parts.remove(0);
     }
-    // The first component is the directory the engine archived.
-    parts.remove(0);
     Ok((!parts.is_empty()).then_some(parts))
 }
 
@@ -486,7 +505,12 @@ fn apply_entry<R: Read>(
             let Some(target) = entry.link_name_bytes().map(|t| t.into_owned()) else {
                 return Ok(false);
             };
-            let Some(target_rel) = entry_rel(&target).map_err(io::Error::other)? else {
+            let layout = if target.starts_with(b"/") {
+                Layout::Rooted
+            } else {
+                Layout::Prefixed
+            };
+            let Some(target_rel) = entry_rel(&target, layout).map_err(io::Error::other)? else {
                 return Ok(false);
             };
             let source_mount = root.mount_for(&target_rel);
@@ -548,3 +572,178 @@ fn delete_unseen(
 
 #[cfg(test)]
 mod tests;
+
+/// Bound on one tree's upload or download.
+const TRANSFER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+/// Chunks of a download that may wait for the applying thread.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Uploads every root of `plan` into the (created, not started) container.
+pub(crate) async fn upload(
+    docker: &bollard::Docker,
+    id: &str,
+    plan: &TransferPlan,
+) -> Result<Moved, CageError> {
+    use futures_util::StreamExt;
+    let mut total = Moved::default();
+    for root in &plan.roots {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<io::Result<Vec<u8>>>(super::import::CHUNKS_IN_FLIGHT);
+        let producer = {
+            let root = root.clone();
+            let owner = plan.owner;
+            tokio::task::spawn_blocking(move || {
+                let mut out = super::import::ChunkWriter::new(tx.clone());
+                let result = write_tree(&mut out, &root, owner);
+                if let Err(error) = &result {
+                    // Abort the upload: a truncated tree must not start.
+                    let _ = tx.blocking_send(Err(io::Error::new(error.kind(), error.to_string())));
+                }
+                result
+            })
+        };
+        let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+            .map(|chunk| chunk.map(Into::into));
+        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+            .path(&root.target)
+            .build();
+        let sent = tokio::time::timeout(
+            TRANSFER_TIMEOUT,
+            docker.upload_to_container(id, Some(options), bollard::body_try_stream(body)),
+        )
+        .await;
+        let produced = producer.await.map_err(|e| CageError::Io {
+            path: root.mounts[0].host.clone(),
+            source: io::Error::other(e.to_string()),
+        })?;
+        match sent {
+            Err(_) => {
+                return Err(CageError::EngineTimeout {
+                    op: "upload to container",
+                    after: TRANSFER_TIMEOUT,
+                })
+            }
+            Ok(Err(source)) => {
+                return Err(match produced {
+                    Err(error) => CageError::Io {
+                        path: root.mounts[0].host.clone(),
+                        source: error,
+                    },
+                    Ok(_) => CageError::Engine {
+                        op: "upload to container",
+                        source,
+                    },
+                })
+            }
+            Ok(Ok(())) => {}
+        }
+        let produced = produced.map_err(|source| CageError::Io {
+            path: root.mounts[0].host.clone(),
+            source,
+        })?;
+        total.entries += produced.entries;
+        total.bytes += produced.bytes;
+    }
+    Ok(total)
+}
+
+/// Downloads every writable root of `plan` from the (exited) container and
+/// applies it to the host.
+pub(crate) async fn take_back(
+    docker: &bollard::Docker,
+    id: &str,
+    plan: &TransferPlan,
+) -> Result<Moved, CageError> {
+    use futures_util::StreamExt;
+    let mut total = Moved::default();
+    for root in plan.roots.iter().filter(|r| r.writable()) {
+        let (tx, rx) =
+            tokio::sync::mpsc::channel::<io::Result<bytes_chunk::Chunk>>(CHUNKS_IN_FLIGHT);
+        let applier = {
+            let root = root.clone();
+            tokio::task::spawn_blocking(move || {
+                apply_tree(bytes_chunk::ChannelReader::new(rx), &root)
+            })
+        };
+        let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+            .path(&root.target)
+            .build();
+        let pump = async {
+            let mut stream = docker.download_from_container(id, Some(options));
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|source| CageError::Engine {
+                    op: "download from container",
+                    source,
+                })?;
+                if tx.send(Ok(chunk)).await.is_err() {
+                    // The applier stopped (it failed): its error says why.
+                    break;
+                }
+            }
+            Ok::<_, CageError>(())
+        };
+        let pumped = tokio::time::timeout(TRANSFER_TIMEOUT, pump).await;
+        let pumped = match pumped {
+            Err(_) => Err(CageError::EngineTimeout {
+                op: "download from container",
+                after: TRANSFER_TIMEOUT,
+            }),
+            Ok(result) => result,
+        };
+        if let Err(error) = &pumped {
+            // The applier must not take a truncated tree for a whole one
+            // (and delete what it did not see).
+            let _ = tx
+                .send(Err(io::Error::other(format!("download broke: {error}"))))
+                .await;
+        }
+        drop(tx);
+        let applied = applier.await.map_err(|e| CageError::Transfer {
+            container_path: root.target.clone(),
+            reason: e.to_string(),
+        })?;
+        pumped?;
+        let applied = applied?;
+        total.entries += applied.entries;
+        total.bytes += applied.bytes;
+        total.changed += applied.changed;
+        total.deleted += applied.deleted;
+    }
+    Ok(total)
+}
+
+/// A blocking `Read` over the chunks of an async download.
+mod bytes_chunk {
+    use std::io::{self, Read};
+
+    pub(crate) type Chunk = bytes::Bytes;
+
+    pub(crate) struct ChannelReader {
+        rx: tokio::sync::mpsc::Receiver<io::Result<Chunk>>,
+        current: Chunk,
+    }
+
+    impl ChannelReader {
+        pub(crate) fn new(rx: tokio::sync::mpsc::Receiver<io::Result<Chunk>>) -> ChannelReader {
+            ChannelReader {
+                rx,
+                current: Chunk::new(),
+            }
+        }
+    }
+
+    impl Read for ChannelReader {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            while self.current.is_empty() {
+                match self.rx.blocking_recv() {
+                    Some(Ok(chunk)) => self.current = chunk,
+                    Some(Err(error)) => return Err(error),
+                    None => return Ok(0),
+                }
+            }
+            let n = buf.len().min(self.current.len());
+            buf[..n].copy_from_slice(&self.current.split_to(n));
+            Ok(n)
+        }
+    }
+}

@@ -241,6 +241,8 @@ mod tests {
                 target: "/work".into(),
                 read_only: false,
             }],
+            volumes: Vec::new(),
+            skip_network_stack: true,
             network: NetMode::None,
             limits: Limits::default(),
             init: true,

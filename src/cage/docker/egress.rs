@@ -447,6 +447,8 @@ impl DockerCage {
             labels,
             stdin: false,
             binds,
+            volumes: Vec::new(),
+            skip_network_stack: true,
             network,
             limits: proxy_limits(),
             init: self.init != InitPlan::None,

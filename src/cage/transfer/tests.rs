@@ -203,6 +203,20 @@ fn upload_then_download_takes_back_only_writable_paths() {
 }
 
 #[test]
+fn podmans_rooted_layout_is_applied() {
+    let host = tempfile::tempdir().unwrap();
+    write(&host.path().join("old.txt"), "old\n");
+    let plan = TransferPlan::new(&[(host.path().into(), "/work".into(), false)], None).unwrap();
+    let mut tar = raw_entry("/", tar::EntryType::Directory, None, b"");
+    tar.extend(raw_entry("/sub/", tar::EntryType::Directory, None, b""));
+    tar.extend(raw_entry("/sub/f", tar::EntryType::Regular, None, b"hi"));
+    let moved = apply_tree(finish(tar).as_slice(), &plan.roots[0]).unwrap();
+    assert_eq!(fs::read_to_string(host.path().join("sub/f")).unwrap(), "hi");
+    assert!(!host.path().join("old.txt").exists());
+    assert_eq!(moved.deleted, 1);
+}
+
+#[test]
 fn a_file_replacing_a_directory_and_back_is_applied() {
     let host = tempfile::tempdir().unwrap();
     write(&host.path().join("d/inner.txt"), "x\n");
@@ -230,11 +244,34 @@ fn entries_that_leave_the_tree_are_refused() {
     let plan = TransferPlan::new(&[(host.path().into(), "/work".into(), false)], None).unwrap();
     let root = &plan.roots[0];
 
-    for name in ["work/../evil", "work/a/../../evil", "/etc/evil", "../evil"] {
+    for name in [
+        "work/../evil",
+        "work/a/../../evil",
+        "../evil",
+        "/../evil",
+        "/a/../../evil",
+    ] {
         let tar = finish(raw_entry(name, tar::EntryType::Regular, None, b"x"));
         let error = apply_tree(tar.as_slice(), root).unwrap_err().to_string();
         assert!(error.contains("leaves the tree"), "{name}: {error}");
     }
+    // An absolute name in Docker's layout, a relative one in Podman's.
+    let mut tar = raw_entry("work/", tar::EntryType::Directory, None, b"");
+    tar.extend(raw_entry("/etc/evil", tar::EntryType::Regular, None, b"x"));
+    let error = apply_tree(finish(tar).as_slice(), root)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("leaves the tree"), "{error}");
+    let mut tar = raw_entry("/", tar::EntryType::Directory, None, b"");
+    tar.extend(raw_entry("etc/evil", tar::EntryType::Regular, None, b"x"));
+    let error = apply_tree(finish(tar).as_slice(), root)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("not below the archived directory"),
+        "{error}"
+    );
+    assert!(!host.path().join("etc").exists());
     // A hard link may not point outside either.
     let tar = finish(raw_entry(
         "work/h",
