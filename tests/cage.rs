@@ -7,7 +7,6 @@
 //! skipped. Run with `--test-threads=2` or so: each test starts containers.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use proctor::cage::{

@@ -33,7 +33,8 @@ pub const RUNTIMES: &[&str] = &["runc", "crun", "runsc"];
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
-    /// Container engine to talk to (`docker`, `podman`, or a socket address);
+    /// Container engine to talk to (`docker`, `podman`, a socket address or
+    /// `tcp://host:port`);
     /// `None` = detect.
     pub engine: Option<String>,
     /// Image for loops that name none.
