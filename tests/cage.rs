@@ -146,6 +146,8 @@ on_both_engines!(
     failed_start_leaves_nothing,
     missing_image_is_a_clear_error,
     remove_labelled_removes_only_matching_containers,
+    agents_of_a_loop_share_its_holder_and_loops_do_not,
+    a_dead_holder_is_replaced_before_the_next_agent,
 );
 
 async fn exit_codes_come_back(engine: EngineKind) {
@@ -508,5 +510,122 @@ async fn describe_names_engine_and_version() {
             "{description}"
         );
         assert!(cage.address().to_string().starts_with("unix:///"));
+    }
+}
+
+impl Fixture {
+    /// An agent of `loop_id` on `network`, logging to `name`.log.
+    fn agent(
+        &self,
+        loop_id: &str,
+        network: NetworkPolicy,
+        command: &str,
+        name: &str,
+    ) -> Invocation {
+        let mut inv = self.inv(command);
+        inv.labels.role = Role::Agent;
+        inv.labels.loop_id = loop_id.into();
+        inv.network = network;
+        inv.log = self.dir.path().join(format!("{name}.log"));
+        inv
+    }
+
+    /// After `settle`, nothing of this test is left: no container, no
+    /// holder on record.
+    async fn settle_and_check(&self) {
+        self.cage.settle().await;
+        assert!(self.cage.holder_names().is_empty());
+        self.assert_no_leftovers().await;
+    }
+}
+
+/// The network namespace and interfaces a command sees.
+const NETNS: &str = "readlink /proc/self/ns/net; ls /sys/class/net | tr '\\n' ' '";
+
+fn hosts() -> NetworkPolicy {
+    NetworkPolicy::Hosts(vec!["proctor-test.invalid".into()])
+}
+
+async fn agents_of_a_loop_share_its_holder_and_loops_do_not(engine: EngineKind) {
+    let mut f = Fixture::new("holder", engine).await;
+    f.cage = f.cage.with_proxy_exe(env!("CARGO_BIN_EXE_proctor").into());
+    let (first, a1) = f
+        .run(f.agent("loop-a", NetworkPolicy::Open, NETNS, "a1"))
+        .await;
+    let (_, a2) = f
+        .run(f.agent("loop-a", NetworkPolicy::Open, NETNS, "a2"))
+        .await;
+    assert_eq!(first.exit_code, 0, "{a1}");
+    assert_eq!(a1, a2, "sequential agents of a loop share one namespace");
+    assert!(a1.contains("eth0") || a1.split(' ').count() > 2, "{a1}");
+    assert_eq!(f.cage.holder_names().len(), 1);
+    // A host list is another holder of the same loop, with loopback only.
+    let (_, h1) = f.run(f.agent("loop-a", hosts(), NETNS, "h1")).await;
+    let (_, h2) = f.run(f.agent("loop-a", hosts(), NETNS, "h2")).await;
+    assert_eq!(h1, h2);
+    assert!(h1.ends_with("\nlo "), "{h1}");
+    assert_ne!(h1.lines().next(), a1.lines().next());
+    assert_eq!(f.cage.holder_names().len(), 2);
+
+    // Two loops at once: each has its own namespace, so one loop's agent
+    // cannot reach what another loop's agent listens on over loopback.
+    let listen = "python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\", 47777)); s.listen(); print(\"listening\", flush=True); time.sleep(8)'";
+    let connect = format!(
+        "{NETNS}; echo; sleep 3; python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 47777), 2); print(\"reached\")' 2>&1 | tail -1"
+    );
+    let in_b = f.agent("loop-b", NetworkPolicy::Open, &connect, "b");
+    let in_a = f.agent("loop-a", NetworkPolicy::Open, listen, "a3");
+    let ((_, a3), (_, b)) = tokio::join!(f.run(in_a), f.run(in_b));
+    assert_eq!(a3, "listening\n");
+    assert_ne!(b.lines().next(), a1.lines().next(), "{b}");
+    assert!(!b.contains("reached"), "{b}");
+    assert!(b.contains("Connection refused"), "{b}");
+    assert_eq!(f.cage.holder_names().len(), 3);
+    // A verifier never joins a holder.
+    let mut verifier = f.agent("loop-a", NetworkPolicy::Open, NETNS, "v");
+    verifier.labels.role = Role::Verifier;
+    let (_, v) = f.run(verifier).await;
+    assert_ne!(v.lines().next(), a1.lines().next(), "{v}");
+    f.settle_and_check().await;
+}
+
+async fn a_dead_holder_is_replaced_before_the_next_agent(engine: EngineKind) {
+    let mut f = Fixture::new("deadholder", engine).await;
+    f.cage = f.cage.with_proxy_exe(env!("CARGO_BIN_EXE_proctor").into());
+    for network in [NetworkPolicy::Open, hosts()] {
+        let (_, before) = f.run(f.agent("loop-a", network.clone(), NETNS, "x1")).await;
+        let names = f.cage.holder_names();
+        assert_eq!(names.len(), 1, "{names:?}");
+        let docker =
+            bollard::Docker::connect_with_unix(&socket(engine), 60, bollard::API_DEFAULT_VERSION)
+                .expect("client")
+                .negotiate_version()
+                .await
+                .expect("version");
+        docker
+            .kill_container(
+                &names[0],
+                Some(
+                    bollard::query_parameters::KillContainerOptionsBuilder::default()
+                        .signal("KILL")
+                        .build(),
+                ),
+            )
+            .await
+            .expect("kill the holder");
+        let (outcome, after) = f.run(f.agent("loop-a", network.clone(), NETNS, "x2")).await;
+        assert_eq!(outcome.exit_code, 0, "{after}");
+        // (The namespace's inode number may be reused once the old one is
+        // gone, so the holder's name tells them apart.)
+        // Same policy as before: loopback only stays loopback only.
+        assert_eq!(
+            after.ends_with("\nlo "),
+            before.ends_with("\nlo "),
+            "{after}"
+        );
+        let now = f.cage.holder_names();
+        assert_eq!(now.len(), 1);
+        assert_ne!(now, names);
+        f.settle_and_check().await;
     }
 }

@@ -147,6 +147,8 @@ on_both_engines!(
     agent_home_is_writable_and_does_not_persist,
     agent_with_network_none_has_only_loopback,
     agent_reaches_only_listed_hosts,
+    open_agents_of_a_loop_share_one_holder_and_loops_do_not,
+    a_killed_run_leaves_its_holder_and_proxy_to_the_reaper,
     agent_cannot_write_git,
     agent_daemons_die_with_the_container,
     agent_timeout_is_recorded_and_the_run_goes_on,
@@ -334,6 +336,21 @@ impl TestNet {
     /// Starts `python3 -m http.server` serving `body` as `/`, in the host
     /// image, as `nobody`, on this network; returns its address.
     fn server(&mut self, engine: EngineKind, name: &str, body: &str) -> String {
+        let network = self.name.clone();
+        self.server_on(engine, name, body, &network)
+    }
+
+    /// [`TestNet::server`] on the engine's default bridge (where an `open`
+    /// agent's holder is) instead of this test's network.
+    fn server_on_default_bridge(&mut self, engine: EngineKind, name: &str, body: &str) -> String {
+        let network = match engine {
+            EngineKind::Docker => "bridge",
+            EngineKind::Podman => "podman",
+        };
+        self.server_on(engine, name, body, network)
+    }
+
+    fn server_on(&mut self, engine: EngineKind, name: &str, body: &str, network: &str) -> String {
         let binds: Vec<String> = ["/usr", "/bin", "/lib", "/lib64"]
             .iter()
             .filter_map(|dir| {
@@ -355,7 +372,7 @@ impl TestNet {
             hard: Some(256),
         };
         let docker = self.docker.clone();
-        let network = self.name.clone();
+        let network = network.to_string();
         let address = self.rt.block_on(async {
             let image = cage(engine)
                 .await
@@ -470,6 +487,8 @@ curl -fsS -m 20 http://{denied}:8000/ > seen/denied-http.txt 2>&1; echo "exit $?
 curl -fsS -m 20 --proxytunnel http://{denied}:8000/ > seen/denied-connect.txt 2>&1; echo "exit $?" >> seen/denied-connect.txt
 curl -sS -m 5 --noproxy '*' http://{allowed_ip}:8000/ > seen/direct.txt 2>&1; echo "exit $?" >> seen/direct.txt
 curl -sS -m 5 --noproxy '*' http://{denied_ip}:8000/ >> seen/direct.txt 2>&1; echo "exit $?" >> seen/direct.txt
+{{ ls -la /proctor-egress; find / \( -path /proc -o -path /sys -o -path /usr \) -prune -o -type s -print; grep proxy.sock /proc/net/unix; }} > seen/socket.txt 2>&1
+python3 -c 'import socket; s = socket.socket(socket.AF_UNIX); s.connect("/proctor-egress/proxy.sock")' >> seen/socket.txt 2>&1; echo "connect exit $?" >> seen/socket.txt
 true
 "#
     );
@@ -488,24 +507,6 @@ true
     );
     let out = repo.proctor(&["run"]);
     let seen = |name: &str| repo.read(&format!("seen/{name}.txt"));
-    if engine == EngineKind::Podman && podman_internal_traffic_is_dropped() {
-        // Podman cannot carry traffic on an internal network here; proctor
-        // must say so and refuse, never fall back to an open network.
-        eprintln!("podman: internal networks carry no traffic on this host; expecting the refusal");
-        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-        let err = stderr(&out);
-        assert!(
-            err.contains("cannot connect a loop's containers to its egress proxy"),
-            "{err}"
-        );
-        assert!(
-            err.contains("hint: allow traffic within Podman's bridges"),
-            "{err}"
-        );
-        assert!(!repo.exists("seen"), "the agent ran anyway");
-        repo.assert_no_containers();
-        return;
-    }
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -514,12 +515,18 @@ true
         seen("allowed-http"),
         repo.read(".proctor/logs/egress.run1.exam.log")
     );
-    // One interface: the loop's internal network, whose only way out is
-    // the proxy named in the environment.
-    assert_eq!(seen("ifaces").lines().filter(|l| *l != "lo").count(), 1);
+    // Loopback only: the holder's relay, named in the environment, is the
+    // only way out.
+    assert_eq!(seen("ifaces"), "lo\n");
     let proxy_env = seen("proxy-env");
-    assert!(proxy_env.contains("HTTPS_PROXY=http://"), "{proxy_env}");
-    assert!(proxy_env.contains("http_proxy=http://"), "{proxy_env}");
+    assert!(
+        proxy_env.contains("HTTPS_PROXY=http://127.0.0.1:3128\n"),
+        "{proxy_env}"
+    );
+    assert!(
+        proxy_env.contains("http_proxy=http://127.0.0.1:3128\n"),
+        "{proxy_env}"
+    );
     assert!(proxy_env.contains("NO_PROXY=\n"), "{proxy_env}");
     assert!(
         seen("allowed-http").contains(&allowed_body),
@@ -543,6 +550,16 @@ true
         "{direct}"
     );
     assert!(!direct.contains("exit 0"), "{direct}");
+    // The proxy's socket is mounted into the holder and the proxy, never
+    // into the agent, and no socket of the namespace is bound to it.
+    let socket = seen("socket");
+    assert!(
+        socket.contains("/proctor-egress': No such file or directory"),
+        "{socket}"
+    );
+    assert!(!socket.contains("proxy.sock\n"), "{socket}");
+    assert!(!socket.contains("connect exit 0"), "{socket}");
+    assert!(socket.contains("connect exit 1"), "{socket}");
 
     let denials: Vec<(String, u16, String)> = events(&repo)
         .into_iter()
@@ -566,25 +583,120 @@ true
     repo.assert_no_containers();
 }
 
-/// Whether this host drops bridged traffic that no firewall rule admits:
-/// Docker sets the FORWARD policy to DROP and turns bridge netfilter on, and
-/// netavark adds no rule for internal networks (unless someone allowed
-/// bridged traffic on Podman's bridges).
-fn podman_internal_traffic_is_dropped() -> bool {
-    let bridged = std::fs::read_to_string("/proc/sys/net/bridge/bridge-nf-call-iptables")
-        .is_ok_and(|v| v.trim() == "1");
-    let Ok(out) = std::process::Command::new("iptables")
-        .args(["-S", "FORWARD"])
-        .output()
-    else {
-        return false;
-    };
-    let rules = String::from_utf8_lossy(&out.stdout);
-    bridged
-        && rules.lines().next() == Some("-P FORWARD DROP")
-        && !rules.lines().any(|l| {
-            l.contains("physdev-is-bridged") && l.contains("podman") && l.contains("ACCEPT")
+/// Names of the network holders of `repo` that exist now, by loop.
+async fn holders_now(docker: &bollard::Docker, repo: &str) -> Vec<(String, String)> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("proctor.repo={repo}"),
+            "proctor.role=netns".to_string(),
+        ],
+    )]);
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    docker
+        .list_containers(Some(options))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| {
+            let name = c.names?.first()?.trim_start_matches('/').to_string();
+            let loop_id = c.labels?.get("proctor.loop")?.clone();
+            Some((loop_id, name))
         })
+        .collect()
+}
+
+fn open_agents_of_a_loop_share_one_holder_and_loops_do_not(engine: EngineKind) {
+    let mut net = TestNet::new(engine, "open");
+    let body = marker("openbody", engine);
+    let server = format!(
+        "proctor-test-open-{}-{}",
+        engine.as_str(),
+        std::process::id()
+    );
+    let ip = net.server_on_default_bridge(engine, &server, &body);
+    let agent = format!(
+        "mkdir -p seen\n{{ readlink /proc/self/ns/net; curl -fsS -m 20 http://{ip}:8000/; }} > seen/$PROCTOR_LOOP-run$PROCTOR_RUN.txt 2>&1\n"
+    );
+    let manifest = "loop: root\nagent: 'true'\ndone_when: test -f seen/a-run3.txt && test -f seen/b-run2.txt\nloops:\n  - loop: a\n    agent: sh agent.sh\n    done_when: test -f seen/a-run3.txt\n    budget: 3 runs\n  - loop: b\n    agent: sh agent.sh\n    done_when: test -f seen/b-run2.txt\n    budget: 2 runs\n";
+    let repo = repo(engine, &[("agent.sh", &agent), ("proctor.yaml", manifest)]);
+    let label = proctor::cli::run::repo_label(&repo.path());
+    let mut child = repo.spawn_quiet(&["run"]);
+    // Which holders exist while the run goes on, sampled.
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let status = net.rt.block_on(async {
+        loop {
+            for holder in holders_now(&net.docker, &label).await {
+                if !seen.contains(&holder) {
+                    seen.push(holder);
+                }
+            }
+            if let Some(status) = child.try_wait().expect("wait for the run") {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert_eq!(status.code(), Some(0));
+    let netns = |file: &str| {
+        let text = repo.read(&format!("seen/{file}.txt"));
+        assert!(text.contains(&body), "{file}: {text}");
+        text.lines().next().unwrap_or_default().to_string()
+    };
+    assert_eq!(netns("a-run1"), netns("a-run2"));
+    assert_eq!(netns("a-run1"), netns("a-run3"));
+    assert_eq!(netns("b-run1"), netns("b-run2"));
+    // One holder per loop for the whole loop, each loop its own. (The
+    // root's exam passed at once; its agent, prepared ahead of need, may
+    // have had a holder made for it too.)
+    seen.sort();
+    seen.retain(|(l, _)| l != "root");
+    let loops: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(loops, ["a", "b"], "{seen:?}");
+    assert_ne!(seen[0].1, seen[1].1);
+    repo.assert_no_containers();
+}
+
+fn a_killed_run_leaves_its_holder_and_proxy_to_the_reaper(engine: EngineKind) {
+    let agent = "if [ -f slow.txt ]; then echo ok > done.txt; else touch slow.txt; sleep 60; fi\n";
+    let repo = repo(
+        engine,
+        &[
+            ("agent.sh", agent),
+            (
+                "proctor.yaml",
+                "loop: slow\nagent: sh agent.sh\ndone_when: test -f done.txt\nbudget: 3 runs\nnetwork: [proctor-test.invalid]\n",
+            ),
+        ],
+    );
+    let label = proctor::cli::run::repo_label(&repo.path());
+    let mut child = repo.spawn_quiet(&["run"]);
+    repo.wait_until("the agent never started", |r| r.exists("slow.txt"));
+    // SIGKILL: no cleanup at all; the holder and the proxy stay behind.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    let rt = runtime();
+    let left = rt.block_on(async {
+        let cage = cage(engine).await;
+        cage.list_labelled(&[("proctor.repo", label.as_str())])
+            .await
+            .expect("list")
+            .len()
+    });
+    assert!(left >= 3, "agent, holder and proxy should be left: {left}");
+    let out = repo.proctor(&["reap"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        common::stdout(&out).contains(&format!("removed {left} container(s)")),
+        "{}",
+        common::stdout(&out)
+    );
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    repo.assert_no_containers();
 }
 
 fn agent_cannot_write_git(engine: EngineKind) {

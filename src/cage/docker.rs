@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::container::LogOutput;
@@ -38,6 +38,7 @@ use super::{
     libpod, Cage, CageError, Invocation, Limits, NetworkPolicy, Outcome, HOST_IMAGE,
     HOST_IMAGE_REF, LABEL_LOOP, LABEL_PID, LABEL_REPO, LABEL_ROLE, LABEL_RUN,
 };
+use egress::{Holder, HOLDER_ROLE, PROXY_ROLE};
 
 mod egress;
 
@@ -127,8 +128,9 @@ pub struct DockerCage {
     runtimes: Vec<String>,
     runtime_choice: RuntimeChoice,
     /// Under [`RuntimeChoice::Auto`], the runtime that has started a
-    /// container (`Some(None)` = the engine default).
-    settled_runtime: Mutex<Option<Option<String>>>,
+    /// container (`Some(None)` = the engine default). Shared with the
+    /// background starts of network holders.
+    settled_runtime: Arc<Mutex<Option<Option<String>>>>,
     limits: Limits,
     /// Image reference → id, so repeated runs cost no API call.
     images: Mutex<HashMap<String, String>>,
@@ -143,7 +145,7 @@ pub struct DockerCage {
     default_runtime: Option<String>,
     /// The engine host's memory, for the default memory limit.
     engine_memory: Option<i64>,
-    /// Loops' internal networks and egress proxies, see `egress.rs`.
+    /// Loops' network holders and egress proxies, see `egress.rs`.
     egress: egress::EgressTable,
     /// Containers started ahead of need (`warm.rs`).
     warm: WarmPool,
@@ -292,7 +294,7 @@ impl DockerCage {
             libpod_version,
             runtimes,
             runtime_choice: RuntimeChoice::Auto,
-            settled_runtime: Mutex::new(None),
+            settled_runtime: Arc::new(Mutex::new(None)),
             limits: Limits::default(),
             images: Mutex::new(HashMap::new()),
             import_lock: tokio::sync::Mutex::new(()),
@@ -429,6 +431,37 @@ impl DockerCage {
         Ok(found.into_iter().filter_map(|c| c.id).collect())
     }
 
+    /// Like [`DockerCage::list_labelled`], with each container's role label.
+    async fn list_labelled_roles(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<(String, String)>, CageError> {
+        let mut filters: Vec<String> = vec![LABEL_REPO.to_string()];
+        filters.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&HashMap::from([("label".to_string(), filters)]))
+            .build();
+        let found = bounded(
+            "list containers",
+            API_TIMEOUT,
+            self.docker.list_containers(Some(options)),
+        )
+        .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|c| {
+                let role = c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_ROLE))
+                    .cloned()
+                    .unwrap_or_default();
+                Some((c.id?, role))
+            })
+            .collect())
+    }
+
     /// The memory limit of a container whose limits set none: three
     /// quarters of the engine host's memory, so that one runaway container
     /// cannot take the whole machine down with it.
@@ -440,21 +473,76 @@ impl DockerCage {
     async fn run_limited(&self, inv: Invocation, limits: &Limits) -> Result<Outcome, CageError> {
         let started = Instant::now();
         let deadline = deadline_after(inv.timeout);
+        let image_id = self.ensure_image(&inv.image).await?;
+        // Before any container exists, so a bad log path costs nothing.
+        let sink = LogSink::create(&inv.log, inv.log_cap).await?;
+        // Holders run on the `host` image, which a remote engine (the tar
+        // path) cannot have: there every container has its own namespace.
+        if self.transfer == Transfer::Tar {
+            return self
+                .run_joined(inv, limits, image_id, None, sink, started, deadline)
+                .await;
+        }
+        if egress::shares_holder(&inv) {
+            let holder = self.holder_for(&inv).await?;
+            return self
+                .run_joined(
+                    inv,
+                    limits,
+                    image_id,
+                    Some(&holder),
+                    sink,
+                    started,
+                    deadline,
+                )
+                .await;
+        }
+        if !egress::needs_private_holder(&inv) {
+            return self
+                .run_joined(inv, limits, image_id, None, sink, started, deadline)
+                .await;
+        }
+        let holder = self.private_holder(&inv).await?;
+        // Removes the holder if this future is dropped before the end.
+        let guard = RemovalGuard::new(self.docker.clone(), holder.name.clone());
+        let outcome = self
+            .run_joined(
+                inv,
+                limits,
+                image_id,
+                Some(&holder),
+                sink,
+                started,
+                deadline,
+            )
+            .await;
+        self.remove_private_holder(&holder).await;
+        guard.disarm();
+        outcome
+    }
+
+    /// Runs `inv` in a container of its own, in `holder`'s network
+    /// namespace when there is one.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_joined(
+        &self,
+        inv: Invocation,
+        limits: &Limits,
+        mut image_id: String,
+        holder: Option<&Holder>,
+        mut sink: LogSink,
+        started: Instant,
+        deadline: tokio::time::Instant,
+    ) -> Result<Outcome, CageError> {
         let plan = match self.transfer {
             Transfer::Bind => None,
             Transfer::Tar => Some(self.transfer_plan(&inv)?),
         };
-        let mut image_id = self.ensure_image(&inv.image).await?;
-        let egress = match &inv.network {
-            NetworkPolicy::Hosts(hosts) => Some(self.egress_for(&inv.labels, hosts).await?),
-            NetworkPolicy::None | NetworkPolicy::Open => None,
-        };
-        let mut spec = self.spec_for(&inv, &image_id, limits, egress.as_deref())?;
+        let mut spec = self.spec_for(&inv, &image_id, limits, holder)?;
         if let Some(plan) = &plan {
             spec.volumes = plan.volume_targets();
         }
-        // Before any container exists, so a bad log path costs nothing.
-        let mut sink = LogSink::create(&inv.log, inv.log_cap).await?;
+        let egress = holder.and_then(Holder::egress);
 
         // A container started ahead of need for exactly this invocation
         // skips the start-up; its gate needs a preamble before the stdin.
@@ -548,9 +636,10 @@ impl DockerCage {
 
     /// [`Cage::prepare`].
     pub fn prepare_with_limits(&self, inv: &Invocation, limits: &Limits) {
-        // Behind the egress proxy a container is set up with its loop's
-        // network; those start cold.
-        if matches!(inv.network, NetworkPolicy::Hosts(_)) || self.transfer == Transfer::Tar {
+        // A verifier with a host list gets a holder of its own, made when
+        // it runs, and the tar path uploads its trees at the start: both
+        // start cold.
+        if egress::needs_private_holder(inv) || self.transfer == Transfer::Tar {
             return;
         }
         // Only once the image id and the runtime are settled: a prepared
@@ -564,7 +653,18 @@ impl DockerCage {
         if self.refuse_ignored_runtime().is_err() {
             return;
         }
-        let mut spec = match self.spec_for(inv, &image_id, limits, None) {
+        // An agent with network joins its loop's holder, which must run
+        // before the agent's container is created: the background start
+        // creates it first (once, however many agents are prepared).
+        let holder = if egress::shares_holder(inv) {
+            let (Some(sidecars), Ok(holder)) = (self.sidecars_now(), self.holder_slot(inv)) else {
+                return;
+            };
+            Some((holder, sidecars))
+        } else {
+            None
+        };
+        let mut spec = match self.spec_for(inv, &image_id, limits, holder.as_ref().map(|h| &*h.0)) {
             Ok(spec) => spec,
             Err(error) => {
                 tracing::debug!(%error, "not starting a container ahead of need");
@@ -572,7 +672,10 @@ impl DockerCage {
             }
         };
         spec.name = format!("proctor-{}-{}", spec.role, unique_suffix());
-        self.warm.prepare(self.link(), &spec, runtime);
+        let before = holder.map(|(holder, sidecars)| {
+            Box::pin(async move { holder.start(&sidecars).await }) as super::warm::Before
+        });
+        self.warm.prepare(self.link(), &spec, runtime, before);
     }
 
     /// Turns an invocation into a container description.
@@ -581,7 +684,7 @@ impl DockerCage {
         inv: &Invocation,
         image_id: &str,
         limits: &Limits,
-        egress: Option<&egress::Egress>,
+        holder: Option<&Holder>,
     ) -> Result<ContainerSpec, CageError> {
         let invalid = |reason: String| CageError::InvalidInvocation { reason };
         if self.init == InitPlan::None {
@@ -635,12 +738,13 @@ impl DockerCage {
         }
 
         // Docker makes no `/etc/hosts` for a container whose network is
-        // disabled rather than `none` (see `spec.rs`).
-        if self.kind == EngineKind::Docker
-            && !tar
-            && inv.network == NetworkPolicy::None
-            && !binds.iter().any(|b| b.target == "/etc/hosts")
-        {
+        // disabled rather than `none` (see `spec.rs`), nor for one that
+        // joins such a namespace (a holder with a host list).
+        let no_hosts_file = match holder {
+            Some(holder) => egress::joined_needs_hosts_file(self.kind, holder),
+            None => self.kind == EngineKind::Docker && !tar && inv.network == NetworkPolicy::None,
+        };
+        if no_hosts_file && !binds.iter().any(|b| b.target == "/etc/hosts") {
             binds.push(self.identities.hosts_bind()?);
         }
 
@@ -658,15 +762,22 @@ impl DockerCage {
         if !inv.env.iter().any(|(n, _)| n == "PATH") {
             env.push(format!("PATH={DEFAULT_PATH}"));
         }
-        let network = match (&inv.network, egress) {
+        let joins = egress::shares_holder(inv) || egress::needs_private_holder(inv);
+        let network = match (&inv.network, holder) {
             (NetworkPolicy::None, _) => NetMode::None,
-            (NetworkPolicy::Open, _) => NetMode::Open,
-            (NetworkPolicy::Hosts(_), Some(egress)) => {
-                env.extend(egress.proxy_env());
-                NetMode::Internal(egress.network.clone())
+            (NetworkPolicy::Open, None) if !joins => NetMode::Open,
+            (NetworkPolicy::Open, Some(holder)) if holder.has_network() => {
+                NetMode::Join(holder.name.clone())
             }
-            (NetworkPolicy::Hosts(_), None) => {
-                return Err(invalid("a host list needs its egress proxy".into()));
+            (NetworkPolicy::Hosts(_), Some(holder)) if !holder.has_network() => {
+                env.extend(holder.proxy_env());
+                NetMode::Join(holder.name.clone())
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "network `{}` needs the loop's network holder",
+                    inv.network.describe()
+                )));
             }
         };
         let mut limits = limits.clone();
@@ -816,18 +927,7 @@ impl DockerCage {
     /// Turns crun's refusal of this host's cgroup layout into an error that
     /// says how to fix it; other errors pass through.
     fn explain_runtime_failure(&self, error: CageError) -> CageError {
-        let message = error.to_string();
-        if !message.contains("cgroups in hybrid mode not supported") {
-            return error;
-        }
-        let hint = match self.kind {
-            EngineKind::Podman => "give each controller listed in /sys/fs/cgroup/unified/cgroup.controllers a v1 hierarchy (e.g. `mkdir /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb`), or start Podman with runc instead: `podman --runtime runc system service --time=0 unix:///run/podman/podman.sock &`, or set `runtime = \"runc\"` under `[engine]` in /etc/containers/containers.conf",
-            EngineKind::Docker => "give each controller listed in /sys/fs/cgroup/unified/cgroup.controllers a v1 hierarchy (e.g. `mkdir /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb`), or choose `runc` as the OCI runtime in `.proctor/config.yaml`",
-        };
-        CageError::RuntimeUnusable {
-            message,
-            hint: hint.into(),
-        }
+        explain_runtime_failure(self.kind, error)
     }
 
     async fn create_attach_start(
@@ -917,16 +1017,6 @@ impl DockerCage {
             libpod_version: self.libpod_version.clone(),
             describe: self.describe(),
         }
-    }
-
-    /// Creates the container (not started) and returns its id; refuses one
-    /// the engine created with a limit dropped.
-    async fn create(
-        &self,
-        spec: &ContainerSpec,
-        runtime: Option<&str>,
-    ) -> Result<String, CageError> {
-        create_container(&self.link(), spec, runtime).await
     }
 
     /// Feeds stdin, streams output and waits for the exit, all at once (a
@@ -1131,15 +1221,30 @@ impl Cage for DockerCage {
     }
 
     async fn remove_labelled(&self, labels: &[(&str, &str)]) -> Result<usize, CageError> {
-        let found = self.list_labelled(labels).await?;
-        let removals = found.into_iter().map(|id| {
-            let docker = self.docker.clone();
-            async move { remove_container(&docker, &id, false).await }
-        });
-        let removed = futures_util::future::join_all(removals).await;
+        let found = self.list_labelled_roles(labels).await?;
+        // Agents and verifiers first, then the holders they joined (Podman
+        // refuses to remove a container whose namespace others use), then
+        // the proxies behind the holders.
+        let mut removed = 0;
+        for wave in [None, Some(HOLDER_ROLE), Some(PROXY_ROLE)] {
+            let removals = found
+                .iter()
+                .filter(|(_, role)| match wave {
+                    None => role != HOLDER_ROLE && role != PROXY_ROLE,
+                    Some(wave) => role == wave,
+                })
+                .map(|(id, _)| remove_container(&self.docker, id, false));
+            removed += futures_util::future::join_all(removals)
+                .await
+                .into_iter()
+                .filter(|r| *r)
+                .count();
+        }
+        // The cage's own records of them, and their files on the host.
+        self.release_holders(labels).await;
         // Networks last: an engine refuses to remove one a container is on.
         self.remove_networks(labels).await?;
-        Ok(removed.into_iter().filter(|r| *r).count())
+        Ok(removed)
     }
 
     async fn ensure_image(&self, image: &str) -> Result<String, CageError> {
@@ -1167,6 +1272,8 @@ impl Cage for DockerCage {
 
     async fn settle(&self) {
         self.warm.settle().await;
+        // Holders last: nothing that joined one is left now.
+        self.release_holders(&[]).await;
     }
 
     fn describe(&self) -> String {
@@ -1235,6 +1342,23 @@ fn refuse_discarded_limits(engine: &str, warnings: &[String]) -> Result<(), Cage
             what: format!("apply a resource limit: \"{}\"", warning.trim()),
             hint: "enable the cgroup controller it names, or run proctor against an engine that has it".into(),
         }),
+    }
+}
+
+/// Turns crun's refusal of this host's cgroup layout into an error that
+/// says how to fix it; other errors pass through.
+pub(super) fn explain_runtime_failure(kind: EngineKind, error: CageError) -> CageError {
+    let message = error.to_string();
+    if !message.contains("cgroups in hybrid mode not supported") {
+        return error;
+    }
+    let hint = match kind {
+        EngineKind::Podman => "give each controller listed in /sys/fs/cgroup/unified/cgroup.controllers a v1 hierarchy (e.g. `mkdir /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb`), or start Podman with runc instead: `podman --runtime runc system service --time=0 unix:///run/podman/podman.sock &`, or set `runtime = \"runc\"` under `[engine]` in /etc/containers/containers.conf",
+        EngineKind::Docker => "give each controller listed in /sys/fs/cgroup/unified/cgroup.controllers a v1 hierarchy (e.g. `mkdir /sys/fs/cgroup/hugetlb && mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb`), or choose `runc` as the OCI runtime in `.proctor/config.yaml`",
+    };
+    CageError::RuntimeUnusable {
+        message,
+        hint: hint.into(),
     }
 }
 
@@ -1315,6 +1439,11 @@ impl RemovalGuard {
             name,
             armed: true,
         }
+    }
+
+    /// Forgets the container: the caller removed it.
+    pub(super) fn disarm(mut self) {
+        self.armed = false;
     }
 
     pub(super) async fn remove_now(mut self) {

@@ -1,11 +1,10 @@
-//! The three calls proctor makes to Podman's native (libpod) API: creating a
-//! container, creating a network, and reading a container's exit code
-//! early. bollard speaks only the Docker-compatible API, whose create
-//! endpoint on Podman ignores the init path and the options of mounts (see
-//! `spec.rs`), whose network create cannot turn Podman's DNS server off,
-//! and whose container model cannot parse Podman's `stopped` state; every
-//! other call (attach, start, wait, kill, remove, list, network connect and
-//! remove) goes through bollard on both engines.
+//! The two calls proctor makes to Podman's native (libpod) API: creating a
+//! container and reading a container's exit code early. bollard speaks
+//! only the Docker-compatible API, whose create endpoint on Podman ignores
+//! the init path and the options of mounts (see `spec.rs`), and whose
+//! container model cannot parse Podman's `stopped` state; every other call
+//! (attach, start, wait, kill, remove, list, network removal) goes through
+//! bollard on both engines.
 //!
 //! This is a deliberately tiny HTTP/1.1 client over the engine's unix
 //! socket or TCP address (plain or TLS, the same certificates as bollard's
@@ -145,25 +144,6 @@ pub(crate) async fn create_container(
                 })
                 .unwrap_or_default();
             return Ok((id.to_string(), warnings));
-        }
-    }
-    Err(reply_error(OP, status, &json))
-}
-
-/// Creates a network from a libpod network body (Podman's compatible
-/// endpoint cannot turn its DNS server off) and returns its name.
-pub(crate) async fn create_network(
-    endpoint: &Endpoint,
-    api_version: &str,
-    body: &Value,
-    timeout: Duration,
-) -> Result<String, CageError> {
-    const OP: &str = "libpod create network";
-    let path = format!("/v{api_version}/libpod/networks/create");
-    let (status, json) = request(endpoint, "POST", &path, Some(body), timeout, OP).await?;
-    if (200..300).contains(&status) {
-        if let Some(name) = json.get("name").and_then(Value::as_str) {
-            return Ok(name.to_string());
         }
     }
     Err(reply_error(OP, status, &json))

@@ -56,14 +56,17 @@ impl Role {
 /// The network a container gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetworkPolicy {
-    /// No network interface but loopback.
+    /// No network interface but loopback, in a fresh namespace.
     None,
-    /// The engine's default bridge.
+    /// The engine's default bridge. An agent joins its loop's network
+    /// holder there; a verifier gets a fresh namespace of its own.
     Open,
     /// Only these hosts (`host` or `host:port`, matched exactly): the
-    /// container sits on an internal network of its loop whose only way out
-    /// is proctor's allow-listing egress proxy, named to it in `HTTP_PROXY`
-    /// and friends. See `proxy.rs` and `docker/egress.rs`.
+    /// container runs in a holder's namespace with nothing but loopback,
+    /// where a relay on `127.0.0.1` (named in `HTTP_PROXY` and friends)
+    /// leads to proctor's allow-listing egress proxy. Agents share their
+    /// loop's holder; a verifier gets one of its own. See `proxy.rs` and
+    /// `docker/egress.rs`.
     Hosts(Vec<String>),
 }
 
@@ -284,9 +287,11 @@ pub trait Cage {
     /// own (a loop's `resources:`).
     async fn run_with_limits(&self, inv: Invocation, limits: &Limits)
         -> Result<Outcome, CageError>;
-    /// Removes every container whose labels match all of `labels` (key, value),
-    /// then every network of proctor's (a loop's internal egress network)
-    /// whose labels match; returns how many containers were removed.
+    /// Removes every container whose labels match all of `labels` (key,
+    /// value): agents and verifiers first, then the network holders they
+    /// joined, then egress proxies, then any network of proctor's whose
+    /// labels match (left by older versions); returns how many containers
+    /// were removed.
     async fn remove_labelled(&self, labels: &[(&str, &str)]) -> Result<usize, CageError>;
     /// Ensures an image exists; for [`HOST_IMAGE`] imports it if needed.
     /// Returns the image id.
@@ -299,8 +304,10 @@ pub trait Cage {
     /// the run starts a container as usual.
     fn prepare(&self, _inv: &Invocation, _limits: &Limits) {}
     /// Removes every container [`Cage::prepare`] started and no `run` used,
-    /// and waits for removals still running in the background: when it
-    /// returns, no container this cage made exists or is being made.
+    /// waits for removals still running in the background, then removes the
+    /// loops' network holders and egress proxies: when it returns, no
+    /// container this cage made exists or is being made. Call it only when
+    /// no run is in flight; the next agent with network gets a new holder.
     async fn settle(&self) {}
     /// A short name of the engine for reports, e.g. `docker 20.10.24`.
     fn describe(&self) -> String;

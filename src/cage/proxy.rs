@@ -1,8 +1,15 @@
 //! The egress proxy: the only way out of a loop whose `network:` is a host
 //! list. It runs *inside* a container of its own, as proctor's own binary
 //! (`proctor __proxy`, bind-mounted read-only into the built-in `host`
-//! image), on two networks: the loop's internal network, where the agent
-//! reaches it, and the engine's ordinary bridge, where the listed hosts are.
+//! image), on the engine's ordinary bridge, where the listed hosts are, and
+//! listens on a unix socket in a host directory mounted into it.
+//!
+//! The agent never sees that socket. It runs in the network namespace of
+//! its loop's *holder* container, which has nothing but loopback; inside
+//! the holder a relay (`proctor __proxy --relay-to`) listens on
+//! `127.0.0.1:PROXY_PORT` and carries each connection, byte for byte, over
+//! the socket (mounted read-only into the holder, never into the agent) to
+//! the proxy. The relay decides nothing; the proxy does.
 //!
 //! It speaks just enough HTTP/1.1 proxy protocol for agent CLIs and package
 //! managers: `CONNECT host:port` tunnels (HTTPS, anything over TLS) and
@@ -22,14 +29,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
-/// The port the proxy listens on inside its container.
+/// The port the relay listens on, on the holder's loopback; agents find
+/// it in `HTTP_PROXY` and friends.
 pub const PROXY_PORT: u16 = 3128;
 /// Where the proxy binary and its log are mounted inside the proxy container.
 pub const PROXY_EXE_IN_CONTAINER: &str = "/proctor-proxy";
 pub const PROXY_LOG_IN_CONTAINER: &str = "/proctor-egress.log";
+/// Where the directory holding the proxy's socket is mounted, read-write
+/// into the proxy and read-only into the holder.
+pub const PROXY_SOCKET_DIR_IN_CONTAINER: &str = "/proctor-egress";
+/// The socket's name in that directory.
+pub const PROXY_SOCKET_NAME: &str = "proxy.sock";
+/// Where the relay's own log (its `ready` line) is mounted in the holder.
+pub const RELAY_LOG_IN_CONTAINER: &str = "/proctor-relay.log";
 
 /// Largest request head the proxy reads before giving up on a client.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -314,25 +329,86 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Request, BadRequest> {
     })
 }
 
+/// Where the proxy accepts connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    /// A unix socket created at this path (the relay's way in).
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(address) => write!(f, "{address}"),
+            Listen::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 /// The proxy's settings, from `proctor __proxy`'s command line.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
-    pub listen: SocketAddr,
+    pub listen: Listen,
     pub allow: AllowList,
     /// Where readiness and denials are appended, one JSON line each.
     pub log: Option<PathBuf>,
 }
 
+/// A listening socket of either kind.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    async fn bind(listen: &Listen) -> std::io::Result<(Listener, String)> {
+        match listen {
+            Listen::Tcp(address) => {
+                let listener = TcpListener::bind(address).await?;
+                let shown = listener.local_addr()?.to_string();
+                Ok((Listener::Tcp(listener), shown))
+            }
+            Listen::Unix(path) => {
+                // A socket left by an earlier proxy in the same directory.
+                if std::fs::symlink_metadata(path)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                {
+                    std::fs::remove_file(path)?;
+                }
+                let listener = UnixListener::bind(path)?;
+                Ok((Listener::Unix(listener), listen.to_string()))
+            }
+        }
+    }
+
+    async fn accept(&self) -> std::io::Result<Conn> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, _) = listener.accept().await?;
+                let _ = stream.set_nodelay(true);
+                Ok(Conn::Tcp(stream))
+            }
+            Listener::Unix(listener) => Ok(Conn::Unix(listener.accept().await?.0)),
+        }
+    }
+}
+
+enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
 /// Serves until the process is killed. Returns only if it cannot listen.
 pub async fn serve(config: ProxyConfig) -> std::io::Result<()> {
-    let listener = TcpListener::bind(config.listen).await?;
+    let (listener, shown) = Listener::bind(&config.listen).await?;
     let log = Arc::new(DenialLog {
         path: config.log.clone(),
         written: std::sync::atomic::AtomicU64::new(0),
     });
     log.write(&LogLine::Ready {
         v: LOG_VERSION,
-        listen: listener.local_addr()?.to_string(),
+        listen: shown,
     });
     let allow = Arc::new(config.allow);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -340,7 +416,7 @@ pub async fn serve(config: ProxyConfig) -> std::io::Result<()> {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return Ok(());
         };
-        let (client, _) = match listener.accept().await {
+        let client = match listener.accept().await {
             Ok(accepted) => accepted,
             // Out of descriptors and the like: back off, keep serving.
             Err(_) => {
@@ -352,7 +428,77 @@ pub async fn serve(config: ProxyConfig) -> std::io::Result<()> {
         let log = log.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            handle(client, &allow, &log).await;
+            match client {
+                Conn::Tcp(stream) => handle(stream, &allow, &log).await,
+                Conn::Unix(stream) => handle(stream, &allow, &log).await,
+            }
+        });
+    }
+}
+
+/// The relay's settings: listen on `listen` (the holder's loopback) and
+/// carry every connection to the proxy's unix socket at `to`.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub listen: SocketAddr,
+    pub to: PathBuf,
+    /// Where the relay appends its `ready` line.
+    pub log: Option<PathBuf>,
+}
+
+/// How long the relay waits for the proxy to answer through the socket
+/// before it gives up (the proxy is started first, so this is slack).
+const RELAY_PROXY_WAIT: Duration = Duration::from_secs(15);
+
+/// Relays until the process is killed. It reports `ready` only once it
+/// listens *and* the proxy answered through the socket, so a holder whose
+/// relay is ready gives its agents a working way out. Returns only if it
+/// cannot listen or never reaches the proxy.
+pub async fn relay(config: RelayConfig) -> std::io::Result<()> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let deadline = tokio::time::Instant::now() + RELAY_PROXY_WAIT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match probe_unix(&config.to).await {
+            Ok(()) => break,
+            Err(why) if tokio::time::Instant::now() >= deadline => {
+                return Err(std::io::Error::other(why));
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+        }
+    }
+    let log = DenialLog {
+        path: config.log.clone(),
+        written: std::sync::atomic::AtomicU64::new(0),
+    };
+    log.write(&LogLine::Ready {
+        v: LOG_VERSION,
+        listen: listener.local_addr()?.to_string(),
+    });
+    let to = Arc::new(config.to);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return Ok(());
+        };
+        let mut client = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let to = to.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = client.set_nodelay(true);
+            // No proxy, no way out: the client sees its connection close.
+            if let Ok(mut upstream) = UnixStream::connect(to.as_path()).await {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
         });
     }
 }
@@ -395,7 +541,10 @@ fn append(path: &Path, bytes: &[u8]) {
     }
 }
 
-async fn handle(mut client: TcpStream, allow: &AllowList, log: &DenialLog) {
+async fn handle<S>(mut client: S, allow: &AllowList, log: &DenialLog)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let (head, rest) = match read_head(&mut client).await {
         Ok(read) => read,
         Err(why) => {
@@ -454,7 +603,6 @@ async fn handle(mut client: TcpStream, allow: &AllowList, log: &DenialLog) {
         }
     };
     let _ = upstream.set_nodelay(true);
-    let _ = client.set_nodelay(true);
     let started = match &request {
         // Answered above.
         Request::Ready => return,
@@ -477,7 +625,10 @@ async fn handle(mut client: TcpStream, allow: &AllowList, log: &DenialLog) {
 
 /// Reads until the blank line that ends a request head; returns the head
 /// and whatever followed it in the same reads.
-async fn read_head(client: &mut TcpStream) -> Result<(Vec<u8>, Vec<u8>), String> {
+async fn read_head<S>(client: &mut S) -> Result<(Vec<u8>, Vec<u8>), String>
+where
+    S: AsyncRead + Unpin,
+{
     let read = async {
         let mut buf = Vec::with_capacity(1024);
         let mut chunk = [0u8; 4096];
@@ -513,37 +664,61 @@ async fn read_head(client: &mut TcpStream) -> Result<(Vec<u8>, Vec<u8>), String>
 /// serving; `Err` says why not.
 pub async fn probe(address: &str) -> Result<(), String> {
     let exchange = async {
-        let mut conn = TcpStream::connect(address)
+        let conn = TcpStream::connect(address)
             .await
             .map_err(|e| format!("cannot connect to {address}: {e}"))?;
-        let request = format!("GET {READY_PATH} HTTP/1.1\r\nHost: proxy\r\n\r\n");
-        conn.write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("cannot send to {address}: {e}"))?;
-        let mut reply = Vec::new();
-        (&mut conn)
-            .take(1024)
-            .read_to_end(&mut reply)
-            .await
-            .map_err(|e| format!("no reply from {address}: {e}"))?;
-        if reply.starts_with(b"HTTP/1.1 200") {
-            Ok(())
-        } else {
-            Err(format!(
-                "unexpected reply from {address}: {}",
-                String::from_utf8_lossy(&reply)
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-            ))
-        }
+        ask_ready(conn, address).await
     };
     tokio::time::timeout(Duration::from_secs(5), exchange)
         .await
         .map_err(|_| format!("no answer from {address} within 5s"))?
 }
 
-async fn respond(client: &mut TcpStream, status: &str, body: &str) {
+/// [`probe`] through the proxy's unix socket.
+pub async fn probe_unix(path: &Path) -> Result<(), String> {
+    let shown = format!("unix:{}", path.display());
+    let exchange = async {
+        let conn = UnixStream::connect(path)
+            .await
+            .map_err(|e| format!("cannot connect to {shown}: {e}"))?;
+        ask_ready(conn, &shown).await
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| format!("no answer from {shown} within 5s"))?
+}
+
+async fn ask_ready<S>(mut conn: S, shown: &str) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let request = format!("GET {READY_PATH} HTTP/1.1\r\nHost: proxy\r\n\r\n");
+    conn.write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("cannot send to {shown}: {e}"))?;
+    let mut reply = Vec::new();
+    (&mut conn)
+        .take(1024)
+        .read_to_end(&mut reply)
+        .await
+        .map_err(|e| format!("no reply from {shown}: {e}"))?;
+    if reply.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(format!(
+            "unexpected reply from {shown}: {}",
+            String::from_utf8_lossy(&reply)
+                .lines()
+                .next()
+                .unwrap_or_default()
+        ))
+    }
+}
+
+async fn respond<S>(client: &mut S, status: &str, body: &str)
+where
+    S: AsyncWrite + Unpin,
+{
     let reply = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -725,7 +900,7 @@ mod tests {
         let listen = free.local_addr().unwrap();
         drop(free);
         let config = ProxyConfig {
-            listen,
+            listen: Listen::Tcp(listen),
             allow: AllowList::parse(&[format!("127.0.0.1:{up_port}")]).unwrap(),
             log: Some(log.clone()),
         };
@@ -794,6 +969,83 @@ mod tests {
         assert_eq!(
             denied,
             [format!("127.0.0.1:{other}").as_str(), "localhost:1"]
+        );
+    }
+    /// The relay carries connections from loopback to the proxy's unix
+    /// socket; the proxy decides, and logs refusals, as over TCP.
+    #[tokio::test]
+    async fn the_relay_reaches_the_proxy_only_through_its_socket() {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up_port = upstream.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = upstream.accept().await {
+                let mut buf = vec![0u8; 1024];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nup")
+                    .await;
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join(PROXY_SOCKET_NAME);
+        let proxy_log = dir.path().join("egress.log");
+        let relay_log = dir.path().join("relay.log");
+        std::fs::write(&proxy_log, "").unwrap();
+        std::fs::write(&relay_log, "").unwrap();
+        let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listen = free.local_addr().unwrap();
+        drop(free);
+        // The relay starts first and waits for the proxy behind it.
+        tokio::spawn(relay(RelayConfig {
+            listen,
+            to: socket.clone(),
+            log: Some(relay_log.clone()),
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!std::fs::read_to_string(&relay_log)
+            .unwrap()
+            .contains("ready"));
+        tokio::spawn(serve(ProxyConfig {
+            listen: Listen::Unix(socket.clone()),
+            allow: AllowList::parse(&[format!("127.0.0.1:{up_port}")]).unwrap(),
+            log: Some(proxy_log.clone()),
+        }));
+        let mut ready = false;
+        for _ in 0..200 {
+            if std::fs::read_to_string(&relay_log)
+                .unwrap()
+                .lines()
+                .any(|l| matches!(LogLine::parse(l), Some(LogLine::Ready { .. })))
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ready, "the relay never became ready");
+        probe_unix(&socket).await.unwrap();
+        probe(&listen.to_string()).await.unwrap();
+
+        async fn exchange(proxy: SocketAddr, send: &str) -> String {
+            let mut conn = TcpStream::connect(proxy).await.unwrap();
+            conn.write_all(send.as_bytes()).await.unwrap();
+            let mut out = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut out)).await;
+            String::from_utf8_lossy(&out).into_owned()
+        }
+        let got = exchange(
+            listen,
+            &format!("GET http://127.0.0.1:{up_port}/ HTTP/1.1\r\n\r\n"),
+        )
+        .await;
+        assert!(got.ends_with("up"), "{got}");
+        let got = exchange(listen, "CONNECT 127.0.0.1:1 HTTP/1.1\r\n\r\n").await;
+        assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+        let log = std::fs::read_to_string(&proxy_log).unwrap();
+        assert!(log.contains("\"target\":\"127.0.0.1:1\""), "{log}");
+        assert!(
+            log.contains(&format!("\"listen\":\"unix:{}\"", socket.display())),
+            "{log}"
         );
     }
 }

@@ -27,17 +27,17 @@ pub(crate) const HOME_DIR: &str = "/tmp/home";
 /// Where a container's network namespace is attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum NetMode {
-    /// Loopback only.
+    /// A fresh namespace with loopback only.
     None,
-    /// The engine's default bridge.
+    /// A fresh namespace on the engine's default bridge.
     Open,
-    /// Only this internal network (a loop with a host list): its only way
-    /// out is the egress proxy. DNS points at nothing (the proxy resolves
-    /// names) and IPv6 is off, so neither is a side channel.
-    Internal(String),
-    /// The egress proxy: on the loop's internal network and on `egress`.
-    /// On Docker the second network is connected between create and start.
-    Proxy { internal: String, egress: String },
+    /// A fresh namespace on this engine network (the egress proxy on the
+    /// config's `egress_network`).
+    Network(String),
+    /// The namespace of this running container (a loop's network holder,
+    /// see `docker/egress.rs`): no namespace of its own, so no network
+    /// setup at all (on Docker 20.10 no `libnetwork-setkey` hook either).
+    Join(String),
 }
 
 impl NetMode {
@@ -46,19 +46,27 @@ impl NetMode {
         match self {
             NetMode::None => "none".into(),
             NetMode::Open => "bridge".into(),
-            NetMode::Internal(name) | NetMode::Proxy { internal: name, .. } => name.clone(),
+            NetMode::Network(name) => name.clone(),
+            NetMode::Join(container) => format!("container:{container}"),
         }
     }
 
-    fn is_internal(&self) -> bool {
-        matches!(self, NetMode::Internal(_))
+    /// Podman's `netns` (and its `Networks`, when one is named).
+    fn libpod_netns(&self) -> (Value, Option<Value>) {
+        match self {
+            NetMode::None => (json!({ "nsmode": "none" }), None),
+            NetMode::Open => (json!({ "nsmode": "bridge" }), None),
+            NetMode::Network(name) => (
+                json!({ "nsmode": "bridge" }),
+                Some(json!({ name.as_str(): {} })),
+            ),
+            NetMode::Join(container) => (
+                json!({ "nsmode": "container", "value": container.as_str() }),
+                None,
+            ),
+        }
     }
 }
-
-/// A resolver address that answers nothing, for containers whose names
-/// must go through the proxy.
-const NO_DNS: &str = "127.0.0.1";
-const NO_IPV6: (&str, &str) = ("net.ipv6.conf.all.disable_ipv6", "1");
 
 /// A host path bind-mounted into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,11 +208,6 @@ impl ContainerSpec {
                 ulimit("nproc", limits.nproc),
             ]),
             network_mode: Some(self.network.docker_mode()),
-            dns: self.network.is_internal().then(|| vec![NO_DNS.to_string()]),
-            sysctls: self
-                .network
-                .is_internal()
-                .then(|| HashMap::from([(NO_IPV6.0.to_string(), NO_IPV6.1.to_string())])),
             runtime: runtime.map(str::to_string),
             auto_remove: Some(false),
             // proctor streams the output itself; the engine's own log copy
@@ -287,6 +290,7 @@ impl ContainerSpec {
             // The same conversion Podman applies to Docker's NanoCpus.
             resources["cpu"] = json!({ "period": 100_000u64, "quota": nano / 10_000 });
         }
+        let (netns, networks) = self.network.libpod_netns();
         let mut body = json!({
             "name": self.name,
             "image": self.image_id,
@@ -316,25 +320,14 @@ impl ContainerSpec {
                 { "type": "nofile", "soft": limits.nofile, "hard": limits.nofile },
                 { "type": "nproc", "soft": limits.nproc, "hard": limits.nproc },
             ],
-            "netns": { "nsmode": match self.network {
-                NetMode::None => "none",
-                _ => "bridge",
-            } },
+            "netns": netns,
             // SIGKILL straight away on a forced removal: the command has
             // already exited or timed out by then.
             "stop_timeout": 0,
             "log_configuration": { "driver": "none" },
         });
-        match &self.network {
-            NetMode::None | NetMode::Open => {}
-            NetMode::Internal(name) => {
-                body["Networks"] = json!({ name.as_str(): {} });
-                body["dns_server"] = json!([NO_DNS]);
-                body["sysctl"] = json!({ NO_IPV6.0: NO_IPV6.1 });
-            }
-            NetMode::Proxy { internal, egress } => {
-                body["Networks"] = json!({ internal.as_str(): {}, egress.as_str(): {} });
-            }
+        if let Some(networks) = networks {
+            body["Networks"] = networks;
         }
         if let Some(runtime) = runtime {
             body["oci_runtime"] = Value::from(runtime);
@@ -428,28 +421,37 @@ mod tests {
     }
 
     #[test]
-    fn internal_networks_get_no_dns_and_no_ipv6() {
+    fn joined_and_named_networks_translate_for_both_engines() {
         let mut s = spec();
-        s.network = NetMode::Internal("proctor-net-x".into());
-        let hc = s.docker_body(None).host_config.unwrap();
-        assert_eq!(hc.network_mode.as_deref(), Some("proctor-net-x"));
-        assert_eq!(hc.dns, Some(vec![NO_DNS.to_string()]));
-        assert_eq!(hc.sysctls.unwrap()[NO_IPV6.0], "1");
+        s.network = NetMode::Join("proctor-netns-x".into());
+        let body = s.docker_body(None);
+        let hc = body.host_config.unwrap();
+        assert_eq!(
+            hc.network_mode.as_deref(),
+            Some("container:proctor-netns-x")
+        );
+        assert_eq!(hc.dns, None);
+        assert_eq!(body.network_disabled, Some(false));
+        let body = s.libpod_body(None);
+        assert_eq!(body["netns"]["nsmode"], "container");
+        assert_eq!(body["netns"]["value"], "proctor-netns-x");
+        assert!(body.get("Networks").is_none());
+
+        s.network = NetMode::Network("egress-net".into());
         let body = s.libpod_body(None);
         assert_eq!(body["netns"]["nsmode"], "bridge");
-        assert!(body["Networks"].get("proctor-net-x").is_some());
-        assert_eq!(body["dns_server"][0], NO_DNS);
-
-        s.network = NetMode::Proxy {
-            internal: "proctor-net-x".into(),
-            egress: "podman".into(),
-        };
-        let body = s.libpod_body(None);
-        assert_eq!(body["Networks"].as_object().unwrap().len(), 2);
-        assert!(body.get("dns_server").is_none());
+        assert!(body["Networks"].get("egress-net").is_some());
         let hc = s.docker_body(None).host_config.unwrap();
-        assert_eq!(hc.network_mode.as_deref(), Some("proctor-net-x"));
-        assert_eq!(hc.dns, None);
+        assert_eq!(hc.network_mode.as_deref(), Some("egress-net"));
+
+        s.network = NetMode::Open;
+        assert_eq!(s.libpod_body(None)["netns"]["nsmode"], "bridge");
+        let body = s.docker_body(None);
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("bridge")
+        );
+        assert_eq!(body.network_disabled, Some(false));
     }
 
     #[test]

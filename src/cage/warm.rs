@@ -32,6 +32,11 @@ use super::CageError;
 /// call, and are left out when invocations are compared.
 pub(crate) const LATE_ENV: &[&str] = &["PROCTOR_COMMIT"];
 
+/// What must be done before a prepared container is created (start the
+/// loop's network holder that the container joins).
+pub(crate) type Before =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CageError>> + Send>>;
+
 /// The gate's script; the real command is its `$0`.
 const GATE: &str = r#"while IFS= read -r proctor_line; do case $proctor_line in go) exec /bin/sh -c "$0" ;; *=*) export "$proctor_line" ;; *) exit 125 ;; esac; done; exit 125"#;
 
@@ -66,12 +71,14 @@ pub(crate) struct Taken {
 
 impl WarmPool {
     /// Starts a container for `spec` in the background unless one for an
-    /// equal spec is already there. `spec.name` must be set.
+    /// equal spec is already there, after `before` succeeded. `spec.name`
+    /// must be set.
     pub(crate) fn prepare(
         &self,
         engine: EngineLink,
         spec: &ContainerSpec,
         runtime: Option<String>,
+        before: Option<Before>,
     ) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
@@ -83,6 +90,12 @@ impl WarmPool {
         }
         let gated = gated(spec);
         let task = handle.spawn(async move {
+            if let Some(before) = before {
+                if let Err(error) = before.await {
+                    tracing::debug!(%error, "not starting a container ahead of need");
+                    return Err(error);
+                }
+            }
             // Armed before the create call, like a cold launch.
             let guard = RemovalGuard::new(engine.docker.clone(), gated.name.clone());
             match create_attach_start(&engine, &gated, runtime.as_deref()).await {

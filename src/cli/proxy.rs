@@ -1,44 +1,72 @@
-//! `proctor __proxy`: the egress proxy, run by proctor inside a container of
-//! its own (see `cage/proxy.rs`). Hidden: people never run it by hand.
+//! `proctor __proxy`: the egress proxy and its relay, run by proctor inside
+//! containers of their own (see `cage/proxy.rs`). Hidden: people never run
+//! it by hand.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::CommandError;
-use crate::cage::proxy::{probe, serve, AllowList, ProxyConfig};
+use crate::cage::proxy::{relay, serve, AllowList, Listen, ProxyConfig, RelayConfig};
 
-/// Serve as a loop's allow-listing egress proxy (internal; proctor starts it).
+/// Serve as a loop's allow-listing egress proxy, or as the relay to it in a
+/// loop's network holder (internal; proctor starts both).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR", required_unless_present = "probe")]
+    /// TCP address to listen on.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        required_unless_present = "listen_unix",
+        conflicts_with = "listen_unix"
+    )]
     pub listen: Option<SocketAddr>,
-    /// Instead of serving, check that the proxy at `host:port` answers.
-    #[arg(long, value_name = "ADDR", conflicts_with = "listen")]
-    pub probe: Option<String>,
+    /// Unix socket to create and listen on instead.
+    #[arg(long, value_name = "PATH")]
+    pub listen_unix: Option<PathBuf>,
+    /// Relay every connection on `--listen` to the proxy's unix socket at
+    /// PATH instead of serving as the proxy.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["listen_unix", "allow"])]
+    pub relay_to: Option<PathBuf>,
     /// Comma-separated `host` or `host:port` entries that may be reached.
-    #[arg(long, value_name = "HOSTS", default_value = "")]
-    pub allow: String,
+    #[arg(long, value_name = "HOSTS")]
+    pub allow: Option<String>,
     /// File to append readiness and denials to, one JSON line each.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
 }
 
 pub async fn cmd_proxy(args: Args) -> Result<i32, CommandError> {
-    if let Some(address) = &args.probe {
-        return match probe(address).await {
-            Ok(()) => Ok(0),
-            Err(why) => {
-                eprintln!("proctor: egress proxy unreachable: {why}");
-                Ok(1)
-            }
+    if let Some(to) = args.relay_to {
+        let Some(listen) = args.listen else {
+            return Err(CommandError::user("`--relay-to` needs `--listen`"));
         };
+        relay(RelayConfig {
+            listen,
+            to: to.clone(),
+            log: args.log,
+        })
+        .await
+        .map_err(|e| CommandError::Internal {
+            message: format!(
+                "the relay on {listen} cannot serve the egress proxy at `{}`: {e}",
+                to.display()
+            ),
+        })?;
+        return Ok(0);
     }
-    let Some(listen) = args.listen else {
-        return Err(CommandError::user("`--listen` or `--probe` is required"));
+    let listen = match (args.listen, args.listen_unix) {
+        (Some(address), None) => Listen::Tcp(address),
+        (None, Some(path)) => Listen::Unix(path),
+        _ => {
+            return Err(CommandError::user(
+                "one of `--listen` and `--listen-unix` is required",
+            ))
+        }
     };
-    let entries: Vec<&str> = args.allow.split(',').collect();
+    let allow = args.allow.unwrap_or_default();
+    let entries: Vec<&str> = allow.split(',').collect();
     let allow = AllowList::parse(&entries).map_err(CommandError::user)?;
+    let shown = listen.to_string();
     serve(ProxyConfig {
         listen,
         allow,
@@ -46,7 +74,7 @@ pub async fn cmd_proxy(args: Args) -> Result<i32, CommandError> {
     })
     .await
     .map_err(|e| CommandError::Internal {
-        message: format!("the egress proxy cannot listen on {listen}: {e}"),
+        message: format!("the egress proxy cannot listen on {shown}: {e}"),
     })?;
     Ok(0)
 }
