@@ -762,7 +762,9 @@ impl DockerCage {
         if !inv.env.iter().any(|(n, _)| n == "PATH") {
             env.push(format!("PATH={DEFAULT_PATH}"));
         }
-        let joins = egress::shares_holder(inv) || egress::needs_private_holder(inv);
+        // The tar path (a remote engine) has no holders: see `run_limited`.
+        let joins = self.transfer == Transfer::Bind
+            && (egress::shares_holder(inv) || egress::needs_private_holder(inv));
         let network = match (&inv.network, holder) {
             (NetworkPolicy::None, _) => NetMode::None,
             (NetworkPolicy::Open, None) if !joins => NetMode::Open,
