@@ -15,9 +15,17 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use bollard::query_parameters::ListVolumesOptionsBuilder;
 use common::{stderr, TestRepo};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
 
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -94,6 +102,135 @@ fn copy(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<()> {
         }
         to.write_all(&buf[..n])?;
     }
+}
+
+/// A certificate authority made at test time.
+struct Ca {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Ca {
+            pem,
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate for `names` (DNS names or IP addresses) signed by this
+    /// CA, for a server or a client; returns its PEM and its key's PEM.
+    fn issue(&self, names: &[&str], usage: ExtendedKeyUsagePurpose) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "proctor test");
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// A `DOCKER_CERT_PATH` directory: `ca.pem`, `cert.pem`, `key.pem`.
+fn cert_dir(ca_pem: &str, (cert, key): &(String, String)) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca_pem).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    dir
+}
+
+fn ring() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(ca_pem: &str) -> Arc<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    Arc::new(roots)
+}
+
+/// What dockerd `--tlsverify` does: serve `server` and require a client
+/// certificate signed by `ca`.
+fn tls_server_config(ca: &Ca, (cert, key): &(String, String)) -> Arc<rustls::ServerConfig> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(&ca.pem), ring())
+        .build()
+        .unwrap();
+    let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(ring())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap(),
+    )
+}
+
+/// A TLS-terminating forwarder: listens on 127.0.0.1 (a free port), does
+/// the handshake with `config` and splices the decrypted bytes to the unix
+/// socket. Returns `tcp://127.0.0.1:PORT` and the handshake errors so far.
+/// The thread lives as long as the test process.
+fn forward_tls_to(
+    socket: &str,
+    engine: Engine,
+    config: Arc<rustls::ServerConfig>,
+) -> (String, Arc<Mutex<Vec<String>>>) {
+    assert!(
+        Path::new(socket).exists(),
+        "no {} socket at {socket}; {}",
+        engine.name(),
+        common::ENGINE_HELP
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let socket = socket.to_string();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let errors = refused.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, socket, errors) = (acceptor.clone(), socket.clone(), errors.clone());
+                tokio::spawn(async move {
+                    let mut client = match acceptor.accept(client).await {
+                        Ok(tls) => tls,
+                        Err(error) => {
+                            errors.lock().unwrap().push(error.to_string());
+                            return;
+                        }
+                    };
+                    let Ok(mut engine) = tokio::net::UnixStream::connect(&socket).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                });
+            }
+        });
+    });
+    (format!("tcp://127.0.0.1:{port}"), refused)
 }
 
 /// Busybox with the applets the scripted agent and exam use.
@@ -177,8 +314,50 @@ fn volumes(engine: Engine, label: &str) -> (Vec<String>, Vec<String>) {
     })
 }
 
+/// How the binary reaches the engine: `DOCKER_HOST` and, for TLS,
+/// `DOCKER_TLS_VERIFY` and `DOCKER_CERT_PATH`.
+struct Remote {
+    address: String,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Remote {
+    fn plain(address: String) -> Remote {
+        Remote {
+            address,
+            env: Vec::new(),
+        }
+    }
+
+    fn tls(address: String, cert_dir: &Path) -> Remote {
+        Remote {
+            address,
+            env: vec![
+                ("DOCKER_TLS_VERIFY", "1".to_string()),
+                ("DOCKER_CERT_PATH", cert_dir.to_string_lossy().into_owned()),
+            ],
+        }
+    }
+
+    /// Runs the binary in `repo` against this engine.
+    fn proctor(&self, repo: &TestRepo, args: &[&str]) -> std::process::Output {
+        let mut env: Vec<(&str, &str)> = vec![("DOCKER_HOST", &self.address)];
+        env.extend(self.env.iter().map(|(k, v)| (*k, v.as_str())));
+        repo.proctor_env(args, &env)
+    }
+}
+
 fn remote_loop_takes_the_tar_path(engine: Engine) {
-    let address = forward_tcp_to(&engine.socket(), engine);
+    remote_loop(
+        engine,
+        &Remote::plain(forward_tcp_to(&engine.socket(), engine)),
+    );
+}
+
+/// The loop, `once` and the refused `host` image through `remote`; the
+/// leftover checks go through the engine's unix socket.
+fn remote_loop(engine: Engine, remote: &Remote) {
+    let address = remote.address.clone();
     let work = tempfile::tempdir().unwrap();
     let rootfs = work.path().join("rootfs");
     busybox_rootfs(&rootfs);
@@ -199,10 +378,10 @@ fn remote_loop_takes_the_tar_path(engine: Engine) {
 
     // The image goes over TCP too.
     let rootfs_arg = rootfs.to_string_lossy().into_owned();
-    let out = repo.proctor(&["image", "import", &rootfs_arg, "--name", &image]);
+    let out = remote.proctor(&repo, &["image", "import", &rootfs_arg, "--name", &image]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
-    let out = repo.proctor(&["run"]);
+    let out = remote.proctor(&repo, &["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(repo.agent_starts(), 2);
     let log = repo.log("proctor/fix");
@@ -240,17 +419,20 @@ fn remote_loop_takes_the_tar_path(engine: Engine) {
         .file("test.sh", TEST)
         .file("fix.sh", "sed -i 's/\\$1 - \\$2/$1 + $2/' calc.sh\n")
         .commit("buggy");
-    let out = once.proctor(&[
-        "once",
-        "--until",
-        "sh test.sh",
-        "--agent",
-        "sh fix.sh",
-        "--image",
-        &image,
-        "--",
-        "make test.sh pass",
-    ]);
+    let out = remote.proctor(
+        &once,
+        &[
+            "once",
+            "--until",
+            "sh test.sh",
+            "--agent",
+            "sh fix.sh",
+            "--image",
+            &image,
+            "--",
+            "make test.sh pass",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(once.log("proctor/once")[1], "proctor(once): run 1");
     assert!(once.read("calc.sh").contains("$1 + $2"));
@@ -261,7 +443,7 @@ fn remote_loop_takes_the_tar_path(engine: Engine) {
         .file("test.sh", "exit 0\n")
         .manifest("loop: h\ntask: t\nagent: 'true'\ndone_when: sh test.sh\n")
         .commit("host image");
-    let out = host.proctor(&["run"]);
+    let out = remote.proctor(&host, &["run"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("`host` image"), "{err}");
@@ -269,7 +451,10 @@ fn remote_loop_takes_the_tar_path(engine: Engine) {
     assert!(err.contains("image:"), "{err}");
     assert_eq!(err.trim().lines().count(), 2, "one line and a hint: {err}");
 
-    for r in [&repo, &once, &host] {
+    let _ = remote.proctor(&repo, &["image", "rm", &image]);
+    let local = format!("unix://{}", engine.socket());
+    for mut r in [repo, once, host] {
+        r.engine = Some(local.clone());
         r.assert_no_containers();
     }
     let (labelled, volumes_after) = volumes(engine, &label);
@@ -279,7 +464,6 @@ fn remote_loop_takes_the_tar_path(engine: Engine) {
         .filter(|v| !volumes_before.contains(v))
         .collect();
     assert!(new.is_empty(), "volumes left behind: {new:?}");
-    let _ = repo.proctor(&["image", "rm", &image]);
 }
 
 #[test]
@@ -319,4 +503,94 @@ fn remote_loop_takes_the_tar_path_docker() {
 #[test]
 fn remote_loop_takes_the_tar_path_podman() {
     remote_loop_takes_the_tar_path(Engine::Podman);
+}
+
+/// The same loop through a TLS-terminating forwarder that, like dockerd
+/// `--tlsverify`, requires a client certificate signed by its CA; then a
+/// wrong CA and an untrusted client certificate, each a one-line error.
+fn remote_loop_over_tls(engine: Engine) {
+    let ca = Ca::new("proctor test CA");
+    let server = ca.issue(
+        &["127.0.0.1", "localhost"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let client = ca.issue(&["client"], ExtendedKeyUsagePurpose::ClientAuth);
+    let (address, refused) =
+        forward_tls_to(&engine.socket(), engine, tls_server_config(&ca, &server));
+    let good = cert_dir(&ca.pem, &client);
+    remote_loop(engine, &Remote::tls(address.clone(), good.path()));
+    assert_eq!(*refused.lock().unwrap(), Vec::<String>::new());
+
+    // The forwarder refuses a client without a certificate.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let no_cert = rustls::ClientConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots(&ca.pem))
+        .with_no_client_auth();
+    let authority = address.trim_start_matches("tcp://").to_string();
+    let exchange = rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpStream::connect(&authority).await?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(Arc::new(no_cert))
+            .connect(name, tcp)
+            .await?;
+        tls.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut reply = Vec::new();
+        tls.read_to_end(&mut reply).await?;
+        Ok::<_, std::io::Error>(reply)
+    });
+    assert!(
+        exchange.is_err(),
+        "a client without a certificate got {exchange:?}"
+    );
+
+    let repo = TestRepo::new().file("a", "a\n").commit("a");
+    let fails = |dir: &Path, says: &[&str]| {
+        let started = std::time::Instant::now();
+        let out = Remote::tls(address.clone(), dir).proctor(&repo, &["reap"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        for s in says {
+            assert!(err.contains(s), "{s}: {err}");
+        }
+        err
+    };
+    // A ca.pem that did not sign the engine's certificate.
+    let other = Ca::new("unrelated CA");
+    let wrong_ca = cert_dir(&other.pem, &client);
+    let err = fails(wrong_ca.path(), &[&address]);
+    eprintln!("wrong CA: {err}");
+    // A client certificate the engine does not trust: refused like none.
+    let stranger = cert_dir(
+        &ca.pem,
+        &other.issue(&["client"], ExtendedKeyUsagePurpose::ClientAuth),
+    );
+    let before = refused.lock().unwrap().len();
+    let err = fails(stranger.path(), &[&address]);
+    eprintln!("untrusted client: {err}");
+    assert!(refused.lock().unwrap().len() > before);
+    repo.assert_no_containers();
+}
+
+#[test]
+fn remote_loop_over_tls_docker() {
+    remote_loop_over_tls(Engine::Docker);
+}
+
+#[test]
+fn remote_loop_over_tls_podman() {
+    remote_loop_over_tls(Engine::Podman);
 }
