@@ -347,6 +347,29 @@ impl Remote {
     }
 }
 
+/// Removes the test's image through the unix socket (proctor has no
+/// `image rm`); fails if it is not there.
+fn remove_image(engine: Engine, image: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client =
+            bollard::Docker::connect_with_unix(&engine.socket(), 60, bollard::API_DEFAULT_VERSION)
+                .unwrap();
+        let client = client.negotiate_version().await.unwrap();
+        client
+            .remove_image(
+                image,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+            .unwrap();
+    });
+}
+
 fn remote_loop_takes_the_tar_path(engine: Engine) {
     remote_loop(
         engine,
@@ -357,11 +380,29 @@ fn remote_loop_takes_the_tar_path(engine: Engine) {
 /// The loop, `once` and the refused `host` image through `remote`; the
 /// leftover checks go through the engine's unix socket.
 fn remote_loop(engine: Engine, remote: &Remote) {
+    // The volume check compares all of the engine's volumes before and
+    // after: one loop per engine at a time in this process.
+    static DOCKER: Mutex<()> = Mutex::new(());
+    static PODMAN: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = match engine {
+        Engine::Docker => &DOCKER,
+        Engine::Podman => &PODMAN,
+    }
+    .lock()
+    .unwrap_or_else(|poisoned| poisoned.into_inner());
     let address = remote.address.clone();
     let work = tempfile::tempdir().unwrap();
     let rootfs = work.path().join("rootfs");
     busybox_rootfs(&rootfs);
-    let image = unique(engine, "remote");
+    // An image each for the plain and the TLS test.
+    let image = unique(
+        engine,
+        if remote.env.is_empty() {
+            "remote"
+        } else {
+            "remote-tls"
+        },
+    );
 
     let repo = TestRepo::new()
         .engine(&address)
@@ -451,12 +492,12 @@ fn remote_loop(engine: Engine, remote: &Remote) {
     assert!(err.contains("image:"), "{err}");
     assert_eq!(err.trim().lines().count(), 2, "one line and a hint: {err}");
 
-    let _ = remote.proctor(&repo, &["image", "rm", &image]);
     let local = format!("unix://{}", engine.socket());
     for mut r in [repo, once, host] {
         r.engine = Some(local.clone());
         r.assert_no_containers();
     }
+    remove_image(engine, &image);
     let (labelled, volumes_after) = volumes(engine, &label);
     assert!(labelled.is_empty(), "volumes left behind: {labelled:?}");
     let new: Vec<&String> = volumes_after
@@ -507,7 +548,8 @@ fn remote_loop_takes_the_tar_path_podman() {
 
 /// The same loop through a TLS-terminating forwarder that, like dockerd
 /// `--tlsverify`, requires a client certificate signed by its CA; then a
-/// wrong CA and an untrusted client certificate, each a one-line error.
+/// wrong CA, an untrusted client certificate, a broken key and a server
+/// certificate for another name, each a one-line error and exit 1.
 fn remote_loop_over_tls(engine: Engine) {
     let ca = Ca::new("proctor test CA");
     let server = ca.issue(
@@ -551,37 +593,59 @@ fn remote_loop_over_tls(engine: Engine) {
     );
 
     let repo = TestRepo::new().file("a", "a\n").commit("a");
-    let fails = |dir: &Path, says: &[&str]| {
+    let run = |address: &str, dir: &Path| {
         let started = std::time::Instant::now();
-        let out = Remote::tls(address.clone(), dir).proctor(&repo, &["reap"]);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{err}");
+        let out = Remote::tls(address.to_string(), dir).proctor(&repo, &["reap"]);
         assert!(
             started.elapsed().as_secs() < 30,
             "took {:?}",
             started.elapsed()
         );
+        out
+    };
+    let fails = |address: &str, dir: &Path, says: &[&str]| {
+        let out = run(address, dir);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(!err.contains("panicked"), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
         for s in says {
             assert!(err.contains(s), "{s}: {err}");
         }
-        err
     };
+    // The server certificate also names `localhost`.
+    let by_name = address.replace("127.0.0.1", "localhost");
+    let out = run(&by_name, good.path());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
     // A ca.pem that did not sign the engine's certificate.
     let other = Ca::new("unrelated CA");
     let wrong_ca = cert_dir(&other.pem, &client);
-    let err = fails(wrong_ca.path(), &[&address]);
-    eprintln!("wrong CA: {err}");
+    fails(
+        &address,
+        wrong_ca.path(),
+        &["TLS with the engine", &address, "not signed by", "ca.pem"],
+    );
     // A client certificate the engine does not trust: refused like none.
     let stranger = cert_dir(
         &ca.pem,
         &other.issue(&["client"], ExtendedKeyUsagePurpose::ClientAuth),
     );
     let before = refused.lock().unwrap().len();
-    let err = fails(stranger.path(), &[&address]);
-    eprintln!("untrusted client: {err}");
+    fails(
+        &address,
+        stranger.path(),
+        &["refused the client certificate", "cert.pem"],
+    );
     assert!(refused.lock().unwrap().len() > before);
+    // A key.pem that is no key: named before any connection.
+    let broken = cert_dir(&ca.pem, &(client.0.clone(), "not a key\n".into()));
+    fails(&address, broken.path(), &["key.pem", "no PEM private key"]);
+    // An engine whose certificate is for another name.
+    let elsewhere = ca.issue(&["engine.invalid"], ExtendedKeyUsagePurpose::ServerAuth);
+    let (misnamed, _) =
+        forward_tls_to(&engine.socket(), engine, tls_server_config(&ca, &elsewhere));
+    fails(&misnamed, good.path(), &["not for this host name"]);
     repo.assert_no_containers();
 }
 

@@ -25,7 +25,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::address::{EngineAddress, TlsEnv};
+use super::address::{EngineAddress, TlsEnv, TlsFiles};
 use super::host_image::{
     empty_rootfs_tar, parse_numeric_user, toolchain_binds, unique_suffix, IdentityFiles,
 };
@@ -1626,14 +1626,34 @@ fn client(address: &EngineAddress, version: &ClientVersion) -> Result<Docker, Bo
         EngineAddress::Tcp {
             authority,
             tls: Some(files),
-        } => Docker::connect_with_ssl(
-            &format!("tcp://{authority}"),
-            &files.key,
-            &files.cert,
-            &files.ca,
-            timeout,
-            version,
-        ),
+        } => {
+            // Not `connect_with_ssl`: it also trusts the system's roots and
+            // sends no client certificate when it cannot parse one. This
+            // is the same TLS setup as the libpod calls: only `ca.pem`.
+            let config = libpod::tls_config(files).map_err(|e| BollardError::IOError {
+                err: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            })?;
+            let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+            http.enforce_http(false);
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_only()
+                .enable_http1()
+                .wrap_connector(http);
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .pool_max_idle_per_host(0)
+                    .build(https);
+            Docker::connect_with_custom_transport(
+                move |request: bollard::BollardRequest| {
+                    let client = client.clone();
+                    async move { client.request(request).await.map_err(BollardError::from) }
+                },
+                Some(format!("https://{authority}")),
+                timeout,
+                version,
+            )
+        }
     }
 }
 
@@ -1689,6 +1709,10 @@ async fn ping(address: &EngineAddress) -> Result<Docker, PingError> {
             tls: Some(files), ..
         } => {
             files.check_readable().map_err(PingError::Fatal)?;
+            // bollard reads the client certificate only during the
+            // handshake and sends none if it cannot parse it; parse all
+            // three now so a broken file is named, not blamed on the engine.
+            libpod::Endpoint::new(address).map_err(PingError::Fatal)?;
         }
         _ => {}
     }
@@ -1701,12 +1725,88 @@ async fn ping(address: &EngineAddress) -> Result<Docker, PingError> {
     })?;
     match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
         Ok(Ok(_)) => Ok(docker),
-        Ok(Err(error)) => Err(PingError::NoAnswer(error.to_string())),
+        Ok(Err(error)) => match address {
+            EngineAddress::Tcp {
+                authority,
+                tls: Some(files),
+            } => match tls_failure(&error, files) {
+                Some(reason) => Err(PingError::Fatal(CageError::Tls {
+                    address: format!("tcp://{authority}"),
+                    reason,
+                })),
+                None => Err(PingError::NoAnswer(with_causes(&error))),
+            },
+            _ => Err(PingError::NoAnswer(with_causes(&error))),
+        },
         Err(_) => Err(PingError::NoAnswer(format!(
             "no answer within {}s",
             PING_TIMEOUT.as_secs()
         ))),
     }
+}
+
+/// What went wrong in a TLS handshake, said in terms of Docker's files,
+/// if `error` comes from one.
+fn tls_failure(error: &BollardError, files: &TlsFiles) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let tls = 'found: loop {
+        let current = cause?;
+        // std's io::Error hides the error it wraps from `source()`, and
+        // hyper-rustls wraps tokio-rustls's io::Error in another.
+        let mut inner = Some(current);
+        while let Some(error) = inner {
+            if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+                break 'found tls;
+            }
+            inner = error
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .map(|e| e as &(dyn std::error::Error + 'static));
+        }
+        cause = current.source();
+    };
+    Some(match tls {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+        | rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+            ..
+        }) => format!(
+            "the engine's certificate is not for this host name or address ({tls})"
+        ),
+        rustls::Error::InvalidCertificate(_) => format!(
+            "the engine's certificate is not signed by `{}` or not valid ({tls})",
+            files.ca.display()
+        ),
+        rustls::Error::AlertReceived(
+            rustls::AlertDescription::UnknownCA
+            | rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::CertificateRequired
+            | rustls::AlertDescription::CertificateUnknown
+            | rustls::AlertDescription::CertificateExpired
+            | rustls::AlertDescription::CertificateRevoked
+            | rustls::AlertDescription::UnsupportedCertificate
+            | rustls::AlertDescription::AccessDenied,
+        ) => format!(
+            "the engine refused the client certificate `{}` ({tls}); is it signed by the CA the engine trusts?",
+            files.cert.display()
+        ),
+        other => other.to_string(),
+    })
+}
+
+/// `error` and its sources, each that adds something, joined by `: `
+/// (bollard's transport errors say only `client error (Connect)` at the
+/// top; why, such as a certificate the CA did not sign, is in the sources).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Whether mounting `source` would hand the container a socket: the engine

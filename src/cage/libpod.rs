@@ -7,8 +7,8 @@
 //! bollard on both engines.
 //!
 //! This is a deliberately tiny HTTP/1.1 client over the engine's unix
-//! socket or TCP address (plain or TLS, the same certificates as bollard's
-//! client): one request, `Connection: close`, a bounded reply. It must never
+//! socket or TCP address (plain or TLS with [`tls_config`], which the
+//! Docker API client uses too): one request, `Connection: close`, a bounded reply. It must never
 //! be used for anything streaming.
 
 use std::path::PathBuf;
@@ -69,9 +69,10 @@ impl Endpoint {
     }
 }
 
-/// A rustls client that trusts only `ca.pem` and presents `cert.pem`, as
-/// Docker's own client does with `DOCKER_TLS_VERIFY`.
-fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, CageError> {
+/// A rustls client that trusts only `ca.pem` (not the system's roots) and
+/// presents `cert.pem` with `key.pem`, for `DOCKER_TLS_VERIFY`; a file
+/// that holds no certificate or key is an error naming it.
+pub(crate) fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, CageError> {
     let bad = |path: &PathBuf, what: String| CageError::TlsFile {
         path: path.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, what),
@@ -87,8 +88,15 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, CageError> {
     let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| bad(&files.cert, e.to_string()))?;
-    let key =
-        PrivateKeyDer::from_pem_file(&files.key).map_err(|e| bad(&files.key, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad(&files.cert, "no PEM certificate in it".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            bad(&files.key, "no PEM private key in it".into())
+        }
+        e => bad(&files.key, e.to_string()),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

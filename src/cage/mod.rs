@@ -243,6 +243,10 @@ pub enum CageError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS handshake with a `tcp://` engine failed: the engine answered,
+    /// but one side did not trust the other.
+    #[error("TLS with the engine at `{address}` failed: {reason}")]
+    Tls { address: String, reason: String },
     /// Something that needs the engine to share this machine's filesystem,
     /// asked of a remote engine.
     #[error("{what} cannot work with a remote engine ({engine})")]

@@ -119,6 +119,7 @@ impl From<CageError> for CommandError {
             | CageError::Unsupported { .. }
             | CageError::BadAddress { .. }
             | CageError::TlsFile { .. }
+            | CageError::Tls { .. }
             | CageError::InvalidInvocation { .. } => CommandError::user(e.to_string()),
             CageError::RuntimeUnusable { ref hint, .. }
             | CageError::Weakened { ref hint, .. }

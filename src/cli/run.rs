@@ -542,6 +542,7 @@ impl CommandError {
                 | CageError::Unsupported { .. }
                 | CageError::BadAddress { .. }
                 | CageError::TlsFile { .. }
+                | CageError::Tls { .. }
                 | CageError::Remote { .. }
                 | CageError::InvalidInvocation { .. }
                 | CageError::RuntimeUnusable { .. }
