@@ -593,9 +593,16 @@ fn remote_loop_over_tls(engine: Engine) {
     );
 
     let repo = TestRepo::new().file("a", "a\n").commit("a");
+    let system_roots = good.path().join("ca.pem");
     let run = |address: &str, dir: &Path| {
         let started = std::time::Instant::now();
-        let out = Remote::tls(address.to_string(), dir).proctor(&repo, &["reap"]);
+        let mut remote = Remote::tls(address.to_string(), dir);
+        // The system's roots (rustls-native-certs reads `SSL_CERT_FILE`)
+        // hold the engine's CA: only `ca.pem` may count.
+        remote
+            .env
+            .push(("SSL_CERT_FILE", system_roots.display().to_string()));
+        let out = remote.proctor(&repo, &["reap"]);
         assert!(
             started.elapsed().as_secs() < 30,
             "took {:?}",
