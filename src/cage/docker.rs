@@ -1729,13 +1729,27 @@ async fn ping(address: &EngineAddress) -> Result<Docker, PingError> {
             EngineAddress::Tcp {
                 authority,
                 tls: Some(files),
-            } => match tls_failure(&error, files) {
-                Some(reason) => Err(PingError::Fatal(CageError::Tls {
-                    address: format!("tcp://{authority}"),
-                    reason,
-                })),
-                None => Err(PingError::NoAnswer(with_causes(&error))),
-            },
+            } => {
+                let mut reason = tls_failure(&error, files);
+                if reason.is_none() {
+                    // Over TLS 1.3 the engine refuses a client certificate
+                    // after the client's handshake is done, and hyper may
+                    // see only the closed connection, not the alert: ask
+                    // once more and read the reply.
+                    if let Ok(endpoint) = libpod::Endpoint::new(address) {
+                        if let Err(probe) = libpod::ping(&endpoint, PING_TIMEOUT).await {
+                            reason = tls_failure(&probe, files);
+                        }
+                    }
+                }
+                match reason {
+                    Some(reason) => Err(PingError::Fatal(CageError::Tls {
+                        address: format!("tcp://{authority}"),
+                        reason,
+                    })),
+                    None => Err(PingError::NoAnswer(with_causes(&error))),
+                }
+            }
             _ => Err(PingError::NoAnswer(with_causes(&error))),
         },
         Err(_) => Err(PingError::NoAnswer(format!(
@@ -1747,8 +1761,8 @@ async fn ping(address: &EngineAddress) -> Result<Docker, PingError> {
 
 /// What went wrong in a TLS handshake, said in terms of Docker's files,
 /// if `error` comes from one.
-fn tls_failure(error: &BollardError, files: &TlsFiles) -> Option<String> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+fn tls_failure(error: &(dyn std::error::Error + 'static), files: &TlsFiles) -> Option<String> {
+    let mut cause = Some(error);
     let tls = 'found: loop {
         let current = cause?;
         // std's io::Error hides the error it wraps from `source()`, and

@@ -4,12 +4,13 @@
 //! the init path and the options of mounts (see `spec.rs`), and whose
 //! container model cannot parse Podman's `stopped` state; every other call
 //! (attach, start, wait, kill, remove, list, network removal) goes through
-//! bollard on both engines.
+//! bollard on both engines. [`ping`] here only reads why a TLS connection
+//! fails (see `docker.rs`).
 //!
 //! This is a deliberately tiny HTTP/1.1 client over the engine's unix
 //! socket or TCP address (plain or TLS with [`tls_config`], which the
-//! Docker API client uses too): one request, `Connection: close`, a bounded reply. It must never
-//! be used for anything streaming.
+//! Docker API client uses too): one request, `Connection: close`, a bounded
+//! reply. It must never be used for anything streaming.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -180,6 +181,12 @@ pub(crate) async fn exit_code_if_ended(
         Some("stopped") | Some("exited") => Ok(state["ExitCode"].as_i64()),
         _ => Ok(None),
     }
+}
+
+/// `GET /_ping`, for what a failing connection says (a TLS alert, say).
+pub(crate) async fn ping(endpoint: &Endpoint, timeout: Duration) -> Result<(), CageError> {
+    request(endpoint, "GET", "/_ping", None, timeout, "ping").await?;
+    Ok(())
 }
 
 fn reply_error(op: &'static str, status: u16, json: &Value) -> CageError {
