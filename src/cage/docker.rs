@@ -414,21 +414,8 @@ impl DockerCage {
     /// Ids of proctor's containers (running or not) whose labels match all
     /// of `labels`.
     pub async fn list_labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, CageError> {
-        // Always narrowed to proctor's containers: an empty filter must not
-        // mean "every container on the engine".
-        let mut filters: Vec<String> = vec![LABEL_REPO.to_string()];
-        filters.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&HashMap::from([("label".to_string(), filters)]))
-            .build();
-        let found = bounded(
-            "list containers",
-            API_TIMEOUT,
-            self.docker.list_containers(Some(options)),
-        )
-        .await?;
-        Ok(found.into_iter().filter_map(|c| c.id).collect())
+        let found = self.list_labelled_roles(labels).await?;
+        Ok(found.into_iter().map(|(id, _)| id).collect())
     }
 
     /// Like [`DockerCage::list_labelled`], with each container's role label.
@@ -436,6 +423,8 @@ impl DockerCage {
         &self,
         labels: &[(&str, &str)],
     ) -> Result<Vec<(String, String)>, CageError> {
+        // Always narrowed to proctor's containers: an empty filter must not
+        // mean "every container on the engine".
         let mut filters: Vec<String> = vec![LABEL_REPO.to_string()];
         filters.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
         let options = ListContainersOptionsBuilder::default()
