@@ -33,6 +33,26 @@ TARGET=${CARGO_TARGET_DIR:-target}
 log() { printf '== %s\n' "$*" >&2; }
 median() { sort -n | awk '{a[NR]=$1} END {printf "%.0f", a[int((NR+1)/2)]}'; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# The machine's busy CPU time (all processes, all cores) in clock ticks.
+busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
+tick_ms() { python3 -c 'import os; print(1000 / os.sysconf("SC_CLK_TCK"))'; }
+# Samples the machine's busy CPU every 20 ms into FILE ("unix-time ticks"
+# lines) until killed: one python process, so the sampling costs next to
+# nothing. Lets the loops' CPU be counted between their first and last exam.
+start_sampler() { # file
+  python3 -c '
+import sys, time
+out = open(sys.argv[1], "w", buffering=1)
+while True:
+    with open("/proc/stat") as f:
+        v = f.readline().split()
+    out.write("%.3f %d\n" % (time.time(), sum(int(x) for x in (v[1], v[2], v[3], v[6], v[7]))))
+    time.sleep(0.02)
+' "$1" &
+  sampler=$!
+}
+sampler=
+stop_sampler() { [ -n "$sampler" ] || return 0; kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true; sampler=; }
 
 log "building (release)"
 cargo build --release --quiet --bin proctor --example cage_latency
@@ -40,7 +60,7 @@ PROCTOR=$(realpath "$TARGET/release/proctor")
 LATENCY=$(realpath "$TARGET/release/examples/cage_latency")
 
 work=$(mktemp -d /tmp/proctor-bench-XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap 'stop_sampler; rm -rf "$work"' EXIT
 
 if [ -z "${LUTE:-}" ]; then
   if command -v lute >/dev/null 2>&1; then
@@ -81,8 +101,11 @@ cli_round_trips() { # engine-cli-args...
 round_trip() { # name socket cli...
   local name=$1 socket=$2; shift 2
   log "(a) $name: $RUNS round trips through the cage"
-  local json
+  local json b0
+  b0=$(busy_ticks)
   json=$("$LATENCY" "unix://$socket" "$RUNS" true cold)
+  cage_cpu_ms=$(python3 -c 'import sys; print(round((int(sys.argv[2]) - int(sys.argv[1])) * float(sys.argv[3]) / int(sys.argv[4])))' \
+    "$b0" "$(busy_ticks)" "$(tick_ms)" "$RUNS")
   cage_ms=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["median_ms"]))' "$json")
   cage_desc=$(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["engine"] + ", " + j["runtime"])' "$json")
   log "(a) $name: $RUNS round trips through the cage, each prepared ahead of need"
@@ -119,11 +142,11 @@ make_repo() { # dir [agent-network]
 
 # Splits a run's events into per-iteration wall time (from one exam's end
 # to the next's), container time (agent + exam containers) and the rest.
-split_events() { # events.jsonl tool
-  python3 - "$1" "$2" <<'PY'
-import json, sys, statistics
+split_events() { # events.jsonl tool cpu-samples
+  python3 - "$1" "$2" "$3" <<'PY'
+import bisect, json, os, sys, statistics
 from datetime import datetime
-path, tool = sys.argv[1], sys.argv[2]
+path, tool, samples = sys.argv[1], sys.argv[2], sys.argv[3]
 events = [json.loads(l) for l in open(path) if l.strip()]
 def ts(e):
     t = e["ts"]
@@ -137,6 +160,17 @@ exam = [e["secs"] for e in checks[1:]] if tool == "proctor" else []
 n = len(walls)
 out = {"iterations": n, "wall_ms": 1000 * statistics.median(walls), "mean_wall_ms": 1000 * sum(walls) / n,
        "agent_ms": 1000 * statistics.median(agent)}
+# The machine's CPU (every process, every core) from the first exam's end
+# to the last one's, per iteration, interpolated between 20 ms samples.
+points = [tuple(map(float, l.split())) for l in open(samples) if len(l.split()) == 2]
+def busy_at(t):
+    times = [p[0] for p in points]
+    i = min(max(bisect.bisect_left(times, t), 1), len(points) - 1)
+    (t0, b0), (t1, b1) = points[i - 1], points[i]
+    return b0 + (b1 - b0) * ((t - t0) / (t1 - t0) if t1 > t0 else 0)
+if len(points) >= 2 and n:
+    ticks = busy_at(ts(checks[-1])) - busy_at(ts(checks[0]))
+    out["cpu_ms"] = ticks * 1000 / os.sysconf("SC_CLK_TCK") / n
 if exam:
     own = [w - a - x for w, a, x in zip(walls, agent, exam)]
     out.update(exam_ms=1000 * statistics.median(exam), own_ms=1000 * statistics.median(own),
@@ -156,13 +190,15 @@ proctor_loop() { # name socket agent-network [prepare-ahead]
   log "(b/c) $name: a $ITER-iteration loop through proctor"
   case $name in *-once) make_repo "$dir" once ;; *) make_repo "$dir" "$network" ;; esac
   local start
+  start_sampler "$work/cpu-$name"
   start=$(now_ms)
   (cd "$dir" && DOCKER_HOST="unix://$socket" PROCTOR_KEY_DIR="$work/keys" \
     PROCTOR_PREPARE_AHEAD="$ahead" \
     /usr/bin/time -v -o "$work/time-$name" "$PROCTOR" "${verb[@]}" \
     >"$work/out-$name" 2>&1) || { cat "$work/out-$name" >&2; exit 1; }
   loop_total_ms=$(( $(now_ms) - start ))
-  loop_json=$(split_events "$dir/.proctor/events.jsonl" proctor)
+  stop_sampler
+  loop_json=$(split_events "$dir/.proctor/events.jsonl" proctor "$work/cpu-$name")
   loop_rss=$(peak_rss_kb "$work/time-$name")
 }
 
@@ -171,21 +207,24 @@ lute_loop() {
   log "(b) Lute: a $ITER-iteration loop, uncaged"
   make_repo "$dir" once
   local start
+  start_sampler "$work/cpu-lute"
   start=$(now_ms)
   (cd "$dir" && /usr/bin/time -v -o "$work/time-lute" "$LUTE" once --until "sh exam.sh" \
     --agent "sh agent.sh" --budget "$ITER runs" -- "append a line to counter" \
     >"$work/out-lute" 2>&1) || { cat "$work/out-lute" >&2; exit 1; }
   lute_total_ms=$(( $(now_ms) - start ))
-  lute_json=$(split_events "$dir/.lute/events.jsonl" lute)
+  stop_sampler
+  lute_json=$(split_events "$dir/.lute/events.jsonl" lute "$work/cpu-lute")
   lute_rss=$(peak_rss_kb "$work/time-lute")
 }
 
+floor() { python3 -c 'import json,os,sys; print("%.0f" % (json.loads(sys.argv[1])["cpu_ms"] / os.cpu_count()))' "$1"; }
 ratio() { python3 -c 'import sys; a, b = map(float, sys.argv[1:]); print(f"{a / b:.2f}" if b else "n/a")' "$1" "$2"; }
 field() { python3 -c 'import json,sys; v=json.loads(sys.argv[1])[sys.argv[2]]; print(f"{v:.0f}" if sys.argv[3:] == [] else f"{100*v:.1f}")' "$@"; }
 
 # ----------------------------------------------------------------- run ----
 round_trip docker "$DOCKER_SOCK" docker -H "unix://$DOCKER_SOCK" run --init
-docker_cage_ms=$cage_ms; docker_warm_ms=$warm_ms; docker_cli_ms=$cli_ms; docker_desc=$cage_desc
+docker_cage_ms=$cage_ms; docker_warm_ms=$warm_ms; docker_cli_ms=$cli_ms; docker_desc=$cage_desc; docker_cpu_ms=$cage_cpu_ms
 if [ -z "${SKIP_PODMAN:-}" ]; then
   init_path=()
   for p in /usr/libexec/podman/catatonit /usr/libexec/catatonit/catatonit /usr/bin/catatonit /usr/bin/tini-static; do
@@ -193,7 +232,7 @@ if [ -z "${SKIP_PODMAN:-}" ]; then
   done
   # The local CLI (no service in between), on the service's runtime.
   round_trip podman "$PODMAN_SOCK" podman --runtime runc run --init "${init_path[@]}" --read-only-tmpfs=false
-  podman_cage_ms=$cage_ms; podman_warm_ms=$warm_ms; podman_cli_ms=$cli_ms; podman_desc=$cage_desc
+  podman_cage_ms=$cage_ms; podman_warm_ms=$warm_ms; podman_cli_ms=$cli_ms; podman_desc=$cage_desc; podman_cpu_ms=$cage_cpu_ms
 fi
 
 lute_loop
@@ -234,21 +273,27 @@ cat <<EOF
 
 ### (a) one container round trip (create, start, wait, remove), median of $RUNS
 
-| engine | CLI \`run --rm\` | proctor's cage, cold | cold / CLI | cage, prepared ahead (what a loop waits for) | prepared / CLI |
-|---|---|---|---|---|---|
-| $docker_desc | ${docker_cli_ms} ms | ${docker_cage_ms} ms | $(ratio "$docker_cage_ms" "$docker_cli_ms") | ${docker_warm_ms} ms | $(ratio "$docker_warm_ms" "$docker_cli_ms") |
+| engine | CLI \`run --rm\` | proctor's cage, cold | cold / CLI | cage, prepared ahead (what a loop waits for) | prepared / CLI | machine CPU per cold container |
+|---|---|---|---|---|---|---|
+| $docker_desc | ${docker_cli_ms} ms | ${docker_cage_ms} ms | $(ratio "$docker_cage_ms" "$docker_cli_ms") | ${docker_warm_ms} ms | $(ratio "$docker_warm_ms" "$docker_cli_ms") | ${docker_cpu_ms} ms |
 EOF
 if [ -z "${SKIP_PODMAN:-}" ]; then
-  echo "| $podman_desc | ${podman_cli_ms} ms | ${podman_cage_ms} ms | $(ratio "$podman_cage_ms" "$podman_cli_ms") | ${podman_warm_ms} ms | $(ratio "$podman_warm_ms" "$podman_cli_ms") |"
+  echo "| $podman_desc | ${podman_cli_ms} ms | ${podman_cage_ms} ms | $(ratio "$podman_cage_ms" "$podman_cli_ms") | ${podman_warm_ms} ms | $(ratio "$podman_warm_ms" "$podman_cli_ms") | ${podman_cpu_ms} ms |"
 fi
+cat <<EOF
+
+"Machine CPU" is the busy time of all processes on all $(nproc) cores
+(\`/proc/stat\`) while the cold round trips ran, divided by their number:
+what one container costs the engine (daemon, shim, OCI runtime, kernel).
+EOF
 cat <<EOF
 
 ### (b, c) a $ITER-iteration loop (agent + commit + exam), per iteration, medians
 
-| | wall / iteration | agent container | exam container | proctor's own work | own share of the loop | whole process / $ITER | peak RSS |
-|---|---|---|---|---|---|---|---|
-| Lute 0.2.1, uncaged (first) | $(field "$lute_first" wall_ms) ms | $(field "$lute_first" agent_ms) ms (host process) | (host process) | | | $(( lute_first_total / ITER )) ms | $(( lute_rss / 1024 )) MB |
-| Lute 0.2.1, uncaged (again, after proctor's) | $(field "$lute_second" wall_ms) ms | $(field "$lute_second" agent_ms) ms (host process) | (host process) | | | $(( lute_second_total / ITER )) ms | |
+| | wall / iteration | agent container | exam container | proctor's own work | own share of the loop | machine CPU / iteration | CPU / $(nproc) cores | whole process / $ITER | peak RSS |
+|---|---|---|---|---|---|---|---|---|---|
+| Lute 0.2.1, uncaged (first) | $(field "$lute_first" wall_ms) ms | $(field "$lute_first" agent_ms) ms (host process) | (host process) | | | $(field "$lute_first" cpu_ms) ms | $(floor "$lute_first") ms | $(( lute_first_total / ITER )) ms | $(( lute_rss / 1024 )) MB |
+| Lute 0.2.1, uncaged (again, after proctor's) | $(field "$lute_second" wall_ms) ms | $(field "$lute_second" agent_ms) ms (host process) | (host process) | | | $(field "$lute_second" cpu_ms) ms | $(floor "$lute_second") ms | $(( lute_second_total / ITER )) ms | |
 EOF
 describe() {
   case $1 in
@@ -266,8 +311,15 @@ for v in "${variants[@]}"; do
   j=${loops[$v]}
   rss=
   case $v in docker) rss="$(( docker_rss / 1024 )) MB" ;; podman) rss="$(( podman_rss / 1024 )) MB" ;; esac
-  echo "| $(describe "$v") | $(field "$j" wall_ms) ms | $(field "$j" agent_ms) ms | $(field "$j" exam_ms) ms | $(field "$j" own_ms) ms | $(field "$j" own_share pct) % | $(( ${totals[$v]} / ITER )) ms | $rss |"
+  echo "| $(describe "$v") | $(field "$j" wall_ms) ms | $(field "$j" agent_ms) ms | $(field "$j" exam_ms) ms | $(field "$j" own_ms) ms | $(field "$j" own_share pct) % | $(field "$j" cpu_ms) ms | $(floor "$j") ms | $(( ${totals[$v]} / ITER )) ms | $rss |"
 done
+cat <<EOF
+
+"Machine CPU / iteration" is the busy time of all processes on all cores
+from the first exam's end to the last one's, per iteration (sampled every
+20 ms). Divided by the $(nproc) cores it is the least wall time any schedule
+of that work could reach on this machine, however much of it overlaps.
+EOF
 cat <<EOF
 
 ### (d) peak memory
