@@ -9,6 +9,7 @@ pub mod cron;
 pub mod engine;
 pub mod exit_codes;
 pub mod git;
+pub mod leftovers;
 pub mod manifest;
 pub mod notify;
 pub mod progress;

@@ -121,9 +121,13 @@ pub fn human_line(event: &Event) -> Option<String> {
             manifest,
             ..
         } => format!("proctor: loop tree `{root}` from {manifest} on branch {branch} · {engine}"),
-        Event::Reaped { containers } => {
-            format!("proctor: removed {containers} leftover container(s) of an earlier run")
-        }
+        Event::Reaped { containers, files } => match (containers, files) {
+            (_, 0) => format!("proctor: removed {containers} leftover container(s) of an earlier run"),
+            (0, _) => format!("proctor: removed {files} leftover file(s) of earlier runs"),
+            _ => format!(
+                "proctor: removed {containers} leftover container(s) and {files} file(s) of earlier runs"
+            ),
+        },
         Event::CheckStart { .. } => return None,
         Event::CheckResult {
             loop_id,
@@ -330,5 +334,22 @@ mod tests {
         assert!(!use_colour(false, false, false));
         assert!(!use_colour(true, true, false));
         assert!(!use_colour(true, false, true));
+    }
+
+    #[test]
+    fn reaped_names_what_was_removed() {
+        let line = |containers, files| human_line(&Event::Reaped { containers, files }).unwrap();
+        assert_eq!(
+            line(2, 0),
+            "proctor: removed 2 leftover container(s) of an earlier run"
+        );
+        assert_eq!(
+            line(0, 3),
+            "proctor: removed 3 leftover file(s) of earlier runs"
+        );
+        assert_eq!(
+            line(1, 3),
+            "proctor: removed 1 leftover container(s) and 3 file(s) of earlier runs"
+        );
     }
 }

@@ -16,6 +16,8 @@ use std::sync::Mutex;
 
 use super::spec::BindSpec;
 use super::CageError;
+/// Every per-process name here starts with the process id, for the sweep.
+pub(crate) use crate::leftovers::unique_suffix;
 
 /// The user-facing name of the built-in host image.
 pub const HOST_IMAGE: &str = "host";
@@ -187,9 +189,7 @@ impl IdentityFiles {
 /// shared temp directory is world-writable, so an existing entry is only
 /// trusted when it is a real directory owned by us.
 pub(crate) fn private_temp_dir() -> Result<PathBuf, CageError> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    let dir = std::env::temp_dir().join(format!("proctor-cage-{euid}"));
+    let (dir, euid) = private_temp_path();
     let io_err = |source| CageError::Io {
         path: dir.clone(),
         source,
@@ -200,13 +200,32 @@ pub(crate) fn private_temp_dir() -> Result<PathBuf, CageError> {
         Err(e) => return Err(io_err(e)),
     }
     let meta = fs::symlink_metadata(&dir).map_err(io_err)?;
-    if !meta.file_type().is_dir() || meta.uid() != euid || meta.mode() & 0o022 != 0 {
+    if !is_private(&meta, euid) {
         return Err(io_err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             "exists but is not a private directory owned by this user",
         )));
     }
     Ok(dir)
+}
+
+/// [`private_temp_dir`] if it exists and is private to this user, without
+/// creating it: where a sweep looks for leftovers.
+pub(crate) fn existing_private_temp_dir() -> Option<PathBuf> {
+    let (dir, euid) = private_temp_path();
+    let meta = fs::symlink_metadata(&dir).ok()?;
+    is_private(&meta, euid).then_some(dir)
+}
+
+fn private_temp_path() -> (PathBuf, u32) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let dir = std::env::temp_dir().join(format!("proctor-cage-{euid}"));
+    (dir, euid)
+}
+
+fn is_private(meta: &fs::Metadata, euid: u32) -> bool {
+    meta.file_type().is_dir() && meta.uid() == euid && meta.mode() & 0o022 == 0
 }
 
 /// Writes `bytes` to `path` through a uniquely named temporary file and a
@@ -231,18 +250,6 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), CageErro
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(io_err)
-}
-
-/// A suffix unique within this host: pid, a process-wide counter, and time.
-pub(crate) fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{:x}-{n:x}-{nanos:x}", std::process::id())
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod warm;
 
 pub use address::{EngineAddress, TlsEnv, TlsFiles};
 pub use docker::{DockerCage, EngineKind, RuntimeChoice, Transfer};
+pub(crate) use host_image::existing_private_temp_dir;
 pub use host_image::{HOST_IMAGE, HOST_IMAGE_REF};
 pub use import::{
     default_name, image_reference, ImageInfo, ImportReport, PruneReport, LABEL_IMAGE,

@@ -8,6 +8,7 @@ use super::CommandError;
 use crate::engine::Ending;
 use crate::exit_codes;
 use crate::git::GitRepo;
+use crate::leftovers::{scratch_prefix, ScratchDir};
 use crate::manifest;
 
 /// Show, on a scratch repository in a temp dir, that an agent claiming
@@ -86,9 +87,7 @@ fn internal(path: &Path, e: std::io::Error) -> CommandError {
 }
 
 pub async fn cmd_demo(args: Args) -> Result<i32, CommandError> {
-    let scratch = tempfile::Builder::new()
-        .prefix("proctor-demo-")
-        .tempdir()
+    let scratch = ScratchDir::new_in(&std::env::temp_dir(), &scratch_prefix("demo"))
         .map_err(|e| internal(&std::env::temp_dir(), e))?;
     println!(
         "proctor demo: scratch repositories under {}",

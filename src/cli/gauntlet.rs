@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use super::CommandError;
 use crate::engine::events::{self, Event, Record};
 use crate::git::GitRepo;
+use crate::leftovers::{scratch_prefix, ScratchDir};
 use crate::protect::Change;
 
 /// Run the cheat gauntlet: for each scenario, a dishonest scripted agent
@@ -310,9 +311,7 @@ pub fn cmd_gauntlet(args: Args) -> Result<i32, CommandError> {
                 .map_err(|e| CommandError::user(format!("cannot use `{}`: {e}", dir.display())))?
         }
         None => {
-            scratch = tempfile::Builder::new()
-                .prefix("proctor-gauntlet-")
-                .tempdir()
+            scratch = ScratchDir::new_in(&std::env::temp_dir(), &scratch_prefix("gauntlet"))
                 .map_err(|e| CommandError::Internal {
                     message: format!("cannot create a scratch directory: {e}"),
                 })?;

@@ -1,15 +1,20 @@
-//! `proctor reap`: remove leftover containers (and egress networks) of this
-//! repository's runs.
+//! `proctor reap`: remove what dead runs left behind: this repository's
+//! containers (and egress networks), and the host files of any proctor
+//! process that is gone.
 
 use super::run::repo_label;
 use super::CommandError;
 use crate::cage::{Cage, DockerCage, LABEL_REPO};
 use crate::git::GitRepo;
+use crate::leftovers;
 use crate::manifest;
 use crate::state::{lock, Paths};
 
 /// Remove every container proctor left behind for this repository (runs
-/// killed with `kill -9`, say). Refuses while a run is active here.
+/// killed with `kill -9`, say), and the files on this host of every
+/// proctor process that is gone: egress proxy sockets and logs, exam
+/// scratch trees, demo and gauntlet scratch repositories. Files of live
+/// runs (in any repository) stay. Refuses while a run is active here.
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
@@ -29,5 +34,16 @@ pub async fn cmd_reap(_args: Args) -> Result<i32, CommandError> {
         .remove_labelled(&[(LABEL_REPO, label.as_str())])
         .await?;
     println!("removed {n} container(s)");
+    let swept = leftovers::sweep();
+    println!(
+        "removed {} file(s) of dead proctor processes",
+        swept.removed.len()
+    );
+    for path in &swept.removed {
+        println!("  {}", path.display());
+    }
+    if let Some(line) = swept.failure_line() {
+        eprintln!("warning: {line}");
+    }
     Ok(0)
 }

@@ -17,6 +17,7 @@ use crate::engine::gate::is_inside;
 use crate::engine::{history, Ending, Engine, Report, Settings};
 use crate::exit_codes;
 use crate::git::GitRepo;
+use crate::leftovers;
 use crate::manifest::{self, Config, LoopSpec, Manifest};
 use crate::notify;
 use crate::progress::Progress;
@@ -380,8 +381,17 @@ pub async fn execute_with(req: Request, opts: RunOptions) -> Result<RunSummary, 
     let reaped = cage
         .remove_labelled(&[(LABEL_REPO, label.as_str())])
         .await?;
-    if reaped > 0 {
-        stream.emit(Event::Reaped { containers: reaped });
+    // Files of any dead proctor process, not only this repository's: runs
+    // elsewhere share the temp directories, and only live ones are spared.
+    let swept = leftovers::sweep();
+    if reaped > 0 || !swept.removed.is_empty() {
+        stream.emit(Event::Reaped {
+            containers: reaped,
+            files: swept.removed.len(),
+        });
+    }
+    if let Some(line) = swept.failure_line().filter(|_| !req.quiet) {
+        eprintln!("warning: {line}");
     }
     stream.emit(Event::RunStart {
         root: req.root.id.clone(),

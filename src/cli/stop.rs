@@ -76,6 +76,17 @@ pub async fn cmd_stop(args: Args) -> Result<i32, CommandError> {
     if leftovers > 0 {
         say!("proctor: removed {leftovers} leftover container(s)");
     }
+    // A run that had to be killed left its files too.
+    let swept = crate::leftovers::sweep();
+    if !swept.removed.is_empty() {
+        say!(
+            "proctor: removed {} file(s) of dead proctor processes",
+            swept.removed.len()
+        );
+    }
+    if let Some(line) = swept.failure_line() {
+        say!("proctor: warning: {line}");
+    }
     say!("proctor: stopped; `proctor run` resumes it (at most one iteration is redone)");
     Ok(0)
 }

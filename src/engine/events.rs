@@ -86,8 +86,13 @@ pub enum Event {
         engine: String,
         pid: u32,
     },
+    /// Leftovers of dead runs removed at the start of a run: this
+    /// repository's containers, and the files of any dead proctor process
+    /// (see `leftovers.rs`).
     Reaped {
         containers: usize,
+        #[serde(default)]
+        files: usize,
     },
     CheckStart {
         #[serde(rename = "loop")]
@@ -200,10 +205,7 @@ pub enum Event {
     },
     /// A state path was not what the host writes (a link, a directory, a
     /// FIFO) and was replaced.
-    Repaired {
-        path: String,
-        was: String,
-    },
+    Repaired { path: String, was: String },
     /// What the exam's JUnit report counted, and the audit's verdict.
     TestAudit {
         #[serde(rename = "loop")]
@@ -286,6 +288,19 @@ mod tests {
         assert!(line.contains("\"type\":\"agent_end\""));
         assert!(line.contains("\"loop\":\"fix\""));
         assert_eq!(parse(&line), vec![record]);
+    }
+
+    #[test]
+    fn a_reaped_line_of_an_older_version_counts_no_files() {
+        let line = r#"{"v":1,"ts":1.0,"run":"r1","type":"reaped","containers":2}"#;
+        let records = parse(line);
+        assert_eq!(
+            records[0].event,
+            Event::Reaped {
+                containers: 2,
+                files: 0
+            }
+        );
     }
 
     #[test]

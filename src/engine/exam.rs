@@ -6,6 +6,7 @@ use super::events::{Event, Phase, Verdict};
 use super::{fmt_secs, io_err, short, Engine, EngineError, Exam, EXAM_TIMEOUT, LOG_CAP};
 use crate::cage::{Cage, Invocation, Mount, Outcome, Role};
 use crate::git::Oid;
+use crate::leftovers::{exam_prefix, ScratchDir};
 use crate::manifest::LoopSpec;
 use crate::protect::fsafe::{self, Found};
 use crate::protect::junit;
@@ -162,7 +163,7 @@ impl<C: Cage> Engine<'_, C> {
         spec: &LoopSpec,
         commit: Oid,
         log: &Path,
-    ) -> Result<(Outcome, tempfile::TempDir), EngineError> {
+    ) -> Result<(Outcome, ScratchDir), EngineError> {
         let image = self.image_for(spec);
         self.image_id(&image).await?;
         // A scratch directory made ahead of need comes with a container
@@ -254,12 +255,11 @@ fn junit_counts(tree: &Path, dir: &str) -> Option<junit::Counts> {
 
 impl<C: Cage> Engine<'_, C> {
     /// A fresh, empty scratch directory for an exam's copy of the tree.
-    pub(super) fn exam_tree(&self) -> Result<tempfile::TempDir, EngineError> {
+    /// Its name carries this process's id, so that a sweep can remove it
+    /// if the run is killed (see `leftovers.rs`).
+    pub(super) fn exam_tree(&self) -> Result<ScratchDir, EngineError> {
         let scratch = exam_scratch_dir();
-        tempfile::Builder::new()
-            .prefix(&format!("proctor-exam-{}-", self.settings.run_id))
-            .tempdir_in(&scratch)
-            .map_err(io_err(&scratch))
+        ScratchDir::new_in(&scratch, &exam_prefix(&self.settings.run_id)).map_err(io_err(&scratch))
     }
 
     /// The verifier's container for an exam of `spec` on `commit`, whose

@@ -13,6 +13,7 @@
 
 use super::{Engine, EngineError};
 use crate::cage::Cage;
+use crate::leftovers::ScratchDir;
 use crate::manifest::LoopSpec;
 use crate::state::ledger;
 
@@ -46,7 +47,7 @@ pub(super) enum Step {
 pub(super) struct WarmTree {
     seq: u64,
     loop_id: String,
-    tree: tempfile::TempDir,
+    tree: ScratchDir,
 }
 
 impl<C: Cage> Engine<'_, C> {
@@ -84,7 +85,7 @@ impl<C: Cage> Engine<'_, C> {
     }
 
     /// The scratch directory prepared for the exam about to run, if any.
-    pub(super) fn take_warm_tree(&mut self, loop_id: &str) -> Option<tempfile::TempDir> {
+    pub(super) fn take_warm_tree(&mut self, loop_id: &str) -> Option<ScratchDir> {
         let seq = self.exams;
         let at = self
             .warm_trees
