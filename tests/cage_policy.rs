@@ -148,7 +148,8 @@ on_both_engines!(
     agent_with_network_none_has_only_loopback,
     agent_reaches_only_listed_hosts,
     open_agents_of_a_loop_share_one_holder_and_loops_do_not,
-    a_killed_run_leaves_its_holder_and_proxy_to_the_reaper,
+    a_killed_run_leaves_its_containers_and_files_to_the_reaper,
+    an_interrupted_run_leaves_no_files,
     agent_cannot_write_git,
     agent_daemons_die_with_the_container,
     agent_timeout_is_recorded_and_the_run_goes_on,
@@ -660,24 +661,69 @@ fn open_agents_of_a_loop_share_one_holder_and_loops_do_not(engine: EngineKind) {
     repo.assert_no_containers();
 }
 
-fn a_killed_run_leaves_its_holder_and_proxy_to_the_reaper(engine: EngineKind) {
-    let agent = "if [ -f slow.txt ]; then echo ok > done.txt; else touch slow.txt; sleep 60; fi\n";
-    let repo = repo(
+/// A host-list loop whose agent parks (its first run) until `go.txt`
+/// appears, then passes.
+const PARKED_AGENT: &str =
+    "touch started.txt\nwhile [ ! -f go.txt ]; do sleep 0.1; done\necho ok > done.txt\n";
+const PARKED_MANIFEST: &str = "loop: parked\nagent: sh agent.sh\ndone_when: test -f done.txt\nbudget: 2 runs\nnetwork: [proctor-test.invalid]\n";
+
+fn a_killed_run_leaves_its_containers_and_files_to_the_reaper(engine: EngineKind) {
+    // Both runs share a temp directory and an exam scratch directory of
+    // their own, as two runs on one host share /tmp and /dev/shm.
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let dirs = [
+        common::private_dir(tmp.path()),
+        scratch.path().to_path_buf(),
+    ];
+    // The first exam (a verifier with a host list: its own holder, the
+    // loop's proxy, an exam scratch tree) sleeps; that is when the run is
+    // killed. The cache tells later exams not to.
+    let exam =
+        "if [ ! -f /cache/c/slept ]; then touch /cache/c/slept; sleep 60; fi; test -f done.txt";
+    let manifest = format!(
+        "loop: slow\nagent: echo ok > done.txt\ndone_when: '{exam}'\nbudget: 3 runs\ncaches: [c]\nnetwork: {{agent: [proctor-test.invalid], verifier: [proctor-test.invalid]}}\n"
+    );
+    let killed = repo(engine, &[("proctor.yaml", &manifest)])
+        .env("TMPDIR", tmp.path())
+        .env("PROCTOR_TMPDIR", scratch.path());
+    let live = repo(
         engine,
         &[
-            ("agent.sh", agent),
-            (
-                "proctor.yaml",
-                "loop: slow\nagent: sh agent.sh\ndone_when: test -f done.txt\nbudget: 3 runs\nnetwork: [proctor-test.invalid]\n",
-            ),
+            ("agent.sh", PARKED_AGENT),
+            ("proctor.yaml", PARKED_MANIFEST),
         ],
-    );
-    let label = proctor::cli::run::repo_label(&repo.path());
-    let mut child = repo.spawn_quiet(&["run"]);
-    repo.wait_until("the agent never started", |r| r.exists("slow.txt"));
-    // SIGKILL: no cleanup at all; the holder and the proxy stay behind.
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    )
+    .env("TMPDIR", tmp.path())
+    .env("PROCTOR_TMPDIR", scratch.path());
+    let label = proctor::cli::run::repo_label(&killed.path());
+    let mut child = killed.spawn_quiet(&["run"]);
+    let mut other = live.spawn_quiet(&["run"]);
+    killed.wait_until("the exam never started", |r| {
+        r.exists(".proctor/caches/c/slept")
+    });
+    live.wait_until("the other run's agent never started", |r| {
+        r.exists("started.txt")
+    });
+    let victim = child.id();
+    // SIGKILL: no cleanup at all; the holder, the proxy and their files
+    // stay behind.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     let _ = child.wait();
+    let left_files = common::host_files_of(victim, &dirs);
+    let names: Vec<String> = left_files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for kind in ["egress-", "relay-", "proctor-exam-"] {
+        assert!(
+            names.iter().any(|n| n.starts_with(kind)),
+            "the killed run should have left its {kind}* files: {names:?}"
+        );
+    }
+    eprintln!("left by the killed run: {names:?}");
+    let live_files = common::host_files_of(other.id(), &dirs);
+    assert!(!live_files.is_empty(), "the live run has files");
     let rt = runtime();
     let left = rt.block_on(async {
         let cage = cage(engine).await;
@@ -686,17 +732,81 @@ fn a_killed_run_leaves_its_holder_and_proxy_to_the_reaper(engine: EngineKind) {
             .expect("list")
             .len()
     });
-    assert!(left >= 3, "agent, holder and proxy should be left: {left}");
-    let out = repo.proctor(&["reap"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        common::stdout(&out).contains(&format!("removed {left} container(s)")),
-        "{}",
-        common::stdout(&out)
+        left >= 3,
+        "verifier, holder and proxy should be left: {left}"
     );
-    let out = repo.proctor(&["run"]);
+    let out = killed.proctor(&["reap"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    repo.assert_no_containers();
+    let report = common::stdout(&out);
+    assert!(
+        report.contains(&format!("removed {left} container(s)")),
+        "{report}"
+    );
+    for path in &left_files {
+        assert!(
+            report.contains(&format!("  {}\n", path.display())),
+            "reap should name {}: {report}",
+            path.display()
+        );
+    }
+    assert_eq!(
+        common::host_files_of(victim, &dirs),
+        Vec::<std::path::PathBuf>::new()
+    );
+    // The other run's files are untouched, and it goes on to pass.
+    for path in &live_files {
+        assert!(path.exists(), "a live run's {} was removed", path.display());
+    }
+    live.write("go.txt", "");
+    assert_eq!(other.wait().unwrap().code(), Some(0));
+    let out = killed.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Two normal runs with a host list ended: nothing of theirs is left.
+    assert_eq!(
+        common::unshared_private_files(tmp.path()),
+        Vec::<String>::new()
+    );
+    assert_eq!(common::entries(scratch.path()), Vec::<String>::new());
+    killed.assert_no_containers();
+    live.assert_no_containers();
+}
+
+/// A run stopped by SIGINT or SIGTERM removes its containers and its
+/// files (egress sockets and logs, exam scratch trees) before it exits.
+fn an_interrupted_run_leaves_no_files(engine: EngineKind) {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let tmp = tempfile::tempdir().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let repo = repo(
+            engine,
+            &[
+                ("agent.sh", PARKED_AGENT),
+                ("proctor.yaml", PARKED_MANIFEST),
+            ],
+        )
+        .env("TMPDIR", tmp.path())
+        .env("PROCTOR_TMPDIR", scratch.path());
+        let mut child = repo.spawn_quiet(&["run"]);
+        repo.wait_until("the agent never started", |r| r.exists("started.txt"));
+        assert!(
+            !common::unshared_private_files(tmp.path()).is_empty(),
+            "the run has egress files"
+        );
+        unsafe { libc::kill(child.id() as i32, signal) };
+        assert_eq!(child.wait().unwrap().code(), Some(130), "signal {signal}");
+        assert_eq!(
+            common::unshared_private_files(tmp.path()),
+            Vec::<String>::new(),
+            "signal {signal}"
+        );
+        assert_eq!(
+            common::entries(scratch.path()),
+            Vec::<String>::new(),
+            "signal {signal}"
+        );
+        repo.assert_no_containers();
+    }
 }
 
 fn agent_cannot_write_git(engine: EngineKind) {

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+
 use common::{require_engine, stderr, stdout, TestRepo};
 use proctor::engine::events::{Event, Phase, Verdict};
 
@@ -79,6 +81,65 @@ fn a_green_loop_starts_no_agent() {
         .log("proctor/green")
         .iter()
         .any(|m| m.contains(": run ")));
+    repo.assert_no_containers();
+}
+
+#[test]
+fn a_run_starts_by_removing_dead_processes_files_and_spares_live_ones() {
+    use std::os::unix::fs::DirBuilderExt;
+    require_engine();
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let private = common::private_dir(tmp.path());
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .unwrap();
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let mut alive = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let live = alive.id();
+    let plant = |pid: u32| {
+        std::fs::create_dir(private.join(format!("egress-{pid:x}-1-2"))).unwrap();
+        std::fs::write(private.join(format!("egress-{pid:x}-1-2.log")), "").unwrap();
+        std::fs::write(private.join(format!("relay-{pid:x}-3-4.log")), "").unwrap();
+        let tree = scratch
+            .path()
+            .join(format!("proctor-exam-{pid:x}-0badcafe-Ab3xYz"));
+        std::fs::create_dir_all(tree.join("src")).unwrap();
+        std::fs::write(tree.join("src/lib.rs"), "").unwrap();
+    };
+    plant(dead);
+    plant(live);
+    let dirs = [private.clone(), scratch.path().to_path_buf()];
+    let repo = TestRepo::new()
+        .manifest("loop: green\nagent: 'true'\ndone_when: 'true'\n")
+        .commit("green")
+        .env("TMPDIR", tmp.path())
+        .env("PROCTOR_TMPDIR", scratch.path());
+    let out = repo.proctor(&["run"]);
+    let _ = alive.kill();
+    let _ = alive.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    if std::path::Path::new(&format!("/proc/{dead}")).exists() {
+        // The pid was reused meanwhile: keeping its files is the safe call.
+        return;
+    }
+    assert_eq!(common::host_files_of(dead, &dirs), Vec::<PathBuf>::new());
+    assert_eq!(common::host_files_of(live, &dirs).len(), 4);
+    assert!(repo
+        .events()
+        .iter()
+        .any(|r| matches!(r.event, Event::Reaped { files, .. } if files >= 4)));
+    assert!(
+        stderr(&out).contains("leftover file(s) of earlier runs"),
+        "{}",
+        stderr(&out)
+    );
     repo.assert_no_containers();
 }
 
@@ -287,7 +348,8 @@ fn kill_nine_mid_run_then_rerun_completes() {
     let mut child = repo.spawn_quiet(&["run"]);
     repo.wait_until("the agent never started", |r| r.exists("slow.txt"));
     // SIGKILL: no cleanup at all.
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let victim = child.id();
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     let _ = child.wait();
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -304,8 +366,22 @@ fn kill_nine_mid_run_then_rerun_completes() {
     assert!(repo
         .events()
         .iter()
-        .any(|r| matches!(r.event, Event::Reaped { containers } if containers >= 1)));
+        .any(|r| matches!(r.event, Event::Reaped { containers, .. } if containers >= 1)));
+    // The next run's start swept the killed run's files too.
+    assert_eq!(
+        common::host_files_of(victim, &default_host_dirs()),
+        Vec::<PathBuf>::new()
+    );
     repo.assert_no_containers();
+}
+
+/// Where runs with no `TMPDIR` or `PROCTOR_TMPDIR` make their files.
+fn default_host_dirs() -> Vec<PathBuf> {
+    vec![
+        common::private_dir(Path::new("/tmp")),
+        PathBuf::from("/dev/shm"),
+        PathBuf::from("/tmp"),
+    ]
 }
 
 #[test]
@@ -440,9 +516,15 @@ fn ctrl_c_removes_the_runs_containers() {
         .commit("slow");
     let mut child = repo.spawn_quiet(&["run"]);
     repo.wait_until("the agent never started", |r| r.exists("started"));
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let pid = child.id();
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
+    assert_eq!(
+        common::host_files_of(pid, &default_host_dirs()),
+        Vec::<PathBuf>::new(),
+        "the run's files are removed"
+    );
     assert!(repo.events().iter().any(|r| matches!(
         r.event,
         Event::RunEnd {

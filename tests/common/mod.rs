@@ -31,6 +31,8 @@ pub struct TestRepo {
     /// The engine socket (`unix:///...`) the binary is pointed at through
     /// `DOCKER_HOST`; `None` = the test process's own `DOCKER_HOST`, if any.
     pub engine: Option<String>,
+    /// Variables the binary gets on top of the clean environment.
+    pub env: Vec<(String, String)>,
 }
 
 impl TestRepo {
@@ -49,12 +51,20 @@ impl TestRepo {
             dir,
             home,
             engine: None,
+            env: Vec::new(),
         }
     }
 
     /// Runs the binary (and the leftover checks) against this engine socket.
     pub fn engine(mut self, socket: &str) -> TestRepo {
         self.engine = Some(socket.to_string());
+        self
+    }
+
+    /// Runs the binary with `name=value` as well (e.g. `TMPDIR`).
+    pub fn env(mut self, name: &str, value: &Path) -> TestRepo {
+        self.env
+            .push((name.to_string(), value.to_string_lossy().into_owned()));
         self
     }
 
@@ -123,6 +133,9 @@ impl TestRepo {
             .or_else(|| std::env::var("DOCKER_HOST").ok())
         {
             cmd.env("DOCKER_HOST", host);
+        }
+        for (name, value) in &self.env {
+            cmd.env(name, value);
         }
         cmd
     }
@@ -241,6 +254,72 @@ impl TestRepo {
             "network(s) with proctor's labels were left behind: {networks:?}"
         );
     }
+}
+
+/// The cage's private temp directory under `tmp` (what `$TMPDIR` was).
+pub fn private_dir(tmp: &Path) -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    tmp.join(format!("proctor-cage-{}", unsafe { libc::geteuid() }))
+}
+
+/// Entries in `dirs` that proctor process `pid` made for itself: egress
+/// socket directories and logs, relay logs, half-written generated files,
+/// exam, demo and gauntlet scratch trees. Matched here by their names
+/// (pid in hex), independently of the sweep's own parser.
+pub fn host_files_of(pid: u32, dirs: &[impl AsRef<Path>]) -> Vec<PathBuf> {
+    let starts = [
+        format!("egress-{pid:x}-"),
+        format!("relay-{pid:x}-"),
+        format!("proctor-exam-{pid:x}-"),
+        format!("proctor-demo-{pid:x}-"),
+        format!("proctor-gauntlet-{pid:x}-"),
+    ];
+    let tmp = format!(".tmp{pid:x}-");
+    let mut found = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir.as_ref()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if starts.iter().any(|s| name.starts_with(s.as_str())) || name.contains(&tmp) {
+                found.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Names in the private temp directory under `tmp` that are not the
+/// generated files every run shares (`passwd-*`, `group-*`, `hosts`).
+pub fn unshared_private_files(tmp: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(private_dir(tmp)) else {
+        return Vec::new();
+    };
+    let mut left: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.contains(".tmp")
+                || !(n == "hosts" || n.starts_with("passwd-") || n.starts_with("group-"))
+        })
+        .collect();
+    left.sort();
+    left
+}
+
+/// Names of the entries of `dir`.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 pub fn stderr(out: &Output) -> String {
