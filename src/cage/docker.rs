@@ -1863,7 +1863,7 @@ async fn bounded<T>(
 
 /// A poisoned lock only means another run panicked while holding it; the
 /// maps behind these locks stay valid, so carry on.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use super::docker::{create_attach_start, EngineLink, Launched, RemovalGuard};
+use super::docker::{create_attach_start, lock, EngineLink, Launched, RemovalGuard};
 use super::spec::ContainerSpec;
 use super::CageError;
 
@@ -220,12 +220,6 @@ fn key_of(spec: &ContainerSpec) -> Value {
         "libpod": normal.libpod_body(None),
         "late": late,
     })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
