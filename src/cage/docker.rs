@@ -467,46 +467,34 @@ impl DockerCage {
         let sink = LogSink::create(&inv.log, inv.log_cap).await?;
         // Holders run on the `host` image, which a remote engine (the tar
         // path) cannot have: there every container has its own namespace.
-        if self.transfer == Transfer::Tar {
-            return self
-                .run_joined(inv, limits, image_id, None, sink, started, deadline)
-                .await;
-        }
-        if egress::shares_holder(&inv) {
-            let holder = self.holder_for(&inv).await?;
-            return self
-                .run_joined(
-                    inv,
-                    limits,
-                    image_id,
-                    Some(&holder),
-                    sink,
-                    started,
-                    deadline,
-                )
-                .await;
-        }
-        if !egress::needs_private_holder(&inv) {
-            return self
-                .run_joined(inv, limits, image_id, None, sink, started, deadline)
-                .await;
-        }
-        let holder = self.private_holder(&inv).await?;
-        // Removes the holder if this future is dropped before the end.
-        let guard = RemovalGuard::new(self.docker.clone(), holder.name.clone());
+        let local = self.transfer != Transfer::Tar;
+        let (holder, private) = if local && egress::shares_holder(&inv) {
+            (Some(self.holder_for(&inv).await?), false)
+        } else if local && egress::needs_private_holder(&inv) {
+            (Some(self.private_holder(&inv).await?), true)
+        } else {
+            (None, false)
+        };
+        // Removes a private holder if this future is dropped before the end.
+        let guard = holder
+            .as_ref()
+            .filter(|_| private)
+            .map(|h| RemovalGuard::new(self.docker.clone(), h.name.clone()));
         let outcome = self
             .run_joined(
                 inv,
                 limits,
                 image_id,
-                Some(&holder),
+                holder.as_deref(),
                 sink,
                 started,
                 deadline,
             )
             .await;
-        self.remove_private_holder(&holder).await;
-        guard.disarm();
+        if let (Some(holder), Some(guard)) = (&holder, guard) {
+            self.remove_private_holder(holder).await;
+            guard.disarm();
+        }
         outcome
     }
 
