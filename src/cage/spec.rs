@@ -349,10 +349,11 @@ fn ulimit(name: &str, value: u64) -> ResourcesUlimits {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn spec() -> ContainerSpec {
+    /// An agent's spec on the host image; other tests change what they need.
+    pub(in crate::cage) fn spec() -> ContainerSpec {
         ContainerSpec {
             name: "proctor-test".into(),
             image_id: "sha256:abc".into(),

@@ -227,16 +227,12 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::cage::spec::{BindSpec, NetMode};
-    use crate::cage::Limits;
+    use crate::cage::spec::BindSpec;
 
     fn spec(env: &[&str]) -> ContainerSpec {
         ContainerSpec {
             name: "proctor-verifier-1".into(),
-            image_id: "sha256:abc".into(),
             cmd: vec!["/bin/sh".into(), "-c".into(), "sh exam.sh".into()],
-            workdir: "/work".into(),
-            user: "1000:1000".into(),
             env: env.iter().map(|s| s.to_string()).collect(),
             labels: HashMap::from([
                 ("proctor.repo".into(), "r".into()),
@@ -248,13 +244,8 @@ mod tests {
                 target: "/work".into(),
                 read_only: false,
             }],
-            volumes: Vec::new(),
-            skip_network_stack: true,
-            network: NetMode::None,
-            limits: Limits::default(),
-            init: true,
-            init_path: None,
             role: "verifier",
+            ..crate::cage::spec::tests::spec()
         }
     }
 
