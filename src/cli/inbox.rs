@@ -1,9 +1,7 @@
 //! `proctor inbox`: every loop waiting for a person, with the command to
 //! answer it. Read-only.
 
-use std::path::PathBuf;
-
-use super::status::{context, print_json, print_out, stdout_colour};
+use super::status::{print_json, print_out, stdout_colour, ManifestFile};
 use super::CommandError;
 use crate::views::{json, text, View};
 
@@ -11,16 +9,15 @@ use crate::views::{json, text, View};
 /// command to answer it. Read-only.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The manifest (default: proctor.yaml, else lute.yaml).
-    #[arg(long, short = 'f', value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub manifest: ManifestFile,
     /// Print the cards as JSON (the `cards` list of `watch --json`).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn cmd_inbox(args: Args) -> Result<i32, CommandError> {
-    let ctx = context(args.file)?;
+    let ctx = args.manifest.context()?;
     let view = View::build(&ctx);
     if args.json {
         let all = json::to_json(&view);

@@ -1,8 +1,6 @@
 //! `proctor runs`: past runs with their outcome and duration. Read-only.
 
-use std::path::PathBuf;
-
-use super::status::{context, print_json, print_out};
+use super::status::{print_json, print_out, ManifestFile};
 use super::CommandError;
 use crate::engine::fmt_secs;
 use crate::views::{history, utc};
@@ -18,13 +16,12 @@ pub struct Args {
     /// Print JSON (a list of runs) instead.
     #[arg(long)]
     pub json: bool,
-    /// The manifest (default: proctor.yaml, else lute.yaml).
-    #[arg(long, short = 'f', value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub manifest: ManifestFile,
 }
 
 pub fn cmd_runs(args: Args) -> Result<i32, CommandError> {
-    let ctx = context(args.file)?;
+    let ctx = args.manifest.context()?;
     let rows = history::runs(&ctx.records, ctx.holder);
     let skip = rows.len().saturating_sub(args.limit);
     let rows = &rows[skip..];

@@ -1,8 +1,6 @@
 //! `proctor stats`: sums over every recorded run. Read-only.
 
-use std::path::PathBuf;
-
-use super::status::{context, print_json, print_out};
+use super::status::{print_json, print_out, ManifestFile};
 use super::CommandError;
 use crate::engine::fmt_secs;
 use crate::views::{history, utc};
@@ -15,13 +13,12 @@ pub struct Args {
     /// Print JSON instead.
     #[arg(long)]
     pub json: bool,
-    /// The manifest (default: proctor.yaml, else lute.yaml).
-    #[arg(long, short = 'f', value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub manifest: ManifestFile,
 }
 
 pub fn cmd_stats(args: Args) -> Result<i32, CommandError> {
-    let ctx = context(args.file)?;
+    let ctx = args.manifest.context()?;
     let s = history::stats(&ctx.records, &ctx.raw, ctx.holder);
     if args.json {
         print_json(&serde_json::to_value(&s).unwrap_or_default());

@@ -15,16 +15,15 @@ use crate::views::{json, text, Context, View};
 /// `.proctor/events.jsonl` and the cards in `INBOX/`; no exam is run.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The manifest (default: proctor.yaml, else lute.yaml).
-    #[arg(long, short = 'f', value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub manifest: ManifestFile,
     /// Print the `watch --json` shape instead.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn cmd_status(args: Args) -> Result<i32, CommandError> {
-    let ctx = context(args.file)?;
+    let ctx = args.manifest.context()?;
     let view = View::build(&ctx);
     if args.json {
         print_json(&json::to_json(&view));
@@ -34,12 +33,22 @@ pub fn cmd_status(args: Args) -> Result<i32, CommandError> {
     Ok(0)
 }
 
-/// The view context of the repository around the working directory.
-pub(super) fn context(file: Option<PathBuf>) -> Result<Context, CommandError> {
-    let cwd = super::cwd()?;
-    let git = GitRepo::open(&cwd)?;
-    let file = file.map(|f| cwd.join(f));
-    Ok(Context::load(git.root(), file.as_deref()))
+/// `--file`, shared by the read-only views.
+#[derive(Debug, clap::Args)]
+pub struct ManifestFile {
+    /// The manifest (default: proctor.yaml, else lute.yaml).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+impl ManifestFile {
+    /// The view context of the repository around the working directory.
+    pub(super) fn context(self) -> Result<Context, CommandError> {
+        let cwd = super::cwd()?;
+        let git = GitRepo::open(&cwd)?;
+        let file = self.file.map(|f| cwd.join(f));
+        Ok(Context::load(git.root(), file.as_deref()))
+    }
 }
 
 /// Colour on stdout only at a terminal, outside CI, without `NO_COLOR`.

@@ -3,10 +3,10 @@
 //! exam, so watching cannot disturb a run.
 
 use std::io::{IsTerminal, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use super::status::{context, print_json, print_out, stdout_colour};
+use super::status::{print_json, print_out, stdout_colour, ManifestFile};
 use super::CommandError;
 use crate::engine::events::{Event, Record};
 use crate::exit_codes;
@@ -31,13 +31,12 @@ pub struct Args {
     /// tree, cards) and exit 0.
     #[arg(long)]
     pub json: bool,
-    /// The manifest (default: proctor.yaml, else lute.yaml).
-    #[arg(long, short = 'f', value_name = "FILE")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub manifest: ManifestFile,
 }
 
 pub fn cmd_watch(args: Args) -> Result<i32, CommandError> {
-    let ctx = context(args.file)?;
+    let ctx = args.manifest.context()?;
     if args.json {
         print_json(&json::to_json(&View::build(&ctx)));
         return Ok(0);
