@@ -114,21 +114,33 @@ impl From<ManifestError> for CommandError {
 impl From<CageError> for CommandError {
     fn from(e: CageError) -> Self {
         match e {
-            CageError::NoEngine { .. }
-            | CageError::ImageNotFound { .. }
-            | CageError::Unsupported { .. }
-            | CageError::BadAddress { .. }
-            | CageError::TlsFile { .. }
-            | CageError::Tls { .. }
-            | CageError::InvalidInvocation { .. } => CommandError::user(e.to_string()),
             CageError::RuntimeUnusable { ref hint, .. }
             | CageError::Weakened { ref hint, .. }
             | CageError::Remote { ref hint, .. } => CommandError::hint(e.to_string(), hint.clone()),
+            e if is_users_to_fix(&e) => CommandError::user(e.to_string()),
             other => CommandError::Internal {
                 message: other.to_string(),
             },
         }
     }
+}
+
+/// Whether the user can fix this engine error (a user error, exit 1) rather
+/// than it failing underneath (internal, exit 2).
+fn is_users_to_fix(e: &CageError) -> bool {
+    matches!(
+        e,
+        CageError::NoEngine { .. }
+            | CageError::ImageNotFound { .. }
+            | CageError::Unsupported { .. }
+            | CageError::BadAddress { .. }
+            | CageError::TlsFile { .. }
+            | CageError::Tls { .. }
+            | CageError::InvalidInvocation { .. }
+            | CageError::RuntimeUnusable { .. }
+            | CageError::Weakened { .. }
+            | CageError::Remote { .. }
+    )
 }
 
 impl From<GitError> for CommandError {

@@ -541,23 +541,10 @@ async fn check_images(
 
 impl CommandError {
     fn from_engine_code(e: &crate::engine::EngineError) -> i32 {
-        use crate::cage::CageError;
         use crate::engine::EngineError;
-        // The same classification as `From<CageError> for CommandError`.
         match e {
-            EngineError::NoAgent(_)
-            | EngineError::Cage(
-                CageError::NoEngine { .. }
-                | CageError::ImageNotFound { .. }
-                | CageError::Unsupported { .. }
-                | CageError::BadAddress { .. }
-                | CageError::TlsFile { .. }
-                | CageError::Tls { .. }
-                | CageError::Remote { .. }
-                | CageError::InvalidInvocation { .. }
-                | CageError::RuntimeUnusable { .. }
-                | CageError::Weakened { .. },
-            ) => exit_codes::USAGE,
+            EngineError::NoAgent(_) => exit_codes::USAGE,
+            EngineError::Cage(e) if super::is_users_to_fix(e) => exit_codes::USAGE,
             _ => exit_codes::INTERNAL,
         }
     }
