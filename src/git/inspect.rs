@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use git2::{ErrorCode, ObjectType, Oid, Patch, TreeWalkMode, TreeWalkResult};
+use git2::{ObjectType, Oid, Patch, TreeWalkMode, TreeWalkResult};
 
 use super::{git, GitError, GitRepo};
 
@@ -77,20 +77,13 @@ impl GitRepo {
         commit: Oid,
         path: &str,
     ) -> Result<Option<(BlobMode, Vec<u8>)>, GitError> {
-        let tree = self.commit_tree(commit)?;
-        let entry = match tree.get_path(Path::new(path)) {
-            Ok(e) => e,
-            Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
-            Err(e) => return Err(git("look up path")(e)),
-        };
-        if entry.kind() != Some(ObjectType::Blob) {
+        let Some(entry) = self.blob_entry_at(commit, path)? else {
             return Ok(None);
-        }
+        };
         let Some(mode) = BlobMode::from_filemode(entry.filemode()) else {
             return Ok(None);
         };
-        let blob = self.repo.find_blob(entry.id()).map_err(git("read blob"))?;
-        Ok(Some((mode, blob.content().to_vec())))
+        Ok(Some((mode, self.blob(entry.id())?)))
     }
 
     /// The content of a blob by id.

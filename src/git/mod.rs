@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use git2::build::CheckoutBuilder;
 use git2::{
     CheckoutNotificationType, Commit, ErrorCode, IndexEntry, IndexTime, ObjectType, Repository,
-    Signature, Status, StatusOptions, Tree,
+    Signature, Status, StatusOptions, Tree, TreeEntry,
 };
 
 pub use git2::Oid;
@@ -559,17 +559,26 @@ impl GitRepo {
     /// `commit`; `None` if there is no such path or it is not a blob. For a
     /// symlink this is the link target.
     pub fn read_blob_at(&self, commit: Oid, path: &str) -> Result<Option<Vec<u8>>, GitError> {
+        match self.blob_entry_at(commit, path)? {
+            Some(entry) => self.blob(entry.id()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The entry at `path` in `commit` if it is a blob; `None` if there is
+    /// no such path or it is not a blob.
+    fn blob_entry_at(
+        &self,
+        commit: Oid,
+        path: &str,
+    ) -> Result<Option<TreeEntry<'static>>, GitError> {
         let tree = self.commit_tree(commit)?;
         let entry = match tree.get_path(Path::new(path)) {
             Ok(e) => e,
             Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
             Err(e) => return Err(git("look up path")(e)),
         };
-        if entry.kind() != Some(ObjectType::Blob) {
-            return Ok(None);
-        }
-        let blob = self.repo.find_blob(entry.id()).map_err(git("read blob"))?;
-        Ok(Some(blob.content().to_vec()))
+        Ok(Some(entry).filter(|e| e.kind() == Some(ObjectType::Blob)))
     }
 
     /// Whether `ancestor` is reachable from `of`. A commit counts as its own
