@@ -866,6 +866,15 @@ mod tests {
         }
     }
 
+    /// Sends `send` to `proxy` and returns all it answers (within 5 s).
+    async fn exchange(proxy: SocketAddr, send: &str) -> String {
+        let mut conn = TcpStream::connect(proxy).await.unwrap();
+        conn.write_all(send.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// The proxy end to end on loopback, with a tiny upstream server.
     #[tokio::test]
     async fn tunnels_and_forwards_only_listed_hosts() {
@@ -915,13 +924,6 @@ mod tests {
         }
         assert!(ready, "the proxy never became ready");
 
-        async fn exchange(proxy: SocketAddr, send: &str) -> String {
-            let mut conn = TcpStream::connect(proxy).await.unwrap();
-            conn.write_all(send.as_bytes()).await.unwrap();
-            let mut out = Vec::new();
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut out)).await;
-            String::from_utf8_lossy(&out).into_owned()
-        }
         let got = exchange(
             listen,
             &format!("GET http://127.0.0.1:{up_port}/x HTTP/1.1\r\nHost: h\r\n\r\n"),
@@ -1026,13 +1028,6 @@ mod tests {
         probe_unix(&socket).await.unwrap();
         probe(&listen.to_string()).await.unwrap();
 
-        async fn exchange(proxy: SocketAddr, send: &str) -> String {
-            let mut conn = TcpStream::connect(proxy).await.unwrap();
-            conn.write_all(send.as_bytes()).await.unwrap();
-            let mut out = Vec::new();
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut out)).await;
-            String::from_utf8_lossy(&out).into_owned()
-        }
         let got = exchange(
             listen,
             &format!("GET http://127.0.0.1:{up_port}/ HTTP/1.1\r\n\r\n"),
