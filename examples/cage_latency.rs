@@ -12,9 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use proctor::cage::{
-    Cage, CageError, DockerCage, Invocation, Labels, NetworkPolicy, Role, HOST_IMAGE,
-};
+use proctor::cage::{Cage, CageError, DockerCage, Invocation, Labels, Role, HOST_IMAGE};
 
 #[tokio::main]
 async fn main() -> Result<(), CageError> {
@@ -39,25 +37,13 @@ async fn main() -> Result<(), CageError> {
         path: std::env::temp_dir(),
         source,
     })?;
-    let invocation = Invocation {
-        image: HOST_IMAGE.into(),
-        command,
-        workdir: "/tmp".into(),
-        mounts: vec![],
-        env: vec![],
-        stdin: None,
-        network: NetworkPolicy::None,
-        user: "1000:1000".into(),
-        labels: Labels {
-            repo: "bench-latency".into(),
-            run: "bench-latency".into(),
-            loop_id: "latency".into(),
-            role: Role::Verifier,
-        },
-        timeout: Duration::from_secs(60),
-        log: log_dir.path().join("run.log"),
-        log_cap: 1 << 20,
+    let labels = Labels {
+        repo: "bench-latency".into(),
+        run: "bench-latency".into(),
+        loop_id: "latency".into(),
+        role: Role::Verifier,
     };
+    let invocation = Invocation::plain(command, labels, log_dir.path().join("run.log"));
     // One warm-up run settles the runtime choice and the caches.
     let first = cage.run(invocation.clone()).await?;
     let mut times = Vec::with_capacity(runs);

@@ -65,24 +65,15 @@ impl Fixture {
     }
 
     fn inv(&self, command: &str) -> Invocation {
+        let labels = Labels {
+            repo: self.repo.clone(),
+            run: "run-1".into(),
+            loop_id: "loop-a".into(),
+            role: Role::Verifier,
+        };
         Invocation {
-            image: HOST_IMAGE.into(),
-            command: command.into(),
-            workdir: "/tmp".into(),
-            mounts: vec![],
-            env: vec![],
-            stdin: None,
-            network: NetworkPolicy::None,
             user: USER.into(),
-            labels: Labels {
-                repo: self.repo.clone(),
-                run: "run-1".into(),
-                loop_id: "loop-a".into(),
-                role: Role::Verifier,
-            },
-            timeout: Duration::from_secs(60),
-            log: self.dir.path().join("logs/nested/run.log"),
-            log_cap: 1 << 20,
+            ..Invocation::plain(command, labels, self.dir.path().join("logs/nested/run.log"))
         }
     }
 

@@ -25,8 +25,7 @@ use bollard::query_parameters::{
 };
 use common::{stderr, TestRepo};
 use proctor::cage::{
-    Cage, CageError, DockerCage, EngineKind, Invocation, Labels, NetworkPolicy, Role,
-    RuntimeChoice, HOST_IMAGE,
+    Cage, CageError, DockerCage, EngineKind, Invocation, Labels, Role, RuntimeChoice, HOST_IMAGE,
 };
 use proctor::engine::events::Event;
 
@@ -1029,24 +1028,16 @@ fn a_runtime_the_engine_would_ignore_is_refused(engine: EngineKind) {
         let cage = cage.with_runtime(RuntimeChoice::Named(other.into()));
         let dir = tempfile::tempdir().expect("temp dir");
         let repo = format!("test-runtime-{}-{}", engine.as_str(), std::process::id());
+        let labels = Labels {
+            repo: repo.clone(),
+            run: "r".into(),
+            loop_id: "l".into(),
+            role: Role::Verifier,
+        };
         let inv = Invocation {
-            image: HOST_IMAGE.into(),
-            command: "true".into(),
-            workdir: "/tmp".into(),
-            mounts: vec![],
-            env: vec![],
-            stdin: None,
-            network: NetworkPolicy::None,
-            user: "1000:1000".into(),
-            labels: Labels {
-                repo: repo.clone(),
-                run: "r".into(),
-                loop_id: "l".into(),
-                role: Role::Verifier,
-            },
             timeout: Duration::from_secs(30),
-            log: dir.path().join("log"),
             log_cap: 1 << 16,
+            ..Invocation::plain("true", labels, dir.path().join("log"))
         };
         let result = cage.run(inv).await;
         match engine {

@@ -10,8 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use proctor::cage::{
-    Cage, DockerCage, EngineKind, Invocation, Labels, Limits, Mount, NetworkPolicy, Role,
-    HOST_IMAGE, LABEL_REPO,
+    Cage, DockerCage, EngineKind, Invocation, Labels, Limits, Mount, Role, LABEL_REPO,
 };
 
 fn socket(engine: EngineKind) -> String {
@@ -72,9 +71,13 @@ impl Fixture {
     }
 
     fn inv(&self, command: &str) -> Invocation {
+        let labels = Labels {
+            repo: self.repo.clone(),
+            run: "run-1".into(),
+            loop_id: "loop-a".into(),
+            role: Role::Verifier,
+        };
         Invocation {
-            image: HOST_IMAGE.into(),
-            command: command.into(),
             workdir: "/work".into(),
             mounts: vec![Mount {
                 host: self.work(),
@@ -82,18 +85,7 @@ impl Fixture {
                 read_only: false,
             }],
             env: vec![("PROCTOR_COMMIT".into(), "placeholder".into())],
-            stdin: None,
-            network: NetworkPolicy::None,
-            user: "1000:1000".into(),
-            labels: Labels {
-                repo: self.repo.clone(),
-                run: "run-1".into(),
-                loop_id: "loop-a".into(),
-                role: Role::Verifier,
-            },
-            timeout: Duration::from_secs(60),
-            log: self.dir.path().join("run.log"),
-            log_cap: 1 << 20,
+            ..Invocation::plain(command, labels, self.dir.path().join("run.log"))
         }
     }
 

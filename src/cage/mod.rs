@@ -129,6 +129,33 @@ pub struct Invocation {
     pub log_cap: u64,
 }
 
+impl Invocation {
+    /// The plainest invocation, for benchmarks and tests to start from:
+    /// `/bin/sh -c <command>` on [`HOST_IMAGE`] in `/tmp` as `1000:1000`,
+    /// with no mounts, environment, stdin or network, a 60 s limit and at
+    /// most 1 MiB of log at `log`.
+    pub fn plain(
+        command: impl Into<String>,
+        labels: Labels,
+        log: impl Into<PathBuf>,
+    ) -> Invocation {
+        Invocation {
+            image: HOST_IMAGE.into(),
+            command: command.into(),
+            workdir: "/tmp".into(),
+            mounts: vec![],
+            env: vec![],
+            stdin: None,
+            network: NetworkPolicy::None,
+            user: "1000:1000".into(),
+            labels,
+            timeout: Duration::from_secs(60),
+            log: log.into(),
+            log_cap: 1 << 20,
+        }
+    }
+}
+
 /// Resource limits of a container (a [`DockerCage`]'s own, or a loop's
 /// through [`Cage::run_with_limits`]).
 ///
