@@ -6,48 +6,19 @@
 //! that does not answer fails the test with how to start it; nothing is
 //! skipped. Run with `--test-threads=2` or so: each test starts containers.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
+use common::{cage, on_both_engines, test_repo_label, verifier_labels};
 use proctor::cage::{
-    Cage, CageError, DockerCage, EngineKind, Invocation, Labels, Mount, NetworkPolicy, Role,
-    HOST_IMAGE, LABEL_REPO,
+    Cage, CageError, DockerCage, EngineKind, Invocation, Mount, NetworkPolicy, Role, HOST_IMAGE,
+    LABEL_REPO,
 };
-
-const DOCKER: &str = "unix:///var/run/docker.sock";
-const PODMAN: &str = "unix:///run/podman/podman.sock";
 
 /// The uid:gid commands run as: not root, and not the test process's.
 const USER: &str = "1000:1000";
-
-fn socket(engine: EngineKind) -> String {
-    let (var, default) = match engine {
-        EngineKind::Docker => ("PROCTOR_TEST_DOCKER", DOCKER),
-        EngineKind::Podman => ("PROCTOR_TEST_PODMAN", PODMAN),
-    };
-    std::env::var(var).unwrap_or_else(|_| default.to_string())
-}
-
-async fn cage(engine: EngineKind) -> DockerCage {
-    let socket = socket(engine);
-    let how = match engine {
-        EngineKind::Docker => "start it with `dockerd &`",
-        EngineKind::Podman => {
-            "start it with `podman system service --time=0 unix:///run/podman/podman.sock &`"
-        }
-    };
-    let cage = DockerCage::connect_to(&socket)
-        .await
-        .unwrap_or_else(|e| panic!("no {} engine at {socket}: {e}; {how}", engine.as_str()));
-    assert_eq!(cage.kind(), engine, "{socket} is not {}", engine.as_str());
-    cage
-}
-
-/// A repo label unique to one test on one engine, so the leftover check
-/// sees only that test's containers.
-fn repo_label(test: &str, engine: EngineKind) -> String {
-    format!("test-{test}-{}-{}", engine.as_str(), std::process::id())
-}
 
 struct Fixture {
     cage: DockerCage,
@@ -59,18 +30,13 @@ impl Fixture {
     async fn new(test: &str, engine: EngineKind) -> Fixture {
         Fixture {
             cage: cage(engine).await,
-            repo: repo_label(test, engine),
+            repo: test_repo_label(test, engine),
             dir: tempfile::tempdir().expect("temp dir"),
         }
     }
 
     fn inv(&self, command: &str) -> Invocation {
-        let labels = Labels {
-            repo: self.repo.clone(),
-            run: "run-1".into(),
-            loop_id: "loop-a".into(),
-            role: Role::Verifier,
-        };
+        let labels = verifier_labels(&self.repo);
         Invocation {
             user: USER.into(),
             ..Invocation::plain(command, labels, self.dir.path().join("logs/nested/run.log"))
@@ -99,28 +65,8 @@ impl Fixture {
     }
 }
 
-macro_rules! on_both_engines {
-    ($($check:ident),* $(,)?) => {
-        mod docker {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    super::$check(super::EngineKind::Docker).await;
-                }
-            )*
-        }
-        mod podman {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    super::$check(super::EngineKind::Podman).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_engines!(
+    async:
     exit_codes_come_back,
     stdin_reaches_the_command,
     no_stdin_means_immediate_eof,
@@ -587,12 +533,7 @@ async fn a_dead_holder_is_replaced_before_the_next_agent(engine: EngineKind) {
         let (_, before) = f.run(f.agent("loop-a", network.clone(), NETNS, "x1")).await;
         let names = f.cage.holder_names();
         assert_eq!(names.len(), 1, "{names:?}");
-        let docker =
-            bollard::Docker::connect_with_unix(&socket(engine), 60, bollard::API_DEFAULT_VERSION)
-                .expect("client")
-                .negotiate_version()
-                .await
-                .expect("version");
+        let docker = common::engine_client(engine).await;
         docker
             .kill_container(
                 &names[0],

@@ -23,43 +23,17 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
     StartContainerOptions,
 };
-use common::{stderr, TestRepo};
+use common::{cage, on_both_engines, socket, stderr, TestRepo};
 use proctor::cage::{
-    Cage, CageError, DockerCage, EngineKind, Invocation, Labels, Role, RuntimeChoice, HOST_IMAGE,
+    Cage, CageError, EngineKind, Invocation, Labels, Role, RuntimeChoice, HOST_IMAGE,
 };
 use proctor::engine::events::Event;
-
-const DOCKER: &str = "unix:///var/run/docker.sock";
-const PODMAN: &str = "unix:///run/podman/podman.sock";
-
-fn socket(engine: EngineKind) -> String {
-    let (var, default) = match engine {
-        EngineKind::Docker => ("PROCTOR_TEST_DOCKER", DOCKER),
-        EngineKind::Podman => ("PROCTOR_TEST_PODMAN", PODMAN),
-    };
-    std::env::var(var).unwrap_or_else(|_| default.to_string())
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-async fn cage(engine: EngineKind) -> DockerCage {
-    let socket = socket(engine);
-    let how = match engine {
-        EngineKind::Docker => "start it with `dockerd &`",
-        EngineKind::Podman => {
-            "start it with `podman --runtime runc system service --time=0 unix:///run/podman/podman.sock &`"
-        }
-    };
-    let cage = DockerCage::connect_to(&socket)
-        .await
-        .unwrap_or_else(|e| panic!("no {} engine at {socket}: {e}; {how}", engine.as_str()));
-    assert_eq!(cage.kind(), engine, "{socket} is not {}", engine.as_str());
-    cage
 }
 
 /// A committed repository whose binary runs against `engine`.
@@ -118,27 +92,6 @@ fn assert_no_host_processes(marker: &str) {
 
 fn events(repo: &TestRepo) -> Vec<Event> {
     repo.events().into_iter().map(|r| r.event).collect()
-}
-
-macro_rules! on_both_engines {
-    ($($check:ident),* $(,)?) => {
-        mod docker {
-            $(
-                #[test]
-                fn $check() {
-                    super::$check(super::EngineKind::Docker);
-                }
-            )*
-        }
-        mod podman {
-            $(
-                #[test]
-                fn $check() {
-                    super::$check(super::EngineKind::Podman);
-                }
-            )*
-        }
-    };
 }
 
 on_both_engines!(
@@ -304,15 +257,7 @@ impl TestNet {
             std::process::id()
         );
         let docker = rt.block_on(async {
-            let docker = bollard::Docker::connect_with_unix(
-                &socket(engine),
-                120,
-                bollard::API_DEFAULT_VERSION,
-            )
-            .expect("engine client")
-            .negotiate_version()
-            .await
-            .expect("engine version");
+            let docker = common::engine_client(engine).await;
             let _ = docker.remove_network(&name).await;
             docker
                 .create_network(NetworkCreateRequest {

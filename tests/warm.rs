@@ -5,21 +5,14 @@
 //! without network (on Docker: network disabled, no libnetwork hook) still
 //! resolve `localhost` and have nothing but loopback.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use proctor::cage::{
-    Cage, DockerCage, EngineKind, Invocation, Labels, Limits, Mount, Role, LABEL_REPO,
-};
-
-fn socket(engine: EngineKind) -> String {
-    let (var, default) = match engine {
-        EngineKind::Docker => ("PROCTOR_TEST_DOCKER", "unix:///var/run/docker.sock"),
-        EngineKind::Podman => ("PROCTOR_TEST_PODMAN", "unix:///run/podman/podman.sock"),
-    };
-    std::env::var(var).unwrap_or_else(|_| default.to_string())
-}
+use common::on_both_engines;
+use proctor::cage::{Cage, DockerCage, EngineKind, Invocation, Limits, Mount, LABEL_REPO};
 
 struct Fixture {
     cage: DockerCage,
@@ -30,32 +23,14 @@ struct Fixture {
 
 impl Fixture {
     async fn new(test: &str, engine: EngineKind) -> Fixture {
-        let socket = socket(engine);
-        let cage = DockerCage::connect_to(&socket).await.unwrap_or_else(|e| {
-            panic!(
-                "no {} engine at {socket}: {e}; start it (see README) or run `bash .ci/run`",
-                engine.as_str()
-            )
-        });
-        let client = bollard::Docker::connect_with_unix(
-            socket.trim_start_matches("unix://"),
-            60,
-            bollard::API_DEFAULT_VERSION,
-        )
-        .expect("client")
-        .negotiate_version()
-        .await
-        .expect("API version");
+        let cage = common::cage(engine).await;
+        let client = common::engine_client(engine).await;
         // The first run settles the runtime and caches the image id, which
         // `prepare` waits for.
         let f = Fixture {
             cage,
             client,
-            repo: format!(
-                "test-warm-{test}-{}-{}",
-                engine.as_str(),
-                std::process::id()
-            ),
+            repo: common::test_repo_label(&format!("warm-{test}"), engine),
             dir: tempfile::tempdir().expect("temp dir"),
         };
         let work = f.work();
@@ -71,12 +46,7 @@ impl Fixture {
     }
 
     fn inv(&self, command: &str) -> Invocation {
-        let labels = Labels {
-            repo: self.repo.clone(),
-            run: "run-1".into(),
-            loop_id: "loop-a".into(),
-            role: Role::Verifier,
-        };
+        let labels = common::verifier_labels(&self.repo);
         Invocation {
             workdir: "/work".into(),
             mounts: vec![Mount {
@@ -132,28 +102,8 @@ impl Fixture {
     }
 }
 
-macro_rules! on_both_engines {
-    ($($check:ident),* $(,)?) => {
-        mod docker {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    super::$check(super::EngineKind::Docker).await;
-                }
-            )*
-        }
-        mod podman {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $check() {
-                    super::$check(super::EngineKind::Podman).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_engines!(
+    async:
     a_prepared_container_runs_the_command_only_when_used,
     a_prepared_container_serves_only_an_equal_invocation,
     exit_codes_and_timeouts_hold_through_the_gate,

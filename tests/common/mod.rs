@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use proctor::cage::{Cage, DockerCage, LABEL_REPO};
+use proctor::cage::{Cage, DockerCage, EngineKind, Labels, Role, LABEL_REPO};
 use proctor::engine::events::{self, Event, Record};
 
 pub const ENGINE_HELP: &str =
@@ -24,6 +24,102 @@ pub fn require_engine() {
         panic!("{ENGINE_HELP}\n({e})");
     }
 }
+
+/// The socket of `engine` the engine tests use: the rootful one, or
+/// `PROCTOR_TEST_DOCKER` / `PROCTOR_TEST_PODMAN` (e.g. a Podman service
+/// started with `--runtime runc` where crun cannot run).
+pub fn socket(engine: EngineKind) -> String {
+    let (var, default) = match engine {
+        EngineKind::Docker => ("PROCTOR_TEST_DOCKER", "unix:///var/run/docker.sock"),
+        EngineKind::Podman => ("PROCTOR_TEST_PODMAN", "unix:///run/podman/podman.sock"),
+    };
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+/// The cage on `engine`; fails the test (never skips) with how to start the
+/// engine when it does not answer, or when the socket is the other engine's.
+pub async fn cage(engine: EngineKind) -> DockerCage {
+    let socket = socket(engine);
+    let how = match engine {
+        EngineKind::Docker => "start it with `dockerd >/tmp/dockerd.log 2>&1 &`",
+        EngineKind::Podman => {
+            "start it with `podman system service --time=0 unix:///run/podman/podman.sock &` \
+             (`podman --runtime runc system service ...` where crun cannot run)"
+        }
+    };
+    let cage = DockerCage::connect_to(&socket).await.unwrap_or_else(|e| {
+        panic!(
+            "no {} engine at {socket}: {e}; {how}, or run `bash .ci/run`",
+            engine.as_str()
+        )
+    });
+    assert_eq!(cage.kind(), engine, "{socket} is not {}", engine.as_str());
+    cage
+}
+
+/// A bare engine client on `engine`'s socket, for what the cage does not
+/// do itself (killing a container behind its back, test networks).
+pub async fn engine_client(engine: EngineKind) -> bollard::Docker {
+    bollard::Docker::connect_with_unix(&socket(engine), 120, bollard::API_DEFAULT_VERSION)
+        .expect("engine client")
+        .negotiate_version()
+        .await
+        .expect("engine API version")
+}
+
+/// A repo label unique to one test on one engine, so a leftover check
+/// sees only that test's containers.
+pub fn test_repo_label(test: &str, engine: EngineKind) -> String {
+    format!("test-{test}-{}-{}", engine.as_str(), std::process::id())
+}
+
+/// The labels of a verifier of loop `loop-a` in run `run-1` of `repo`.
+pub fn verifier_labels(repo: &str) -> Labels {
+    Labels {
+        repo: repo.into(),
+        run: "run-1".into(),
+        loop_id: "loop-a".into(),
+        role: Role::Verifier,
+    }
+}
+
+/// `mod docker` and `mod podman` with one test each per check, so every
+/// check runs on both engines: `on_both_engines!(async: a, b)` for
+/// `async fn a(engine: EngineKind)`, `on_both_engines!(a, b)` for plain
+/// `fn a(engine: EngineKind)`.
+#[allow(unused_macros)]
+macro_rules! on_both_engines {
+    (async: $($check:ident),* $(,)?) => {
+        $crate::common::on_both_engines!(@async docker Docker $($check),*);
+        $crate::common::on_both_engines!(@async podman Podman $($check),*);
+    };
+    (@async $module:ident $engine:ident $($check:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $check() {
+                    super::$check(::proctor::cage::EngineKind::$engine).await;
+                }
+            )*
+        }
+    };
+    (@sync $module:ident $engine:ident $($check:ident),*) => {
+        mod $module {
+            $(
+                #[test]
+                fn $check() {
+                    super::$check(::proctor::cage::EngineKind::$engine);
+                }
+            )*
+        }
+    };
+    ($($check:ident),* $(,)?) => {
+        $crate::common::on_both_engines!(@sync docker Docker $($check),*);
+        $crate::common::on_both_engines!(@sync podman Podman $($check),*);
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_engines;
 
 pub struct TestRepo {
     pub dir: tempfile::TempDir,
