@@ -10,72 +10,19 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder,
 };
-use common::{stderr, stdout, TestRepo};
+use common::{runtime, stderr, stdout, unique, Engine, TestImage, TestRepo};
 use futures_util::StreamExt;
 use proctor::engine::events::Event;
-
-const BUSYBOX: &str = "/bin/busybox";
-
-#[derive(Clone, Copy, Debug)]
-enum Engine {
-    Docker,
-    Podman,
-}
-
-impl Engine {
-    fn socket(self) -> String {
-        let (var, default) = match self {
-            Engine::Docker => ("PROCTOR_TEST_DOCKER", "unix:///var/run/docker.sock"),
-            Engine::Podman => ("PROCTOR_TEST_PODMAN", "unix:///run/podman/podman.sock"),
-        };
-        std::env::var(var).unwrap_or_else(|_| default.to_string())
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Engine::Docker => "docker",
-            Engine::Podman => "podman",
-        }
-    }
-
-    /// A bollard client for the test's own setup and checks, on `rt`.
-    fn client(self, rt: &tokio::runtime::Runtime) -> bollard::Docker {
-        let socket = self.socket();
-        let path = socket.trim_start_matches("unix://");
-        let client = bollard::Docker::connect_with_unix(path, 60, bollard::API_DEFAULT_VERSION)
-            .unwrap_or_else(|e| panic!("{}: {e}; {}", self.name(), common::ENGINE_HELP));
-        // dockerd 20.10 speaks an older API than bollard defaults to.
-        rt.block_on(client.negotiate_version())
-            .unwrap_or_else(|e| panic!("no {} engine: {e}; {}", self.name(), common::ENGINE_HELP))
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A root filesystem with nothing but a static busybox, the usual applet
 /// links, and a fifo that the import must skip.
 fn busybox_rootfs(dir: &Path) {
-    assert!(
-        Path::new(BUSYBOX).exists(),
-        "{BUSYBOX} is missing: install Debian's `busybox-static` (`apt-get install busybox-static`, or `bash .ci/run`)"
-    );
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::copy(BUSYBOX, dir.join("bin/busybox")).unwrap();
-    for applet in ["sh", "ls", "cat", "test", "echo", "id", "env"] {
-        symlink("busybox", dir.join("bin").join(applet)).unwrap();
-    }
+    common::busybox_rootfs(dir, &["sh", "ls", "cat", "test", "echo", "id", "env"]);
     std::fs::create_dir_all(dir.join("etc")).unwrap();
     std::fs::write(dir.join("etc/os-release"), "NAME=busybox-rootfs\n").unwrap();
     let fifo =
@@ -105,14 +52,6 @@ fn busybox_tar_gz(rootfs: &Path, out: &Path) {
         .unwrap()
         .flush()
         .unwrap();
-}
-
-fn unique(engine: Engine, what: &str) -> String {
-    format!(
-        "proctor-test-{what}-{}-{}",
-        engine.name(),
-        std::process::id()
-    )
 }
 
 /// `proctor image ls --json`, parsed: name → id.
@@ -149,8 +88,10 @@ fn imported_rootfs_runs_a_loop(engine: Engine) {
     busybox_rootfs(&rootfs);
     let tar_gz = work.path().join("busybox-rootfs.tar.gz");
     busybox_tar_gz(&rootfs, &tar_gz);
-    let dir_image = unique(engine, "bbdir");
-    let gz_image = unique(engine, "bbgz");
+    // Removed when the test ends, however it ends; pruned below.
+    let dir_guard = TestImage::new(engine, "bbdir");
+    let gz_guard = TestImage::new(engine, "bbgz");
+    let (dir_image, gz_image) = (dir_guard.name.clone(), gz_guard.name.clone());
 
     let repo = TestRepo::new()
         .engine(&host)
@@ -333,7 +274,8 @@ fn prune_never_touches_other_images(engine: Engine) {
     let host = engine.socket();
     let rt = runtime();
     let client = engine.client(&rt);
-    let foreign = format!("{}:latest", unique(engine, "foreign"));
+    let guard = TestImage::new(engine, "foreign");
+    let foreign = guard.latest();
     // An image proctor did not make: imported without proctor's label.
     let empty_tar = {
         let mut builder = tar::Builder::new(Vec::new());
@@ -374,13 +316,9 @@ fn prune_never_touches_other_images(engine: Engine) {
     );
     let out = repo.proctor_env(&["image", "ls", "--json"], &env);
     assert!(!stdout(&out).contains(&foreign), "{}", stdout(&out));
-    // Still there: remove it ourselves (404 would mean prune took it).
-    rt.block_on(client.remove_image(
-        &foreign,
-        Some(RemoveImageOptionsBuilder::default().build()),
-        None,
-    ))
-    .unwrap_or_else(|e| panic!("the foreign image is gone: {e}"));
+    // Still there (the guard removes it).
+    rt.block_on(client.inspect_image(&foreign))
+        .unwrap_or_else(|e| panic!("the foreign image is gone: {e}"));
 }
 
 fn missing_image_names_image_import_and_touches_nothing(engine: Engine) {

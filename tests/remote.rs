@@ -3,7 +3,8 @@
 //! so the real binary talks HTTP over TCP and must take the tar path (no
 //! bind mounts): the worktree is uploaded before each container starts and
 //! the agent's edits are downloaded after it exits, never `.git`,
-//! `.proctor` or `INBOX`.
+//! `.proctor` or `INBOX`. Every image a test imports is removed when it
+//! ends, however it ends (`TestImage`).
 //!
 //! Needs `/bin/busybox` from Debian's `busybox-static` (`.ci/run` installs
 //! it). Like every container test, a missing engine fails the test.
@@ -12,13 +13,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bollard::query_parameters::ListVolumesOptionsBuilder;
-use common::{stderr, TestRepo};
+use common::{runtime, stderr, Engine, TestImage, TestRepo};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -27,46 +27,19 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
-const BUSYBOX: &str = "/bin/busybox";
-
-#[derive(Clone, Copy, Debug)]
-enum Engine {
-    Docker,
-    Podman,
-}
-
-impl Engine {
-    fn socket(self) -> String {
-        let (var, default) = match self {
-            Engine::Docker => ("PROCTOR_TEST_DOCKER", "/var/run/docker.sock"),
-            Engine::Podman => ("PROCTOR_TEST_PODMAN", "/run/podman/podman.sock"),
-        };
-        std::env::var(var)
-            .map(|s| s.trim_start_matches("unix://").to_string())
-            .unwrap_or_else(|_| default.to_string())
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Engine::Docker => "docker",
-            Engine::Podman => "podman",
-        }
-    }
-}
-
 /// Listens on 127.0.0.1 (a free port) and splices every connection to the
 /// unix socket; returns `tcp://127.0.0.1:PORT`. The threads live as long as
 /// the test process.
-fn forward_tcp_to(socket: &str, engine: Engine) -> String {
+fn forward_tcp_to(engine: Engine) -> String {
+    let socket = engine.socket_path();
     assert!(
-        Path::new(socket).exists(),
+        Path::new(&socket).exists(),
         "no {} socket at {socket}; {}",
         engine.name(),
         common::ENGINE_HELP
     );
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let socket = socket.to_string();
     std::thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(client) = client else { continue };
@@ -185,12 +158,12 @@ fn tls_server_config(ca: &Ca, (cert, key): &(String, String)) -> Arc<rustls::Ser
 /// socket. Returns `tcp://127.0.0.1:PORT` and the handshake errors so far.
 /// The thread lives as long as the test process.
 fn forward_tls_to(
-    socket: &str,
     engine: Engine,
     config: Arc<rustls::ServerConfig>,
 ) -> (String, Arc<Mutex<Vec<String>>>) {
+    let socket = engine.socket_path();
     assert!(
-        Path::new(socket).exists(),
+        Path::new(&socket).exists(),
         "no {} socket at {socket}; {}",
         engine.name(),
         common::ENGINE_HELP
@@ -198,7 +171,6 @@ fn forward_tls_to(
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let socket = socket.to_string();
     let refused = Arc::new(Mutex::new(Vec::new()));
     let errors = refused.clone();
     std::thread::spawn(move || {
@@ -235,17 +207,12 @@ fn forward_tls_to(
 
 /// Busybox with the applets the scripted agent and exam use.
 fn busybox_rootfs(dir: &Path) {
-    assert!(
-        Path::new(BUSYBOX).exists(),
-        "{BUSYBOX} is missing: install Debian's `busybox-static` (`apt-get install busybox-static`, or `bash .ci/run`)"
+    common::busybox_rootfs(
+        dir,
+        &[
+            "sh", "cat", "sed", "test", "[", "echo", "rm", "mkdir", "ls", "grep",
+        ],
     );
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::copy(BUSYBOX, dir.join("bin/busybox")).unwrap();
-    for applet in [
-        "sh", "cat", "sed", "test", "[", "echo", "rm", "mkdir", "ls", "grep",
-    ] {
-        symlink("busybox", dir.join("bin").join(applet)).unwrap();
-    }
 }
 
 const CALC: &str = "add() { echo $(( $1 - $2 )); }\n";
@@ -267,26 +234,12 @@ if [ "$PROCTOR_RUN" -ge 2 ]; then
 fi
 "#;
 
-fn unique(engine: Engine, what: &str) -> String {
-    format!(
-        "proctor-test-{what}-{}-{}",
-        engine.name(),
-        std::process::id()
-    )
-}
-
 /// Volumes with proctor's repo label (Docker labels the anonymous volumes
 /// of the tar path), and every volume's name, through the unix socket.
 fn volumes(engine: Engine, label: &str) -> (Vec<String>, Vec<String>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
+    let client = engine.client(&rt);
     rt.block_on(async {
-        let client =
-            bollard::Docker::connect_with_unix(&engine.socket(), 60, bollard::API_DEFAULT_VERSION)
-                .unwrap();
-        let client = client.negotiate_version().await.unwrap();
         let filters = std::collections::HashMap::from([(
             "label".to_string(),
             vec![format!("proctor.repo={label}")],
@@ -347,62 +300,35 @@ impl Remote {
     }
 }
 
-/// Removes the test's image through the unix socket (proctor has no
-/// `image rm`); fails if it is not there.
-fn remove_image(engine: Engine, image: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client =
-            bollard::Docker::connect_with_unix(&engine.socket(), 60, bollard::API_DEFAULT_VERSION)
-                .unwrap();
-        let client = client.negotiate_version().await.unwrap();
-        client
-            .remove_image(
-                image,
-                None::<bollard::query_parameters::RemoveImageOptions>,
-                None,
-            )
-            .await
-            .unwrap();
-    });
-}
-
 fn remote_loop_takes_the_tar_path(engine: Engine) {
-    remote_loop(
-        engine,
-        &Remote::plain(forward_tcp_to(&engine.socket(), engine)),
-    );
+    remote_loop(engine, &Remote::plain(forward_tcp_to(engine)), "remote");
 }
 
-/// The loop, `once` and the refused `host` image through `remote`; the
-/// leftover checks go through the engine's unix socket.
-fn remote_loop(engine: Engine, remote: &Remote) {
-    // The volume check compares all of the engine's volumes before and
-    // after: one loop per engine at a time in this process.
+/// The volume check compares all of the engine's volumes before and
+/// after: one test per engine at a time in this process makes containers.
+fn one_at_a_time(engine: Engine) -> std::sync::MutexGuard<'static, ()> {
     static DOCKER: Mutex<()> = Mutex::new(());
     static PODMAN: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = match engine {
+    match engine {
         Engine::Docker => &DOCKER,
         Engine::Podman => &PODMAN,
     }
     .lock()
-    .unwrap_or_else(|poisoned| poisoned.into_inner());
+    .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The loop, `once` and the refused `host` image through `remote`; the
+/// leftover checks go through the engine's unix socket.
+fn remote_loop(engine: Engine, remote: &Remote, what: &str) {
+    let _one_at_a_time = one_at_a_time(engine);
     let address = remote.address.clone();
     let work = tempfile::tempdir().unwrap();
     let rootfs = work.path().join("rootfs");
     busybox_rootfs(&rootfs);
-    // An image each for the plain and the TLS test.
-    let image = unique(
-        engine,
-        if remote.env.is_empty() {
-            "remote"
-        } else {
-            "remote-tls"
-        },
-    );
+    // An image each for the plain and the TLS test, removed however the
+    // test ends.
+    let guard = TestImage::new(engine, what);
+    let image = guard.name.clone();
 
     let repo = TestRepo::new()
         .engine(&address)
@@ -492,12 +418,11 @@ fn remote_loop(engine: Engine, remote: &Remote) {
     assert!(err.contains("image:"), "{err}");
     assert_eq!(err.trim().lines().count(), 2, "one line and a hint: {err}");
 
-    let local = format!("unix://{}", engine.socket());
     for mut r in [repo, once, host] {
-        r.engine = Some(local.clone());
+        r.engine = Some(engine.socket());
         r.assert_no_containers();
     }
-    remove_image(engine, &image);
+    drop(guard);
     let (labelled, volumes_after) = volumes(engine, &label);
     assert!(labelled.is_empty(), "volumes left behind: {labelled:?}");
     let new: Vec<&String> = volumes_after
@@ -557,10 +482,13 @@ fn remote_loop_over_tls(engine: Engine) {
         ExtendedKeyUsagePurpose::ServerAuth,
     );
     let client = ca.issue(&["client"], ExtendedKeyUsagePurpose::ClientAuth);
-    let (address, refused) =
-        forward_tls_to(&engine.socket(), engine, tls_server_config(&ca, &server));
+    let (address, refused) = forward_tls_to(engine, tls_server_config(&ca, &server));
     let good = cert_dir(&ca.pem, &client);
-    remote_loop(engine, &Remote::tls(address.clone(), good.path()));
+    remote_loop(
+        engine,
+        &Remote::tls(address.clone(), good.path()),
+        "remote-tls",
+    );
     assert_eq!(*refused.lock().unwrap(), Vec::<String>::new());
 
     // The forwarder refuses a client without a certificate.
@@ -650,8 +578,7 @@ fn remote_loop_over_tls(engine: Engine) {
     fails(&address, broken.path(), &["key.pem", "no PEM private key"]);
     // An engine whose certificate is for another name.
     let elsewhere = ca.issue(&["engine.invalid"], ExtendedKeyUsagePurpose::ServerAuth);
-    let (misnamed, _) =
-        forward_tls_to(&engine.socket(), engine, tls_server_config(&ca, &elsewhere));
+    let (misnamed, _) = forward_tls_to(engine, tls_server_config(&ca, &elsewhere));
     fails(&misnamed, good.path(), &["not for this host name"]);
     repo.assert_no_containers();
 }

@@ -14,6 +14,221 @@ pub const ENGINE_HELP: &str =
      (or Podman with `podman system service --time=0 unix:///run/podman/podman.sock &` and \
      DOCKER_HOST=unix:///run/podman/podman.sock), or run `bash .ci/run`";
 
+/// The two engines container tests run on, each at its unix socket:
+/// `PROCTOR_TEST_DOCKER` / `PROCTOR_TEST_PODMAN` (with or without
+/// `unix://`), else the usual rootful paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Docker,
+    Podman,
+}
+
+impl Engine {
+    /// The socket's path.
+    pub fn socket_path(self) -> String {
+        let (var, default) = match self {
+            Engine::Docker => ("PROCTOR_TEST_DOCKER", "/var/run/docker.sock"),
+            Engine::Podman => ("PROCTOR_TEST_PODMAN", "/run/podman/podman.sock"),
+        };
+        std::env::var(var)
+            .map(|s| s.trim_start_matches("unix://").to_string())
+            .unwrap_or_else(|_| default.to_string())
+    }
+
+    /// `unix://PATH`, for `DOCKER_HOST` and [`TestRepo::engine`].
+    pub fn socket(self) -> String {
+        format!("unix://{}", self.socket_path())
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+            Engine::Podman => "podman",
+        }
+    }
+
+    /// A bollard client for the test's own setup and checks, on `rt`;
+    /// fails the test, saying how to start the engine, if it does not answer.
+    pub fn client(self, rt: &tokio::runtime::Runtime) -> bollard::Docker {
+        let client = bollard::Docker::connect_with_unix(
+            &self.socket_path(),
+            60,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}; {ENGINE_HELP}", self.name()));
+        // dockerd 20.10 speaks an older API than bollard defaults to.
+        rt.block_on(client.negotiate_version())
+            .unwrap_or_else(|e| panic!("no {} engine: {e}; {ENGINE_HELP}", self.name()))
+    }
+}
+
+/// A runtime for the test's own engine calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A name no other test process uses: `proctor-test-WHAT-ENGINE-PID`.
+pub fn unique(engine: Engine, what: &str) -> String {
+    format!(
+        "proctor-test-{what}-{}-{}",
+        engine.name(),
+        std::process::id()
+    )
+}
+
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// A root filesystem holding Debian's static busybox as `/bin/busybox`
+/// and `applets` linked to it.
+pub fn busybox_rootfs(dir: &Path, applets: &[&str]) {
+    assert!(
+        Path::new(BUSYBOX).exists(),
+        "{BUSYBOX} is missing: install Debian's `busybox-static` (`apt-get install busybox-static`, or `bash .ci/run`)"
+    );
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy(BUSYBOX, dir.join("bin/busybox")).unwrap();
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+}
+
+/// An image a test puts on an engine (`proctor image import`, or the
+/// engine's API). When it drops, also when the test fails, it removes
+/// every container made from the image and then the image itself; unless
+/// the test is already failing, it then fails the test if a container was
+/// left or the image is still there. A test's own removal (`proctor image
+/// prune`) before that is fine.
+pub struct TestImage {
+    pub engine: Engine,
+    /// The name the test gives it (`unique(engine, what)`).
+    pub name: String,
+}
+
+impl TestImage {
+    pub fn new(engine: Engine, what: &str) -> TestImage {
+        TestImage {
+            engine,
+            name: unique(engine, what),
+        }
+    }
+
+    /// The name with its tag, as `proctor image ls` and prune report it.
+    pub fn latest(&self) -> String {
+        format!("{}:latest", self.name)
+    }
+
+    /// Removes what is left; returns how many containers were, and whether
+    /// the image is still there afterwards.
+    fn remove(&self) -> Result<(usize, bool), String> {
+        use bollard::query_parameters::{
+            ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+        };
+        let rt = runtime();
+        let client = bollard::Docker::connect_with_unix(
+            &self.engine.socket_path(),
+            60,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let client = client
+                .negotiate_version()
+                .await
+                .map_err(|e| e.to_string())?;
+            let id = match client.inspect_image(&self.name).await {
+                Ok(image) => image.id.unwrap_or_else(|| self.name.clone()),
+                Err(e) if is_not_found(&e) => return Ok((0, false)),
+                Err(e) => return Err(format!("inspect: {e}")),
+            };
+            let filters =
+                std::collections::HashMap::from([("ancestor".to_string(), vec![id.clone()])]);
+            let containers = client
+                .list_containers(Some(
+                    ListContainersOptionsBuilder::default()
+                        .all(true)
+                        .filters(&filters)
+                        .build(),
+                ))
+                .await
+                .map_err(|e| format!("list containers: {e}"))?;
+            for container in &containers {
+                let Some(cid) = &container.id else { continue };
+                let _ = client
+                    .remove_container(
+                        cid,
+                        Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+                    )
+                    .await;
+            }
+            match client
+                .remove_image(
+                    &id,
+                    Some(RemoveImageOptionsBuilder::default().force(true).build()),
+                    None,
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(format!("remove: {e}")),
+            }
+            let still = match client.inspect_image(&id).await {
+                Ok(_) => true,
+                Err(e) if is_not_found(&e) => false,
+                Err(e) => return Err(format!("inspect after removal: {e}")),
+            };
+            Ok((containers.len(), still))
+        })
+    }
+}
+
+impl Drop for TestImage {
+    fn drop(&mut self) {
+        let result = self.remove();
+        if std::thread::panicking() {
+            if let Err(e) = result {
+                eprintln!("could not remove the test image `{}`: {e}", self.name);
+            }
+            return;
+        }
+        match result {
+            Ok((containers, still)) => {
+                assert_eq!(
+                    containers,
+                    0,
+                    "{containers} container(s) of the test image `{}` on {} were left behind",
+                    self.name,
+                    self.engine.name()
+                );
+                assert!(
+                    !still,
+                    "the test image `{}` is still on {} after its removal",
+                    self.name,
+                    self.engine.name()
+                );
+            }
+            Err(e) => panic!(
+                "could not remove the test image `{}` on {}: {e}",
+                self.name,
+                self.engine.name()
+            ),
+        }
+    }
+}
+
+fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
 /// Fails the test (never skips) when no engine answers.
 pub fn require_engine() {
     let rt = tokio::runtime::Builder::new_current_thread()
