@@ -3,8 +3,9 @@
 //! so the real binary talks HTTP over TCP and must take the tar path (no
 //! bind mounts): the worktree is uploaded before each container starts and
 //! the agent's edits are downloaded after it exits, never `.git`,
-//! `.proctor` or `INBOX`. Every image a test imports is removed when it
-//! ends, however it ends (`TestImage`).
+//! `.proctor` or `INBOX`. TLS goes through a TLS-terminating forwarder in
+//! the test, with and without client certificates. Every image a test
+//! imports is removed when it ends, however it ends (`TestImage`).
 //!
 //! Needs `/bin/busybox` from Debian's `busybox-static` (`.ci/run` installs
 //! it). Like every container test, a missing engine fails the test.
@@ -116,10 +117,16 @@ impl Ca {
 
 /// A `DOCKER_CERT_PATH` directory: `ca.pem`, `cert.pem`, `key.pem`.
 fn cert_dir(ca_pem: &str, (cert, key): &(String, String)) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), ca_pem).unwrap();
+    let dir = ca_only_dir(ca_pem);
     std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
     std::fs::write(dir.path().join("key.pem"), key).unwrap();
+    dir
+}
+
+/// A `DOCKER_CERT_PATH` directory with only `ca.pem`: no client certificate.
+fn ca_only_dir(ca_pem: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca_pem).unwrap();
     dir
 }
 
@@ -137,20 +144,38 @@ fn roots(ca_pem: &str) -> Arc<rustls::RootCertStore> {
 
 /// What dockerd `--tlsverify` does: serve `server` and require a client
 /// certificate signed by `ca`.
-fn tls_server_config(ca: &Ca, (cert, key): &(String, String)) -> Arc<rustls::ServerConfig> {
+fn tls_server_config(ca: &Ca, server: &(String, String)) -> Arc<rustls::ServerConfig> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(&ca.pem), ring())
         .build()
         .unwrap();
-    let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
-    Arc::new(
+    server_config(
         rustls::ServerConfig::builder_with_provider(ring())
             .with_safe_default_protocol_versions()
             .unwrap()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .unwrap(),
+            .with_client_cert_verifier(verifier),
+        server,
     )
+}
+
+/// What dockerd `--tls` without `--tlsverify` does: serve `server` and ask
+/// for no client certificate.
+fn tls_server_config_without_client_auth(server: &(String, String)) -> Arc<rustls::ServerConfig> {
+    server_config(
+        rustls::ServerConfig::builder_with_provider(ring())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth(),
+        server,
+    )
+}
+
+fn server_config(
+    builder: rustls::ConfigBuilder<rustls::ServerConfig, rustls::server::WantsServerCert>,
+    (cert, key): &(String, String),
+) -> Arc<rustls::ServerConfig> {
+    let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    Arc::new(builder.with_single_cert(chain, key).unwrap())
 }
 
 /// A TLS-terminating forwarder: listens on 127.0.0.1 (a free port), does
@@ -459,6 +484,25 @@ fn bad_engine_addresses_are_one_line_errors() {
     let err = stderr(&out);
     assert!(err.contains("ca.pem"), "{err}");
     assert!(err.contains("DOCKER_CERT_PATH"), "{err}");
+    // Half a client certificate: named before any connection.
+    std::fs::write(certs.path().join("ca.pem"), "not read\n").unwrap();
+    for (present, missing) in [("cert.pem", "key.pem"), ("key.pem", "cert.pem")] {
+        std::fs::write(certs.path().join(present), "x\n").unwrap();
+        let out = repo.proctor_env(
+            &["reap"],
+            &[
+                ("DOCKER_HOST", "tcp://127.0.0.1:1"),
+                ("DOCKER_TLS_VERIFY", "1"),
+                ("DOCKER_CERT_PATH", &certs.path().to_string_lossy()),
+            ],
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(&format!("no `{missing}`")), "{err}");
+        assert!(err.contains("DOCKER_CERT_PATH"), "{err}");
+        std::fs::remove_file(certs.path().join(present)).unwrap();
+    }
 }
 
 #[test]
@@ -473,8 +517,9 @@ fn remote_loop_takes_the_tar_path_podman() {
 
 /// The same loop through a TLS-terminating forwarder that, like dockerd
 /// `--tlsverify`, requires a client certificate signed by its CA; then a
-/// wrong CA, an untrusted client certificate, a broken key and a server
-/// certificate for another name, each a one-line error and exit 1.
+/// wrong CA, an untrusted client certificate, no client certificate, a
+/// broken key and a server certificate for another name, each a one-line
+/// error and exit 1.
 fn remote_loop_over_tls(engine: Engine) {
     let ca = Ca::new("proctor test CA");
     let server = ca.issue(
@@ -573,6 +618,22 @@ fn remote_loop_over_tls(engine: Engine) {
         &["refused the client certificate", "cert.pem"],
     );
     assert!(refused.lock().unwrap().len() > before);
+    // No client certificate at all (only ca.pem): proctor connects without
+    // one, as Docker's client does, and this engine refuses.
+    let ca_only = ca_only_dir(&ca.pem);
+    let before = refused.lock().unwrap().len();
+    fails(
+        &address,
+        ca_only.path(),
+        &[
+            "wants a client certificate",
+            "DOCKER_CERT_PATH",
+            &ca_only.path().display().to_string(),
+            "cert.pem",
+            "key.pem",
+        ],
+    );
+    assert!(refused.lock().unwrap().len() > before);
     // A key.pem that is no key: named before any connection.
     let broken = cert_dir(&ca.pem, &(client.0.clone(), "not a key\n".into()));
     fails(&address, broken.path(), &["key.pem", "no PEM private key"]);
@@ -581,6 +642,71 @@ fn remote_loop_over_tls(engine: Engine) {
     let (misnamed, _) = forward_tls_to(engine, tls_server_config(&ca, &elsewhere));
     fails(&misnamed, good.path(), &["not for this host name"]);
     repo.assert_no_containers();
+}
+
+/// An engine that asks for no client certificate (dockerd `--tls` without
+/// `--tlsverify`), with `DOCKER_CERT_PATH` holding only `ca.pem`: an image
+/// import, a `once` through the tar path, and `reap` all work.
+fn tls_without_a_client_certificate(engine: Engine) {
+    let ca = Ca::new("proctor test CA");
+    let server = ca.issue(&["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
+    let (address, refused) = forward_tls_to(engine, tls_server_config_without_client_auth(&server));
+    let certs = ca_only_dir(&ca.pem);
+    let remote = Remote::tls(address.clone(), certs.path());
+
+    let _one_at_a_time = one_at_a_time(engine);
+    let guard = TestImage::new(engine, "remote-tls-nocert");
+    let work = tempfile::tempdir().unwrap();
+    let rootfs = work.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let mut once = TestRepo::new()
+        .engine(&address)
+        .file("calc.sh", CALC)
+        .file("test.sh", TEST)
+        .file("fix.sh", "sed -i 's/\\$1 - \\$2/$1 + $2/' calc.sh\n")
+        .commit("buggy");
+    let label = proctor::cli::run::repo_label(&once.path());
+    let rootfs_arg = rootfs.to_string_lossy().into_owned();
+    let out = remote.proctor(
+        &once,
+        &["image", "import", &rootfs_arg, "--name", &guard.name],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = remote.proctor(
+        &once,
+        &[
+            "once",
+            "--until",
+            "sh test.sh",
+            "--agent",
+            "sh fix.sh",
+            "--image",
+            &guard.name,
+            "--",
+            "make test.sh pass",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(once.log("proctor/once")[1], "proctor(once): run 1");
+    assert!(once.read("calc.sh").contains("$1 + $2"));
+    let out = remote.proctor(&once, &["reap"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(*refused.lock().unwrap(), Vec::<String>::new());
+
+    once.engine = Some(engine.socket());
+    once.assert_no_containers();
+    let (labelled, _) = volumes(engine, &label);
+    assert!(labelled.is_empty(), "volumes left behind: {labelled:?}");
+}
+
+#[test]
+fn tls_without_a_client_certificate_docker() {
+    tls_without_a_client_certificate(Engine::Docker);
+}
+
+#[test]
+fn tls_without_a_client_certificate_podman() {
+    tls_without_a_client_certificate(Engine::Podman);
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! Where the engine is: a local unix socket, or a TCP address (plain HTTP,
-//! or TLS with client certificates by Docker's conventions).
+//! or TLS by Docker's conventions, with or without a client certificate).
 //!
-//! Parsing only; nothing here connects. An address proctor cannot use is a
-//! one-line error that names the setting and says what is supported.
+//! Parsing, and seeing which of Docker's TLS files exist; nothing here
+//! connects. An address proctor cannot use is a one-line error that names
+//! the setting and says what is supported.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,28 +29,64 @@ pub enum EngineAddress {
     },
 }
 
-/// The client certificate, its key and the CA that signed the engine's
-/// certificate, as Docker keeps them in `DOCKER_CERT_PATH`.
+/// The CA that signed the engine's certificate and, if there is one, the
+/// client certificate with its key, as Docker keeps them in
+/// `DOCKER_CERT_PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
+    /// The directory the files are in (`DOCKER_CERT_PATH`, else `~/.docker`).
+    pub dir: PathBuf,
     pub ca: PathBuf,
+    /// `None` when neither `cert.pem` nor `key.pem` exists: like Docker's
+    /// client, proctor then connects without a client certificate.
+    pub client: Option<ClientCert>,
+}
+
+/// A client certificate and its private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
 impl TlsFiles {
-    /// `ca.pem`, `cert.pem` and `key.pem` in `dir`.
-    pub fn in_dir(dir: &Path) -> TlsFiles {
-        TlsFiles {
+    /// `ca.pem` in `dir`, and `cert.pem` with `key.pem` if both exist.
+    /// Docker's client uses its default client certificate only when the
+    /// files are there; one without the other is an error naming the
+    /// missing one.
+    pub fn in_dir(dir: &Path) -> Result<TlsFiles, CageError> {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        // Anything but "not found" (say, a directory proctor may not
+        // search) counts as there, so reading it names the real problem.
+        let absent = |path: &Path| matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        let client = match (absent(&cert), absent(&key)) {
+            (true, true) => None,
+            (false, false) => Some(ClientCert { cert, key }),
+            (cert_absent, _) => {
+                let (present, missing) = if cert_absent {
+                    ("key.pem", "cert.pem")
+                } else {
+                    ("cert.pem", "key.pem")
+                };
+                return Err(CageError::TlsHalfPair {
+                    dir: dir.to_path_buf(),
+                    present,
+                    missing,
+                });
+            }
+        };
+        Ok(TlsFiles {
+            dir: dir.to_path_buf(),
             ca: dir.join("ca.pem"),
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
-        }
+            client,
+        })
     }
 
-    /// Fails, naming the file, unless all three can be read.
+    /// Fails, naming the file, unless `ca.pem` and the client certificate
+    /// and key, if any, can be read.
     pub fn check_readable(&self) -> Result<(), CageError> {
-        for path in [&self.ca, &self.cert, &self.key] {
+        let client = self.client.iter().flat_map(|c| [&c.cert, &c.key]);
+        for path in std::iter::once(&self.ca).chain(client) {
             if let Err(source) = std::fs::File::open(path) {
                 return Err(CageError::TlsFile {
                     path: path.clone(),
@@ -123,7 +160,7 @@ impl EngineAddress {
         let authority = authority(rest, default_port).map_err(|reason| bad(&reason))?;
         let tls = match (tls.verify, &tls.cert_dir) {
             (false, _) => None,
-            (true, Some(dir)) => Some(TlsFiles::in_dir(dir)),
+            (true, Some(dir)) => Some(TlsFiles::in_dir(dir)?),
             (true, None) => {
                 return Err(bad(
                     "`DOCKER_TLS_VERIFY` is set but neither `DOCKER_CERT_PATH` nor `HOME` says where the certificates are",
@@ -245,7 +282,11 @@ mod tests {
             address,
             EngineAddress::Tcp {
                 authority: "h:2376".into(),
-                tls: Some(TlsFiles::in_dir(Path::new("/certs"))),
+                tls: Some(TlsFiles {
+                    dir: "/certs".into(),
+                    ca: "/certs/ca.pem".into(),
+                    client: None,
+                }),
             }
         );
         assert_eq!(address.to_string(), "tcp://h:2376 (TLS)");
@@ -289,16 +330,53 @@ mod tests {
     #[test]
     fn unreadable_certificates_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        let files = TlsFiles::in_dir(dir.path());
+        let files = TlsFiles::in_dir(dir.path()).unwrap();
         let error = files.check_readable().unwrap_err().to_string();
         assert!(error.contains("ca.pem"), "{error}");
         assert!(error.contains("DOCKER_CERT_PATH"), "{error}");
-        for name in ["ca.pem", "cert.pem"] {
+        std::fs::write(dir.path().join("ca.pem"), "x").unwrap();
+        files.check_readable().unwrap();
+        for name in ["cert.pem", "key.pem"] {
             std::fs::write(dir.path().join(name), "x").unwrap();
         }
+        let files = TlsFiles::in_dir(dir.path()).unwrap();
+        std::fs::remove_file(dir.path().join("key.pem")).unwrap();
         let error = files.check_readable().unwrap_err().to_string();
         assert!(error.contains("key.pem"), "{error}");
-        std::fs::write(dir.path().join("key.pem"), "x").unwrap();
-        files.check_readable().unwrap();
+    }
+
+    #[test]
+    fn a_client_certificate_is_both_files_or_neither() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = TlsFiles::in_dir(dir.path()).unwrap();
+        assert_eq!(files.client, None);
+        assert_eq!(files.ca, dir.path().join("ca.pem"));
+        for (present, missing) in [("cert.pem", "key.pem"), ("key.pem", "cert.pem")] {
+            std::fs::write(dir.path().join(present), "x").unwrap();
+            let error = TlsFiles::in_dir(dir.path()).unwrap_err().to_string();
+            assert!(error.contains(&format!("no `{missing}`")), "{error}");
+            assert!(error.contains("DOCKER_CERT_PATH"), "{error}");
+            assert!(!error.contains('\n'), "{error}");
+            std::fs::remove_file(dir.path().join(present)).unwrap();
+        }
+        for name in ["cert.pem", "key.pem"] {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        let files = TlsFiles::in_dir(dir.path()).unwrap();
+        assert_eq!(
+            files.client,
+            Some(ClientCert {
+                cert: dir.path().join("cert.pem"),
+                key: dir.path().join("key.pem"),
+            })
+        );
+        // Through the address: the half pair stops `parse`.
+        std::fs::remove_file(dir.path().join("cert.pem")).unwrap();
+        let tls = TlsEnv {
+            verify: true,
+            cert_dir: Some(dir.path().into()),
+        };
+        let error = EngineAddress::parse("tcp://h:1", "DOCKER_HOST", &tls).unwrap_err();
+        assert!(error.to_string().contains("no `cert.pem`"), "{error}");
     }
 }

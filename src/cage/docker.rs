@@ -1687,8 +1687,8 @@ async fn ping(address: &EngineAddress) -> Result<Docker, PingError> {
         } => {
             files.check_readable().map_err(PingError::Fatal)?;
             // bollard reads the client certificate only during the
-            // handshake and sends none if it cannot parse it; parse all
-            // three now so a broken file is named, not blamed on the engine.
+            // handshake and sends none if it cannot parse it; parse every
+            // file now so a broken one is named, not blamed on the engine.
             libpod::Endpoint::new(address).map_err(PingError::Fatal)?;
         }
         _ => {}
@@ -1776,10 +1776,16 @@ fn tls_failure(error: &(dyn std::error::Error + 'static), files: &TlsFiles) -> O
             | rustls::AlertDescription::CertificateRevoked
             | rustls::AlertDescription::UnsupportedCertificate
             | rustls::AlertDescription::AccessDenied,
-        ) => format!(
-            "the engine refused the client certificate `{}` ({tls}); is it signed by the CA the engine trusts?",
-            files.cert.display()
-        ),
+        ) => match &files.client {
+            Some(client) => format!(
+                "the engine refused the client certificate `{}` ({tls}); is it signed by the CA the engine trusts?",
+                client.cert.display()
+            ),
+            None => format!(
+                "the engine wants a client certificate ({tls}), and `DOCKER_CERT_PATH` `{}` holds none: put `cert.pem` and `key.pem` there",
+                files.dir.display()
+            ),
+        },
         other => other.to_string(),
     })
 }

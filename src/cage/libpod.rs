@@ -71,8 +71,9 @@ impl Endpoint {
 }
 
 /// A rustls client that trusts only `ca.pem` (not the system's roots) and
-/// presents `cert.pem` with `key.pem`, for `DOCKER_TLS_VERIFY`; a file
-/// that holds no certificate or key is an error naming it.
+/// presents `cert.pem` with `key.pem` when `DOCKER_CERT_PATH` holds them
+/// (none otherwise, as Docker's client does), for `DOCKER_TLS_VERIFY`; a
+/// file that holds no certificate or key is an error naming it.
 pub(crate) fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, CageError> {
     let bad = |path: &PathBuf, what: String| CageError::TlsFile {
         path: path.clone(),
@@ -86,25 +87,29 @@ pub(crate) fn tls_config(files: &TlsFiles) -> Result<rustls::ClientConfig, CageE
     if added == 0 {
         return Err(bad(&files.ca, "no CA certificate in it".into()));
     }
-    let certs = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| bad(&files.cert, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(bad(&files.cert, "no PEM certificate in it".into()));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => {
-            bad(&files.key, "no PEM private key in it".into())
-        }
-        e => bad(&files.key, e.to_string()),
-    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| bad(&files.cert, e.to_string()))?
-        .with_root_certificates(roots)
+        .map_err(|e| bad(&files.ca, e.to_string()))?
+        .with_root_certificates(roots);
+    let Some(client) = &files.client else {
+        return Ok(builder.with_no_client_auth());
+    };
+    let certs = CertificateDer::pem_file_iter(&client.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(&client.cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad(&client.cert, "no PEM certificate in it".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&client.key).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            bad(&client.key, "no PEM private key in it".into())
+        }
+        e => bad(&client.key, e.to_string()),
+    })?;
+    builder
         .with_client_auth_cert(certs, key)
-        .map_err(|e| bad(&files.key, e.to_string()))
+        .map_err(|e| bad(&client.key, e.to_string()))
 }
 
 trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}

@@ -21,7 +21,7 @@ mod spec;
 mod transfer;
 mod warm;
 
-pub use address::{EngineAddress, TlsEnv, TlsFiles};
+pub use address::{ClientCert, EngineAddress, TlsEnv, TlsFiles};
 pub use docker::{DockerCage, EngineKind, RuntimeChoice, Transfer};
 pub(crate) use host_image::existing_private_temp_dir;
 pub use host_image::{HOST_IMAGE, HOST_IMAGE_REF};
@@ -265,11 +265,19 @@ pub enum CageError {
         reason: String,
     },
     /// A TLS file for a `tcp://` engine cannot be read.
-    #[error("cannot read the TLS file `{path}` (`DOCKER_CERT_PATH` holds ca.pem, cert.pem and key.pem): {source}")]
+    #[error("cannot read the TLS file `{path}` (`DOCKER_CERT_PATH` holds ca.pem, and cert.pem with key.pem for a client certificate): {source}")]
     TlsFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// Half of a client certificate: `cert.pem` without `key.pem`, or the
+    /// other way round.
+    #[error("`DOCKER_CERT_PATH` `{dir}` holds `{present}` but no `{missing}`: a client certificate needs both (an engine that wants none needs neither)")]
+    TlsHalfPair {
+        dir: PathBuf,
+        present: &'static str,
+        missing: &'static str,
     },
     /// The TLS handshake with a `tcp://` engine failed: the engine answered,
     /// but one side did not trust the other.

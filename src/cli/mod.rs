@@ -135,6 +135,7 @@ fn is_users_to_fix(e: &CageError) -> bool {
             | CageError::Unsupported { .. }
             | CageError::BadAddress { .. }
             | CageError::TlsFile { .. }
+            | CageError::TlsHalfPair { .. }
             | CageError::Tls { .. }
             | CageError::InvalidInvocation { .. }
             | CageError::RuntimeUnusable { .. }
