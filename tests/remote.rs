@@ -329,6 +329,35 @@ fn remote_loop_takes_the_tar_path(engine: Engine) {
     remote_loop(engine, &Remote::plain(forward_tcp_to(engine)), "remote");
 }
 
+/// `proctor once` through `remote` in `image` fixes a bug in a fresh
+/// repository; returns the repository.
+fn remote_once(remote: &Remote, image: &str) -> TestRepo {
+    let once = TestRepo::new()
+        .engine(&remote.address)
+        .file("calc.sh", CALC)
+        .file("test.sh", TEST)
+        .file("fix.sh", "sed -i 's/\\$1 - \\$2/$1 + $2/' calc.sh\n")
+        .commit("buggy");
+    let out = remote.proctor(
+        &once,
+        &[
+            "once",
+            "--until",
+            "sh test.sh",
+            "--agent",
+            "sh fix.sh",
+            "--image",
+            image,
+            "--",
+            "make test.sh pass",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(once.log("proctor/once")[1], "proctor(once): run 1");
+    assert!(once.read("calc.sh").contains("$1 + $2"));
+    once
+}
+
 /// The volume check compares all of the engine's volumes before and
 /// after: one test per engine at a time in this process makes containers.
 fn one_at_a_time(engine: Engine) -> std::sync::MutexGuard<'static, ()> {
@@ -405,29 +434,7 @@ fn remote_loop(engine: Engine, remote: &Remote, what: &str) {
     assert_eq!(repo.status(), Vec::<String>::new());
 
     // `once` over the same remote engine.
-    let once = TestRepo::new()
-        .engine(&address)
-        .file("calc.sh", CALC)
-        .file("test.sh", TEST)
-        .file("fix.sh", "sed -i 's/\\$1 - \\$2/$1 + $2/' calc.sh\n")
-        .commit("buggy");
-    let out = remote.proctor(
-        &once,
-        &[
-            "once",
-            "--until",
-            "sh test.sh",
-            "--agent",
-            "sh fix.sh",
-            "--image",
-            &image,
-            "--",
-            "make test.sh pass",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(once.log("proctor/once")[1], "proctor(once): run 1");
-    assert!(once.read("calc.sh").contains("$1 + $2"));
+    let once = remote_once(remote, &image);
 
     // The built-in host image is bind mounts of this machine: refused.
     let host = TestRepo::new()
@@ -659,36 +666,15 @@ fn tls_without_a_client_certificate(engine: Engine) {
     let work = tempfile::tempdir().unwrap();
     let rootfs = work.path().join("rootfs");
     busybox_rootfs(&rootfs);
-    let mut once = TestRepo::new()
-        .engine(&address)
-        .file("calc.sh", CALC)
-        .file("test.sh", TEST)
-        .file("fix.sh", "sed -i 's/\\$1 - \\$2/$1 + $2/' calc.sh\n")
-        .commit("buggy");
-    let label = proctor::cli::run::repo_label(&once.path());
     let rootfs_arg = rootfs.to_string_lossy().into_owned();
+    let scratch = TestRepo::new().file("a", "a\n").commit("a");
     let out = remote.proctor(
-        &once,
+        &scratch,
         &["image", "import", &rootfs_arg, "--name", &guard.name],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = remote.proctor(
-        &once,
-        &[
-            "once",
-            "--until",
-            "sh test.sh",
-            "--agent",
-            "sh fix.sh",
-            "--image",
-            &guard.name,
-            "--",
-            "make test.sh pass",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(once.log("proctor/once")[1], "proctor(once): run 1");
-    assert!(once.read("calc.sh").contains("$1 + $2"));
+    let mut once = remote_once(&remote, &guard.name);
+    let label = proctor::cli::run::repo_label(&once.path());
     let out = remote.proctor(&once, &["reap"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(*refused.lock().unwrap(), Vec::<String>::new());
