@@ -15,8 +15,9 @@ use std::path::Path;
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
 };
-use common::{runtime, stderr, stdout, unique, Engine, TestImage, TestRepo};
+use common::{on_both_engines, runtime, stderr, stdout, unique, TestImage, TestRepo};
 use futures_util::StreamExt;
+use proctor::cage::EngineKind;
 use proctor::engine::events::Event;
 
 /// A root filesystem with nothing but a static busybox, the usual applet
@@ -81,8 +82,8 @@ const AGENT: &str = "test -e /usr/bin/python3 && echo python > leaked; \
     test -e /etc/alternatives && echo alternatives >> leaked; \
     echo ran > agent-ran";
 
-fn imported_rootfs_runs_a_loop(engine: Engine) {
-    let host = engine.socket();
+fn imported_rootfs_runs_a_loop(engine: EngineKind) {
+    let host = common::socket(engine);
     let work = tempfile::tempdir().unwrap();
     let rootfs = work.path().join("rootfs");
     busybox_rootfs(&rootfs);
@@ -225,7 +226,7 @@ fn imported_rootfs_runs_a_loop(engine: Engine) {
 
     // Pruning: an image a container uses is kept, then removed once free.
     let rt = runtime();
-    let client = engine.client(&rt);
+    let client = rt.block_on(common::engine_client(engine));
     let container = unique(engine, "holder");
     rt.block_on(
         client.create_container(
@@ -270,10 +271,10 @@ fn imported_rootfs_runs_a_loop(engine: Engine) {
     assert!(!images.contains_key(&format!("{gz_image}:latest")));
 }
 
-fn prune_never_touches_other_images(engine: Engine) {
-    let host = engine.socket();
+fn prune_never_touches_other_images(engine: EngineKind) {
+    let host = common::socket(engine);
     let rt = runtime();
-    let client = engine.client(&rt);
+    let client = rt.block_on(common::engine_client(engine));
     let guard = TestImage::new(engine, "foreign");
     let foreign = guard.latest();
     // An image proctor did not make: imported without proctor's label.
@@ -321,8 +322,8 @@ fn prune_never_touches_other_images(engine: Engine) {
         .unwrap_or_else(|e| panic!("the foreign image is gone: {e}"));
 }
 
-fn missing_image_names_image_import_and_touches_nothing(engine: Engine) {
-    let host = engine.socket();
+fn missing_image_names_image_import_and_touches_nothing(engine: EngineKind) {
+    let host = common::socket(engine);
     let repo = TestRepo::new()
         .engine(&host)
         .manifest("loop: m\nimage: proctor-test-no-such-image\nagent: 'true'\ndone_when: 'true'\n")
@@ -340,8 +341,8 @@ fn missing_image_names_image_import_and_touches_nothing(engine: Engine) {
     assert!(!repo.exists(".proctor/events.jsonl"));
 }
 
-fn rejects_what_is_not_a_rootfs(engine: Engine) {
-    let host = engine.socket();
+fn rejects_what_is_not_a_rootfs(engine: EngineKind) {
+    let host = common::socket(engine);
     let repo = TestRepo::new()
         .file("junk.tar.gz", "not a tar\n")
         .commit("init");
@@ -363,27 +364,6 @@ fn rejects_what_is_not_a_rootfs(engine: Engine) {
         "{}",
         stderr(&out)
     );
-}
-
-macro_rules! on_both_engines {
-    ($($check:ident),* $(,)?) => {
-        mod docker {
-            $(
-                #[test]
-                fn $check() {
-                    super::$check(super::Engine::Docker);
-                }
-            )*
-        }
-        mod podman {
-            $(
-                #[test]
-                fn $check() {
-                    super::$check(super::Engine::Podman);
-                }
-            )*
-        }
-    };
 }
 
 on_both_engines!(

@@ -19,7 +19,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bollard::query_parameters::ListVolumesOptionsBuilder;
-use common::{runtime, stderr, Engine, TestImage, TestRepo};
+use common::{on_both_engines, runtime, stderr, TestImage, TestRepo};
+use proctor::cage::EngineKind;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -28,17 +29,24 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
-/// Listens on 127.0.0.1 (a free port) and splices every connection to the
-/// unix socket; returns `tcp://127.0.0.1:PORT`. The threads live as long as
-/// the test process.
-fn forward_tcp_to(engine: Engine) -> String {
-    let socket = engine.socket_path();
+/// The path of `engine`'s socket; fails the test, saying how to start the
+/// engine, if there is none.
+fn existing_socket(engine: EngineKind) -> String {
+    let socket = common::socket_path(engine);
     assert!(
         Path::new(&socket).exists(),
         "no {} socket at {socket}; {}",
-        engine.name(),
+        engine.as_str(),
         common::ENGINE_HELP
     );
+    socket
+}
+
+/// Listens on 127.0.0.1 (a free port) and splices every connection to the
+/// unix socket; returns `tcp://127.0.0.1:PORT`. The threads live as long as
+/// the test process.
+fn forward_tcp_to(engine: EngineKind) -> String {
+    let socket = existing_socket(engine);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -183,16 +191,10 @@ fn server_config(
 /// socket. Returns `tcp://127.0.0.1:PORT` and the handshake errors so far.
 /// The thread lives as long as the test process.
 fn forward_tls_to(
-    engine: Engine,
+    engine: EngineKind,
     config: Arc<rustls::ServerConfig>,
 ) -> (String, Arc<Mutex<Vec<String>>>) {
-    let socket = engine.socket_path();
-    assert!(
-        Path::new(&socket).exists(),
-        "no {} socket at {socket}; {}",
-        engine.name(),
-        common::ENGINE_HELP
-    );
+    let socket = existing_socket(engine);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -261,9 +263,9 @@ fi
 
 /// Volumes with proctor's repo label (Docker labels the anonymous volumes
 /// of the tar path), and every volume's name, through the unix socket.
-fn volumes(engine: Engine, label: &str) -> (Vec<String>, Vec<String>) {
+fn volumes(engine: EngineKind, label: &str) -> (Vec<String>, Vec<String>) {
     let rt = runtime();
-    let client = engine.client(&rt);
+    let client = rt.block_on(common::engine_client(engine));
     rt.block_on(async {
         let filters = std::collections::HashMap::from([(
             "label".to_string(),
@@ -325,7 +327,7 @@ impl Remote {
     }
 }
 
-fn remote_loop_takes_the_tar_path(engine: Engine) {
+fn remote_loop_takes_the_tar_path(engine: EngineKind) {
     remote_loop(engine, &Remote::plain(forward_tcp_to(engine)), "remote");
 }
 
@@ -360,12 +362,12 @@ fn remote_once(remote: &Remote, image: &str) -> TestRepo {
 
 /// The volume check compares all of the engine's volumes before and
 /// after: one test per engine at a time in this process makes containers.
-fn one_at_a_time(engine: Engine) -> std::sync::MutexGuard<'static, ()> {
+fn one_at_a_time(engine: EngineKind) -> std::sync::MutexGuard<'static, ()> {
     static DOCKER: Mutex<()> = Mutex::new(());
     static PODMAN: Mutex<()> = Mutex::new(());
     match engine {
-        Engine::Docker => &DOCKER,
-        Engine::Podman => &PODMAN,
+        EngineKind::Docker => &DOCKER,
+        EngineKind::Podman => &PODMAN,
     }
     .lock()
     .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -373,7 +375,7 @@ fn one_at_a_time(engine: Engine) -> std::sync::MutexGuard<'static, ()> {
 
 /// The loop, `once` and the refused `host` image through `remote`; the
 /// leftover checks go through the engine's unix socket.
-fn remote_loop(engine: Engine, remote: &Remote, what: &str) {
+fn remote_loop(engine: EngineKind, remote: &Remote, what: &str) {
     let _one_at_a_time = one_at_a_time(engine);
     let address = remote.address.clone();
     let work = tempfile::tempdir().unwrap();
@@ -451,7 +453,7 @@ fn remote_loop(engine: Engine, remote: &Remote, what: &str) {
     assert_eq!(err.trim().lines().count(), 2, "one line and a hint: {err}");
 
     for mut r in [repo, once, host] {
-        r.engine = Some(engine.socket());
+        r.engine = Some(common::socket(engine));
         r.assert_no_containers();
     }
     drop(guard);
@@ -512,22 +514,12 @@ fn bad_engine_addresses_are_one_line_errors() {
     }
 }
 
-#[test]
-fn remote_loop_takes_the_tar_path_docker() {
-    remote_loop_takes_the_tar_path(Engine::Docker);
-}
-
-#[test]
-fn remote_loop_takes_the_tar_path_podman() {
-    remote_loop_takes_the_tar_path(Engine::Podman);
-}
-
 /// The same loop through a TLS-terminating forwarder that, like dockerd
 /// `--tlsverify`, requires a client certificate signed by its CA; then a
 /// wrong CA, an untrusted client certificate, no client certificate, a
 /// broken key and a server certificate for another name, each a one-line
 /// error and exit 1.
-fn remote_loop_over_tls(engine: Engine) {
+fn remote_loop_over_tls(engine: EngineKind) {
     let ca = Ca::new("proctor test CA");
     let server = ca.issue(
         &["127.0.0.1", "localhost"],
@@ -654,7 +646,7 @@ fn remote_loop_over_tls(engine: Engine) {
 /// An engine that asks for no client certificate (dockerd `--tls` without
 /// `--tlsverify`), with `DOCKER_CERT_PATH` holding only `ca.pem`: an image
 /// import, a `once` through the tar path, and `reap` all work.
-fn tls_without_a_client_certificate(engine: Engine) {
+fn tls_without_a_client_certificate(engine: EngineKind) {
     let ca = Ca::new("proctor test CA");
     let server = ca.issue(&["127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth);
     let (address, refused) = forward_tls_to(engine, tls_server_config_without_client_auth(&server));
@@ -679,28 +671,14 @@ fn tls_without_a_client_certificate(engine: Engine) {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(*refused.lock().unwrap(), Vec::<String>::new());
 
-    once.engine = Some(engine.socket());
+    once.engine = Some(common::socket(engine));
     once.assert_no_containers();
     let (labelled, _) = volumes(engine, &label);
     assert!(labelled.is_empty(), "volumes left behind: {labelled:?}");
 }
 
-#[test]
-fn tls_without_a_client_certificate_docker() {
-    tls_without_a_client_certificate(Engine::Docker);
-}
-
-#[test]
-fn tls_without_a_client_certificate_podman() {
-    tls_without_a_client_certificate(Engine::Podman);
-}
-
-#[test]
-fn remote_loop_over_tls_docker() {
-    remote_loop_over_tls(Engine::Docker);
-}
-
-#[test]
-fn remote_loop_over_tls_podman() {
-    remote_loop_over_tls(Engine::Podman);
-}
+on_both_engines!(
+    remote_loop_takes_the_tar_path,
+    remote_loop_over_tls,
+    tls_without_a_client_certificate,
+);

@@ -14,54 +14,6 @@ pub const ENGINE_HELP: &str =
      (or Podman with `podman system service --time=0 unix:///run/podman/podman.sock &` and \
      DOCKER_HOST=unix:///run/podman/podman.sock), or run `bash .ci/run`";
 
-/// The two engines container tests run on, each at its unix socket:
-/// `PROCTOR_TEST_DOCKER` / `PROCTOR_TEST_PODMAN` (with or without
-/// `unix://`), else the usual rootful paths.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Engine {
-    Docker,
-    Podman,
-}
-
-impl Engine {
-    /// The socket's path.
-    pub fn socket_path(self) -> String {
-        let (var, default) = match self {
-            Engine::Docker => ("PROCTOR_TEST_DOCKER", "/var/run/docker.sock"),
-            Engine::Podman => ("PROCTOR_TEST_PODMAN", "/run/podman/podman.sock"),
-        };
-        std::env::var(var)
-            .map(|s| s.trim_start_matches("unix://").to_string())
-            .unwrap_or_else(|_| default.to_string())
-    }
-
-    /// `unix://PATH`, for `DOCKER_HOST` and [`TestRepo::engine`].
-    pub fn socket(self) -> String {
-        format!("unix://{}", self.socket_path())
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Engine::Docker => "docker",
-            Engine::Podman => "podman",
-        }
-    }
-
-    /// A bollard client for the test's own setup and checks, on `rt`;
-    /// fails the test, saying how to start the engine, if it does not answer.
-    pub fn client(self, rt: &tokio::runtime::Runtime) -> bollard::Docker {
-        let client = bollard::Docker::connect_with_unix(
-            &self.socket_path(),
-            60,
-            bollard::API_DEFAULT_VERSION,
-        )
-        .unwrap_or_else(|e| panic!("{}: {e}; {ENGINE_HELP}", self.name()));
-        // dockerd 20.10 speaks an older API than bollard defaults to.
-        rt.block_on(client.negotiate_version())
-            .unwrap_or_else(|e| panic!("no {} engine: {e}; {ENGINE_HELP}", self.name()))
-    }
-}
-
 /// A runtime for the test's own engine calls.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -71,10 +23,10 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// A name no other test process uses: `proctor-test-WHAT-ENGINE-PID`.
-pub fn unique(engine: Engine, what: &str) -> String {
+pub fn unique(engine: EngineKind, what: &str) -> String {
     format!(
         "proctor-test-{what}-{}-{}",
-        engine.name(),
+        engine.as_str(),
         std::process::id()
     )
 }
@@ -102,13 +54,13 @@ pub fn busybox_rootfs(dir: &Path, applets: &[&str]) {
 /// left or the image is still there. A test's own removal (`proctor image
 /// prune`) before that is fine.
 pub struct TestImage {
-    pub engine: Engine,
+    pub engine: EngineKind,
     /// The name the test gives it (`unique(engine, what)`).
     pub name: String,
 }
 
 impl TestImage {
-    pub fn new(engine: Engine, what: &str) -> TestImage {
+    pub fn new(engine: EngineKind, what: &str) -> TestImage {
         TestImage {
             engine,
             name: unique(engine, what),
@@ -127,8 +79,10 @@ impl TestImage {
             ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
         };
         let rt = runtime();
+        // Not `engine_client`: this runs in `drop`, where a panic while the
+        // test is already failing would abort the whole test process.
         let client = bollard::Docker::connect_with_unix(
-            &self.engine.socket_path(),
+            &socket_path(self.engine),
             60,
             bollard::API_DEFAULT_VERSION,
         )
@@ -201,19 +155,19 @@ impl Drop for TestImage {
                     0,
                     "{containers} container(s) of the test image `{}` on {} were left behind",
                     self.name,
-                    self.engine.name()
+                    self.engine.as_str()
                 );
                 assert!(
                     !still,
                     "the test image `{}` is still on {} after its removal",
                     self.name,
-                    self.engine.name()
+                    self.engine.as_str()
                 );
             }
             Err(e) => panic!(
                 "could not remove the test image `{}` on {}: {e}",
                 self.name,
-                self.engine.name()
+                self.engine.as_str()
             ),
         }
     }
@@ -249,6 +203,12 @@ pub fn socket(engine: EngineKind) -> String {
         EngineKind::Podman => ("PROCTOR_TEST_PODMAN", "unix:///run/podman/podman.sock"),
     };
     std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+/// The path of [`socket`] (the variables may hold it with or without
+/// `unix://`).
+pub fn socket_path(engine: EngineKind) -> String {
+    socket(engine).trim_start_matches("unix://").to_string()
 }
 
 /// The cage on `engine`; fails the test (never skips) with how to start the
