@@ -868,13 +868,16 @@ fn fork_bomb_is_contained_by_the_pids_limit(engine: EngineKind) {
     let mark = marker("bomb", engine);
     let script = format!("bomb-{mark}.sh");
     // The bomb's complaints go through a FIFO into a capped file; the
-    // loop's limits keep it to 64 processes and half a CPU.
+    // loop's limits keep it to 64 processes and half a CPU. The shell then
+    // waits (with builtins only: it cannot fork either) until a complaint
+    // arrived: each `b` returns as soon as it has forked, so without that
+    // wait the container could end before the bomb reached the limit.
     let agent = r#"mkdir -p seen
 mkfifo /tmp/errors
 head -c 4096 < /tmp/errors > seen/bomb.txt &
 b() { b | b & }
 b 2> /tmp/errors
-wait
+while [ ! -s seen/bomb.txt ]; do :; done
 "#;
     let manifest = format!(
         "loop: bomb\nagent: sh {script}\ndone_when: test -s seen/bomb.txt\nbudget: 1 run\ntimeout: 8s\nresources: {{pids: 64, cpus: 0.5}}\n"

@@ -411,13 +411,17 @@ impl TestRepo {
         cmd
     }
 
-    /// Starts the binary in the background, output discarded.
-    pub fn spawn_quiet(&self, args: &[&str]) -> std::process::Child {
-        self.command(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
+    /// Starts the binary in the background, output discarded. The run is
+    /// stopped (SIGTERM, so it removes its containers) if the test ends
+    /// while it still runs, a failing test included.
+    pub fn spawn_quiet(&self, args: &[&str]) -> Background {
+        Background(
+            self.command(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     }
 
     /// Waits (up to 60 s) until `ready` holds, e.g. until an agent has
@@ -603,4 +607,41 @@ pub fn stdout(out: &Output) -> String {
 
 pub fn exists(path: &Path) -> bool {
     path.exists()
+}
+
+/// A proctor process started by [`TestRepo::spawn_quiet`]: a
+/// `std::process::Child` that is stopped when dropped while still running
+/// (SIGTERM, then SIGKILL after 30 s), so a failing test leaves no run,
+/// and hence no container, behind.
+pub struct Background(pub std::process::Child);
+
+impl std::ops::Deref for Background {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Background {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while matches!(self.0.try_wait(), Ok(None)) {
+            if std::time::Instant::now() > deadline {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
