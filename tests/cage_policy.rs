@@ -868,15 +868,18 @@ fn fork_bomb_is_contained_by_the_pids_limit(engine: EngineKind) {
     let mark = marker("bomb", engine);
     let script = format!("bomb-{mark}.sh");
     // The bomb's complaints go through a FIFO into a capped file; the
-    // loop's limits keep it to 64 processes and half a CPU. The shell then
-    // waits (with builtins only: it cannot fork either) until a complaint
-    // arrived: each `b` returns as soon as it has forked, so without that
-    // wait the container could end before the bomb reached the limit.
+    // loop's limits keep it to 64 processes and half a CPU. The bomb goes
+    // off in a subshell: the agent's own shell must not fork once it has
+    // started (on a loaded machine the bomb can reach the limit between
+    // the two forks of a pipeline, and a shell that cannot fork exits 2).
+    // The shell then waits, with builtins only, until a complaint arrived:
+    // each `b` returns as soon as it has forked, so without that wait the
+    // container could end before the bomb reached the limit.
     let agent = r#"mkdir -p seen
 mkfifo /tmp/errors
 head -c 4096 < /tmp/errors > seen/bomb.txt &
 b() { b | b & }
-b 2> /tmp/errors
+(b 2> /tmp/errors) &
 while [ ! -s seen/bomb.txt ]; do :; done
 "#;
     let manifest = format!(
