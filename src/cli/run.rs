@@ -457,12 +457,14 @@ pub async fn execute_with(req: Request, opts: RunOptions) -> Result<RunSummary, 
         }
         Some(Err(e)) => {
             let _ = cage.remove_labelled(&[(LABEL_RUN, run_id.as_str())]).await;
+            // The exit code recorded is the one the command exits with.
+            let error = CommandError::from(e);
             stream.emit(Event::RunEnd {
                 outcome: Outcome::Error,
-                exit: CommandError::from_engine_code(&e),
+                exit: error.exit_code(),
                 secs,
             });
-            return Err(e.into());
+            return Err(error);
         }
         Some(Ok(ending)) => {
             // Containers are gone already; this removes the run's egress
@@ -537,17 +539,6 @@ async fn check_images(
         }
     }
     Ok(())
-}
-
-impl CommandError {
-    fn from_engine_code(e: &crate::engine::EngineError) -> i32 {
-        use crate::engine::EngineError;
-        match e {
-            EngineError::NoAgent(_) => exit_codes::USAGE,
-            EngineError::Cage(e) if super::is_users_to_fix(e) => exit_codes::USAGE,
-            _ => exit_codes::INTERNAL,
-        }
-    }
 }
 
 fn internal(e: std::io::Error) -> CommandError {
