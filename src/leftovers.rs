@@ -97,15 +97,14 @@ pub fn owner(place: Place, name: &str) -> Option<Owner> {
     };
     match place {
         Place::Private => {
-            if let Some(rest) = name.strip_prefix("egress-") {
-                let suffix = rest.strip_suffix(".log").unwrap_or(rest);
-                return pid(suffix, 3).filter(|_| all_hex(suffix));
-            }
-            if let Some(rest) = name.strip_prefix("relay-") {
-                let suffix = rest.strip_suffix(".log")?;
-                return pid(suffix, 3).filter(|_| all_hex(suffix));
-            }
-            let (_, suffix) = name.rsplit_once(".tmp")?;
+            // `egress-<suffix>[.log]`, `relay-<suffix>.log`, `<name>.tmp<suffix>`.
+            let suffix = if let Some(rest) = name.strip_prefix("egress-") {
+                rest.strip_suffix(".log").unwrap_or(rest)
+            } else if let Some(rest) = name.strip_prefix("relay-") {
+                rest.strip_suffix(".log")?
+            } else {
+                name.rsplit_once(".tmp")?.1
+            };
             pid(suffix, 3).filter(|_| all_hex(suffix))
         }
         Place::Scratch => {

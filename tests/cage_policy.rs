@@ -611,6 +611,23 @@ const PARKED_AGENT: &str =
     "touch started.txt\nwhile [ ! -f go.txt ]; do sleep 0.1; done\necho ok > done.txt\n";
 const PARKED_MANIFEST: &str = "loop: parked\nagent: sh agent.sh\ndone_when: test -f done.txt\nbudget: 2 runs\nnetwork: [proctor-test.invalid]\n";
 
+/// A repository of the parked loop.
+fn parked_repo(engine: EngineKind) -> TestRepo {
+    repo(
+        engine,
+        &[
+            ("agent.sh", PARKED_AGENT),
+            ("proctor.yaml", PARKED_MANIFEST),
+        ],
+    )
+}
+
+/// `repo` with its own temp directory (`TMPDIR`, home of the cage's private
+/// directory) and exam scratch directory (`PROCTOR_TMPDIR`).
+fn with_temp_dirs(repo: TestRepo, tmp: &std::path::Path, scratch: &std::path::Path) -> TestRepo {
+    repo.env("TMPDIR", tmp).env("PROCTOR_TMPDIR", scratch)
+}
+
 fn a_killed_run_leaves_its_containers_and_files_to_the_reaper(engine: EngineKind) {
     // Both runs share a temp directory and an exam scratch directory of
     // their own, as two runs on one host share /tmp and /dev/shm.
@@ -628,18 +645,12 @@ fn a_killed_run_leaves_its_containers_and_files_to_the_reaper(engine: EngineKind
     let manifest = format!(
         "loop: slow\nagent: echo ok > done.txt\ndone_when: '{exam}'\nbudget: 3 runs\ncaches: [c]\nnetwork: {{agent: [proctor-test.invalid], verifier: [proctor-test.invalid]}}\n"
     );
-    let killed = repo(engine, &[("proctor.yaml", &manifest)])
-        .env("TMPDIR", tmp.path())
-        .env("PROCTOR_TMPDIR", scratch.path());
-    let live = repo(
-        engine,
-        &[
-            ("agent.sh", PARKED_AGENT),
-            ("proctor.yaml", PARKED_MANIFEST),
-        ],
-    )
-    .env("TMPDIR", tmp.path())
-    .env("PROCTOR_TMPDIR", scratch.path());
+    let killed = with_temp_dirs(
+        repo(engine, &[("proctor.yaml", &manifest)]),
+        tmp.path(),
+        scratch.path(),
+    );
+    let live = with_temp_dirs(parked_repo(engine), tmp.path(), scratch.path());
     let label = proctor::cli::run::repo_label(&killed.path());
     let mut child = killed.spawn_quiet(&["run"]);
     let mut other = live.spawn_quiet(&["run"]);
@@ -722,15 +733,7 @@ fn an_interrupted_run_leaves_no_files(engine: EngineKind) {
     for signal in [libc::SIGINT, libc::SIGTERM] {
         let tmp = tempfile::tempdir().unwrap();
         let scratch = tempfile::tempdir().unwrap();
-        let repo = repo(
-            engine,
-            &[
-                ("agent.sh", PARKED_AGENT),
-                ("proctor.yaml", PARKED_MANIFEST),
-            ],
-        )
-        .env("TMPDIR", tmp.path())
-        .env("PROCTOR_TMPDIR", scratch.path());
+        let repo = with_temp_dirs(parked_repo(engine), tmp.path(), scratch.path());
         let mut child = repo.spawn_quiet(&["run"]);
         repo.wait_until("the agent never started", |r| r.exists("started.txt"));
         assert!(
