@@ -10,7 +10,7 @@
 //! Needs `/bin/busybox` from Debian's `busybox-static` (`.ci/run` installs
 //! it). Like every container test, a missing engine fails the test.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

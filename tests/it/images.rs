@@ -6,7 +6,7 @@
 //! Needs `/bin/busybox` from Debian's `busybox-static` (`.ci/run` installs
 //! it). Like every container test, a missing engine fails the test.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -2,7 +2,7 @@
 //! human gates, the `on_halt` notifier, cron schedules and the read-only
 //! views. The real binary, scripted shell agents, real containers.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The caged loop end to end: the real binary, scripted shell agents, real
 //! containers, temp repositories.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

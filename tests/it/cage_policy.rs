@@ -13,7 +13,7 @@
 //! Network tests talk only to containers the test itself starts, on a
 //! network it creates.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 //! that does not answer fails the test with how to start it; nothing is
 //! skipped. Run with `--test-threads=2` or so: each test starts containers.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};

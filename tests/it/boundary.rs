@@ -3,7 +3,7 @@
 //! test-count audit against the base commit, state the agent cannot forge,
 //! and the audit trail. Real binary, scripted agents, real containers.
 
-mod common;
+use crate::common;
 
 use common::{require_engine, stderr, stdout, TestRepo};
 use proctor::engine::events::{Event, Phase, Verdict};

@@ -4,7 +4,7 @@
 //! repositories: no cheat's loop closed, every twin's did, the file outside
 //! the repository is unchanged, and no hook ran on the host.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

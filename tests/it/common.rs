@@ -1,7 +1,6 @@
 //! Test harness: a throwaway git repository, the real `proctor` binary, and
 //! a real container engine. A test that finds no engine fails and says how
 //! to start one; it never skips.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -262,7 +261,6 @@ pub fn verifier_labels(repo: &str) -> Labels {
 /// check runs on both engines: `on_both_engines!(async: a, b)` for
 /// `async fn a(engine: EngineKind)`, `on_both_engines!(a, b)` for plain
 /// `fn a(engine: EngineKind)`.
-#[allow(unused_macros)]
 macro_rules! on_both_engines {
     (async: $($check:ident),* $(,)?) => {
         $crate::common::on_both_engines!(@async docker Docker $($check),*);
@@ -293,7 +291,6 @@ macro_rules! on_both_engines {
         $crate::common::on_both_engines!(@sync podman Podman $($check),*);
     };
 }
-#[allow(unused_imports)]
 pub(crate) use on_both_engines;
 
 pub struct TestRepo {
@@ -603,10 +600,6 @@ pub fn stderr(out: &Output) -> String {
 
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }
 
 /// A proctor process started by [`TestRepo::spawn_quiet`]: a

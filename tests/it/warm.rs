@@ -5,7 +5,7 @@
 //! without network (on Docker: network disabled, no libnetwork hook) still
 //! resolve `localhost` and have nothing but loopback.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

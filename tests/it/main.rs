@@ -1,0 +1,16 @@
+//! Every integration test in one binary, so the shared harness (`common`)
+//! and the test dependencies link once instead of once per file. Run one
+//! area with `cargo test --test it loop::`, one test with
+//! `cargo test --test it loop::a_failing_test_is_fixed_within_five_runs`.
+
+mod common;
+
+mod boundary;
+mod cage;
+mod cage_policy;
+mod gauntlet;
+mod images;
+mod r#loop;
+mod remote;
+mod unattended;
+mod warm;
