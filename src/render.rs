@@ -51,18 +51,13 @@ impl Stream {
             run: self.run_id.clone(),
             event,
         };
-        match serde_json::to_string(&record) {
-            Ok(line) => {
-                if let Err(e) = state::append_line(&self.events_path, &line) {
-                    if self.write_errors.is_empty() {
-                        self.write_errors.push(format!(
-                            "cannot write `{}`: {e}",
-                            self.events_path.display()
-                        ));
-                    }
-                }
+        if let Err(e) = state::jsonl::append(&self.events_path, &record) {
+            if self.write_errors.is_empty() {
+                self.write_errors.push(format!(
+                    "cannot write `{}`: {e}",
+                    self.events_path.display()
+                ));
             }
-            Err(e) => self.write_errors.push(e.to_string()),
         }
         if !self.quiet {
             if let Some(progress) = &self.progress {

@@ -22,10 +22,7 @@ pub struct Args {
 pub fn cmd_audit(args: Args) -> Result<i32, CommandError> {
     let git = GitRepo::open(&super::cwd()?)?;
     let paths = Paths::new(git.root());
-    let text = std::fs::read(&paths.events)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let records = events::parse(&text);
+    let records = events::read(&paths.events);
     if records.is_empty() {
         return Err(CommandError::hint(
             "no events recorded in this repository",

@@ -148,9 +148,7 @@ pub async fn cmd_demo(args: Args) -> Result<i32, CommandError> {
 }
 
 fn describe(scenario: &Scenario, summary: &RunSummary, dir: &Path) -> String {
-    let last_verdict = std::fs::read_to_string(dir.join(".proctor/events.jsonl"))
-        .map(|text| crate::engine::events::parse(&text))
-        .unwrap_or_default()
+    let last_verdict = crate::engine::events::read(&dir.join(".proctor/events.jsonl"))
         .into_iter()
         .rev()
         .find_map(|r| match r.event {

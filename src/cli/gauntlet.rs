@@ -461,10 +461,7 @@ fn proctor_run(exe: &Path, dir: &Path, repo: &Path) -> Result<i32, String> {
 }
 
 fn events_of(repo: &Path) -> Vec<Record> {
-    let text = std::fs::read(repo.join(".proctor/events.jsonl"))
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    events::parse(&text)
+    events::read(&repo.join(".proctor/events.jsonl"))
 }
 
 fn closed(events: &[Record]) -> bool {

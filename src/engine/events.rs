@@ -257,9 +257,12 @@ pub struct QuarantinedFile {
 
 /// Parses an events file; malformed lines are skipped, never fatal.
 pub fn parse(text: &str) -> Vec<Record> {
-    text.lines()
-        .filter_map(|line| serde_json::from_str(line.trim()).ok())
-        .collect()
+    crate::state::jsonl::parse(text)
+}
+
+/// Reads an events file; a missing one holds no events.
+pub fn read(path: &std::path::Path) -> Vec<Record> {
+    crate::state::jsonl::read(path)
 }
 
 #[cfg(test)]

@@ -161,21 +161,15 @@ pub fn resumed(key: &AnswerKey, loop_id: &str, gated: &str) -> GateEntry {
 
 /// Parses ledger text; lines that are not gate entries are skipped.
 pub fn parse(text: &str) -> Vec<GateEntry> {
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<GateEntry>(line.trim()).ok())
-        .collect()
+    super::jsonl::parse(text)
 }
 
 pub fn read(path: &Path) -> Vec<GateEntry> {
-    match std::fs::read(path) {
-        Ok(bytes) => parse(&String::from_utf8_lossy(&bytes)),
-        Err(_) => Vec::new(),
-    }
+    super::jsonl::read(path)
 }
 
 pub fn append(path: &Path, entry: &GateEntry) -> std::io::Result<()> {
-    let line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
-    super::append_line(path, &line)
+    super::jsonl::append(path, entry)
 }
 
 /// What the people said about one loop's candidate commit.

@@ -68,21 +68,15 @@ pub fn signed_answer(key: &AnswerKey, loop_id: &str, text: &str) -> Entry {
 
 /// Parses ledger text; lines that are not valid entries are skipped.
 pub fn parse(text: &str) -> Vec<Entry> {
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<Entry>(line.trim()).ok())
-        .collect()
+    super::jsonl::parse(text)
 }
 
 pub fn read(path: &Path) -> Vec<Entry> {
-    match std::fs::read(path) {
-        Ok(bytes) => parse(&String::from_utf8_lossy(&bytes)),
-        Err(_) => Vec::new(),
-    }
+    super::jsonl::read(path)
 }
 
 pub fn append(path: &Path, entry: &Entry) -> std::io::Result<()> {
-    let line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
-    super::append_line(path, &line)
+    super::jsonl::append(path, entry)
 }
 
 /// The authenticated answers for one loop, oldest first, each nonce once.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 pub mod approver;
 pub mod cards;
 pub mod gate;
+pub mod jsonl;
 pub mod key;
 pub mod ledger;
 pub mod lock;

@@ -15,7 +15,7 @@ use crate::engine::gate::card_kind;
 use crate::manifest::{self, LoopSpec, Manifest};
 use crate::state::approver::{approvers_dir, ApproverKey, Trusted};
 use crate::state::key::{key_dir, AnswerKey};
-use crate::state::{gate, ledger, lock, Paths};
+use crate::state::{gate, jsonl, ledger, lock, Paths};
 
 pub mod history;
 pub mod json;
@@ -63,13 +63,10 @@ impl Context {
             .map(Path::to_path_buf)
             .or_else(|| manifest::find(root))
             .and_then(|p| manifest::load(&p).ok());
-        let text = std::fs::read(&paths.events)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
+        let text = jsonl::read_text(&paths.events);
         let records = events::parse(&text);
-        let raw = text
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line.trim()).ok())
+        let raw = jsonl::parse::<serde_json::Value>(&text)
+            .into_iter()
             .filter_map(|v| {
                 let kind = v.get("type")?.as_str()?.to_string();
                 let run = v
@@ -386,9 +383,7 @@ fn apply_cards(node: &mut Node, card_word: &dyn Fn(&str) -> Option<Word>) {
 }
 
 fn card_views(ctx: &Context, replay: &Replay, spec: Option<&LoopSpec>) -> Vec<CardView> {
-    let ledger_text = std::fs::read(&ctx.paths.ledger)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
+    let ledger_text = jsonl::read_text(&ctx.paths.ledger);
     let dir = key_dir();
     let answer_key = AnswerKey::load(&dir.join("answer.key")).ok();
     let own = ApproverKey::load(&dir.join("approver.key")).ok();
