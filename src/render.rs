@@ -320,6 +320,9 @@ pub fn human_line(event: &Event) -> Option<String> {
 }
 
 #[cfg(test)]
+mod human_lines;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -329,22 +332,5 @@ mod tests {
         assert!(!use_colour(false, false, false));
         assert!(!use_colour(true, true, false));
         assert!(!use_colour(true, false, true));
-    }
-
-    #[test]
-    fn reaped_names_what_was_removed() {
-        let line = |containers, files| human_line(&Event::Reaped { containers, files }).unwrap();
-        assert_eq!(
-            line(2, 0),
-            "proctor: removed 2 leftover container(s) of an earlier run"
-        );
-        assert_eq!(
-            line(0, 3),
-            "proctor: removed 3 leftover file(s) of earlier runs"
-        );
-        assert_eq!(
-            line(1, 3),
-            "proctor: removed 1 leftover container(s) and 3 file(s) of earlier runs"
-        );
     }
 }
