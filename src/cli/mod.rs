@@ -269,3 +269,6 @@ pub fn cwd() -> Result<std::path::PathBuf, CommandError> {
     std::env::current_dir()
         .map_err(|e| CommandError::user(format!("cannot read the current directory: {e}")))
 }
+
+#[cfg(test)]
+mod tests;
