@@ -13,6 +13,17 @@ fn ok(text: &str) -> Manifest {
     }
 }
 
+/// Pins the errors `text` is refused with; the manifest is the snapshot's
+/// description, so a reviewer sees what was refused beside why.
+macro_rules! assert_refused {
+    ($text:expr) => {{
+        let text: &str = $text;
+        insta::with_settings!({ description => text, omit_expression => true }, {
+            insta::assert_snapshot!(err(text));
+        });
+    }};
+}
+
 fn err(text: &str) -> String {
     match parse(text, Path::new("proctor.yaml")) {
         Ok(m) => panic!("expected {text:?} to fail, got {m:?}"),
@@ -184,18 +195,7 @@ fn lute_config_examples_get_proctor_advice() {
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        cage.contains("unknown key `cage`; proctor always runs agents in containers"),
-        "{cage}"
-    );
-    assert!(
-        cage.contains("unknown key `cage_image`; did you mean `image`?"),
-        "{cage}"
-    );
-    assert!(
-        cage.contains("unknown key `cage_mounts`; did you mean `mounts`?"),
-        "{cage}"
-    );
+    insta::assert_snapshot!(cage);
 }
 
 #[test]
@@ -232,20 +232,8 @@ fn unrelated_unknown_key_gets_no_guess() {
 
 #[test]
 fn keys_from_elsewhere_say_where_they_belong() {
-    let e = err("loop: a\ndone_when: x\non_halt: notify\nloops:\n  - loop: b\n    done_when: y\n    schedules: []\n");
-    assert!(
-        e.contains("unknown key `on_halt` in loop `a`; it belongs in `.proctor/config.yaml`"),
-        "{e}"
-    );
-    assert!(
-        e.contains("unknown key `schedules` in loop `b`; `schedules` belongs at the top level"),
-        "{e}"
-    );
-    let e = err("loop: a\nuntil: make\n");
-    assert!(
-        e.contains("unknown key `until` in loop `a`; did you mean `done_when`?"),
-        "{e}"
-    );
+    assert_refused!("loop: a\ndone_when: x\non_halt: notify\nloops:\n  - loop: b\n    done_when: y\n    schedules: []\n");
+    assert_refused!("loop: a\nuntil: make\n");
 }
 
 #[test]
@@ -289,33 +277,14 @@ fn yaml_1_1_booleans_are_read_as_lute_reads_them() {
         ["NO", "yes"]
     );
     assert_eq!(ok("loop: a\ndone_when: no\n").root.done_when, "no");
-    let e = err("loop: a\ndone_when: x\nparallel: maybe\n");
-    assert!(
-        e.ends_with("`parallel`: expected `true` or `false`, got `maybe`"),
-        "{e}"
-    );
+    assert_refused!("loop: a\ndone_when: x\nparallel: maybe\n");
 }
 
 #[test]
 fn missing_required_fields() {
-    let e = err("task: do it\n");
-    assert!(
-        e.contains(
-            "proctor.yaml:1:1: the root loop: `loop`: missing; every loop needs a kebab-case id"
-        ),
-        "{e}"
-    );
-    assert!(
-        e.contains("the root loop: `done_when`: missing; every loop needs an exam"),
-        "{e}"
-    );
-    let e = err("loop: a\ndone_when:\n");
-    assert!(e.contains("loop `a`: `done_when`: is empty"), "{e}");
-    let e = err("loop: a\ndone_when: true\n");
-    assert!(
-        e.contains("`done_when`: expected a string, got `true`; quote it"),
-        "{e}"
-    );
+    assert_refused!("task: do it\n");
+    assert_refused!("loop: a\ndone_when:\n");
+    assert_refused!("loop: a\ndone_when: true\n");
 }
 
 #[test]
@@ -335,11 +304,9 @@ fn duplicate_keys_are_refused_by_the_yaml_reader() {
 
 #[test]
 fn bad_yaml_reports_the_parser_position() {
-    let e = err("loop: a\ndone_when: [unclosed\n");
-    assert!(e.starts_with("proctor.yaml:2:12: invalid yaml: "), "{e}");
-    assert_eq!(e.lines().count(), 1);
-    let e = err("loop: a\n--- \nloop: b\n");
-    assert!(e.contains("expected one YAML document"), "{e}");
+    assert_refused!("loop: a\ndone_when: [unclosed\n");
+    assert_eq!(err("loop: a\ndone_when: [unclosed\n").lines().count(), 1);
+    assert_refused!("loop: a\n--- \nloop: b\n");
 }
 
 #[test]
@@ -348,7 +315,7 @@ fn top_level_must_be_a_mapping() {
         err(""),
         "proctor.yaml:1:1: the top level must be a mapping with a `loop:` key, got nothing"
     );
-    assert!(err("- loop: a\n").contains("got a list"));
+    assert_refused!("- loop: a\n");
 }
 
 #[test]
@@ -356,59 +323,28 @@ fn missing_file_says_cannot_read() {
     let e = load(Path::new("/nonexistent/proctor.yaml"))
         .unwrap_err()
         .to_string();
-    assert!(
-        e.starts_with(
-            "/nonexistent/proctor.yaml: cannot read `/nonexistent/proctor.yaml`: No such file"
-        ),
-        "{e}"
-    );
+    insta::assert_snapshot!(e);
 }
 
 #[test]
 fn wrong_shapes_are_named() {
-    let e = err("loop: a\ndone_when: x\nloops: b\nprotected: \"tests/**\"\nenv: [\"A=1\"]\ncaches: [\"-x\"]\n");
-    assert!(
-        e.contains("`loops`: expected a list of loops, got `b`"),
-        "{e}"
-    );
-    assert!(
-        e.contains("`protected`: expected a list of globs, got `tests/**`; write `[\"tests/**\"]`"),
-        "{e}"
-    );
-    assert!(e.contains("`env[0]`: `A=1` is not a variable name"), "{e}");
-    assert!(e.contains("`caches[0]`: `-x` is not a cache name"), "{e}");
-    let e = err("loop: a\ndone_when: x\nloops: [3]\n");
-    assert!(
-        e.contains(
-            "`loops[0]`: expected a loop (a mapping with `loop:` and `done_when:`), got `3`"
-        ),
-        "{e}"
-    );
+    assert_refused!("loop: a\ndone_when: x\nloops: b\nprotected: \"tests/**\"\nenv: [\"A=1\"]\ncaches: [\"-x\"]\n");
+    assert_refused!("loop: a\ndone_when: x\nloops: [3]\n");
 }
 
 #[test]
 fn bad_globs_are_refused() {
-    let e = err("loop: a\ndone_when: x\nwrites: [\"src/[\"]\n");
-    assert!(e.contains("loop `a`: `writes[0]`: bad glob `src/[`"), "{e}");
+    assert_refused!("loop: a\ndone_when: x\nwrites: [\"src/[\"]\n");
 }
 
 #[test]
 fn non_string_keys_are_refused() {
-    let e = err("loop: a\ndone_when: x\n3: y\n");
-    assert!(
-        e.contains("keys must be strings, got `3` in loop `a`"),
-        "{e}"
-    );
+    assert_refused!("loop: a\ndone_when: x\n3: y\n");
 }
 
 #[test]
 fn the_loop_without_an_id_is_named_by_its_place() {
-    let e = err("loop: a\ndone_when: x\nloops:\n  - done_when: y\n    budjet: 2 runs\n");
-    assert!(
-        e.contains("unknown key `budjet` in the loop at `loops[0]`; did you mean `budget`?"),
-        "{e}"
-    );
-    assert!(e.contains("the loop at `loops[0]`: `loop`: missing"), "{e}");
+    assert_refused!("loop: a\ndone_when: x\nloops:\n  - done_when: y\n    budjet: 2 runs\n");
 }
 
 #[test]
@@ -479,6 +415,7 @@ fn budgets() {
             wall: Some(hours(2))
         })
     );
+    let mut refusals = Vec::new();
     for bad in [
         "",
         "0 runs",
@@ -491,12 +428,12 @@ fn budgets() {
         "48 h",
         "99999999999 runs",
     ] {
-        assert!(b(bad).is_err(), "{bad:?} should be refused");
+        match b(bad) {
+            Ok(budget) => panic!("{bad:?} should be refused, got {budget:?}"),
+            Err(e) => refusals.push(format!("{bad:?}: {e}")),
+        }
     }
-    assert_eq!(
-        b("3 rusn"),
-        Err("bad part `3 rusn` (use `N runs` or a duration like `90m`, joined by `/`)".to_owned())
-    );
+    insta::assert_snapshot!(refusals.join("\n"));
     for s in [
         "10 runs",
         "1 run",
@@ -524,10 +461,8 @@ fn budgets() {
 #[test]
 fn budget_in_a_manifest() {
     assert_eq!(ok("loop: a\ndone_when: x\n").root.budget, DEFAULT_BUDGET);
-    let e = err("loop: a\ndone_when: x\nbudget: 10\n");
-    assert!(e.contains("`budget`: expected `N runs`, a duration like `48h`, or both joined by `/`, got `10`; did you mean `10 runs`?"), "{e}");
-    let e = err("loop: a\ndone_when: x\nbudget: 3 rusn\n");
-    assert!(e.ends_with("loop `a`: `budget`: bad part `3 rusn` (use `N runs` or a duration like `90m`, joined by `/`)"), "{e}");
+    assert_refused!("loop: a\ndone_when: x\nbudget: 10\n");
+    assert_refused!("loop: a\ndone_when: x\nbudget: 3 rusn\n");
 }
 
 #[test]
@@ -563,15 +498,8 @@ fn check_every_and_timeout() {
         ok("loop: a\ndone_when: x\n").root.check_every,
         Duration::from_secs(60)
     );
-    let e = err("loop: a\ndone_when: x\ncheck_every: 0s\n");
-    assert!(
-        e.contains(
-            "`check_every`: expected a positive duration like `30s`, `5m`, `2h` or `1d`, got `0s`"
-        ),
-        "{e}"
-    );
-    let e = err("loop: a\ndone_when: x\ntimeout: 60\n");
-    assert!(e.contains("got `60`; did you mean `60s`?"), "{e}");
+    assert_refused!("loop: a\ndone_when: x\ncheck_every: 0s\n");
+    assert_refused!("loop: a\ndone_when: x\ntimeout: 60\n");
 }
 
 #[test]
@@ -589,22 +517,10 @@ fn gate_forms() {
         ok("loop: a\ndone_when: x\ngate:\n  human: 3\n").root.gate,
         Some(Gate { approvals: 3 })
     );
-    let e = err("loop: a\ndone_when: x\ngate: robot\n");
-    assert!(
-        e.contains("`gate`: expected `human` or `{human: N}` (N approvers), got `robot`"),
-        "{e}"
-    );
-    let e = err("loop: a\ndone_when: x\ngate: {human: 0}\n");
-    assert!(
-        e.contains("`gate.human`: expected a whole number >= 1, got `0`"),
-        "{e}"
-    );
-    let e = err("loop: a\ndone_when: x\ngate: {humans: 2}\n");
-    assert!(
-        e.contains("unknown key `humans` in `gate` of loop `a`; did you mean `human`?"),
-        "{e}"
-    );
-    assert!(err("loop: a\ndone_when: x\ngate: {}\n").contains("expected `{human: N}`"));
+    assert_refused!("loop: a\ndone_when: x\ngate: robot\n");
+    assert_refused!("loop: a\ndone_when: x\ngate: {human: 0}\n");
+    assert_refused!("loop: a\ndone_when: x\ngate: {humans: 2}\n");
+    assert_refused!("loop: a\ndone_when: x\ngate: {}\n");
 }
 
 #[test]
@@ -627,23 +543,9 @@ fn network_forms() {
             "10.0.0.1".into()
         ])
     );
-    let e = err("loop: a\ndone_when: x\nnetwork: closed\n");
-    assert!(
-        e.contains("`network`: expected `none`, `open`, a list of hosts"),
-        "{e}"
-    );
-    let e = err("loop: a\ndone_when: x\nnetwork: []\n");
-    assert!(
-        e.contains("an empty host list allows nothing; write `none`"),
-        "{e}"
-    );
-    let e = err("loop: a\ndone_when: x\nnetwork: [\"https://x.com\", \"x.com:0\", \"a..b\"]\n");
-    assert!(e.contains("`network[0]`: `https://x.com`"), "{e}");
-    assert!(
-        e.contains("`network[1]`: `x.com:0` has a bad port `0`"),
-        "{e}"
-    );
-    assert!(e.contains("`network[2]`: `a..b` is not a host name"), "{e}");
+    assert_refused!("loop: a\ndone_when: x\nnetwork: closed\n");
+    assert_refused!("loop: a\ndone_when: x\nnetwork: []\n");
+    assert_refused!("loop: a\ndone_when: x\nnetwork: [\"https://x.com\", \"x.com:0\", \"a..b\"]\n");
 }
 
 #[test]
@@ -667,14 +569,8 @@ fn the_verifier_network_is_none_unless_the_mapping_form_opens_it() {
     assert_eq!(c.network, Network::None);
     assert_eq!(c.verifier_network, Network::None);
 
-    let e = err("loop: a\ndone_when: x\nnetwork: {exam: open, verifier: closed}\n");
-    assert!(
-        e.contains("unknown key `exam` in `network` of loop `a`"),
-        "{e}"
-    );
-    assert!(e.contains("`network.verifier`: expected `none`"), "{e}");
-    let e = err("loop: a\ndone_when: x\nnetwork: {agent: {verifier: open}}\n");
-    assert!(e.contains("`network.agent`: expected"), "{e}");
+    assert_refused!("loop: a\ndone_when: x\nnetwork: {exam: open, verifier: closed}\n");
+    assert_refused!("loop: a\ndone_when: x\nnetwork: {agent: {verifier: open}}\n");
 }
 
 #[test]
@@ -699,14 +595,8 @@ fn tests_audit() {
             allow_skipped: 0
         })
     );
-    let e = err("loop: a\ndone_when: x\ntests: {min: 3, mni: 4}\n");
-    assert!(
-        e.contains("unknown key `mni` in `tests` of loop `a`; did you mean `min`?"),
-        "{e}"
-    );
-    assert!(e.contains("`tests.junit`: missing"), "{e}");
-    let e = err("loop: a\ndone_when: x\ntests: {junit: ../out}\n");
-    assert!(e.contains("`tests.junit`: `../out` leaves the repo"), "{e}");
+    assert_refused!("loop: a\ndone_when: x\ntests: {min: 3, mni: 4}\n");
+    assert_refused!("loop: a\ndone_when: x\ntests: {junit: ../out}\n");
 }
 
 #[test]
@@ -730,22 +620,8 @@ fn resources() {
             .memory,
         Some(8 << 20)
     );
-    let e = err("loop: a\ndone_when: x\nresources: {memory: 1k, cpus: 0, pids: -1, disk: 1g}\n");
-    assert!(
-        e.contains("`resources.memory`: must be at least `6m`"),
-        "{e}"
-    );
-    assert!(
-        e.contains("`resources.cpus`: expected a number of CPUs above 0"),
-        "{e}"
-    );
-    assert!(
-        e.contains("`resources.pids`: expected a whole number >= 1, got `-1`"),
-        "{e}"
-    );
-    assert!(
-        e.contains("unknown key `disk` in `resources` of loop `a`"),
-        "{e}"
+    assert_refused!(
+        "loop: a\ndone_when: x\nresources: {memory: 1k, cpus: 0, pids: -1, disk: 1g}\n"
     );
     assert_eq!(parse_memory("1.5g"), Some(3 << 29));
     assert_eq!(parse_memory("256MiB"), Some(256 << 20));
@@ -761,8 +637,8 @@ fn image_env_writes_judge_caches() {
     assert_eq!(m.root.writes, ["src/**"]);
     assert_eq!(m.root.judge.as_deref(), Some("no test was weakened"));
     assert_eq!(m.root.caches, ["cargo-registry", "npm.cache"]);
-    assert!(err("loop: a\ndone_when: x\nimage: \"my image\"\n").contains("has spaces"));
-    assert!(err("loop: a\ndone_when: x\nenv: [1X]\n").contains("`1X` is not a variable name"));
+    assert_refused!("loop: a\ndone_when: x\nimage: \"my image\"\n");
+    assert_refused!("loop: a\ndone_when: x\nenv: [1X]\n");
 }
 
 #[test]
@@ -867,24 +743,7 @@ fn schedules() {
         e,
         "proctor.yaml:4:10: `schedules[0].run`: no loop has the id `react-18`; did you mean `react-19`?"
     );
-    let e = err("loop: a\ndone_when: x\nschedules:\n  - run: a\n    at: \"0 9 * *\"\n  - run: a\n    at: \"61 * * * *\"\n  - run: a\n    cron: \"* * * * *\"\n  - nope\n");
-    assert!(
-        e.contains("`schedules[0].at`: `0 9 * *` has 4 fields; cron needs 5"),
-        "{e}"
-    );
-    assert!(
-        e.contains("`schedules[1].at`: `61 * * * *`: minute field `61` has `61`, outside 0-59"),
-        "{e}"
-    );
-    assert!(
-        e.contains("unknown key `cron` in `schedules[2]`; did you mean `at`?"),
-        "{e}"
-    );
-    assert!(e.contains("`schedules[2].at`: missing"), "{e}");
-    assert!(
-        e.contains("`schedules[3]`: expected `{run: <loop id>, at: \"<cron>\"}`, got `nope`"),
-        "{e}"
-    );
+    assert_refused!("loop: a\ndone_when: x\nschedules:\n  - run: a\n    at: \"0 9 * *\"\n  - run: a\n    at: \"61 * * * *\"\n  - run: a\n    cron: \"* * * * *\"\n  - nope\n");
 }
 
 #[test]
@@ -899,6 +758,7 @@ fn cron_syntax() {
     ] {
         assert_eq!(check_cron(good), Ok(()), "{good}");
     }
+    let mut refusals = Vec::new();
     for bad in [
         "",
         "* * * * * *",
@@ -913,8 +773,12 @@ fn cron_syntax() {
         "a * * * *",
         "1,,2 * * * *",
     ] {
-        assert!(check_cron(bad).is_err(), "{bad:?}");
+        match check_cron(bad) {
+            Ok(()) => panic!("{bad:?} should be refused"),
+            Err(e) => refusals.push(format!("{bad:?}: {e}")),
+        }
     }
+    insta::assert_snapshot!(refusals.join("\n"));
 }
 
 // ---- config ---------------------------------------------------------------
@@ -981,10 +845,7 @@ fn config_did_you_mean() {
     let e = parse_config("resources: {memroy: 1g}\n", p)
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("unknown key `memroy` in `resources`; did you mean `memory`?"),
-        "{e}"
-    );
+    insta::assert_snapshot!(e);
     assert!(parse_config("- a\n", p).is_err());
 }
 
@@ -1081,7 +942,7 @@ fn starter_for_make() {
 fn starter_placeholder_says_to_replace_it() {
     let (_d, text, m) = starter_in(&[]);
     assert_eq!(m.root.done_when, "sh test.sh");
-    assert!(text.contains("replace this"), "{text}");
+    insta::assert_snapshot!(text);
     assert!(m.root.protected.is_empty());
 }
 
@@ -1092,10 +953,7 @@ fn starter_mentions_the_other_kinds_it_found() {
         ("Makefile", "test:\n\tcargo test\n"),
     ]);
     assert_eq!(m.root.done_when, "cargo test");
-    assert!(
-        text.contains("# Also found the `test` target in the Makefile: done_when: \"make test\""),
-        "{text}"
-    );
+    insta::assert_snapshot!(text);
 }
 
 #[test]
@@ -1183,10 +1041,8 @@ loops:
 
 #[test]
 fn out_of_range_numbers_are_refused_not_wrapped() {
-    let e = err("loop: a\ndone_when: x\nconfirm: 99999999999999999999999\n");
-    assert!(e.contains("`confirm`: expected a whole number >= 1"), "{e}");
-    let e = err("loop: a\ndone_when: x\nconfirm: 4294967296\n");
-    assert!(e.contains("`confirm`: expected a whole number >= 1"), "{e}");
+    assert_refused!("loop: a\ndone_when: x\nconfirm: 99999999999999999999999\n");
+    assert_refused!("loop: a\ndone_when: x\nconfirm: 4294967296\n");
     assert_eq!(
         ok("loop: a\ndone_when: x\nconfirm: 4294967295\n")
             .root
@@ -1241,10 +1097,7 @@ fn alias_bombs_are_refused() {
         text.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 10].join(", ")));
     }
     let e = err(&text);
-    assert!(
-        e.contains("invalid yaml: too large or too repetitive to read"),
-        "{e}"
-    );
+    insta::assert_snapshot!(e);
 }
 
 #[test]
