@@ -5,7 +5,7 @@
 //! container model cannot parse Podman's `stopped` state; every other call
 //! (attach, start, wait, kill, remove, list, network removal) goes through
 //! bollard on both engines. [`ping`] here only reads why a TLS connection
-//! fails (see `docker.rs`).
+//! fails (see `docker/connect.rs`).
 //!
 //! This is a deliberately tiny HTTP/1.1 client over the engine's unix
 //! socket or TCP address (plain or TLS with [`tls_config`], which the

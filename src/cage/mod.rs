@@ -22,7 +22,7 @@ mod transfer;
 mod warm;
 
 pub use address::{ClientCert, EngineAddress, TlsEnv, TlsFiles};
-pub use docker::{DockerCage, EngineKind, RuntimeChoice, Transfer};
+pub use docker::{DockerCage, EngineKind, LabelledContainer, RuntimeChoice, Transfer};
 pub(crate) use host_image::existing_private_temp_dir;
 pub use host_image::{HOST_IMAGE, HOST_IMAGE_REF};
 pub use import::{

@@ -68,6 +68,9 @@ impl Fixture {
             .list_labelled(&[(LABEL_REPO, &self.repo)])
             .await
             .expect("list")
+            .into_iter()
+            .map(|c| c.id)
+            .collect()
     }
 
     /// Waits until exactly one container of this test is running; its id.

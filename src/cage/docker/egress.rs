@@ -43,10 +43,9 @@ use bollard::errors::Error as BollardError;
 use bollard::query_parameters::StartContainerOptions;
 use bollard::query_parameters::{InspectContainerOptions, ListNetworksOptionsBuilder};
 
-use super::{
-    bounded, create_container, explain_runtime_failure, lock, remove_container, DockerCage,
-    EngineKind, EngineLink, InitPlan, API_TIMEOUT,
-};
+use super::lifecycle::{create_container, remove_container};
+use super::runtime::{explain_runtime_failure, InitPlan};
+use super::{bounded, lock, DockerCage, EngineKind, EngineLink, API_TIMEOUT};
 use crate::cage::host_image::{private_temp_dir, toolchain_binds, unique_suffix};
 use crate::cage::proxy::{
     AllowList, LogLine, PROXY_EXE_IN_CONTAINER, PROXY_LOG_IN_CONTAINER, PROXY_PORT,

@@ -1,0 +1,562 @@
+//! A container's life: create it (trying the next runtime while the
+//! runtime is still being probed), attach before start, feed its stdin,
+//! copy its output, wait for the exit or kill it at the deadline, and
+//! remove it, also when the caller drops the future ([`RemovalGuard`]);
+//! and finding proctor's containers by label.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
+    WaitContainerOptions,
+};
+use bollard::Docker;
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::runtime::PODMAN_INIT_FALLBACKS;
+use super::{bounded, is_missing_image, lock, DockerCage, EngineKind, EngineLink, API_TIMEOUT};
+use crate::cage::host_image::unique_suffix;
+use crate::cage::output::LogSink;
+use crate::cage::spec::ContainerSpec;
+use crate::cage::transfer::{self, TransferPlan};
+use crate::cage::{libpod, CageError, LABEL_REPO, LABEL_ROLE};
+
+/// After a kill, how long the output stream may take to close.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// After the command exits, how long the rest of its output may take to
+/// arrive. Podman's streams have been seen not to close at all.
+const DRAIN_GRACE: Duration = Duration::from_secs(3);
+
+/// One of proctor's containers, as [`DockerCage::list_labelled`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledContainer {
+    pub id: String,
+    /// Its role label: `agent`, `verifier`, or a network holder's or
+    /// egress proxy's role (see `egress.rs`).
+    pub role: String,
+}
+
+impl DockerCage {
+    /// Proctor's containers (running or not) whose labels match all of
+    /// `labels`.
+    pub async fn list_labelled(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<LabelledContainer>, CageError> {
+        // Always narrowed to proctor's containers: an empty filter must not
+        // mean "every container on the engine".
+        let mut filters: Vec<String> = vec![LABEL_REPO.to_string()];
+        filters.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&HashMap::from([("label".to_string(), filters)]))
+            .build();
+        let found = bounded(
+            "list containers",
+            API_TIMEOUT,
+            self.docker.list_containers(Some(options)),
+        )
+        .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|c| {
+                let role = c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_ROLE))
+                    .cloned()
+                    .unwrap_or_default();
+                Some(LabelledContainer { id: c.id?, role })
+            })
+            .collect())
+    }
+
+    /// Creates, attaches to and starts a container, trying the next runtime
+    /// while the runtime is still being probed.
+    pub(super) async fn launch(
+        &self,
+        spec: &ContainerSpec,
+        transfer: Option<&TransferPlan>,
+    ) -> Result<Launched, CageError> {
+        self.refuse_ignored_runtime()?;
+        let (plan, probing) = self.runtime_plan();
+        let mut last_error = None;
+        for runtime in plan {
+            let mut spec = spec.clone();
+            spec.name = format!("proctor-{}-{}", spec.role, unique_suffix());
+            // Armed before the create call: if this future is dropped while
+            // the create is in flight, the container is still removed.
+            let guard = RemovalGuard::new(self.docker.clone(), spec.name.clone());
+            match self
+                .create_attach_start(&spec, runtime.as_deref(), transfer)
+                .await
+            {
+                Ok((id, attach)) => {
+                    if probing {
+                        *lock(&self.settled_runtime) = Some(runtime);
+                    }
+                    return Ok(Launched { id, guard, attach });
+                }
+                Err(error) => {
+                    guard.remove_now().await;
+                    let weakened = matches!(error, CageError::Weakened { .. });
+                    if !probing || weakened || is_missing_image(&error) {
+                        return Err(self.explain_runtime_failure(error));
+                    }
+                    tracing::debug!(
+                        runtime = runtime.as_deref().unwrap_or("(engine default)"),
+                        %error,
+                        "runtime cannot start a container here; trying the next"
+                    );
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(
+            self.explain_runtime_failure(last_error.unwrap_or_else(|| CageError::Unsupported {
+                what: "an engine without any OCI runtime".into(),
+            })),
+        )
+    }
+
+    async fn create_attach_start(
+        &self,
+        spec: &ContainerSpec,
+        runtime: Option<&str>,
+        plan: Option<&TransferPlan>,
+    ) -> Result<(String, AttachStreams), CageError> {
+        let engine = self.link();
+        let id = match create_container(&engine, spec, runtime).await {
+            // A remote Podman whose configured init is missing: try the
+            // usual fallbacks on its host, once, and keep the one that works.
+            Err(error)
+                if self.address.is_remote()
+                    && error
+                        .to_string()
+                        .contains("container-init binary not found") =>
+            {
+                let mut last = error;
+                let mut created = None;
+                for path in PODMAN_INIT_FALLBACKS {
+                    let mut spec = spec.clone();
+                    spec.init_path = Some(PathBuf::from(path));
+                    match create_container(&engine, &spec, runtime).await {
+                        Ok(id) => {
+                            *lock(&self.remote_init) = Some(PathBuf::from(path));
+                            created = Some(id);
+                            break;
+                        }
+                        Err(error) => last = error,
+                    }
+                }
+                created.ok_or(last)?
+            }
+            other => other?,
+        };
+        if let Some(plan) = plan {
+            let moved = transfer::upload(&self.docker, &id, plan).await?;
+            tracing::debug!(container = %id, entries = moved.entries, bytes = moved.bytes, "tree uploaded");
+        }
+        attach_start(&engine, id, spec).await
+    }
+
+    /// Feeds stdin, streams output and waits for the exit, all at once (a
+    /// command like `cat` stops reading its input while its output is not
+    /// read). Returns the exit code and whether the timeout killed it.
+    pub(super) async fn supervise(
+        &self,
+        id: &str,
+        attach: AttachStreams,
+        stdin: Option<&[u8]>,
+        sink: &mut LogSink,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<(i64, bool), CageError> {
+        let (exited_tx, exited_rx) = watch::channel(false);
+        let (eof_tx, eof_rx) = watch::channel(false);
+        let feed = feed_stdin(attach.input, stdin, deadline, exited_rx.clone());
+        let hard_deadline = deadline.checked_add(KILL_GRACE).unwrap_or(deadline);
+        let pump = async {
+            let pumped = pump_output(attach.output, sink, hard_deadline, exited_rx).await;
+            // Ignored error: the wait may already be done.
+            let _ = eof_tx.send(true);
+            pumped
+        };
+        let wait = async {
+            let status = self.wait_or_kill(id, deadline, timeout, eof_rx).await;
+            // Ignored error: the pump and feed may already be done.
+            let _ = exited_tx.send(true);
+            status
+        };
+        let ((), pumped, status) = tokio::join!(feed, pump, wait);
+        let status = status?;
+        pumped?;
+        Ok(status)
+    }
+
+    /// Waits for the exit code; at the deadline, kills the container.
+    /// `output_ended` turns true when the attach stream has closed.
+    async fn wait_or_kill(
+        &self,
+        id: &str,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+        output_ended: watch::Receiver<bool>,
+    ) -> Result<(i64, bool), CageError> {
+        let exit = async {
+            match self.kind {
+                EngineKind::Docker => self.wait_container(id, timeout).await,
+                EngineKind::Podman => {
+                    tokio::select! {
+                        code = self.wait_container(id, timeout) => code,
+                        code = self.podman_early_exit(id, output_ended) => Ok(code),
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, exit).await {
+            Ok(code) => Ok((code?, false)),
+            Err(_elapsed) => {
+                let options = KillContainerOptionsBuilder::default()
+                    .signal("KILL")
+                    .build();
+                // It may have exited in the meantime; removal follows anyway.
+                let _ = bounded(
+                    "kill container",
+                    API_TIMEOUT,
+                    self.docker.kill_container(id, Some(options)),
+                )
+                .await;
+                Ok((-1, true))
+            }
+        }
+    }
+
+    async fn wait_container(&self, id: &str, timeout: Duration) -> Result<i64, CageError> {
+        // bollard's request timeout covers the whole wait when the engine
+        // sends its reply headers only at the exit, so this call gets a
+        // client whose timeout outlasts the invocation's own.
+        let waiter = self
+            .docker
+            .clone()
+            .with_timeout(timeout.saturating_add(API_TIMEOUT));
+        let mut wait = waiter.wait_container(id, None::<WaitContainerOptions>);
+        match wait.next().await {
+            // Podman reports a wait that failed (e.g. the container was
+            // removed meanwhile) as status 0 with an error message.
+            Some(Ok(reply)) => match reply.error.and_then(|e| e.message) {
+                Some(message) if !message.is_empty() => Err(CageError::EngineReply {
+                    op: "wait for container",
+                    status: 0,
+                    message,
+                }),
+                _ => Ok(reply.status_code),
+            },
+            // bollard turns a non-zero exit into an error carrying the code.
+            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(source)) => Err(CageError::Engine {
+                op: "wait for container",
+                source,
+            }),
+            None => Err(CageError::EngineReply {
+                op: "wait for container",
+                status: 0,
+                message: "the engine closed the wait without an exit code".into(),
+            }),
+        }
+    }
+
+    /// Podman's exit code as soon as the command has ended, read from the
+    /// container's `stopped` state once its output stream has closed (see
+    /// `libpod::exit_code_if_ended`). Never resolves if that does not work
+    /// out; the regular wait then decides.
+    async fn podman_early_exit(&self, id: &str, mut output_ended: watch::Receiver<bool>) -> i64 {
+        if output_ended.wait_for(|ended| *ended).await.is_err() {
+            return std::future::pending().await;
+        }
+        // Polling starts only when the output has closed, which normally
+        // means the command is gone; the backoff bounds the cost when a
+        // command closed its output but runs on.
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match libpod::exit_code_if_ended(&self.libpod, &self.libpod_version, id, API_TIMEOUT)
+                .await
+            {
+                Ok(Some(code)) => return code,
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "cannot read the exit code early");
+                    return std::future::pending().await;
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+}
+
+/// Creates a container; refuses it (the caller's removal guard, armed by
+/// name, removes it) when the engine says it dropped a resource limit.
+pub(super) async fn create_container(
+    engine: &EngineLink,
+    spec: &ContainerSpec,
+    runtime: Option<&str>,
+) -> Result<String, CageError> {
+    let (id, warnings) = match engine.kind {
+        EngineKind::Docker => {
+            let options = CreateContainerOptionsBuilder::default()
+                .name(&spec.name)
+                .build();
+            let created = bounded(
+                "create container",
+                API_TIMEOUT,
+                engine
+                    .docker
+                    .create_container(Some(options), spec.docker_body(runtime)),
+            )
+            .await?;
+            (created.id, created.warnings)
+        }
+        EngineKind::Podman => {
+            libpod::create_container(
+                &engine.libpod,
+                &engine.libpod_version,
+                &spec.libpod_body(runtime),
+                API_TIMEOUT,
+            )
+            .await?
+        }
+    };
+    refuse_discarded_limits(&engine.describe, &warnings)?;
+    Ok(id)
+}
+
+/// A create call that succeeded with a warning that a limit was dropped
+/// (a missing cgroup controller, say) made a weaker container than asked.
+fn refuse_discarded_limits(engine: &str, warnings: &[String]) -> Result<(), CageError> {
+    let dropped = warnings.iter().find(|w| {
+        let w = w.to_lowercase();
+        w.contains("discarded") || w.contains("ignored")
+    });
+    match dropped {
+        None => Ok(()),
+        Some(warning) => Err(CageError::Weakened {
+            engine: engine.to_string(),
+            what: format!("apply a resource limit: \"{}\"", warning.trim()),
+            hint: "enable the cgroup controller it names, or run proctor against an engine that has it".into(),
+        }),
+    }
+}
+
+/// Creates a container, attaches to it (before start: nothing it prints is
+/// missed) and starts it.
+pub(in crate::cage) async fn create_attach_start(
+    engine: &EngineLink,
+    spec: &ContainerSpec,
+    runtime: Option<&str>,
+) -> Result<(String, AttachStreams), CageError> {
+    let id = create_container(engine, spec, runtime).await?;
+    attach_start(engine, id, spec).await
+}
+
+/// Attaches to a created container and starts it.
+async fn attach_start(
+    engine: &EngineLink,
+    id: String,
+    spec: &ContainerSpec,
+) -> Result<(String, AttachStreams), CageError> {
+    // Attach before start: nothing the command prints is missed, and
+    // following logs instead is slow on Podman (see ENGINE-NOTES).
+    let options = AttachContainerOptionsBuilder::default()
+        .stdin(spec.stdin)
+        .stdout(true)
+        .stderr(true)
+        .stream(true)
+        .logs(false)
+        .build();
+    let attach = bounded(
+        "attach to container",
+        API_TIMEOUT,
+        engine.docker.attach_container(&id, Some(options)),
+    )
+    .await?;
+    bounded(
+        "start container",
+        API_TIMEOUT,
+        engine
+            .docker
+            .start_container(&id, None::<StartContainerOptions>),
+    )
+    .await?;
+    Ok((
+        id,
+        AttachStreams {
+            output: attach.output,
+            input: attach.input,
+        },
+    ))
+}
+
+type OutputStream = Pin<Box<dyn Stream<Item = Result<LogOutput, BollardError>> + Send>>;
+
+pub(in crate::cage) struct AttachStreams {
+    output: OutputStream,
+    input: Pin<Box<dyn AsyncWrite + Send>>,
+}
+
+pub(in crate::cage) struct Launched {
+    pub id: String,
+    pub guard: RemovalGuard,
+    pub attach: AttachStreams,
+}
+
+/// Removes a container when dropped unless [`RemovalGuard::remove_now`]
+/// ran: the cleanup path for a `run` future dropped halfway (cancellation).
+pub(in crate::cage) struct RemovalGuard {
+    docker: Docker,
+    name: String,
+    armed: bool,
+}
+
+impl RemovalGuard {
+    pub(in crate::cage) fn new(docker: Docker, name: String) -> RemovalGuard {
+        RemovalGuard {
+            docker,
+            name,
+            armed: true,
+        }
+    }
+
+    /// Forgets the container: the caller removed it.
+    pub(in crate::cage) fn disarm(mut self) {
+        self.armed = false;
+    }
+
+    pub(in crate::cage) async fn remove_now(mut self) {
+        remove_container(&self.docker, &self.name, false).await;
+        // Only now: if this future is dropped mid-removal, `drop` retries.
+        self.armed = false;
+    }
+}
+
+impl Drop for RemovalGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        // Without a runtime there is nothing to run the removal on; the
+        // reaper removes the container by label at the next start.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(container = %self.name, "cannot remove container: no async runtime");
+            return;
+        };
+        let docker = self.docker.clone();
+        let name = std::mem::take(&mut self.name);
+        runtime.spawn(async move {
+            remove_container(&docker, &name, true).await;
+        });
+    }
+}
+
+/// Force-removes a container (killing it if running). Returns whether this
+/// call removed it. With `create_in_flight`, a container not found yet is
+/// looked for once more, in case its create call was still on its way.
+pub(super) async fn remove_container(docker: &Docker, name: &str, create_in_flight: bool) -> bool {
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    for attempt in 0..2 {
+        let result = tokio::time::timeout(
+            API_TIMEOUT,
+            docker.remove_container(name, Some(options.clone())),
+        )
+        .await;
+        match result {
+            Ok(Ok(())) => return true,
+            Ok(Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            })) => {
+                if !(create_in_flight && attempt == 0) {
+                    return false;
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(container = name, %error, "cannot remove container");
+            }
+            Err(_) => {
+                tracing::warn!(container = name, "removing the container timed out");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
+}
+
+/// Writes the stdin bytes, then closes our end: with `StdinOnce` the engine
+/// then closes the command's stdin, which sees EOF.
+async fn feed_stdin(
+    mut input: Pin<Box<dyn AsyncWrite + Send>>,
+    stdin: Option<&[u8]>,
+    deadline: tokio::time::Instant,
+    mut exited: watch::Receiver<bool>,
+) {
+    let Some(bytes) = stdin else {
+        return;
+    };
+    let write = async {
+        input.write_all(bytes).await?;
+        input.shutdown().await
+    };
+    tokio::select! {
+        written = write => {
+            // A command that exits without reading its input breaks the pipe.
+            if let Err(error) = written {
+                tracing::debug!(%error, "stdin not fully delivered");
+            }
+        }
+        _ = exited.wait_for(|exited| *exited) => {}
+        _ = tokio::time::sleep_until(deadline) => {}
+    }
+}
+
+/// Copies the attach stream into the log until it ends, the command has
+/// exited and [`DRAIN_GRACE`] passed, or `hard_deadline`.
+async fn pump_output(
+    mut output: OutputStream,
+    sink: &mut LogSink,
+    hard_deadline: tokio::time::Instant,
+    mut exited: watch::Receiver<bool>,
+) -> Result<(), CageError> {
+    let mut deadline = hard_deadline;
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            biased;
+            item = tokio::time::timeout_at(deadline, output.next()) => match item {
+                Ok(Some(Ok(chunk))) => sink.push(chunk.as_ref()).await?,
+                Ok(Some(Err(error))) => {
+                    sink.note(&format!("output stream broke: {error}")).await?;
+                    return Ok(());
+                }
+                Ok(None) => return Ok(()),
+                Err(_) => {
+                    sink.note("output stream did not close after the command ended; the rest was not read").await?;
+                    return Ok(());
+                }
+            },
+            _ = exited.wait_for(|exited| *exited), if !draining => {
+                draining = true;
+                deadline = deadline.min(tokio::time::Instant::now() + DRAIN_GRACE);
+            }
+        }
+    }
+}
