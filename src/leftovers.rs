@@ -7,7 +7,8 @@
 //!   an egress proxy's socket directory `egress-<suffix>/` and its log
 //!   `egress-<suffix>.log`, a relay's log `relay-<suffix>.log`, and for a
 //!   moment `<name>.tmp<suffix>` while a generated file is written
-//!   ([`unique_suffix`] is `<pid>-<counter>-<nanos>`, in hex);
+//!   ([`unique_suffix`](crate::cage::unique_suffix) is `<pid>-<counter>-<nanos>`,
+//!   in hex);
 //! - exam scratch trees `proctor-exam-<pid>-<run>-<random>` in `/dev/shm`,
 //!   the temp directory, or `PROCTOR_TMPDIR` ([`exam_prefix`]);
 //! - `proctor-demo-<pid>-<random>` and `proctor-gauntlet-<pid>-<random>`
@@ -31,18 +32,7 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// A name part unique within this host that starts with this process's
-/// id: pid, a process-wide counter, and time, in hex (`<pid>-<n>-<nanos>`).
-pub fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{:x}-{n:x}-{nanos:x}", std::process::id())
-}
+use crate::cage::existing_private_temp_dir;
 
 /// The name prefix of an exam scratch tree of run `run_id` (tempfile adds
 /// a random part without dashes).
@@ -178,7 +168,7 @@ impl Sweep {
 pub fn sweep() -> Sweep {
     let mut sweep = Sweep::default();
     let proc = Path::new("/proc");
-    if let Some(dir) = crate::cage::existing_private_temp_dir() {
+    if let Some(dir) = existing_private_temp_dir() {
         sweep_dir(&mut sweep, proc, &dir, Place::Private);
     }
     for dir in scratch_dirs() {
@@ -344,6 +334,7 @@ impl Drop for ScratchDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cage::unique_suffix;
 
     fn pid_of(place: Place, name: &str) -> Option<u32> {
         owner(place, name).map(|o| o.pid)

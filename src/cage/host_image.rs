@@ -16,8 +16,6 @@ use std::sync::Mutex;
 
 use super::spec::BindSpec;
 use super::CageError;
-/// Every per-process name here starts with the process id, for the sweep.
-pub(crate) use crate::leftovers::unique_suffix;
 
 /// The user-facing name of the built-in host image.
 pub const HOST_IMAGE: &str = "host";
@@ -183,6 +181,21 @@ impl IdentityFiles {
         written.insert((uid, gid), (passwd.clone(), group.clone()));
         Ok((passwd, group))
     }
+}
+
+/// A name part unique within this host that starts with this process's
+/// id: pid, a process-wide counter, and time, in hex (`<pid>-<n>-<nanos>`).
+/// Every per-process name in the private directory ends with one, so the
+/// sweep (`leftovers.rs`) can tell whose it is.
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:x}-{n:x}-{nanos:x}", std::process::id())
 }
 
 /// `$TMPDIR/proctor-cage-<euid>/`, created private to this user. The

@@ -24,6 +24,7 @@ mod warm;
 pub use address::{ClientCert, EngineAddress, TlsEnv, TlsFiles};
 pub use docker::{DockerCage, EngineKind, LabelledContainer, RuntimeChoice, Transfer};
 pub(crate) use host_image::existing_private_temp_dir;
+pub use host_image::unique_suffix;
 pub use host_image::{HOST_IMAGE, HOST_IMAGE_REF};
 pub use import::{
     default_name, image_reference, ImageInfo, ImportReport, PruneReport, LABEL_IMAGE,
