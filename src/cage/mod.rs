@@ -12,6 +12,8 @@ use std::time::Duration;
 
 mod address;
 mod docker;
+#[cfg(test)]
+pub mod fake;
 mod host_image;
 mod import;
 mod libpod;

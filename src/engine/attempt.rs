@@ -23,7 +23,7 @@ impl<C: Cage> Engine<'_, C> {
             .or_else(|| spec.agent.clone())
             .ok_or_else(|| EngineError::NoAgent(id.clone()))?;
         let run = self.runs.get(&id).copied().unwrap_or(0) + 1;
-        let started = state::now();
+        let started = self.clock.now();
         let image = self.image_for(spec);
         self.image_id(&image).await?;
 
@@ -108,7 +108,7 @@ impl<C: Cage> Engine<'_, C> {
                 run,
                 secs,
                 exit: outcome.exit_code,
-                ts: state::now() as i64,
+                ts: self.clock.now() as i64,
             },
         )
         .map_err(io_err(&self.paths.ledger))?;

@@ -23,14 +23,18 @@ use crate::state::{self, ledger, Paths};
 
 mod attempt;
 pub mod boundary;
+pub mod clock;
 pub mod events;
 mod exam;
 pub mod gate;
 pub mod history;
 mod policy;
 pub mod prompt;
+#[cfg(test)]
+mod tests;
 mod warm;
 
+use clock::Clock;
 use events::{Event, Phase, Verdict};
 use warm::{Step, WarmTree};
 
@@ -116,6 +120,8 @@ pub struct Engine<'a, C: Cage> {
     key: &'a AnswerKey,
     settings: Settings,
     emit: &'a mut dyn FnMut(Event),
+    /// Where time is read and waited on (the system's unless injected).
+    clock: &'a dyn Clock,
     /// Runs spent per loop, derived from committed history at start.
     runs: HashMap<String, u32>,
     /// When each loop's first attempt started (from history, else now).
@@ -175,6 +181,7 @@ impl<'a, C: Cage> Engine<'a, C> {
             key,
             settings,
             emit,
+            clock: &clock::SYSTEM,
             runs: spent.runs,
             started: spent.started,
             image_ids: HashMap::new(),
@@ -190,6 +197,13 @@ impl<'a, C: Cage> Engine<'a, C> {
             last_exam_covered: None,
             report,
         })
+    }
+
+    /// The engine reading time from `clock` and waiting on it (tests
+    /// inject one they move).
+    pub fn with_clock(mut self, clock: &'a dyn Clock) -> Engine<'a, C> {
+        self.clock = clock;
+        self
     }
 
     /// Administers one loop's exam once on `commit` (for `lint`): returns the
@@ -237,9 +251,8 @@ impl<'a, C: Cage> Engine<'a, C> {
         let mut notes: Vec<String> = Vec::new();
         // The wall clock of a loop starts with its first attempt (from
         // history on a resumed run), or now.
-        self.started
-            .entry(id.to_string())
-            .or_insert_with(state::now);
+        let now = self.clock.now();
+        self.started.entry(id.to_string()).or_insert(now);
         loop {
             let commit = self.guard_before_exam(spec)?;
             let runs_so_far = self.runs.get(id).copied().unwrap_or(0);
@@ -289,7 +302,7 @@ impl<'a, C: Cage> Engine<'a, C> {
                         loop_id: id.to_string(),
                         secs,
                     });
-                    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+                    self.clock.sleep(Duration::from_secs_f64(secs)).await;
                     continue;
                 }
                 Verdict::Fail => {
@@ -367,7 +380,7 @@ impl<'a, C: Cage> Engine<'a, C> {
     /// last answer, which restarts the clock), less the time it was halted
     /// at its gate waiting for a person.
     fn wall_elapsed(&self, id: &str, answers: &[ledger::Answer]) -> f64 {
-        let now = state::now();
+        let now = self.clock.now();
         let start = self.started.get(id).copied().unwrap_or(now);
         let last_answer = answers
             .last()

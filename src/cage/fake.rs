@@ -1,0 +1,273 @@
+//! A scripted double of the [`Cage`], for tests of the engine's decisions
+//! without a container engine (tests only).
+//!
+//! It answers each invocation with the next outcome of its script, after
+//! letting that outcome act on the host directory mounted at the
+//! invocation's `/work` the way a container would (an agent edits the
+//! live tree, an exam reads the exported one), and records every
+//! invocation it receives. It enforces nothing: read-only mounts, networks,
+//! limits and timeouts are the real cage's, tested on live engines.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::{Cage, CageError, Invocation, Limits, Outcome, Role};
+
+/// What one scripted invocation does and answers.
+pub struct Scripted {
+    role: Role,
+    /// Acts on the host directory behind `/work` and returns the exit code.
+    act: Box<dyn FnOnce(&Path) -> i64 + Send>,
+    output: String,
+    timed_out: bool,
+    duration: Duration,
+    denied: Vec<String>,
+}
+
+impl Scripted {
+    /// An agent run that exits `exit` and edits nothing.
+    pub fn agent(exit: i64) -> Scripted {
+        Scripted::new(Role::Agent, Box::new(move |_| exit))
+    }
+
+    /// An agent run that calls `edit` on the live tree (`/work`), then
+    /// exits 0.
+    pub fn agent_edits(edit: impl FnOnce(&Path) + Send + 'static) -> Scripted {
+        Scripted::new(
+            Role::Agent,
+            Box::new(move |work| {
+                edit(work);
+                0
+            }),
+        )
+    }
+
+    /// An exam that exits `exit` whatever the tree holds.
+    pub fn exam(exit: i64) -> Scripted {
+        Scripted::new(Role::Verifier, Box::new(move |_| exit))
+    }
+
+    /// An exam whose exit code `judge` computes from the exported tree.
+    pub fn exam_of(judge: impl FnOnce(&Path) -> i64 + Send + 'static) -> Scripted {
+        Scripted::new(Role::Verifier, Box::new(judge))
+    }
+
+    /// An exam that passes when the committed tree holds `path`, else
+    /// fails (exit 1) saying so.
+    pub fn exam_needs(path: &str) -> Scripted {
+        let path = path.to_string();
+        let missing = format!("missing {path}");
+        Scripted::exam_of(move |tree| i64::from(!tree.join(&path).exists())).output(&missing)
+    }
+
+    fn new(role: Role, act: Box<dyn FnOnce(&Path) -> i64 + Send>) -> Scripted {
+        Scripted {
+            role,
+            act,
+            output: String::new(),
+            timed_out: false,
+            duration: Duration::from_millis(10),
+            denied: Vec::new(),
+        }
+    }
+
+    /// What the command prints (also written to the invocation's log).
+    pub fn output(mut self, text: &str) -> Scripted {
+        self.output = text.to_string();
+        self
+    }
+
+    /// Killed at its timeout: exit `-1`.
+    pub fn timed_out(mut self) -> Scripted {
+        self.timed_out = true;
+        self.act = Box::new(|_| -1);
+        self
+    }
+
+    /// How long it takes (advances the cage's clock hook by as much).
+    pub fn taking(mut self, duration: Duration) -> Scripted {
+        self.duration = duration;
+        self
+    }
+
+    /// Targets the egress proxy refused while it ran.
+    pub fn denied(mut self, targets: &[&str]) -> Scripted {
+        self.denied = targets.iter().map(|t| t.to_string()).collect();
+        self
+    }
+}
+
+type Hook = Box<dyn Fn(Duration) + Send + Sync>;
+
+/// The scripted cage. Running out of script, or a script expecting another
+/// role, fails the test with the invocation that did not fit.
+#[derive(Default)]
+pub struct FakeCage {
+    script: Mutex<VecDeque<Scripted>>,
+    calls: Mutex<Vec<Invocation>>,
+    limits: Mutex<Vec<Limits>>,
+    prepared: Mutex<Vec<Invocation>>,
+    settled: Mutex<u32>,
+    removed: Mutex<Vec<Vec<(String, String)>>>,
+    elapse: Option<Hook>,
+}
+
+impl FakeCage {
+    /// A cage that answers with `script`, in order.
+    pub fn new(script: impl IntoIterator<Item = Scripted>) -> FakeCage {
+        FakeCage {
+            script: Mutex::new(script.into_iter().collect()),
+            ..FakeCage::default()
+        }
+    }
+
+    /// Calls `hook` with each outcome's duration as it runs (to move a
+    /// fake clock as the container would have taken time).
+    pub fn on_elapse(mut self, hook: impl Fn(Duration) + Send + Sync + 'static) -> FakeCage {
+        self.elapse = Some(Box::new(hook));
+        self
+    }
+
+    /// Appends outcomes to the script.
+    pub fn then(&self, more: impl IntoIterator<Item = Scripted>) {
+        lock(&self.script).extend(more);
+    }
+
+    /// Every invocation run so far, in order.
+    pub fn calls(&self) -> Vec<Invocation> {
+        lock(&self.calls).clone()
+    }
+
+    /// The invocations of `role` run so far, in order.
+    pub fn calls_of(&self, role: Role) -> Vec<Invocation> {
+        self.calls()
+            .into_iter()
+            .filter(|i| i.labels.role == role)
+            .collect()
+    }
+
+    /// The limits each run got, in order.
+    pub fn limits(&self) -> Vec<Limits> {
+        lock(&self.limits).clone()
+    }
+
+    /// Outcomes scripted but not used.
+    pub fn left(&self) -> usize {
+        lock(&self.script).len()
+    }
+
+    /// Invocations prepared ahead of need.
+    pub fn prepared(&self) -> Vec<Invocation> {
+        lock(&self.prepared).clone()
+    }
+
+    /// How many times the engine settled the cage.
+    pub fn settled(&self) -> u32 {
+        *lock(&self.settled)
+    }
+
+    /// The label sets `remove_labelled` was asked for.
+    pub fn removed(&self) -> Vec<Vec<(String, String)>> {
+        lock(&self.removed).clone()
+    }
+}
+
+/// The host directory an invocation sees as `/work`.
+pub fn work_dir(inv: &Invocation) -> Option<PathBuf> {
+    inv.mounts
+        .iter()
+        .find(|m| m.container == "/work")
+        .map(|m| m.host.clone())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Cage for FakeCage {
+    async fn run(&self, inv: Invocation) -> Result<Outcome, CageError> {
+        self.run_with_limits(inv, &Limits::default()).await
+    }
+
+    async fn run_with_limits(
+        &self,
+        inv: Invocation,
+        limits: &Limits,
+    ) -> Result<Outcome, CageError> {
+        let n = {
+            let mut calls = lock(&self.calls);
+            calls.push(inv.clone());
+            calls.len()
+        };
+        lock(&self.limits).push(limits.clone());
+        let next = lock(&self.script).pop_front();
+        let Some(step) = next else {
+            panic!(
+                "fake cage: nothing scripted for invocation {n} ({} `{}`)",
+                inv.labels.role.as_str(),
+                inv.command
+            );
+        };
+        assert_eq!(
+            step.role,
+            inv.labels.role,
+            "fake cage: invocation {n} (`{}`) is not the {} the script expected",
+            inv.command,
+            step.role.as_str()
+        );
+        let work = work_dir(&inv).unwrap_or_else(|| PathBuf::from("/nonexistent"));
+        let exit = (step.act)(&work);
+        if let Some(dir) = inv.log.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| CageError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::write(&inv.log, &step.output).map_err(|source| CageError::Io {
+            path: inv.log.clone(),
+            source,
+        })?;
+        if let Some(elapse) = &self.elapse {
+            elapse(step.duration);
+        }
+        Ok(Outcome {
+            exit_code: exit,
+            timed_out: step.timed_out,
+            duration: step.duration,
+            output_bytes: step.output.len() as u64,
+            output_head: step.output,
+            output_tail: String::new(),
+            container_id: format!("fake{n:08}"),
+            image_id: "sha256:fakeimage".into(),
+            network_denied: step.denied,
+        })
+    }
+
+    async fn remove_labelled(&self, labels: &[(&str, &str)]) -> Result<usize, CageError> {
+        lock(&self.removed).push(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        Ok(0)
+    }
+
+    async fn ensure_image(&self, _image: &str) -> Result<String, CageError> {
+        Ok("sha256:fakeimage".into())
+    }
+
+    fn prepare(&self, inv: &Invocation, _limits: &Limits) {
+        lock(&self.prepared).push(inv.clone());
+    }
+
+    async fn settle(&self) {
+        *lock(&self.settled) += 1;
+    }
+
+    fn describe(&self) -> String {
+        "fake cage".into()
+    }
+}
