@@ -191,6 +191,20 @@ pub fn human_line(event: &Event) -> Option<String> {
             run,
             commit,
         } => format!("proctor: {loop_id}: run {run} committed {}", short(commit)),
+        Event::Interrupted {
+            loop_id,
+            run,
+            commit,
+            ..
+        } => match commit {
+            Some(commit) => format!(
+                "proctor: {loop_id}: run {run} was cut short before its commit; its leftover edits are committed as that run (interrupted) {}",
+                short(commit)
+            ),
+            None => format!(
+                "proctor: {loop_id}: run {run} was cut short and left no edits; it is not charged"
+            ),
+        },
         Event::NetworkDenied {
             loop_id,
             run,

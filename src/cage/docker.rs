@@ -523,6 +523,12 @@ impl Cage for DockerCage {
         self.release_holders(&[]).await;
     }
 
+    async fn answers(&self) -> bool {
+        bounded("ping", PING_TIMEOUT, self.docker.ping())
+            .await
+            .is_ok()
+    }
+
     fn describe(&self) -> String {
         format!("{} {}", self.kind.as_str(), self.version)
     }

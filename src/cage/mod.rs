@@ -352,6 +352,13 @@ pub trait Cage {
     /// container this cage made exists or is being made. Call it only when
     /// no run is in flight; the next agent with network gets a new holder.
     async fn settle(&self) {}
+    /// Whether the engine still answers (a ping, bounded in time). Asked
+    /// when a container died of a signal proctor did not send, to tell an
+    /// engine that stopped (and took its containers along) from a command
+    /// that was killed.
+    async fn answers(&self) -> bool {
+        true
+    }
     /// A short name of the engine for reports, e.g. `docker 20.10.24`.
     fn describe(&self) -> String;
 }

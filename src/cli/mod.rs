@@ -185,6 +185,10 @@ impl From<EngineError> for CommandError {
             EngineError::Cage(c) => c.into(),
             EngineError::Git(g) => g.into(),
             EngineError::NoAgent(_) => CommandError::user(e.to_string()),
+            EngineError::EngineGone { .. } => CommandError::hint(
+                e.to_string(),
+                "start it again and run `proctor run` to resume: the cut-short attempt is settled then (committed as interrupted if it left edits, not charged if it left none)",
+            ),
             EngineError::Io { .. } => CommandError::Internal {
                 message: e.to_string(),
             },

@@ -1,10 +1,15 @@
 //! The agent step: one attempt in a container on the live tree, then a commit.
 
+use super::boundary::{self, MarkedAttempt};
 use super::events::Event;
 use super::{history, io_err, prompt, short, Engine, EngineError, AGENT_TIMEOUT, LOG_CAP};
-use crate::cage::{Cage, Invocation, Mount, Role};
+use crate::cage::{Cage, Invocation, Mount, Outcome, Role};
 use crate::manifest::LoopSpec;
 use crate::state::{self, ledger};
+
+/// What a container's exit code is when its main process died of SIGTERM
+/// or SIGKILL (128 + the signal), as an engine that stops reports it.
+const KILLED_BY_SIGNAL: [i64; 2] = [128 + 15, 128 + 9];
 
 impl<C: Cage> Engine<'_, C> {
     /// One attempt: the agent in a container on the live tree, then a commit.
@@ -61,14 +66,17 @@ impl<C: Cage> Engine<'_, C> {
         });
         let invocation =
             self.agent_invocation(spec, run, agent, Some(text.into_bytes()), log.clone())?;
-        self.mark_attempt(&id, run)?;
+        self.mark_attempt(&id, run, started)?;
         let limits = self.limits_for(spec);
+        // On an error the marker stays: the next run settles the attempt.
         let outcome = self.cage.run_with_limits(invocation, &limits).await?;
+        if self.engine_stopped_it(&outcome).await {
+            return Err(EngineError::EngineGone {
+                during: format!("the agent of loop `{id}` ran (run {run})"),
+            });
+        }
         let secs = outcome.duration.as_secs_f64();
-        let edits = !self
-            .git
-            .dirty_paths(&|p| p.starts_with(".proctor/") || p.starts_with("INBOX/"))?
-            .is_empty();
+        let edits = self.agent_edited()?;
         (self.emit)(Event::AgentEnd {
             loop_id: id.clone(),
             run,
@@ -123,6 +131,116 @@ impl<C: Cage> Engine<'_, C> {
             commit: commit.to_string(),
         });
         Ok((run, outcome.exit_code, secs, edits))
+    }
+
+    /// Whether the agent (or anything else) changed the tree outside
+    /// proctor's state and the cards.
+    fn agent_edited(&self) -> Result<bool, EngineError> {
+        Ok(!self
+            .git
+            .dirty_paths(&|p| p.starts_with(".proctor/") || p.starts_with("INBOX/"))?
+            .is_empty())
+    }
+
+    /// Whether a container that died of SIGTERM or SIGKILL (not at its
+    /// timeout) was stopped by its engine going away: then the exit code is
+    /// the engine's doing, not the command's, and no attempt or verdict may
+    /// be recorded from it.
+    pub(super) async fn engine_stopped_it(&self, outcome: &Outcome) -> bool {
+        !outcome.timed_out
+            && KILLED_BY_SIGNAL.contains(&outcome.exit_code)
+            && !self.cage.answers().await
+    }
+
+    /// Settles an attempt that a killed run (or a lost engine) left
+    /// uncommitted, before anything else runs, so that its leftovers never
+    /// end up in the next agent's commit. With edits, the protection check
+    /// runs on them as after any agent and they are committed as that
+    /// attempt, `run N (interrupted)`, which counts against the budget.
+    /// Without edits (outside proctor's state), the attempt is not charged
+    /// and run N is used again. Either way the event says so, and the
+    /// interrupted attempt's log is kept beside the one that redoes it.
+    pub(super) async fn settle_interrupted(&mut self, root: &LoopSpec) -> Result<(), EngineError> {
+        let Some(marked) = boundary::marked_attempt(&self.paths) else {
+            if boundary::attempt_interrupted(&self.paths) {
+                // A marker cut short by a crash names no attempt: if the
+                // tree holds edits, they are committed under the root loop.
+                self.settle_unnamed(root).await?;
+            }
+            return Ok(());
+        };
+        let MarkedAttempt {
+            loop_id,
+            run,
+            started,
+        } = marked;
+        let committed = self.runs.get(&loop_id).copied().unwrap_or(0);
+        if run <= committed {
+            // It was committed; only the marker's removal was cut short.
+            self.clear_attempt();
+            return Ok(());
+        }
+        let spec = match find_loop(root, &loop_id) {
+            Some(spec) => spec.clone(),
+            // The loop left the manifest since: its edits are still its
+            // own, checked against the root's write allow-list.
+            None => LoopSpec {
+                id: loop_id.clone(),
+                children: Vec::new(),
+                ..root.clone()
+            },
+        };
+        let log = self.paths.logs.join(format!("{loop_id}.run{run}.log"));
+        if log.is_file() {
+            let kept = self
+                .paths
+                .logs
+                .join(format!("{loop_id}.run{run}.interrupted.log"));
+            let _ = std::fs::rename(&log, &kept);
+        }
+        let edits = self.agent_edited()?;
+        if !edits {
+            self.clear_attempt();
+            self.report.boundary.push(format!(
+                "loop `{loop_id}`: run {run} was cut short and left no edits; it was not charged"
+            ));
+            (self.emit)(Event::Interrupted {
+                loop_id,
+                run,
+                edits: false,
+                commit: None,
+            });
+            return Ok(());
+        }
+        self.guard_after_agent(&spec, run)?;
+        let message = history::interrupted_message(&loop_id, run, started);
+        let commit = self.git.commit_all(&message, &|p| state::is_private(p))?;
+        self.clear_attempt();
+        self.runs.insert(loop_id.clone(), run);
+        self.attempted.insert(loop_id.clone());
+        if let Some(at) = started {
+            self.started.entry(loop_id.clone()).or_insert(at);
+        }
+        self.report.boundary.push(format!(
+            "loop `{loop_id}`: run {run} was cut short; its leftover edits were committed as that run ({}), charged against the budget",
+            short(&commit.to_string())
+        ));
+        (self.emit)(Event::Interrupted {
+            loop_id,
+            run,
+            edits: true,
+            commit: Some(commit.to_string()),
+        });
+        Ok(())
+    }
+
+    /// [`Self::settle_interrupted`] for a marker that names no attempt.
+    async fn settle_unnamed(&mut self, root: &LoopSpec) -> Result<(), EngineError> {
+        let run = self.runs.get(&root.id).copied().unwrap_or(0) + 1;
+        let marker = boundary::attempt_marker(&self.paths);
+        let line = format!("{} {run}\n", root.id);
+        state::write_file(&marker, line.as_bytes()).map_err(io_err(&marker))?;
+        Box::pin(self.settle_interrupted(root)).await
     }
 
     /// The agent's container for run `run` of `spec`: the live tree at
@@ -205,4 +323,12 @@ impl<C: Cage> Engine<'_, C> {
             log_cap: LOG_CAP,
         })
     }
+}
+
+/// The loop `id` in the tree under `spec`.
+fn find_loop<'s>(spec: &'s LoopSpec, id: &str) -> Option<&'s LoopSpec> {
+    if spec.id == id {
+        return Some(spec);
+    }
+    spec.children.iter().find_map(|c| find_loop(c, id))
 }

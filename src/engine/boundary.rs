@@ -275,10 +275,21 @@ impl<C: Cage> Engine<'_, C> {
     }
 
     /// Notes that an agent may be editing the working tree, until its
-    /// attempt is committed: after a crash, leftovers are the agent's.
-    pub(super) fn mark_attempt(&mut self, loop_id: &str, run: u32) -> Result<(), EngineError> {
+    /// attempt is committed: after a crash, leftovers are the agent's, and
+    /// the next run commits them as this attempt (see `attempt.rs`).
+    pub(super) fn mark_attempt(
+        &mut self,
+        loop_id: &str,
+        run: u32,
+        started: f64,
+    ) -> Result<(), EngineError> {
         let path = attempt_marker(&self.paths);
-        state::write_file(&path, format!("{loop_id} {run}\n").as_bytes()).map_err(io_err(&path))
+        let marker = MarkedAttempt {
+            loop_id: loop_id.to_string(),
+            run,
+            started: Some(started),
+        };
+        state::write_file(&path, marker.to_line().as_bytes()).map_err(io_err(&path))
     }
 
     pub(super) fn clear_attempt(&mut self) {
@@ -345,6 +356,47 @@ pub fn attempt_interrupted(paths: &state::Paths) -> bool {
     std::fs::symlink_metadata(attempt_marker(paths)).is_ok_and(|m| m.is_file())
 }
 
+/// The attempt an attempt marker names: which loop, which run, and when
+/// its agent started (absent in markers of older versions).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarkedAttempt {
+    pub loop_id: String,
+    pub run: u32,
+    pub started: Option<f64>,
+}
+
+impl MarkedAttempt {
+    fn to_line(&self) -> String {
+        match self.started {
+            Some(at) => format!("{} {} {at:.3}\n", self.loop_id, self.run),
+            None => format!("{} {}\n", self.loop_id, self.run),
+        }
+    }
+
+    /// Parses `<loop> <run> [<started>]`; anything else is `None` (a
+    /// marker is host-written, but a crash can cut it short).
+    pub fn parse(text: &str) -> Option<MarkedAttempt> {
+        let mut words = text.split_whitespace();
+        let loop_id = words.next()?.to_string();
+        let run = words.next()?.parse().ok()?;
+        let started = words.next().and_then(|w| w.parse::<f64>().ok());
+        Some(MarkedAttempt {
+            loop_id,
+            run,
+            started,
+        })
+    }
+}
+
+/// The attempt a killed run left uncommitted, if any.
+pub fn marked_attempt(paths: &state::Paths) -> Option<MarkedAttempt> {
+    if !attempt_interrupted(paths) {
+        return None;
+    }
+    let text = std::fs::read_to_string(attempt_marker(paths)).ok()?;
+    MarkedAttempt::parse(&text)
+}
+
 /// What is at `path`, unless it is absent or `ok` accepts it.
 fn describe_unless(path: &Path, ok: impl Fn(&std::fs::Metadata) -> bool) -> Option<String> {
     let meta = std::fs::symlink_metadata(path).ok()?;
@@ -364,5 +416,32 @@ fn describe(path: &Path) -> String {
         Ok(m) if m.is_file() => "a file".into(),
         Ok(_) => "a FIFO, socket or device".into(),
         Err(_) => "unreadable".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MarkedAttempt;
+
+    #[test]
+    fn attempt_markers_parse_back_and_old_or_cut_ones_are_told_apart() {
+        let marker = MarkedAttempt {
+            loop_id: "fix-tests".into(),
+            run: 3,
+            started: Some(1700000000.25),
+        };
+        assert_eq!(MarkedAttempt::parse(&marker.to_line()), Some(marker));
+        // Markers of older versions name no start time.
+        assert_eq!(
+            MarkedAttempt::parse("fix 2\n"),
+            Some(MarkedAttempt {
+                loop_id: "fix".into(),
+                run: 2,
+                started: None
+            })
+        );
+        // A marker a crash cut short names no attempt.
+        assert_eq!(MarkedAttempt::parse("fix"), None);
+        assert_eq!(MarkedAttempt::parse(""), None);
     }
 }

@@ -150,6 +150,20 @@ pub enum Event {
         run: u32,
         commit: String,
     },
+    /// An attempt a killed run (or a lost engine) left uncommitted, settled
+    /// by the next run. With edits, they were committed as that attempt
+    /// (`commit`, a `run N (interrupted)` commit, charged against the
+    /// budget); without, the attempt is not charged and its run number is
+    /// used again. Never mixed into the next agent's commit.
+    Interrupted {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        #[serde(rename = "n")]
+        run: u32,
+        edits: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+    },
     /// The egress proxy refused a target that is not on the loop's
     /// `network:` host list. `n` is the run whose agent (or whose exam,
     /// `role: verifier`) asked.
@@ -320,6 +334,18 @@ mod tests {
                     change: crate::protect::Change::Deleted,
                     rule: "protected: `tests/**`".into(),
                 }],
+                commit: None,
+            },
+            Event::Interrupted {
+                loop_id: "fix".into(),
+                run: 3,
+                edits: true,
+                commit: Some("c".into()),
+            },
+            Event::Interrupted {
+                loop_id: "fix".into(),
+                run: 3,
+                edits: false,
                 commit: None,
             },
             Event::Repaired {

@@ -33,6 +33,12 @@ impl<C: Cage> Engine<'_, C> {
         });
         let log = self.paths.logs.join(format!("{id}.run{run}.exam.log"));
         let (outcome, tree) = self.sit(spec, commit, &log).await?;
+        if self.engine_stopped_it(&outcome).await {
+            // An exit code the engine caused is no verdict on the tree.
+            return Err(EngineError::EngineGone {
+                during: format!("the exam of loop `{id}` ran"),
+            });
+        }
         self.record_denials(
             spec,
             run,

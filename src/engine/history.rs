@@ -15,12 +15,28 @@ pub fn run_message(loop_id: &str, run: u32, started: f64, secs: f64, exit: i64) 
     )
 }
 
-/// Parses `proctor(<loop>): run <n>` from a commit summary.
+/// The message of an attempt a killed run left uncommitted, committed by
+/// the next run as that attempt (and charged as one). Its agent's exit and
+/// duration were never observed, so the trailers do not claim any; the
+/// `Proctor-Interrupted` trailer says why.
+pub fn interrupted_message(loop_id: &str, run: u32, started: Option<f64>) -> String {
+    let started = started
+        .map(|at| format!("Proctor-Started: {}\n", at as i64))
+        .unwrap_or_default();
+    format!(
+        "proctor({loop_id}): run {run} (interrupted)\n\nThe agent of this attempt was cut short (proctor or the container engine stopped) before its attempt was committed; these are the edits it left. The next run committed them as this attempt.\n\nProctor-Loop: {loop_id}\nProctor-Run: {run}\n{started}Proctor-Interrupted: yes\n"
+    )
+}
+
+/// Parses `proctor(<loop>): run <n>` (and `run <n> (interrupted)`) from a
+/// commit summary.
 pub fn parse_run(message: &str) -> Option<(String, u32)> {
     let summary = message.lines().next()?;
     let rest = summary.strip_prefix("proctor(")?;
     let (loop_id, rest) = rest.split_once("): run ")?;
-    let run = rest.trim().parse().ok()?;
+    let rest = rest.trim();
+    let number = rest.strip_suffix(" (interrupted)").unwrap_or(rest);
+    let run = number.parse().ok()?;
     Some((loop_id.to_string(), run))
 }
 
@@ -84,5 +100,16 @@ mod tests {
         assert_eq!(trailer(&msg, "Proctor-Started"), Some("1700000000"));
         assert_eq!(parse_run("proctor(x): close"), None);
         assert_eq!(parse_run("fix: run 3"), None);
+    }
+
+    #[test]
+    fn an_interrupted_attempt_counts_as_its_run_and_claims_no_exit() {
+        let msg = interrupted_message("fix-tests", 4, Some(1700000000.5));
+        assert_eq!(parse_run(&msg), Some(("fix-tests".into(), 4)));
+        assert_eq!(trailer(&msg, "Proctor-Interrupted"), Some("yes"));
+        assert_eq!(trailer(&msg, "Proctor-Started"), Some("1700000000"));
+        assert_eq!(trailer(&msg, "Proctor-Agent-Exit"), None);
+        assert_eq!(trailer(&msg, "Proctor-Agent-Secs"), None);
+        assert_eq!(parse_run("proctor(x): run 2 (redone)"), None);
     }
 }

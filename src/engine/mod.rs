@@ -58,6 +58,11 @@ pub enum EngineError {
     },
     #[error("loop `{0}` has no `agent`; set `agent:` in the manifest or pass `--agent`")]
     NoAgent(String),
+    /// A container died of SIGTERM or SIGKILL and the engine no longer
+    /// answers: it was stopped with the engine, and says nothing about the
+    /// command.
+    #[error("the container engine went away while {during}")]
+    EngineGone { during: String },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
@@ -219,6 +224,7 @@ impl<'a, C: Cage> Engine<'a, C> {
 
     /// Drives the whole tree rooted at `root`.
     pub async fn run(&mut self, root: &LoopSpec) -> Result<Ending, EngineError> {
+        self.settle_interrupted(root).await?;
         self.resume_gates(root)?;
         self.drive(root).await
     }

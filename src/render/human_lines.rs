@@ -21,6 +21,7 @@ fn kind(event: &Event) -> &'static str {
         Event::AgentStart { .. } => "agent_start",
         Event::AgentEnd { .. } => "agent_end",
         Event::Commit { .. } => "commit",
+        Event::Interrupted { .. } => "interrupted",
         Event::NetworkDenied { .. } => "network_denied",
         Event::Wait { .. } => "wait",
         Event::Card { .. } => "card",
@@ -35,7 +36,7 @@ fn kind(event: &Event) -> &'static str {
 }
 
 /// How many arms [`kind`] has: every one must have samples.
-const KINDS: usize = 17;
+const KINDS: usize = 18;
 
 #[allow(clippy::too_many_arguments)]
 fn check_result(
@@ -199,6 +200,18 @@ fn samples() -> Vec<Event> {
             loop_id: "fix-tests".into(),
             run: 3,
             commit: COMMIT.into(),
+        },
+        Event::Interrupted {
+            loop_id: "fix-tests".into(),
+            run: 3,
+            edits: true,
+            commit: Some(COMMIT.into()),
+        },
+        Event::Interrupted {
+            loop_id: "fix-tests".into(),
+            run: 3,
+            edits: false,
+            commit: None,
         },
         Event::NetworkDenied {
             loop_id: "fix-tests".into(),

@@ -265,6 +265,7 @@ pub fn replay(records: &[Record]) -> Replay {
             Event::Notify { .. }
             | Event::Quarantine { .. }
             | Event::Repaired { .. }
+            | Event::Interrupted { .. }
             | Event::TestAudit { .. }
             | Event::NetworkDenied { .. } => {}
             Event::RunEnd {

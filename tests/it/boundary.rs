@@ -321,9 +321,19 @@ fn an_agents_edit_left_by_a_killed_run_is_quarantined_on_resume() {
         "the weakened exam must not pass: {}",
         stderr(&out)
     );
+    // Settled as the killed agent's attempt: its edit to the exam is
+    // quarantined like any agent's, and the rest is committed as run 1.
     assert!(repo.events().iter().any(|r| matches!(
         &r.event,
-        Event::Quarantine { phase, files, .. } if phase == "exam" && files[0].path == "test.sh"
+        Event::Quarantine { phase, run: 1, files, .. } if phase == "agent" && files[0].path == "test.sh"
+    )));
+    assert!(repo.events().iter().any(|r| matches!(
+        &r.event,
+        Event::Interrupted {
+            run: 1,
+            edits: true,
+            ..
+        }
     )));
     assert_eq!(repo.read("test.sh"), TEST);
     repo.assert_no_containers();
