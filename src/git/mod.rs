@@ -12,6 +12,7 @@ mod export;
 mod inspect;
 #[cfg(test)]
 mod tests;
+mod workspace;
 
 use std::cell::RefCell;
 use std::ffi::OsStr;
@@ -26,6 +27,7 @@ use git2::{
 
 pub use git2::Oid;
 pub use inspect::{unified_diff, BlobMode, TreeBlob};
+pub use workspace::{Moved, Workspace, WorkspaceEntry, WORKTREES_DIR};
 
 /// Identity used when the repository has no `user.name` / `user.email`.
 const FALLBACK_NAME: &str = "proctor";
@@ -78,6 +80,27 @@ pub enum GitError {
     UnsafeTreeEntry { path: String },
     #[error("export destination `{path}` is not an empty directory")]
     DestNotEmpty { path: PathBuf },
+    /// proctor's branch changed under a run: the next commit would not
+    /// extend the tip proctor last wrote.
+    #[error(
+        "branch `{branch}` {moved} while the run worked (proctor last wrote {})",
+        short_oid(expected)
+    )]
+    BranchMoved {
+        branch: String,
+        expected: Oid,
+        moved: Moved,
+    },
+    #[error(
+        "branch `{branch}` is checked out in `{path}`; proctor works on it in its own worktree"
+    )]
+    BranchCheckedOut { branch: String, path: PathBuf },
+    #[error("`{name}` cannot name a worktree (letters, digits, `_`, `.` and `-` only)")]
+    BadWorkspaceName { name: String },
+}
+
+fn short_oid(oid: &Oid) -> String {
+    oid.to_string().chars().take(12).collect()
 }
 
 fn list_paths(paths: &[String]) -> String {
@@ -183,7 +206,8 @@ impl GitRepo {
     pub fn ensure_excluded(&self, patterns: &[&str]) -> Result<(), GitError> {
         const BEGIN: &str = "# >>> proctor runtime state (managed) >>>";
         const END: &str = "# <<< proctor runtime state <<<";
-        let info = self.git_dir.join("info");
+        // Linked worktrees share the common directory's `info/exclude`.
+        let info = self.repo.commondir().join("info");
         let path = info.join("exclude");
         let current = std::fs::read_to_string(&path).unwrap_or_default();
         let mut block = format!("{BEGIN}\n");
@@ -368,12 +392,33 @@ impl GitRepo {
     /// A skipped path keeps its HEAD version in the index (or stays absent),
     /// whatever the working tree or an earlier `git add` did to it.
     pub fn commit_all(&self, message: &str, skip: &dyn Fn(&str) -> bool) -> Result<Oid, GitError> {
-        let mut index = self.load_index()?;
         let parent = self.head_commit()?;
         let head_tree = match &parent {
             Some(c) => Some(c.tree().map_err(git("read HEAD tree"))?),
             None => None,
         };
+        let tree = self.stage_all(head_tree.as_ref(), skip)?;
+        let sig = self.signature()?;
+        let parents: Vec<&Commit<'_>> = parent.iter().collect();
+        let oid = self
+            .repo
+            .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .map_err(git("commit"))?;
+        // A merge or cherry-pick the agent left half-done would otherwise
+        // make the next `git status` claim a merge is in progress.
+        self.repo.cleanup_state().map_err(git("clean up state"))?;
+        Ok(oid)
+    }
+
+    /// Stages every change against HEAD except paths where `skip` is true
+    /// (those keep `head_tree`'s version), writes the index and returns its
+    /// tree.
+    fn stage_all(
+        &self,
+        head_tree: Option<&Tree<'_>>,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Result<Tree<'_>, GitError> {
+        let mut index = self.load_index()?;
 
         let mut to_remove: Vec<PathBuf> = Vec::new();
         let mut to_add: Vec<PathBuf> = Vec::new();
@@ -431,22 +476,12 @@ impl GitRepo {
             index.add_path(rel).map_err(git("stage file"))?;
         }
         for rel in &to_reset {
-            reset_to_tree(&mut index, head_tree.as_ref(), rel)?;
+            reset_to_tree(&mut index, head_tree, rel)?;
         }
 
         index.write().map_err(git("write index"))?;
         let tree_id = index.write_tree().map_err(git("write tree"))?;
-        let tree = self.repo.find_tree(tree_id).map_err(git("find tree"))?;
-        let sig = self.signature()?;
-        let parents: Vec<&Commit<'_>> = parent.iter().collect();
-        let oid = self
-            .repo
-            .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
-            .map_err(git("commit"))?;
-        // A merge or cherry-pick the agent left half-done would otherwise
-        // make the next `git status` claim a merge is in progress.
-        self.repo.cleanup_state().map_err(git("clean up state"))?;
-        Ok(oid)
+        self.repo.find_tree(tree_id).map_err(git("find tree"))
     }
 
     /// The repository's index, reloaded from disk. An index the agent

@@ -811,3 +811,374 @@ fn blobs_matching_and_entry_at_see_modes_and_links() {
     let diff = unified_diff(b"a\nb\n", b"a\nc\n", "old", "new");
     assert!(diff.contains("-b\n+c"), "{diff}");
 }
+
+// The run's own worktree (`workspace.rs`).
+
+/// A user repository as people have them: a tracked file with an
+/// uncommitted edit, an ignored secret, an untracked note.
+fn user_repo() -> (Fixture, Oid) {
+    let f = Fixture::new();
+    f.write("a.txt", "committed\n")
+        .write(".gitignore", ".env\n");
+    let head = f.commit("base");
+    f.write(".env", "SECRET=1\n")
+        .write("note.txt", "mine\n")
+        .write("a.txt", "edited by the user\n");
+    (f, head)
+}
+
+fn worktree_names(f: &Fixture) -> Vec<String> {
+    let names = f.repo.repo.worktrees().unwrap();
+    names
+        .iter()
+        .flatten()
+        .flatten()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn workspace_is_made_from_the_branch_tip_with_tracked_files_only() {
+    let (f, head) = user_repo();
+    // As `run` does before it makes the worktree.
+    f.repo.ensure_excluded(&["/.proctor/wt/"]).unwrap();
+    let before = f.dirty();
+    let ws = f.repo.open_workspace("fix", head).unwrap();
+    assert!(!ws.reused());
+    assert_eq!(ws.branch(), "proctor/fix");
+    assert_eq!(ws.tip(), head);
+    assert_eq!(
+        ws.root(),
+        f.root.join(".proctor/wt/fix").canonicalize().unwrap()
+    );
+    assert_eq!(f.repo.branch_tip("proctor/fix").unwrap(), Some(head));
+    assert_eq!(
+        fs::read_to_string(ws.root().join("a.txt")).unwrap(),
+        "committed\n"
+    );
+    assert!(!ws.root().join(".env").exists());
+    assert!(!ws.root().join("note.txt").exists());
+    assert_eq!(
+        ws.repo().head_branch().unwrap().as_deref(),
+        Some("proctor/fix")
+    );
+    assert!(ws.repo().dirty_paths(&no_skip).unwrap().is_empty());
+    // The user's checkout is as it was.
+    assert_eq!(f.repo.head_branch().unwrap().as_deref(), Some("main"));
+    assert_eq!(f.read("a.txt"), "edited by the user\n");
+    assert_eq!(f.dirty(), before);
+    assert_eq!(worktree_names(&f), vec!["fix".to_string()]);
+}
+
+#[test]
+fn workspace_commits_extend_its_branch_and_never_the_users() {
+    let (f, head) = user_repo();
+    let ws = f.repo.open_workspace("fix", head).unwrap();
+    fs::write(ws.root().join("b.txt"), "agent\n").unwrap();
+    let c1 = ws.commit("proctor(fix): run 1", &no_skip).unwrap();
+    assert_eq!(ws.tip(), c1);
+    // The user commits on their own branch meanwhile.
+    f.write("user.txt", "u\n");
+    let user_commit = f.commit("user work");
+    fs::write(ws.root().join("b.txt"), "agent 2\n").unwrap();
+    let c2 = ws.commit("proctor(fix): run 2", &no_skip).unwrap();
+    let log: Vec<Oid> = f
+        .repo
+        .first_parent_log(c2, None)
+        .unwrap()
+        .iter()
+        .map(|c| c.oid)
+        .collect();
+    assert_eq!(log, vec![c2, c1, head]);
+    assert_eq!(f.repo.branch_tip("proctor/fix").unwrap(), Some(c2));
+    assert_eq!(f.repo.branch_tip("main").unwrap(), Some(user_commit));
+    assert_eq!(f.blob(c2, "user.txt"), None);
+    assert_eq!(f.blob(user_commit, "b.txt"), None);
+    assert_eq!(f.blob(c2, "a.txt").as_deref(), Some("committed\n"));
+}
+
+#[test]
+fn workspace_commit_refuses_when_the_branch_moved() {
+    type Mover = fn(&Fixture, &Workspace, Oid, Oid);
+    type Expect = fn(&Moved) -> bool;
+    let cases: [(&str, Mover, Expect); 5] = [
+        (
+            "deleted",
+            |f, _, _, _| {
+                f.repo
+                    .repo
+                    .find_reference("refs/heads/proctor/fix")
+                    .unwrap()
+                    .delete()
+                    .unwrap()
+            },
+            |m| *m == Moved::Deleted,
+        ),
+        (
+            "reset",
+            |f, _, head, _| {
+                f.repo
+                    .repo
+                    .reference("refs/heads/proctor/fix", head, true, "reset")
+                    .unwrap();
+            },
+            |m| matches!(m, Moved::Reset { .. }),
+        ),
+        (
+            "advanced",
+            |f, _, _, tip| {
+                let parent = f.repo.repo.find_commit(tip).unwrap();
+                let sig = Signature::now("someone", "s@example.com").unwrap();
+                f.repo
+                    .repo
+                    .commit(
+                        Some("refs/heads/proctor/fix"),
+                        &sig,
+                        &sig,
+                        "theirs",
+                        &parent.tree().unwrap(),
+                        &[&parent],
+                    )
+                    .unwrap();
+            },
+            |m| matches!(m, Moved::Advanced { .. }),
+        ),
+        (
+            "replaced",
+            |f, _, _, _| {
+                let tree = f
+                    .repo
+                    .repo
+                    .find_commit(f.repo.head().unwrap().unwrap())
+                    .unwrap()
+                    .tree()
+                    .unwrap();
+                let sig = Signature::now("someone", "s@example.com").unwrap();
+                let orphan = f
+                    .repo
+                    .repo
+                    .commit(None, &sig, &sig, "orphan", &tree, &[])
+                    .unwrap();
+                f.repo
+                    .repo
+                    .reference("refs/heads/proctor/fix", orphan, true, "replace")
+                    .unwrap();
+            },
+            |m| matches!(m, Moved::Replaced { .. }),
+        ),
+        (
+            "switched",
+            |_, ws, _, tip| ws.repo().repo.set_head_detached(tip).unwrap(),
+            |m| matches!(m, Moved::Switched { .. }),
+        ),
+    ];
+    for (what, mover, expect) in cases {
+        let (f, head) = user_repo();
+        let ws = f.repo.open_workspace("fix", head).unwrap();
+        fs::write(ws.root().join("b.txt"), "1\n").unwrap();
+        let tip = ws.commit("run 1", &no_skip).unwrap();
+        mover(&f, &ws, head, tip);
+        let ref_before = f.repo.branch_tip("proctor/fix").unwrap();
+        let main_before = f.repo.branch_tip("main").unwrap();
+        fs::write(ws.root().join("b.txt"), "2\n").unwrap();
+        let err = ws.commit("run 2", &no_skip).unwrap_err();
+        match &err {
+            GitError::BranchMoved {
+                branch,
+                expected,
+                moved,
+            } => {
+                assert_eq!(branch, "proctor/fix", "{what}");
+                assert_eq!(*expected, tip, "{what}");
+                assert!(expect(moved), "{what}: {moved:?}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+        assert!(err.to_string().contains("`proctor/fix`"), "{what}: {err}");
+        // Nothing was committed anywhere: not parentless, not on main.
+        assert_eq!(
+            f.repo.branch_tip("proctor/fix").unwrap(),
+            ref_before,
+            "{what}"
+        );
+        assert_eq!(f.repo.branch_tip("main").unwrap(), main_before, "{what}");
+        assert_eq!(ws.tip(), tip, "{what}");
+        assert!(ws.check_tip().is_err(), "{what}");
+    }
+}
+
+#[test]
+fn workspace_is_reused_on_resume_and_rebuilt_when_broken() {
+    let (f, head) = user_repo();
+    let ws = f.repo.open_workspace("fix", head).unwrap();
+    fs::write(ws.root().join("b.txt"), "1\n").unwrap();
+    let tip = ws.commit("run 1", &no_skip).unwrap();
+    fs::write(ws.root().join("half.txt"), "interrupted attempt\n").unwrap();
+    drop(ws);
+
+    // A new process: the branch and the worktree are there, edits kept.
+    let again = f.repo.open_workspace("fix", head).unwrap();
+    assert!(again.reused());
+    assert_eq!(again.tip(), tip);
+    assert!(again.root().join("half.txt").exists());
+    drop(again);
+
+    // Its directory removed behind git's back: made again from the tip.
+    fs::remove_dir_all(f.root.join(".proctor/wt/fix")).unwrap();
+    let rebuilt = f.repo.open_workspace("fix", head).unwrap();
+    assert!(!rebuilt.reused());
+    assert_eq!(rebuilt.tip(), tip);
+    assert_eq!(
+        fs::read_to_string(rebuilt.root().join("b.txt")).unwrap(),
+        "1\n"
+    );
+    assert!(!rebuilt.root().join("half.txt").exists());
+    assert_eq!(worktree_names(&f), vec!["fix".to_string()]);
+    drop(rebuilt);
+
+    // The branch deleted between runs: a fresh branch at the new start and
+    // a fresh worktree, not the stale files.
+    f.repo
+        .repo
+        .find_reference("refs/heads/proctor/fix")
+        .unwrap()
+        .delete()
+        .unwrap();
+    let fresh = f.repo.open_workspace("fix", head).unwrap();
+    assert!(!fresh.reused());
+    assert_eq!(fresh.tip(), head);
+    assert!(!fresh.root().join("b.txt").exists());
+}
+
+#[test]
+fn workspace_removal_leaves_git_worktree_list_clean_and_the_branch() {
+    let (f, head) = user_repo();
+    let ws = f.repo.open_workspace("fix", head).unwrap();
+    fs::write(ws.root().join("b.txt"), "1\n").unwrap();
+    let tip = ws.commit("run 1", &no_skip).unwrap();
+    drop(ws);
+    f.repo.open_workspace("other", head).unwrap();
+    fs::create_dir_all(f.root.join(".proctor/wt/stray")).unwrap();
+    let listed: Vec<(String, bool, bool)> = f
+        .repo
+        .workspaces()
+        .unwrap()
+        .into_iter()
+        .map(|w| (w.name, w.registered, w.present))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("fix".to_string(), true, true),
+            ("other".to_string(), true, true),
+            ("stray".to_string(), false, true),
+        ]
+    );
+    for name in ["fix", "other", "stray"] {
+        f.repo.remove_workspace(name).unwrap();
+    }
+    // Removing twice is fine.
+    f.repo.remove_workspace("fix").unwrap();
+    assert!(worktree_names(&f).is_empty());
+    assert!(f.repo.workspaces().unwrap().is_empty());
+    assert_eq!(f.repo.branch_tip("proctor/fix").unwrap(), Some(tip));
+    assert_eq!(f.read("a.txt"), "edited by the user\n");
+    assert!(f.root.join(".env").exists());
+}
+
+#[test]
+fn workspace_clears_stale_locks_a_killed_process_left() {
+    let (f, head) = user_repo();
+    let ws = f.repo.open_workspace("fix", head).unwrap();
+    let admin = ws.repo().git_dir().to_path_buf();
+    fs::write(admin.join("index.lock"), "").unwrap();
+    fs::write(f.root.join(".git/refs/heads/proctor/fix.lock"), "").unwrap();
+    fs::write(ws.root().join("b.txt"), "1\n").unwrap();
+    let err = ws.commit("run 1", &no_skip).unwrap_err();
+    assert!(matches!(err, GitError::Locked { .. }), "{err:?}");
+    let removed = ws.clear_stale_locks().unwrap();
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(!admin.join("index.lock").exists());
+    assert!(!f.root.join(".git/refs/heads/proctor/fix.lock").exists());
+    let c = ws.commit("run 1", &no_skip).unwrap();
+    assert_eq!(f.repo.branch_tip("proctor/fix").unwrap(), Some(c));
+    assert!(ws.clear_stale_locks().unwrap().is_empty());
+}
+
+#[test]
+fn workspace_refuses_a_branch_the_user_has_checked_out_and_bad_names() {
+    let f = Fixture::new();
+    f.write("a.txt", "1\n");
+    let head = f.commit("base");
+    f.repo.create_branch("proctor/fix", head).unwrap();
+    f.repo.switch_to("proctor/fix").unwrap();
+    let err = f.repo.open_workspace("fix", head).unwrap_err();
+    assert!(matches!(err, GitError::BranchCheckedOut { .. }), "{err:?}");
+    assert!(err.to_string().contains("`proctor/fix`"), "{err}");
+    assert!(worktree_names(&f).is_empty());
+    for bad in ["", "../x", "a/b", ".hidden", "x.lock", "a..b"] {
+        let err = f.repo.open_workspace(bad, head).unwrap_err();
+        assert!(
+            matches!(err, GitError::BadWorkspaceName { .. }),
+            "{bad}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn exclusions_written_from_a_workspace_reach_the_common_dir() {
+    let (f, head) = user_repo();
+    let ws = f.repo.open_workspace("fix", head).unwrap();
+    ws.repo().ensure_excluded(&["/.proctor/wt/"]).unwrap();
+    let exclude = fs::read_to_string(f.root.join(".git/info/exclude")).unwrap();
+    assert!(exclude.contains("/.proctor/wt/"), "{exclude}");
+    assert!(!f.dirty().iter().any(|p| p.starts_with(".proctor")));
+}
+
+/// Creating the run's worktree for a repository of 10,000 tracked files,
+/// and the peak RSS of the test process afterwards (a benchmark, not an
+/// assertion): `cargo test --lib timing_workspace -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_workspace_10000_files() {
+    let f = Fixture::new();
+    for d in 0..100 {
+        for i in 0..100 {
+            f.write(
+                &format!("src/mod{d}/file{i}.rs"),
+                &format!("// file {d}/{i}\n{}", "fn x() {}\n".repeat(20)),
+            );
+        }
+    }
+    let head = f.commit("initial");
+    let rss_before = peak_rss_kib();
+    let t = Instant::now();
+    let ws = f.repo.open_workspace("bench", head).unwrap();
+    println!("open_workspace, 10000 files (create): {:?}", t.elapsed());
+    drop(ws);
+    let t = Instant::now();
+    let ws = f.repo.open_workspace("bench", head).unwrap();
+    println!("open_workspace, 10000 files (reuse):  {:?}", t.elapsed());
+    assert!(ws.reused());
+    let t = Instant::now();
+    ws.commit("unchanged", &no_skip).unwrap();
+    println!("Workspace::commit, nothing changed:   {:?}", t.elapsed());
+    drop(ws);
+    let t = Instant::now();
+    f.repo.remove_workspace("bench").unwrap();
+    println!("remove_workspace:                     {:?}", t.elapsed());
+    println!(
+        "peak RSS (VmHWM): {} KiB before creating, {} KiB after",
+        rss_before,
+        peak_rss_kib()
+    );
+}
+
+fn peak_rss_kib() -> u64 {
+    fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
