@@ -524,7 +524,7 @@ impl Cage for DockerCage {
     }
 
     async fn answers(&self) -> bool {
-        bounded("ping", PING_TIMEOUT, self.docker.ping())
+        bounded("ping", connect::PING_TIMEOUT, self.docker.ping())
             .await
             .is_ok()
     }

@@ -21,7 +21,7 @@ use crate::cage::warm::WarmPool;
 use crate::cage::{libpod, CageError, Limits};
 
 /// How long a socket may take to answer a ping before the next is tried.
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl DockerCage {
     /// Finds and connects to an engine: `DOCKER_HOST` if set, else `hint`
