@@ -15,5 +15,6 @@ pub mod notify;
 pub mod progress;
 pub mod protect;
 pub mod render;
+pub mod run;
 pub mod state;
 pub mod views;

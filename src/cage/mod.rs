@@ -41,6 +41,24 @@ pub const LABEL_ROLE: &str = "proctor.role";
 /// can tell a dead run's leftovers from a live run's containers.
 pub const LABEL_PID: &str = "proctor.pid";
 
+/// The [`LABEL_REPO`] value of the repository at `root`: a stable id, so
+/// a reaper finds its containers.
+pub fn repo_label(root: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(root.as_os_str().as_encoded_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// The `uid:gid` of the owner of the repository at `root`: containers run
+/// as them, never as whoever happens to run proctor.
+pub fn container_user(root: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(root) {
+        Ok(meta) => format!("{}:{}", meta.uid(), meta.gid()),
+        Err(_) => "65534:65534".into(),
+    }
+}
+
 /// What a container is for; decides defaults such as the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -317,6 +335,27 @@ pub enum CageError {
         what: String,
         hint: String,
     },
+}
+
+impl CageError {
+    /// Whether the user can fix this (a usage or precondition error, exit
+    /// 1) rather than the engine failing underneath (exit 2).
+    pub fn is_users_to_fix(&self) -> bool {
+        matches!(
+            self,
+            CageError::NoEngine { .. }
+                | CageError::ImageNotFound { .. }
+                | CageError::Unsupported { .. }
+                | CageError::BadAddress { .. }
+                | CageError::TlsFile { .. }
+                | CageError::TlsHalfPair { .. }
+                | CageError::Tls { .. }
+                | CageError::InvalidInvocation { .. }
+                | CageError::RuntimeUnusable { .. }
+                | CageError::Weakened { .. }
+                | CageError::Remote { .. }
+        )
+    }
 }
 
 /// The container runtime behind a small trait, so the engine can be tested

@@ -4,8 +4,8 @@
 use super::status::say;
 use std::path::PathBuf;
 
-use super::run::repo_label;
 use super::CommandError;
+use crate::cage::repo_label;
 use crate::cron::{self, systemd, Crontab, Job, Tick, CARRIED_ENV};
 use crate::git::GitRepo;
 use crate::manifest;

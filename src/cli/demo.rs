@@ -3,13 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use super::run::{execute, Request, RunSummary};
+use super::run::execute;
 use super::CommandError;
 use crate::engine::Ending;
 use crate::exit_codes;
 use crate::git::GitRepo;
 use crate::leftovers::{scratch_prefix, ScratchDir};
 use crate::manifest;
+use crate::run::{Request, RunSummary};
 
 /// Show, on a scratch repository in a temp dir, that an agent claiming
 /// success on buggy code is not accepted, that an agent deleting the failing
@@ -108,13 +109,15 @@ pub async fn cmd_demo(args: Args) -> Result<i32, CommandError> {
             "budget": "1 run",
         });
         let manifest = manifest::parse(&doc.to_string(), Path::new("proctor demo"))?;
-        let summary = execute(Request {
-            dir: dir.clone(),
-            root: manifest.root,
-            manifest_label: "proctor demo".into(),
-            agent_override: None,
-            quiet: false,
-        })
+        let summary = execute(
+            Request {
+                dir: dir.clone(),
+                root: manifest.root,
+                manifest_label: "proctor demo".into(),
+                agent_override: None,
+            },
+            Default::default(),
+        )
         .await?;
         let closed = summary.ending == Some(Ending::Closed);
         let line = describe(scenario, &summary, &dir);

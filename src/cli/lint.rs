@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use super::run::{container_user, repo_label};
 use super::CommandError;
-use crate::cage::{Cage, HOST_IMAGE, LABEL_RUN};
+use crate::cage::{Cage, LABEL_RUN};
 use crate::engine::{fmt_secs, Engine, Settings};
 use crate::git::GitRepo;
-use crate::manifest::{self, LoopSpec};
+use crate::manifest::{self, Order};
+use crate::run;
 use crate::state::key::{key_dir, random_id, AnswerKey};
 
 /// Validate the manifest, then run every loop's exam once in a verifier
@@ -40,13 +40,6 @@ pub fn classify(exit: i64, timed_out: bool, has_wall_budget: bool) -> Class {
     }
 }
 
-fn flatten(spec: &LoopSpec, out: &mut Vec<LoopSpec>) {
-    for child in &spec.children {
-        flatten(child, out);
-    }
-    out.push(spec.clone());
-}
-
 pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
     let cwd = super::cwd()?;
     let git = GitRepo::open(&cwd)?;
@@ -60,7 +53,7 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
         })?,
     };
     let manifest = manifest::load(&path)?;
-    super::run::refuse_untimed_watchers(&manifest, &manifest.root)?;
+    run::refuse_untimed_watchers(&manifest, &manifest.root)?;
     println!("{}: manifest valid", path.display());
     for schedule in &manifest.schedules {
         println!(
@@ -75,29 +68,16 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
         )
     })?;
     let config = manifest::load_config(git.root())?;
-    let cage = super::run::connect_cage(&config).await?;
+    let cage = run::connect_cage(&config).await?;
     let key = AnswerKey::load_or_create(&key_dir())?;
     let run_id = format!("lint-{}", random_id(3));
-    let settings = Settings {
-        run_id: run_id.clone(),
-        repo_label: repo_label(git.root()),
-        user: container_user(git.root()),
-        default_image: config
-            .image
-            .clone()
-            .unwrap_or_else(|| HOST_IMAGE.to_string()),
-        agent_override: None,
-        host_env: Default::default(),
-        extra_mounts: config.mounts.iter().map(PathBuf::from).collect(),
-        default_timeout: config.timeout,
-        rules: crate::protect::Rules::new(
-            manifest.all_protected(),
-            path.strip_prefix(git.root()).ok().and_then(|p| p.to_str()),
-        ),
-        default_resources: config.resources,
-    };
-    let mut loops = Vec::new();
-    flatten(&manifest.root, &mut loops);
+    let rules = crate::protect::Rules::new(
+        manifest.all_protected(),
+        path.strip_prefix(git.root()).ok().and_then(|p| p.to_str()),
+    );
+    let settings = Settings::new(run_id.clone(), git.root(), &config, rules);
+    // Children before their parent, the order loops close in.
+    let loops = manifest.root.walk(Order::ChildrenFirst);
     let mut ignore = |_e| {};
     let mut engine = Engine::new(&cage, &git, &key, settings, head, &mut ignore)?;
     let mut errors = 0;

@@ -11,6 +11,7 @@ use crate::engine::EngineError;
 use crate::exit_codes;
 use crate::git::GitError;
 use crate::manifest::ManifestError;
+use crate::run::RunError;
 use crate::state::key::KeyError;
 use crate::state::lock::LockError;
 
@@ -117,31 +118,12 @@ impl From<CageError> for CommandError {
             CageError::RuntimeUnusable { ref hint, .. }
             | CageError::Weakened { ref hint, .. }
             | CageError::Remote { ref hint, .. } => CommandError::hint(e.to_string(), hint.clone()),
-            e if is_users_to_fix(&e) => CommandError::user(e.to_string()),
+            e if e.is_users_to_fix() => CommandError::user(e.to_string()),
             other => CommandError::Internal {
                 message: other.to_string(),
             },
         }
     }
-}
-
-/// Whether the user can fix this engine error (a user error, exit 1) rather
-/// than it failing underneath (internal, exit 2).
-fn is_users_to_fix(e: &CageError) -> bool {
-    matches!(
-        e,
-        CageError::NoEngine { .. }
-            | CageError::ImageNotFound { .. }
-            | CageError::Unsupported { .. }
-            | CageError::BadAddress { .. }
-            | CageError::TlsFile { .. }
-            | CageError::TlsHalfPair { .. }
-            | CageError::Tls { .. }
-            | CageError::InvalidInvocation { .. }
-            | CageError::RuntimeUnusable { .. }
-            | CageError::Weakened { .. }
-            | CageError::Remote { .. }
-    )
 }
 
 impl From<GitError> for CommandError {
@@ -151,12 +133,31 @@ impl From<GitError> for CommandError {
                 e.to_string(),
                 "run proctor inside a git repository with at least one commit",
             ),
-            GitError::Git { ref source, .. } if source.code() == git2::ErrorCode::Owner => {
-                CommandError::hint(
-                    e.to_string(),
-                    "the repository belongs to another user; run proctor as its owner, or trust it with `git config --global --add safe.directory <path>`",
-                )
-            }
+            ref owner if owner.is_unsafe_owner() => CommandError::hint(
+                e.to_string(),
+                "the repository belongs to another user; run proctor as its owner, or trust it with `git config --global --add safe.directory <path>`",
+            ),
+            other => CommandError::Internal {
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<RunError> for CommandError {
+    fn from(e: RunError) -> Self {
+        let hint = e.own_hint();
+        match e {
+            RunError::Manifest(e) => e.into(),
+            RunError::Cage(e) => e.into(),
+            RunError::Git(e) => e.into(),
+            RunError::Lock(e) => e.into(),
+            RunError::Key(e) => e.into(),
+            RunError::Engine(e) => e.into(),
+            e if e.is_users_to_fix() => CommandError::User {
+                message: e.to_string(),
+                hint,
+            },
             other => CommandError::Internal {
                 message: other.to_string(),
             },

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
-use super::run::{execute, print_report, Request};
+use super::run::{execute, print_report};
 use super::CommandError;
 use crate::manifest;
+use crate::run::Request;
 
 /// Run an agent until an exam passes, without a manifest:
 /// `proctor once --until "sh test.sh" --agent "sh fix.sh" -- "make test.sh pass"`.
@@ -53,13 +54,15 @@ pub async fn cmd_once(args: Args) -> Result<i32, CommandError> {
         message: e.to_string(),
     })?;
     let manifest = manifest::parse(&text, Path::new("proctor once"))?;
-    let summary = execute(Request {
-        dir: super::cwd()?,
-        root: manifest.root,
-        manifest_label: "proctor once".into(),
-        agent_override: None,
-        quiet: false,
-    })
+    let summary = execute(
+        Request {
+            dir: super::cwd()?,
+            root: manifest.root,
+            manifest_label: "proctor once".into(),
+            agent_override: None,
+        },
+        Default::default(),
+    )
     .await?;
     print_report(&summary);
     Ok(summary.exit)

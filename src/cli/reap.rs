@@ -2,8 +2,8 @@
 //! containers (and egress networks), and the host files of any proctor
 //! process that is gone.
 
-use super::run::repo_label;
 use super::CommandError;
+use crate::cage::repo_label;
 use crate::cage::{Cage, DockerCage, LABEL_REPO};
 use crate::git::GitRepo;
 use crate::leftovers;

@@ -5,8 +5,8 @@ use super::status::say;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::run::repo_label;
 use super::CommandError;
+use crate::cage::repo_label;
 use crate::cage::{Cage, DockerCage, LABEL_REPO};
 use crate::git::GitRepo;
 use crate::manifest;

@@ -14,7 +14,7 @@ use super::history::trailer as history_trailer;
 use super::{io_err, short, Ending, Engine, EngineError};
 use crate::cage::Cage;
 use crate::git::Oid;
-use crate::manifest::{Gate, LoopSpec};
+use crate::manifest::{Gate, LoopSpec, Order};
 use crate::state;
 use crate::state::approver::{approvers_dir, ApproverKey, Trusted};
 use crate::state::cards::{Card, CardKind, Tried};
@@ -48,8 +48,12 @@ impl<C: Cage> Engine<'_, C> {
     /// time budget. Remembers which loops were waiting, so a failing exam
     /// can mark their card superseded.
     pub(super) fn resume_gates(&mut self, root: &LoopSpec) -> Result<(), EngineError> {
-        let mut gated = Vec::new();
-        collect_gated(root, &mut gated);
+        let gated: Vec<String> = root
+            .walk(Order::ParentsFirst)
+            .into_iter()
+            .filter(|spec| spec.gate.is_some())
+            .map(|spec| spec.id.clone())
+            .collect();
         if gated.is_empty() {
             return Ok(());
         }
@@ -255,15 +259,6 @@ impl<C: Cage> Engine<'_, C> {
         Ok(Ending::Gated {
             loop_id: id.to_string(),
         })
-    }
-}
-
-fn collect_gated(spec: &LoopSpec, out: &mut Vec<String>) {
-    if spec.gate.is_some() {
-        out.push(spec.id.clone());
-    }
-    for child in &spec.children {
-        collect_gated(child, out);
     }
 }
 

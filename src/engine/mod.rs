@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::cage::{Cage, CageError, Labels, Mount, Role};
 use crate::git::{GitError, GitRepo, Oid};
-use crate::manifest::{LoopSpec, Resources};
+use crate::manifest::{Config, LoopSpec, Resources};
 use crate::protect::{Rules, Watch};
 use crate::state::cards::{self, Card, CardKind, Tried};
 use crate::state::key::AnswerKey;
@@ -63,6 +63,19 @@ pub enum EngineError {
     /// command.
     #[error("the container engine went away while {during}")]
     EngineGone { during: String },
+}
+
+impl EngineError {
+    /// Whether the user can fix this (exit 1) rather than something failing
+    /// underneath (exit 2).
+    pub fn is_users_to_fix(&self) -> bool {
+        match self {
+            EngineError::Cage(e) => e.is_users_to_fix(),
+            EngineError::Git(e) => e.is_users_to_fix(),
+            EngineError::NoAgent(_) => true,
+            EngineError::Io { .. } => false,
+        }
+    }
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
@@ -115,6 +128,30 @@ pub struct Settings {
     pub rules: Rules,
     /// The config's `resources`, under every loop's own.
     pub default_resources: Resources,
+}
+
+impl Settings {
+    /// The settings for the engine in the repository at `root` (a run, or
+    /// `lint`'s exams), from the host config: one constructor, so the two
+    /// cannot drift apart. No agent override and no host environment: a run
+    /// sets those from its request.
+    pub fn new(run_id: String, root: &Path, config: &Config, rules: Rules) -> Settings {
+        Settings {
+            run_id,
+            repo_label: crate::cage::repo_label(root),
+            user: crate::cage::container_user(root),
+            default_image: config
+                .image
+                .clone()
+                .unwrap_or_else(|| crate::cage::HOST_IMAGE.to_string()),
+            agent_override: None,
+            host_env: HashMap::new(),
+            extra_mounts: config.mounts.iter().map(PathBuf::from).collect(),
+            default_timeout: config.timeout,
+            rules,
+            default_resources: config.resources,
+        }
+    }
 }
 
 /// One run of the engine over a loop tree.

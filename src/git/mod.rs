@@ -103,6 +103,21 @@ fn short_oid(oid: &Oid) -> String {
     oid.to_string().chars().take(12).collect()
 }
 
+impl GitError {
+    /// Whether libgit2 refused the repository because another user owns it
+    /// (git's `safe.directory` check).
+    pub fn is_unsafe_owner(&self) -> bool {
+        matches!(self, GitError::Git { source, .. } if source.code() == ErrorCode::Owner)
+    }
+
+    /// Whether the user can fix this (not a repository, a bare one, or one
+    /// owned by someone else: exit 1) rather than git failing underneath
+    /// (exit 2).
+    pub fn is_users_to_fix(&self) -> bool {
+        matches!(self, GitError::NotARepo { .. } | GitError::Bare { .. }) || self.is_unsafe_owner()
+    }
+}
+
 fn list_paths(paths: &[String]) -> String {
     const SHOWN: usize = 5;
     let mut out = paths

@@ -202,40 +202,71 @@ fn render(path: &Path, problems: &[Problem]) -> String {
 impl Manifest {
     /// Every loop, parents before children, in document order.
     pub fn loops(&self) -> Vec<&LoopSpec> {
-        let mut out = Vec::new();
-        let mut stack = vec![&self.root];
-        while let Some(spec) = stack.pop() {
-            out.push(spec);
-            stack.extend(spec.children.iter().rev());
-        }
-        out
+        self.root.walk(Order::ParentsFirst)
     }
 
     /// The loop with this id, anywhere in the tree.
     pub fn find_loop(&self, id: &str) -> Option<&LoopSpec> {
-        self.loops().into_iter().find(|spec| spec.id == id)
+        self.root.find(id)
     }
 
     /// Watchers (loops that set `check_every`) under `root` that have no
     /// time budget: waiting spends no runs, so nothing would end the wait.
     pub fn untimed_watchers<'m>(&self, root: &'m LoopSpec) -> Vec<&'m LoopSpec> {
-        let mut out = Vec::new();
-        let mut stack = vec![root];
-        while let Some(spec) = stack.pop() {
-            if spec.budget.wall.is_none() && self.watchers.contains(&spec.id) {
-                out.push(spec);
-            }
-            stack.extend(spec.children.iter().rev());
-        }
-        out
+        root.walk(Order::ParentsFirst)
+            .into_iter()
+            .filter(|spec| spec.budget.wall.is_none() && self.watchers.contains(&spec.id))
+            .collect()
     }
 
     /// The `protected` globs of every loop in the tree, without repeats.
-    /// `protected` is per loop, as in Lute; an engine that guards the
-    /// union keeps an ancestor's exam safe while a child's agent works.
+    pub fn all_protected(&self) -> Vec<String> {
+        self.root.all_protected()
+    }
+}
+
+/// The order of a walk over the loop tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Each loop before its children (document order).
+    ParentsFirst,
+    /// Each loop after its children (the order loops close in).
+    ChildrenFirst,
+}
+
+impl LoopSpec {
+    /// This loop and every loop under it, in `order`: the one walk of the
+    /// tree that every caller uses.
+    pub fn walk(&self, order: Order) -> Vec<&LoopSpec> {
+        fn visit<'s>(spec: &'s LoopSpec, order: Order, out: &mut Vec<&'s LoopSpec>) {
+            if order == Order::ParentsFirst {
+                out.push(spec);
+            }
+            for child in &spec.children {
+                visit(child, order, out);
+            }
+            if order == Order::ChildrenFirst {
+                out.push(spec);
+            }
+        }
+        let mut out = Vec::new();
+        visit(self, order, &mut out);
+        out
+    }
+
+    /// The loop with this id: this one or one under it.
+    pub fn find(&self, id: &str) -> Option<&LoopSpec> {
+        self.walk(Order::ParentsFirst)
+            .into_iter()
+            .find(|spec| spec.id == id)
+    }
+
+    /// The `protected` globs of this loop and every loop under it, without
+    /// repeats. `protected` is per loop, as in Lute; an engine that guards
+    /// the union keeps an ancestor's exam safe while a child's agent works.
     pub fn all_protected(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for spec in self.loops() {
+        for spec in self.walk(Order::ParentsFirst) {
             for glob in &spec.protected {
                 if !out.contains(glob) {
                     out.push(glob.clone());

@@ -398,7 +398,7 @@ fn card_views(ctx: &Context, replay: &Replay, spec: Option<&LoopSpec>) -> Vec<Ca
             let gated = card.kind == "ready";
             let state = replay.loops.get(id);
             let needed = state.and_then(|s| s.needed).or_else(|| {
-                spec.and_then(|s| find(s, id))
+                spec.and_then(|s| s.find(id))
                     .and_then(|s| s.gate)
                     .map(|g| g.approvals)
             });
@@ -435,13 +435,6 @@ fn card_views(ctx: &Context, replay: &Replay, spec: Option<&LoopSpec>) -> Vec<Ca
             }
         })
         .collect()
-}
-
-fn find<'s>(spec: &'s LoopSpec, id: &str) -> Option<&'s LoopSpec> {
-    if spec.id == id {
-        return Some(spec);
-    }
-    spec.children.iter().find_map(|c| find(c, id))
 }
 
 /// `2026-11-22 09:00:03Z`, from unix seconds.

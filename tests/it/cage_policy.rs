@@ -215,7 +215,7 @@ stat -c '%a %u' "$HOME" >> seen/home-run$PROCTOR_RUN.txt
     assert!(first.starts_with("home=/tmp/home\n"), "{first}");
     assert!(first.contains("wrote\n"), "{first}");
     // Private to the container's user (the repository's owner).
-    let owner = proctor::cli::run::container_user(&repo.path());
+    let owner = proctor::cage::container_user(&repo.path());
     let uid = owner.split(':').next().unwrap_or_default();
     assert!(first.contains(&format!("700 {uid}\n")), "{first}");
     assert!(second.contains("wrote\n"), "{second}");
@@ -568,7 +568,7 @@ fn open_agents_of_a_loop_share_one_holder_and_loops_do_not(engine: EngineKind) {
     );
     let manifest = "loop: root\nagent: 'true'\ndone_when: test -f seen/a-run3.txt && test -f seen/b-run2.txt\nloops:\n  - loop: a\n    agent: sh agent.sh\n    done_when: test -f seen/a-run3.txt\n    budget: 3 runs\n  - loop: b\n    agent: sh agent.sh\n    done_when: test -f seen/b-run2.txt\n    budget: 2 runs\n";
     let repo = repo(engine, &[("agent.sh", &agent), ("proctor.yaml", manifest)]);
-    let label = proctor::cli::run::repo_label(&repo.path());
+    let label = proctor::cage::repo_label(&repo.path());
     let mut child = repo.spawn_quiet(&["run"]);
     // Which holders exist while the run goes on, sampled.
     let mut seen: Vec<(String, String)> = Vec::new();
@@ -651,7 +651,7 @@ fn a_killed_run_leaves_its_containers_and_files_to_the_reaper(engine: EngineKind
         scratch.path(),
     );
     let live = with_temp_dirs(parked_repo(engine), tmp.path(), scratch.path());
-    let label = proctor::cli::run::repo_label(&killed.path());
+    let label = proctor::cage::repo_label(&killed.path());
     let mut child = killed.spawn_quiet(&["run"]);
     let mut other = live.spawn_quiet(&["run"]);
     killed.wait_until("the exam never started", |r| {
@@ -938,7 +938,7 @@ fn resources_and_hardening_reach_both_containers(engine: EngineKind) {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let agent = repo.read("seen/agent.txt");
     let exam = repo.read(".proctor/logs/limits.run1.exam.log");
-    let user = proctor::cli::run::container_user(&repo.path());
+    let user = proctor::cage::container_user(&repo.path());
     for (who, text) in [("agent", &agent), ("verifier", &exam)] {
         assert!(text.contains("pids 100\n"), "{who}: {text}");
         assert!(text.contains("memory 268435456\n"), "{who}: {text}");

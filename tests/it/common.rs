@@ -501,7 +501,7 @@ impl TestRepo {
     /// exists, removing any it finds, so one failure does not leak into
     /// other tests.
     pub fn assert_no_containers(&self) {
-        let label = proctor::cli::run::repo_label(&self.path());
+        let label = proctor::cage::repo_label(&self.path());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -396,7 +396,7 @@ fn remote_loop(engine: EngineKind, remote: &Remote, what: &str) {
             "loop: fix\ntask: make test.sh pass\nimage: {image}\nagent: sh agent.sh\ndone_when: sh test.sh\nbudget: 4 runs\n"
         ))
         .commit("buggy");
-    let label = proctor::cli::run::repo_label(&repo.path());
+    let label = proctor::cage::repo_label(&repo.path());
     let (_, volumes_before) = volumes(engine, &label);
 
     // The image goes over TCP too.
@@ -666,7 +666,7 @@ fn tls_without_a_client_certificate(engine: EngineKind) {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let mut once = remote_once(&remote, &guard.name);
-    let label = proctor::cli::run::repo_label(&once.path());
+    let label = proctor::cage::repo_label(&once.path());
     let out = remote.proctor(&once, &["reap"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(*refused.lock().unwrap(), Vec::<String>::new());

@@ -45,7 +45,7 @@ fn alive(pid: i32) -> bool {
 
 /// Containers of `repo` that exist right now (by label, Docker CLI).
 fn containers_of(repo: &TestRepo) -> usize {
-    let label = proctor::cli::run::repo_label(&repo.path());
+    let label = proctor::cage::repo_label(&repo.path());
     let out = std::process::Command::new("docker")
         .args([
             "ps",

@@ -1,0 +1,139 @@
+//! Why a run refused to start or stopped: one variant per refusal, each
+//! with the next thing to do as its hint.
+
+use std::path::PathBuf;
+
+use crate::cage::CageError;
+use crate::engine::EngineError;
+use crate::exit_codes;
+use crate::git::GitError;
+use crate::manifest::ManifestError;
+use crate::state::key::KeyError;
+use crate::state::lock::LockError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the repository has no commits yet")]
+    NoCommits,
+    #[error("loop `{0}` has no `agent`")]
+    NoAgent(String),
+    #[error("no loop `{id}` in `{}`", manifest.display())]
+    NoSuchLoop { id: String, manifest: PathBuf },
+    #[error(
+        "loop {} sets `check_every`, so its exam may answer 75 (not yet), but has no time budget: waiting spends no runs, so nothing would end the wait",
+        ticked(ids)
+    )]
+    UntimedWatchers {
+        ids: Vec<String>,
+        /// The first such loop's run budget, for the example in the hint.
+        first_runs: Option<u32>,
+    },
+    /// An approval key or the trusted approvers live where an agent can
+    /// reach them.
+    #[error(
+        "{what} (`{}`) is inside the repository, where an agent can read or write it; a gate would mean nothing",
+        dir.display()
+    )]
+    SecretsInRepo { what: &'static str, dir: PathBuf },
+    #[error("loop `{loop_id}`: image `{image}` is not on the container engine ({engine})")]
+    ImageMissing {
+        loop_id: String,
+        image: String,
+        engine: String,
+    },
+    #[error("the working tree has uncommitted changes: {}", first_ten(paths))]
+    Dirty { paths: Vec<String> },
+    /// The user's own uncommitted edits to the exam's materials, on the
+    /// run's branch: the boundary would undo them.
+    #[error(
+        "{} {} uncommitted edits on `{branch}`; proctor pins the exam's materials to the run's base commit and would undo them",
+        ticked(paths),
+        if paths.len() == 1 { "has" } else { "have" }
+    )]
+    ExamEdited { paths: Vec<String>, branch: String },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Cage(#[from] CageError),
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// `a`, `b`: names in backticks, joined by commas.
+fn ticked(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The first ten paths, and how many more there are.
+fn first_ten(paths: &[String]) -> String {
+    let shown: Vec<&str> = paths.iter().take(10).map(String::as_str).collect();
+    let more = if paths.len() > 10 {
+        format!(" and {} more", paths.len() - 10)
+    } else {
+        String::new()
+    };
+    format!("{}{more}", shown.join(", "))
+}
+
+impl RunError {
+    /// The next thing to do, when this error has one of its own.
+    pub fn own_hint(&self) -> Option<String> {
+        Some(match self {
+            RunError::NoCommits => "commit your work once, then run proctor".into(),
+            RunError::NoAgent(_) => {
+                "set `agent:` in the manifest (it is inherited by child loops) or pass `--agent CMD`".into()
+            }
+            RunError::UntimedWatchers { ids, first_runs } => format!(
+                "give it a wall-clock budget, e.g. `budget: {} / 8h` on loop `{}`",
+                first_runs.map_or("10 runs".to_string(), |n| format!("{n} runs")),
+                ids.first().map(String::as_str).unwrap_or_default()
+            ),
+            RunError::SecretsInRepo { .. } => {
+                "keep approval keys and trusted approvers outside the repository (the defaults are under `~/.config/proctor`)".into()
+            }
+            RunError::ImageMissing { image, .. } => format!(
+                "proctor never pulls: import a root filesystem with `proctor image import DIR|ROOTFS.tar.gz --name {image}`, or build or pull the image yourself"
+            ),
+            RunError::Dirty { .. } => {
+                "commit or stash them first; proctor commits every attempt and must not mix your edits into them".into()
+            }
+            RunError::ExamEdited { branch, .. } => format!(
+                "commit them on `{branch}` (a commit of yours becomes the run's new base), or discard them"
+            ),
+            _ => return None,
+        })
+    }
+
+    /// Whether the user can fix this (exit 1) rather than something
+    /// failing underneath (exit 2).
+    pub fn is_users_to_fix(&self) -> bool {
+        match self {
+            RunError::Signals(_) => false,
+            RunError::Cage(e) => e.is_users_to_fix(),
+            RunError::Git(e) => e.is_users_to_fix(),
+            RunError::Engine(e) => e.is_users_to_fix(),
+            _ => true,
+        }
+    }
+
+    /// The exit code this error ends the command with.
+    pub fn exit_code(&self) -> i32 {
+        if self.is_users_to_fix() {
+            exit_codes::USAGE
+        } else {
+            exit_codes::INTERNAL
+        }
+    }
+}
