@@ -72,7 +72,7 @@ impl EngineError {
         match self {
             EngineError::Cage(e) => e.is_users_to_fix(),
             EngineError::Git(e) => e.is_users_to_fix(),
-            EngineError::NoAgent(_) => true,
+            EngineError::NoAgent(_) | EngineError::EngineGone { .. } => true,
             EngineError::Io { .. } => false,
         }
     }
