@@ -2,8 +2,7 @@
 
 use super::status::{print_json, print_out, ManifestFile};
 use super::CommandError;
-use crate::engine::fmt_secs;
-use crate::views::{history, utc};
+use crate::views::{history, text};
 
 /// List past runs of this repository (newest last): when each started,
 /// which loop tree, how it ended, how long it took, its agent runs and
@@ -29,27 +28,6 @@ pub fn cmd_runs(args: Args) -> Result<i32, CommandError> {
         print_json(&serde_json::to_value(rows).unwrap_or_default());
         return Ok(0);
     }
-    if rows.is_empty() {
-        print_out("no run recorded yet in this repository\n");
-        return Ok(0);
-    }
-    let mut out = format!(
-        "{:<9} {:<21} {:<16} {:<12} {:>4} {:>9} {:>8} {:>9}\n",
-        "RUN", "STARTED", "LOOP TREE", "OUTCOME", "EXIT", "DURATION", "ATTEMPTS", "AGENT"
-    );
-    for row in rows {
-        out.push_str(&format!(
-            "{:<9} {:<21} {:<16} {:<12} {:>4} {:>9} {:>8} {:>9}\n",
-            row.run,
-            utc(row.started),
-            row.root,
-            row.outcome,
-            row.exit.map_or("-".into(), |e| e.to_string()),
-            fmt_secs(row.secs),
-            row.attempts,
-            fmt_secs(row.agent_secs),
-        ));
-    }
-    print_out(&out);
+    print_out(&text::runs_table(rows));
     Ok(0)
 }

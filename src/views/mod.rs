@@ -65,18 +65,7 @@ impl Context {
             .and_then(|p| manifest::load(&p).ok());
         let text = jsonl::read_text(&paths.events);
         let records = events::parse(&text);
-        let raw = jsonl::parse::<serde_json::Value>(&text)
-            .into_iter()
-            .filter_map(|v| {
-                let kind = v.get("type")?.as_str()?.to_string();
-                let run = v
-                    .get("run")
-                    .and_then(|r| r.as_str())
-                    .unwrap_or("")
-                    .to_string();
-                Some((kind, run))
-            })
-            .collect();
+        let raw = raw_types(&text);
         let holder = lock::holder(&paths.lock);
         let cards = read_cards(&paths);
         Context {
@@ -89,6 +78,23 @@ impl Context {
             now: crate::state::now(),
         }
     }
+}
+
+/// Every line's `type` and `run`, also of event types this version does
+/// not know.
+fn raw_types(text: &str) -> Vec<(String, String)> {
+    jsonl::parse::<serde_json::Value>(text)
+        .into_iter()
+        .filter_map(|v| {
+            let kind = v.get("type")?.as_str()?.to_string();
+            let run = v
+                .get("run")
+                .and_then(|r| r.as_str())
+                .unwrap_or("")
+                .to_string();
+            Some((kind, run))
+        })
+        .collect()
 }
 
 /// Cards in `INBOX/`: regular files named `<loop>.md`, sorted by loop.

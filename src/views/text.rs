@@ -1,7 +1,9 @@
-//! Text views for people: the loop tree (`status`, `watch --snapshot`) and
-//! the inbox. Colour only when the caller says stdout is a terminal.
+//! Text views for people: the loop tree (`status`, `watch --snapshot`),
+//! the inbox, past runs (`runs`) and their sums (`stats`). Colour only when
+//! the caller says stdout is a terminal.
 
-use super::{Doing, Node, RunOutcome, View, Word};
+use super::history::{RunRow, Stats};
+use super::{utc, Doing, Node, RunOutcome, View, Word};
 use crate::engine::fmt_secs;
 use crate::progress::clock;
 
@@ -177,3 +179,60 @@ pub fn inbox(view: &View, colour: bool) -> String {
     }
     out
 }
+
+/// Past runs, one row each, oldest first.
+pub fn runs_table(rows: &[RunRow]) -> String {
+    if rows.is_empty() {
+        return "no run recorded yet in this repository\n".into();
+    }
+    let mut out = format!(
+        "{:<9} {:<21} {:<16} {:<12} {:>4} {:>9} {:>8} {:>9}\n",
+        "RUN", "STARTED", "LOOP TREE", "OUTCOME", "EXIT", "DURATION", "ATTEMPTS", "AGENT"
+    );
+    for row in rows {
+        out.push_str(&format!(
+            "{:<9} {:<21} {:<16} {:<12} {:>4} {:>9} {:>8} {:>9}\n",
+            row.run,
+            utc(row.started),
+            row.root,
+            row.outcome,
+            row.exit.map_or("-".into(), |e| e.to_string()),
+            fmt_secs(row.secs),
+            row.attempts,
+            fmt_secs(row.agent_secs),
+        ));
+    }
+    out
+}
+
+/// The sums over every recorded run.
+pub fn stats_summary(s: &Stats) -> String {
+    let since = match (s.first, s.last) {
+        (Some(a), Some(b)) => format!(" · {} to {}", utc(a), utc(b)),
+        _ => String::new(),
+    };
+    let mut out = format!("proctor stats{since}\n");
+    out.push_str(&format!(
+        "runs:              {} ({} closed, {} blocked, {} gated, {} interrupted, {} failed, {} running)\n",
+        s.runs, s.closed, s.blocked, s.gated, s.interrupted, s.errors, s.running
+    ));
+    out.push_str(&format!(
+        "attempts:          {} agent runs: {} verified by the exam, {} rejected\n",
+        s.attempts, s.verified, s.rejected
+    ));
+    out.push_str(&format!(
+        "cheats blocked:    {} (quarantined edits)\n",
+        s.cheats_blocked
+    ));
+    out.push_str(&format!(
+        "exams:             {} administered, {} in verifier containers\n",
+        s.exams,
+        fmt_secs(s.exam_secs)
+    ));
+    out.push_str(&format!("loops closed:      {}\n", s.loops_closed));
+    out.push_str(&format!("agent time:        {}\n", fmt_secs(s.agent_secs)));
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod pinned;
