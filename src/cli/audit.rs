@@ -203,4 +203,26 @@ mod tests {
         assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00 UTC");
         assert_eq!(utc(1_700_000_000.5), "2023-11-14 22:13:20 UTC");
     }
+
+    #[test]
+    fn the_trail_of_a_blocked_run() {
+        let records = events::parse(crate::views::text::pinned::RUN_1);
+        let trail: Vec<&Record> = records.iter().collect();
+        insta::assert_snapshot!(render_trail(&records[0].run, &trail));
+    }
+
+    #[test]
+    fn the_trail_of_a_run_the_boundary_never_touched() {
+        let records = events::parse(crate::views::text::pinned::RUN_1);
+        let trail: Vec<&Record> = records
+            .iter()
+            .filter(|r| {
+                !matches!(
+                    r.event,
+                    Event::Quarantine { .. } | Event::CheckResult { .. }
+                )
+            })
+            .collect();
+        insta::assert_snapshot!(render_trail(&records[0].run, &trail));
+    }
 }
