@@ -24,6 +24,8 @@ pub struct Scripted {
     timed_out: bool,
     duration: Duration,
     denied: Vec<String>,
+    /// The engine goes away with this container: `answers` is false after.
+    stops_engine: bool,
 }
 
 impl Scripted {
@@ -70,6 +72,7 @@ impl Scripted {
             timed_out: false,
             duration: Duration::from_millis(10),
             denied: Vec::new(),
+            stops_engine: false,
         }
     }
 
@@ -89,6 +92,15 @@ impl Scripted {
     /// How long it takes (advances the cage's clock hook by as much).
     pub fn taking(mut self, duration: Duration) -> Scripted {
         self.duration = duration;
+        self
+    }
+
+    /// The engine stops while this runs (taking the container along, as
+    /// `dockerd` does on shutdown): exit 143, and the engine no longer
+    /// answers until [`FakeCage::restart_engine`].
+    pub fn engine_stops(mut self) -> Scripted {
+        self.stops_engine = true;
+        self.act = Box::new(|_| 143);
         self
     }
 
@@ -112,6 +124,8 @@ pub struct FakeCage {
     settled: Mutex<u32>,
     removed: Mutex<Vec<Vec<(String, String)>>>,
     elapse: Option<Hook>,
+    /// Whether a scripted step stopped the engine.
+    gone: Mutex<bool>,
 }
 
 impl FakeCage {
@@ -168,6 +182,11 @@ impl FakeCage {
         *lock(&self.settled)
     }
 
+    /// The engine answers again after [`Scripted::engine_stops`].
+    pub fn restart_engine(&self) {
+        *lock(&self.gone) = false;
+    }
+
     /// The label sets `remove_labelled` was asked for.
     pub fn removed(&self) -> Vec<Vec<(String, String)>> {
         lock(&self.removed).clone()
@@ -219,6 +238,9 @@ impl Cage for FakeCage {
         );
         let work = work_dir(&inv).unwrap_or_else(|| PathBuf::from("/nonexistent"));
         let exit = (step.act)(&work);
+        if step.stops_engine {
+            *lock(&self.gone) = true;
+        }
         if let Some(dir) = inv.log.parent() {
             std::fs::create_dir_all(dir).map_err(|source| CageError::Io {
                 path: dir.to_path_buf(),
@@ -265,6 +287,10 @@ impl Cage for FakeCage {
 
     async fn settle(&self) {
         *lock(&self.settled) += 1;
+    }
+
+    async fn answers(&self) -> bool {
+        !*lock(&self.gone)
     }
 
     fn describe(&self) -> String {

@@ -20,6 +20,7 @@ use crate::state::key::AnswerKey;
 use crate::state::{self, Paths};
 
 mod budgets;
+mod interrupted;
 
 /// When the fake clock starts: a fixed instant, so no test depends on the
 /// host's time.
@@ -82,6 +83,11 @@ impl Repo {
     /// One `proctor run` of the engine over the manifest's tree, as
     /// `cli/run.rs` sets it up: the base is the branch's fork point.
     pub fn run(&self, cage: &FakeCage) -> Run {
+        self.try_run(cage).expect("engine run")
+    }
+
+    /// [`Repo::run`], for a run that may end in an error.
+    pub fn try_run(&self, cage: &FakeCage) -> Result<Run, super::EngineError> {
         let path = self.root().join("proctor.yaml");
         let manifest = manifest::load(&path).expect("manifest");
         let rules = Rules::new(manifest.all_protected(), Some("proctor.yaml"));
@@ -109,14 +115,14 @@ impl Repo {
             let mut engine = Engine::new(cage, &self.git, &self.key, settings, base, &mut emit)
                 .expect("engine")
                 .with_clock(&*self.clock);
-            let ending = engine.run(&manifest.root).await.expect("engine run");
+            let ending = engine.run(&manifest.root).await;
             (ending, std::mem::take(&mut engine.report))
         });
-        Run {
-            ending,
+        Ok(Run {
+            ending: ending?,
             events,
             report,
-        }
+        })
     }
 
     /// The summaries of the commits after the base, oldest first.
