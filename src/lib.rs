@@ -17,4 +17,5 @@ pub mod protect;
 pub mod render;
 pub mod run;
 pub mod state;
+pub mod terminal;
 pub mod views;

@@ -2,8 +2,8 @@
 //! of M, what the run waits on, and how long it has waited.
 //!
 //! It is a renderer like any other: it only observes events. It draws on
-//! stderr, only when the caller decided stderr is a terminal (see
-//! [`crate::render::use_colour`]); captured output never gets it. Event
+//! stderr, only when [`crate::terminal::live_progress`] allows it;
+//! captured output never gets it. Event
 //! lines are printed through it so the progress line stays at the bottom.
 
 use std::io::Write;

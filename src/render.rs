@@ -3,7 +3,7 @@
 //! The engine never prints; this is the only place run output is shaped.
 //! Captured output is plain (no colour, no redraw).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use crate::engine::events::{Event, GateStatus, Record, Verdict, EVENTS_VERSION};
@@ -23,21 +23,12 @@ pub struct Stream {
     pub write_errors: Vec<String>,
 }
 
-/// Colour only on a terminal, never under CI or `NO_COLOR`.
-pub fn use_colour(is_terminal: bool, ci: bool, no_color: bool) -> bool {
-    is_terminal && !ci && !no_color
-}
-
 impl Stream {
     pub fn new(run_id: &str, events_path: PathBuf) -> Stream {
         Stream {
             run_id: run_id.to_string(),
             events_path,
-            colour: use_colour(
-                std::io::stderr().is_terminal(),
-                std::env::var_os("CI").is_some(),
-                std::env::var_os("NO_COLOR").is_some(),
-            ),
+            colour: crate::terminal::stderr_colour(),
             quiet: false,
             progress: None,
             write_errors: Vec::new(),
@@ -335,16 +326,3 @@ pub fn human_line(event: &Event) -> Option<String> {
 
 #[cfg(test)]
 mod human_lines;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn colour_only_on_a_terminal_outside_ci() {
-        assert!(use_colour(true, false, false));
-        assert!(!use_colour(false, false, false));
-        assert!(!use_colour(true, true, false));
-        assert!(!use_colour(true, false, true));
-    }
-}

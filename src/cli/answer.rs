@@ -1,7 +1,6 @@
 //! `proctor answer`: a person's reply to a card, authenticated with the
 //! answer-auth key and recorded in the ledger.
 
-use super::status::say;
 use super::CommandError;
 use crate::engine::gate::{card_kind, is_inside};
 use crate::engine::short;
@@ -11,6 +10,7 @@ use crate::state::approver::{approvers_dir, ApproverKey};
 use crate::state::gate::{self, is_approval};
 use crate::state::key::{key_dir, AnswerKey};
 use crate::state::{ledger, Paths};
+use crate::views::out::say;
 
 /// Answer a blocked loop: the text goes into the loop's next prompt and
 /// refreshes its budget once. The answer is signed with a key kept outside

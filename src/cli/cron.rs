@@ -1,7 +1,6 @@
 //! `proctor cron`: compile the manifest's `schedules:` into the user's
 //! crontab (or systemd user timers), or remove them.
 
-use super::status::say;
 use std::path::PathBuf;
 
 use super::CommandError;
@@ -9,6 +8,7 @@ use crate::cage::repo_label;
 use crate::cron::{self, systemd, Crontab, Job, Tick, CARRIED_ENV};
 use crate::git::GitRepo;
 use crate::manifest;
+use crate::views::out::say;
 
 /// Compile `schedules:` into a managed block of your crontab (`sync`), or
 /// remove it (`remove`). Each tick runs `proctor run --skip-if-running

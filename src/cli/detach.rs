@@ -7,7 +7,6 @@
 //! already finished, in which case it shows what the run printed and
 //! returns its exit code), then prints the pid and the follow-up commands.
 
-use super::status::say;
 use std::ffi::OsString;
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
 use std::os::unix::process::CommandExt;
@@ -18,6 +17,7 @@ use std::time::{Duration, Instant};
 use super::CommandError;
 use crate::exit_codes;
 use crate::state::{self, lock, Paths};
+use crate::views::out::say;
 
 /// How long the parent waits for the detached run to take the lock.
 const START_WAIT: Duration = Duration::from_secs(120);

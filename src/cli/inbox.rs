@@ -1,9 +1,10 @@
 //! `proctor inbox`: every loop waiting for a person, with the command to
 //! answer it. Read-only.
 
-use super::status::{print_json, print_out, stdout_colour, ManifestFile};
 use super::CommandError;
-use crate::views::{json, text, View};
+use crate::terminal::stdout_colour;
+use crate::views::out::{print_json, print_out};
+use crate::views::{json, text, ManifestFile, View};
 
 /// List every blocked or gated loop (its card in `INBOX/`) with the exact
 /// command to answer it. Read-only.
@@ -17,7 +18,7 @@ pub struct Args {
 }
 
 pub fn cmd_inbox(args: Args) -> Result<i32, CommandError> {
-    let ctx = args.manifest.context()?;
+    let ctx = args.manifest.context(&super::cwd()?)?;
     let view = View::build(&ctx);
     if args.json {
         let all = json::to_json(&view);

@@ -212,6 +212,9 @@ pub fn main() -> i32 {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Log lines (warnings included) are plain unless stderr is a
+        // terminal: the formatter's default colours captured output too.
+        .with_ansi(crate::terminal::stderr_colour())
         .try_init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -2,7 +2,6 @@
 //! gates. The lifecycle itself is `crate::run`; this verb (and `once` and
 //! `demo`, through [`execute`]) renders it.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use super::{detach, CommandError};
@@ -75,7 +74,7 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
     let paths = Paths::new(git.root());
     if args.skip_if_running {
         if let Some(pid) = lock::holder(&paths.lock) {
-            super::status::say!(
+            crate::views::out::say!(
                 "proctor: a run is already active in this repository (pid {pid}); skipping"
             );
             return Ok(exit_codes::CLOSED);
@@ -108,7 +107,7 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
     )
     .await?;
     if summary.skipped {
-        super::status::say!("proctor: a run is already active in this repository; skipping");
+        crate::views::out::say!("proctor: a run is already active in this repository; skipping");
         return Ok(exit_codes::CLOSED);
     }
     print_report(&summary);
@@ -130,11 +129,7 @@ impl Terminal {
         Terminal {
             // A progress line under the event lines at a terminal; never in
             // the detached run (its output is a file).
-            progress: crate::render::use_colour(
-                std::io::stderr().is_terminal(),
-                std::env::var_os("CI").is_some(),
-                false,
-            ),
+            progress: crate::terminal::stderr_progress(),
             stream: None,
             ticker: None,
         }

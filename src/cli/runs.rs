@@ -1,8 +1,8 @@
 //! `proctor runs`: past runs with their outcome and duration. Read-only.
 
-use super::status::{print_json, print_out, ManifestFile};
 use super::CommandError;
-use crate::views::{history, text};
+use crate::views::out::{print_json, print_out};
+use crate::views::{history, text, ManifestFile};
 
 /// List past runs of this repository (newest last): when each started,
 /// which loop tree, how it ended, how long it took, its agent runs and
@@ -20,7 +20,7 @@ pub struct Args {
 }
 
 pub fn cmd_runs(args: Args) -> Result<i32, CommandError> {
-    let ctx = args.manifest.context()?;
+    let ctx = args.manifest.context(&super::cwd()?)?;
     let rows = history::runs(&ctx.records, ctx.holder);
     let skip = rows.len().saturating_sub(args.limit);
     let rows = &rows[skip..];

@@ -1,8 +1,8 @@
 //! `proctor stats`: sums over every recorded run. Read-only.
 
-use super::status::{print_json, print_out, ManifestFile};
 use super::CommandError;
-use crate::views::{history, text};
+use crate::views::out::{print_json, print_out};
+use crate::views::{history, text, ManifestFile};
 
 /// Sum every recorded run: runs and how they ended, attempts the exam
 /// verified and rejected, cheats blocked (quarantined edits), exams
@@ -17,7 +17,7 @@ pub struct Args {
 }
 
 pub fn cmd_stats(args: Args) -> Result<i32, CommandError> {
-    let ctx = args.manifest.context()?;
+    let ctx = args.manifest.context(&super::cwd()?)?;
     let s = history::stats(&ctx.records, &ctx.raw, ctx.holder);
     if args.json {
         print_json(&serde_json::to_value(&s).unwrap_or_default());

@@ -1,7 +1,6 @@
 //! `proctor stop`: end the active run of this repository, with its
 //! containers, and leave the repository resumable.
 
-use super::status::say;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -11,6 +10,7 @@ use crate::cage::{Cage, DockerCage, LABEL_REPO};
 use crate::git::GitRepo;
 use crate::manifest;
 use crate::state::{lock, Paths};
+use crate::views::out::say;
 
 /// End the run of this repository (and only this one): it gets SIGTERM,
 /// removes its containers and exits (130) with its state intact; `proctor

@@ -6,14 +6,15 @@ use std::io::{IsTerminal, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
 
-use super::status::{print_json, print_out, stdout_colour, ManifestFile};
 use super::CommandError;
 use crate::engine::events::{Event, Record};
 use crate::exit_codes;
 use crate::progress::Progress;
-use crate::render::{colourise, human_line, use_colour};
+use crate::render::{colourise, human_line};
 use crate::state::{lock, Paths};
-use crate::views::{json, text, View};
+use crate::terminal::{self, stdout_colour};
+use crate::views::out::{print_json, print_out};
+use crate::views::{json, text, ManifestFile, View};
 
 const POLL: Duration = Duration::from_millis(200);
 
@@ -36,7 +37,7 @@ pub struct Args {
 }
 
 pub fn cmd_watch(args: Args) -> Result<i32, CommandError> {
-    let ctx = args.manifest.context()?;
+    let ctx = args.manifest.context(&super::cwd()?)?;
     if args.json {
         print_json(&json::to_json(&View::build(&ctx)));
         return Ok(0);
@@ -81,10 +82,11 @@ fn read_from(path: &Path, offset: u64) -> (Vec<(Record, u64)>, u64) {
 
 fn follow(paths: &Paths) -> Result<i32, CommandError> {
     let colour = stdout_colour();
-    let progress = use_colour(
+    // The progress line goes to stderr and the event lines with it, so
+    // both streams must be the terminal.
+    let progress = terminal::live_progress(
         std::io::stdout().is_terminal() && std::io::stderr().is_terminal(),
-        std::env::var_os("CI").is_some(),
-        false,
+        terminal::is_ci(),
     )
     .then(Progress::new);
     let _ticker = progress.as_ref().map(|p| p.start_ticker());

@@ -8,10 +8,11 @@
 //! the files it reads are ones an agent can write, and no decision of the
 //! engine is ever taken from a view.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::engine::events::{self, Outcome, Record};
 use crate::engine::gate::card_kind;
+use crate::git::{GitError, GitRepo};
 use crate::manifest::{self, LoopSpec, Manifest};
 use crate::state::approver::{approvers_dir, ApproverKey, Trusted};
 use crate::state::key::{key_dir, AnswerKey};
@@ -19,10 +20,29 @@ use crate::state::{gate, jsonl, ledger, lock, Paths};
 
 pub mod history;
 pub mod json;
+pub mod out;
 pub mod replay;
 pub mod text;
 
 pub use replay::{Doing, LoopState, Replay, Word};
+
+/// `--file`, shared by the verbs that show a view.
+#[derive(Debug, clap::Args)]
+pub struct ManifestFile {
+    /// The manifest (default: proctor.yaml, else lute.yaml).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+impl ManifestFile {
+    /// The view context of the repository around `cwd` (a relative
+    /// `--file` is taken from `cwd`).
+    pub fn context(self, cwd: &Path) -> Result<Context, GitError> {
+        let git = GitRepo::open(cwd)?;
+        let file = self.file.map(|f| cwd.join(f));
+        Ok(Context::load(git.root(), file.as_deref()))
+    }
+}
 
 /// Everything a view reads, loaded once.
 pub struct Context {

@@ -338,6 +338,54 @@ fn once_runs_without_a_manifest() {
     repo.assert_no_containers();
 }
 
+/// Regression (issue 13): log and warning lines carried colour codes in
+/// captured output. Outside CI, with a colour terminal named in `TERM` and
+/// every log line on, a run and the views print no escape byte to a pipe.
+#[test]
+fn captured_output_carries_no_escape_codes_even_outside_ci() {
+    require_engine();
+    let repo = buggy("").file("fix.sh", FIX).commit("fix script");
+    let captured = |args: &[&str]| {
+        let out = repo
+            .command(args)
+            .env_remove("CI")
+            .env("TERM", "xterm-256color")
+            .env("PROCTOR_LOG", "debug")
+            .output()
+            .unwrap();
+        for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            assert!(
+                !bytes.contains(&0x1b),
+                "`proctor {}` wrote an escape code to {stream}:\n{}",
+                args.join(" "),
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        out
+    };
+    let run = captured(&[
+        "once",
+        "--until",
+        "sh test.sh",
+        "--agent",
+        "sh fix.sh",
+        "--",
+        "make test.sh pass",
+    ]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    // The log lines were there to be coloured: plain, level and all.
+    assert!(stderr(&run).contains(" DEBUG "), "{}", stderr(&run));
+    let status = captured(&["status"]);
+    assert!(
+        stdout(&status).contains("proctor status"),
+        "{}",
+        stdout(&status)
+    );
+    captured(&["watch", "--snapshot"]);
+    captured(&["inbox"]);
+    repo.assert_no_containers();
+}
+
 #[test]
 fn kill_nine_mid_run_then_rerun_completes() {
     require_engine();
