@@ -121,7 +121,7 @@ impl<C: Cage> Engine<'_, C> {
         )
         .map_err(io_err(&self.paths.ledger))?;
         let message = history::run_message(&id, run, started, secs, outcome.exit_code);
-        let commit = self.git.commit_all(&message, &|p| state::is_private(p))?;
+        let commit = self.commit(&message, &|p| state::is_private(p))?;
         self.clear_attempt();
         self.runs.insert(id.clone(), run);
         self.attempted.insert(id.clone());
@@ -214,7 +214,7 @@ impl<C: Cage> Engine<'_, C> {
         }
         self.guard_after_agent(&spec, run)?;
         let message = history::interrupted_message(&loop_id, run, started);
-        let commit = self.git.commit_all(&message, &|p| state::is_private(p))?;
+        let commit = self.commit(&message, &|p| state::is_private(p))?;
         self.clear_attempt();
         self.runs.insert(loop_id.clone(), run);
         self.attempted.insert(loop_id.clone());
@@ -255,9 +255,18 @@ impl<C: Cage> Engine<'_, C> {
         stdin: Option<Vec<u8>>,
         log: std::path::PathBuf,
     ) -> Result<Invocation, EngineError> {
-        let root = self.paths.root.clone();
+        // The run's own worktree (or, outside a run, the checkout): never
+        // the user's working tree with its ignored files.
+        let root = self.paths.work.clone();
         // Mount targets must exist (and be real directories) before start.
-        for dir in [&self.paths.state, &self.paths.journal, &self.paths.inbox] {
+        let work_inbox = root.join("INBOX");
+        for dir in [
+            &self.paths.state,
+            &self.paths.work_state,
+            &self.paths.journal,
+            &self.paths.inbox,
+            &work_inbox,
+        ] {
             state::ensure_dir(dir).map_err(io_err(dir))?;
         }
         let mut mounts = vec![
@@ -266,16 +275,18 @@ impl<C: Cage> Engine<'_, C> {
                 container: "/work".into(),
                 read_only: false,
             },
-            // An agent must not plant hooks or config that anything later runs.
+            // An agent must not plant hooks or config that anything later
+            // runs (in a worktree `.git` is a file naming the admin entry).
             Mount {
                 host: root.join(".git"),
                 container: "/work/.git".into(),
                 read_only: true,
             },
-            // proctor's records (ledger, events, logs, quarantine, config)
-            // are the host's: an agent can read them, never forge them.
+            // proctor's records (the ledger, and outside a worktree also
+            // events, logs and quarantine) are the host's: an agent can read
+            // them, never forge them.
             Mount {
-                host: self.paths.state.clone(),
+                host: self.paths.work_state.clone(),
                 container: "/work/.proctor".into(),
                 read_only: true,
             },

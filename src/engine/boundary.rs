@@ -35,9 +35,10 @@ impl<C: Cage> Engine<'_, C> {
     /// examine carries a tamper (one committed earlier, by another version
     /// or before a crash). Returns the commit to examine.
     pub(super) fn guard_before_exam(&mut self, spec: &LoopSpec) -> Result<Oid, EngineError> {
+        self.check_workspace()?;
         self.repair_state();
         let attempt = self.runs.get(&spec.id).copied().unwrap_or(0);
-        let root = self.paths.root.clone();
+        let root = self.paths.work.clone();
         let dirty = self.git.dirty_paths(&|p| state::is_private(p))?;
         let tampers = self.watch.scan(&root, &dirty).map_err(io_err(&root))?;
         let record = if tampers.is_empty() {
@@ -64,9 +65,7 @@ impl<C: Cage> Engine<'_, C> {
                     c == p || c.starts_with(&format!("{p}/")) || p.starts_with(&format!("{c}/"))
                 })
             };
-            let commit = self
-                .git
-                .commit_all(&message, &|p| state::is_private(p) || !related(p))?;
+            let commit = self.commit(&message, &|p| state::is_private(p) || !related(p))?;
             self.report.boundary.push(format!(
                 "loop `{}`: commit {} carried edits to the exam's materials ({}); proctor committed the trusted copies as {} before examining",
                 spec.id,
@@ -90,8 +89,9 @@ impl<C: Cage> Engine<'_, C> {
         spec: &LoopSpec,
         run: u32,
     ) -> Result<(), EngineError> {
+        self.check_workspace()?;
         self.repair_state();
-        let root = self.paths.root.clone();
+        let root = self.paths.work.clone();
         let dirty = self.git.dirty_paths(&|p| state::is_private(p))?;
         let tampers = self.watch.scan(&root, &dirty).map_err(io_err(&root))?;
         if !tampers.is_empty() {
@@ -302,7 +302,12 @@ impl<C: Cage> Engine<'_, C> {
     pub(super) fn repair_state(&mut self) {
         let paths = self.paths.clone();
         let mut repaired: Vec<(String, String)> = Vec::new();
-        for dir in [&paths.state, &paths.journal, &paths.inbox] {
+        for dir in [
+            &paths.state,
+            &paths.work_state,
+            &paths.journal,
+            &paths.inbox,
+        ] {
             if let Some(was) = describe_unless(dir, |m| m.is_dir()) {
                 if state::ensure_dir(dir).is_ok() {
                     repaired.push((paths.rel(dir), was));

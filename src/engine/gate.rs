@@ -162,7 +162,7 @@ impl<C: Cage> Engine<'_, C> {
         let approvers = tally.approvers.join(", ");
         // Always a commit of its own: the seal and the approvals (ledger
         // lines) enter history together.
-        let close = self.git.commit_all(
+        let close = self.commit(
             &format!(
                 "proctor({id}): close\n\nProctor-Loop: {id}\nProctor-Verified: {commit}\nProctor-Approved-By: {approvers}\n"
             ),

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use crate::cage::{Cage, CageError, Labels, Mount, Role};
-use crate::git::{GitError, GitRepo, Oid};
+use crate::git::{GitError, GitRepo, Oid, Workspace};
 use crate::manifest::{Config, LoopSpec, Resources};
 use crate::protect::{Rules, Watch};
 use crate::state::cards::{self, Card, CardKind, Tried};
@@ -189,6 +189,9 @@ pub struct Engine<'a, C: Cage> {
     /// Whether the last exam had read-only material mounts inside its
     /// tree, which cannot exist before the tree does (`warm.rs`).
     last_exam_covered: Option<bool>,
+    /// The run's own worktree, when it works in one: every commit then
+    /// goes onto the tip proctor last wrote, or the run stops.
+    workspace: Option<&'a Workspace>,
     pub report: Report,
 }
 
@@ -237,7 +240,39 @@ impl<'a, C: Cage> Engine<'a, C> {
             exams: 0,
             warm_trees: Vec::new(),
             last_exam_covered: None,
+            workspace: None,
             report,
+        })
+    }
+
+    /// An engine working in the run's own worktree `ws`, with the run's
+    /// private state (events, logs, cards, quarantine) in the checkout at
+    /// `home`. The agent's `/work` and every commit are the worktree's;
+    /// each commit checks that the branch is still at the tip proctor last
+    /// wrote.
+    pub fn in_workspace(
+        cage: &'a C,
+        ws: &'a Workspace,
+        home: &Path,
+        key: &'a AnswerKey,
+        settings: Settings,
+        base: Oid,
+        emit: &'a mut dyn FnMut(Event),
+    ) -> Result<Engine<'a, C>, EngineError> {
+        ws.check_tip()?;
+        let mut engine = Engine::new(cage, ws.repo(), key, settings, base, emit)?;
+        engine.paths = Paths::with_work(home, ws.root());
+        engine.workspace = Some(ws);
+        Ok(engine)
+    }
+
+    /// Commits the working tree (all but `skip`): in a worktree only onto
+    /// the tip proctor last wrote (a moved or deleted branch is an error
+    /// naming what moved), else on HEAD.
+    fn commit(&self, message: &str, skip: &dyn Fn(&str) -> bool) -> Result<Oid, EngineError> {
+        Ok(match self.workspace {
+            Some(ws) => ws.commit(message, skip)?,
+            None => self.git.commit_all(message, skip)?,
         })
     }
 
@@ -378,7 +413,21 @@ impl<'a, C: Cage> Engine<'a, C> {
         }
     }
 
+    /// In a worktree: the branch is still at the tip proctor last wrote.
+    /// A branch someone deleted or moved is named, never examined or
+    /// guarded against.
+    fn check_workspace(&self) -> Result<(), EngineError> {
+        match self.workspace {
+            Some(ws) => Ok(ws.check_tip()?),
+            None => Ok(()),
+        }
+    }
+
     fn head(&self) -> Result<Oid, EngineError> {
+        if let Some(ws) = self.workspace {
+            ws.check_tip()?;
+            return Ok(ws.tip());
+        }
         self.git.head()?.ok_or_else(|| {
             EngineError::Git(GitError::NotARepo {
                 path: self.paths.root.clone(),
@@ -481,7 +530,7 @@ impl<'a, C: Cage> Engine<'a, C> {
         // A loop that was green from the start closes on the commit it was
         // checked on: an empty close commit per `proctor run` would be noise.
         let close = if self.attempted.contains(&spec.id) {
-            self.git.commit_all(
+            self.commit(
                 &format!(
                     "proctor({}): close\n\nProctor-Loop: {}\nProctor-Verified: {commit}\n",
                     spec.id, spec.id

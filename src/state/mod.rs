@@ -18,6 +18,12 @@ pub mod ledger;
 pub mod lock;
 
 /// Where proctor keeps its state inside a repository.
+///
+/// A run has two roots. `root` is the user's checkout: the lock, events,
+/// logs, quarantine, caches and cards live there, never committed. `work`
+/// is the tree the agent edits and proctor commits (the run's own worktree,
+/// `.proctor/wt/<root>`): the ledger and the journals live there, committed
+/// with the work. Outside a run both are the checkout's root.
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub root: PathBuf,
@@ -29,21 +35,34 @@ pub struct Paths {
     pub lock: PathBuf,
     pub caches: PathBuf,
     pub inbox: PathBuf,
+    /// The tree the agent edits and proctor commits.
+    pub work: PathBuf,
+    /// `work`'s `.proctor/` (the ledger and the journals).
+    pub work_state: PathBuf,
 }
 
 impl Paths {
     pub fn new(root: &Path) -> Paths {
+        Paths::with_work(root, root)
+    }
+
+    /// A run's paths: private state in the checkout at `root`, committed
+    /// state in the worktree at `work`.
+    pub fn with_work(root: &Path, work: &Path) -> Paths {
         let state = root.join(".proctor");
+        let work_state = work.join(".proctor");
         Paths {
             root: root.to_path_buf(),
             events: state.join("events.jsonl"),
-            ledger: state.join("ledger.jsonl"),
-            journal: state.join("journal"),
+            ledger: work_state.join("ledger.jsonl"),
+            journal: work_state.join("journal"),
             logs: state.join("logs"),
             lock: state.join("lock"),
             caches: state.join("caches"),
             inbox: root.join("INBOX"),
             state,
+            work: work.to_path_buf(),
+            work_state,
         }
     }
 
@@ -55,9 +74,11 @@ impl Paths {
         self.inbox.join(format!("{loop_id}.md"))
     }
 
-    /// Repo-relative path of a file under the repo root, for messages.
+    /// Path of a file relative to the tree it is in (the worktree, else
+    /// the checkout), for messages and prompts.
     pub fn rel(&self, path: &Path) -> String {
-        path.strip_prefix(&self.root)
+        path.strip_prefix(&self.work)
+            .or_else(|_| path.strip_prefix(&self.root))
             .unwrap_or(path)
             .to_string_lossy()
             .into_owned()

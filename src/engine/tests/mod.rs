@@ -21,6 +21,7 @@ use crate::state::{self, Paths};
 
 mod budgets;
 mod interrupted;
+mod workspace;
 
 /// When the fake clock starts: a fixed instant, so no test depends on the
 /// host's time.
