@@ -3,7 +3,7 @@
 //!
 //! Behind a small trait so the loop's decisions (time budgets, waits that
 //! spend no runs) can be tested in milliseconds with a clock the test moves
-//! ([`FakeClock`], tests only). Outcome durations are the cage's to
+//! (`FakeClock`, tests only). Outcome durations are the cage's to
 //! measure, not the clock's.
 
 use std::future::Future;

@@ -606,8 +606,8 @@ fn nothing_from_the_repo_is_ever_executed() {
     assert_eq!(f.blob(c, "a.txt").as_deref(), Some("2"));
 }
 
-/// Timing on a ~2,000-file repo. Not a pass/fail test (DESIGN.md: speed is
-/// measured, never asserted); run with
+/// Timing on a ~2,000-file repo. Not a pass/fail test (speed is measured,
+/// never asserted: a loaded machine would fail it); run with
 /// `cargo test --release -- --ignored --nocapture timing`.
 /// Runs once in the temp dir and once on tmpfs, to separate proctor's own
 /// cost from the disk's.

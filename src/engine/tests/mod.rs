@@ -82,7 +82,7 @@ impl Repo {
     }
 
     /// One `proctor run` of the engine over the manifest's tree, as
-    /// `cli/run.rs` sets it up: the base is the branch's fork point.
+    /// `src/run/branch.rs` sets it up: the base is the branch's fork point.
     pub fn run(&self, cage: &FakeCage) -> Run {
         self.try_run(cage).expect("engine run")
     }
