@@ -98,28 +98,52 @@ pub fn clear(inbox: &Path, loop_id: &str) {
 mod tests {
     use super::*;
 
+    fn tried() -> Vec<Tried> {
+        vec![
+            Tried {
+                run: 1,
+                agent_exit: 0,
+                agent_secs: 1.25,
+                verdict: "fail (exit 1)".into(),
+            },
+            Tried {
+                run: 2,
+                agent_exit: 137,
+                agent_secs: 900.0,
+                verdict: "fail (exit 1)".into(),
+            },
+        ]
+    }
+
     #[test]
     fn a_blocked_card_names_the_answer_command() {
-        let tried = [Tried {
-            run: 1,
-            agent_exit: 0,
-            agent_secs: 1.25,
-            verdict: "fail (exit 1)".into(),
-        }];
+        let tried = tried();
+        let notes = ["the last 2 agent runs changed nothing; is the agent command non-interactive and allowed to edit files?".to_string()];
         let card = Card {
             kind: CardKind::Blocked,
             loop_id: "fix",
-            task: Some("make it pass"),
+            task: Some("make it pass\n"),
             exam: "sh test.sh",
-            reason: "budget spent: 1 of 1 runs".into(),
+            reason: "budget spent: 2 of 2 runs".into(),
             tried: &tried,
-            last_failure: "FAIL: add(2,2) = 5",
+            last_failure: "FAIL: add(2,2) = 5\n",
+            notes: &notes,
+        };
+        insta::assert_snapshot!(card.render());
+    }
+
+    #[test]
+    fn a_ready_card_names_the_approve_command() {
+        let card = Card {
+            kind: CardKind::Ready,
+            loop_id: "ship",
+            task: None,
+            exam: "make release-check",
+            reason: "the exam passes on 0123456789ab; 2 approvals are needed".into(),
+            tried: &[],
+            last_failure: "",
             notes: &[],
         };
-        let text = card.render();
-        assert!(text.contains("# BLOCKED: fix"));
-        assert!(text.contains("proctor answer fix \"...\""));
-        assert!(text.contains("run 1: agent exited 0 after 1.2s; exam: fail (exit 1)"));
-        assert!(text.contains("FAIL: add(2,2) = 5"));
+        insta::assert_snapshot!(card.render());
     }
 }
