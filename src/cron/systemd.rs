@@ -313,13 +313,9 @@ mod tests {
         assert_eq!(names, ["proctor-abc-deps-1.timer"]);
         let service =
             std::fs::read_to_string(dir.path().join("proctor-abc-deps-1.service")).unwrap();
-        assert!(
-            service.contains("WorkingDirectory=/srv/repo 100%%"),
-            "{service}"
-        );
-        assert!(service
-            .contains("ExecStart=\"/usr/bin/proctor\" \"run\" \"--skip-if-running\" \"deps\""));
-        assert!(service.contains("Environment=\"PROCTOR_KEY_DIR=/k\""));
+        insta::assert_snapshot!("service", service);
+        let timer = std::fs::read_to_string(dir.path().join("proctor-abc-deps-1.timer")).unwrap();
+        insta::assert_snapshot!("timer", timer);
         let again = sync(dir.path(), &job, "abc", &ticks).unwrap();
         assert_eq!(again, names);
         assert_eq!(remove(dir.path(), &job, "abc").unwrap(), 2);
