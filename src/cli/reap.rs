@@ -1,6 +1,6 @@
 //! `proctor reap`: remove what dead runs left behind: this repository's
-//! containers (and egress networks), and the host files of any proctor
-//! process that is gone.
+//! containers (and egress networks), its run worktrees under `.proctor/wt/`,
+//! and the host files of any proctor process that is gone.
 
 use super::CommandError;
 use crate::cage::repo_label;
@@ -11,7 +11,8 @@ use crate::manifest;
 use crate::state::{lock, Paths};
 
 /// Remove every container proctor left behind for this repository (runs
-/// killed with `kill -9`, say), and the files on this host of every
+/// killed with `kill -9`, say), its run worktrees under `.proctor/wt/` (the
+/// `proctor/...` branches stay), and the files on this host of every
 /// proctor process that is gone: egress proxy sockets and logs, exam
 /// scratch trees, demo and gauntlet scratch repositories. Files of live
 /// runs (in any repository) stay. Refuses while a run is active here.
@@ -34,6 +35,19 @@ pub async fn cmd_reap(_args: Args) -> Result<i32, CommandError> {
         .remove_labelled(&[(LABEL_REPO, label.as_str())])
         .await?;
     println!("removed {n} container(s)");
+    // After the containers: a dead run's agent may still have had its
+    // worktree mounted.
+    let worktrees = git.workspaces()?;
+    for wt in &worktrees {
+        git.remove_workspace(&wt.name)?;
+    }
+    println!(
+        "removed {} worktree(s) of dead runs (their branches stay)",
+        worktrees.len()
+    );
+    for wt in &worktrees {
+        println!("  {}", paths.rel(&wt.path));
+    }
     let swept = leftovers::sweep();
     println!(
         "removed {} file(s) of dead proctor processes",

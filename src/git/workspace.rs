@@ -429,7 +429,8 @@ impl GitRepo {
                 for entry in entries {
                     let entry = entry.map_err(io(&parent))?;
                     let name = entry.file_name().to_string_lossy().into_owned();
-                    if out.iter().any(|w| w.name == name) {
+                    // A name proctor never gives is not proctor's to remove.
+                    if !valid_name(&name) || out.iter().any(|w| w.name == name) {
                         continue;
                     }
                     out.push(WorkspaceEntry {

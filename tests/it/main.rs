@@ -14,3 +14,4 @@ mod r#loop;
 mod remote;
 mod unattended;
 mod warm;
+mod workspace;
