@@ -319,19 +319,22 @@ fn a_lute_manifest_runs_unchanged() {
     repo.assert_no_containers();
 }
 
+/// `proctor once` with the fixing agent and the test as its exam.
+const ONCE_FIX: &[&str] = &[
+    "once",
+    "--until",
+    "sh test.sh",
+    "--agent",
+    "sh fix.sh",
+    "--",
+    "make test.sh pass",
+];
+
 #[test]
 fn once_runs_without_a_manifest() {
     require_engine();
     let repo = buggy("").file("fix.sh", FIX).commit("fix script");
-    let out = repo.proctor(&[
-        "once",
-        "--until",
-        "sh test.sh",
-        "--agent",
-        "sh fix.sh",
-        "--",
-        "make test.sh pass",
-    ]);
+    let out = repo.proctor(ONCE_FIX);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(repo.head_branch(), "proctor/once");
     assert_eq!(repo.log("proctor/once")[1], "proctor(once): run 1");
@@ -363,15 +366,7 @@ fn captured_output_carries_no_escape_codes_even_outside_ci() {
         }
         out
     };
-    let run = captured(&[
-        "once",
-        "--until",
-        "sh test.sh",
-        "--agent",
-        "sh fix.sh",
-        "--",
-        "make test.sh pass",
-    ]);
+    let run = captured(ONCE_FIX);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
     // The log lines were there to be coloured: plain, level and all.
     assert!(stderr(&run).contains(" DEBUG "), "{}", stderr(&run));
