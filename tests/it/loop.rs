@@ -701,3 +701,56 @@ fn ctrl_c_removes_the_runs_containers() {
     assert!(!repo.exists(".proctor/lock"), "the lock is released");
     repo.assert_no_containers();
 }
+
+#[test]
+fn a_run_stopped_mid_exam_resumes_without_redoing_or_charging_the_attempt() {
+    require_engine();
+    // The exam stalls while a file outside the repository exists (a
+    // read-only extra mount), so the test decides when it may finish.
+    let gate = tempfile::tempdir().unwrap();
+    let stall = gate.path().join("stall");
+    std::fs::write(&stall, "").unwrap();
+    let exam = format!(
+        "while [ -f {} ] && [ -f done ]; do sleep 0.1; done\ntest -f done\n",
+        stall.display()
+    );
+    let repo = TestRepo::new()
+        .file("exam.sh", &exam)
+        .file(
+            ".proctor/config.yaml",
+            &format!("mounts: [{}]\n", gate.path().display()),
+        )
+        .manifest("loop: fix\nagent: touch done\ndone_when: sh exam.sh\nbudget: 1 run\n")
+        .commit("stalling exam");
+    let mut child = repo.spawn_quiet(&["run"]);
+    repo.wait_until("the verify exam never started", |r| {
+        r.events().last().is_some_and(|e| {
+            matches!(
+                e.event,
+                Event::CheckStart {
+                    phase: Phase::Verify,
+                    ..
+                }
+            )
+        })
+    });
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    std::fs::remove_file(&stall).unwrap();
+    // Run 1 was committed before its exam: the resume examines it and
+    // closes, with nothing interrupted and nothing redone.
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let runs: Vec<String> = repo
+        .log("proctor/fix")
+        .into_iter()
+        .filter(|m| m.contains(": run "))
+        .collect();
+    assert_eq!(runs, ["proctor(fix): run 1"]);
+    assert_eq!(repo.agent_starts(), 1);
+    assert!(!repo
+        .events()
+        .iter()
+        .any(|r| matches!(r.event, Event::Interrupted { .. })));
+    repo.assert_no_containers();
+}
