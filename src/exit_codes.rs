@@ -12,3 +12,26 @@ pub const BLOCKED: i32 = 3;
 pub const GATED: i32 = 4;
 /// Interrupted by SIGINT or SIGTERM (as shells report 128 + SIGINT).
 pub const INTERRUPTED: i32 = 130;
+
+/// What every domain error tells the command line: whether the user can
+/// fix it (exit 1) or something failed underneath (exit 2), and the next
+/// thing to do. The message (`Display`) never carries the hint, so the
+/// command line prints each once: `error: <message>`, then `hint: <hint>`;
+/// the error itself, with its cause chain, is kept.
+pub trait DomainError: std::error::Error + Send + Sync + 'static {
+    /// Whether the user can fix this (a usage or precondition error).
+    fn is_users_to_fix(&self) -> bool;
+    /// The next thing to do, when there is one.
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The exit code a domain error ends the command with.
+pub fn of(error: &dyn DomainError) -> i32 {
+    if error.is_users_to_fix() {
+        USAGE
+    } else {
+        INTERNAL
+    }
+}

@@ -241,8 +241,11 @@ mod tests {
         TlsEnv::default()
     }
 
+    /// The address, or the error as the user reads it: message, then hint.
     fn parse(text: &str) -> Result<EngineAddress, String> {
-        EngineAddress::parse(text, "DOCKER_HOST", &plain()).map_err(|e| e.to_string())
+        use crate::exit_codes::DomainError;
+        EngineAddress::parse(text, "DOCKER_HOST", &plain())
+            .map_err(|e| format!("{e}; {}", e.hint().unwrap_or_default()))
     }
 
     #[test]

@@ -243,7 +243,7 @@ pub struct Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum CageError {
     /// Nothing answers on any socket we know of.
-    #[error("no container engine answers ({tried}); start one with `dockerd &` or `podman system service --time=0 &`, or set `DOCKER_HOST`")]
+    #[error("no container engine answers ({tried})")]
     NoEngine { tried: String },
     #[error("container engine call `{op}` failed: {source}")]
     Engine {
@@ -276,10 +276,10 @@ pub enum CageError {
         message: String,
     },
     /// The image is not on the engine; proctor never pulls.
-    #[error("image `{image}` is not on the container engine; proctor never pulls: import it with `proctor image import`, or pull or build it yourself")]
+    #[error("image `{image}` is not on the container engine")]
     ImageNotFound { image: String },
     /// An engine address proctor cannot use.
-    #[error("`{setting}` `{address}`: {reason}; proctor reaches an engine at `unix:///path/to/engine.sock` or `tcp://host:port` (TLS with `DOCKER_TLS_VERIFY=1` and `DOCKER_CERT_PATH`)")]
+    #[error("`{setting}` `{address}`: {reason}")]
     BadAddress {
         setting: String,
         address: String,
@@ -322,7 +322,7 @@ pub enum CageError {
     #[error("{what} is not supported yet")]
     Unsupported { what: String },
     /// The engine's OCI runtime cannot start any container on this host.
-    #[error("the container engine's OCI runtime cannot start containers on this host ({message}); {hint}")]
+    #[error("the container engine's OCI runtime cannot start containers on this host ({message})")]
     RuntimeUnusable { message: String, hint: String },
     /// The invocation cannot be turned into a container.
     #[error("invalid invocation: {reason}")]
@@ -337,10 +337,20 @@ pub enum CageError {
     },
 }
 
-impl CageError {
-    /// Whether the user can fix this (a usage or precondition error, exit
-    /// 1) rather than the engine failing underneath (exit 2).
-    pub fn is_users_to_fix(&self) -> bool {
+impl crate::exit_codes::DomainError for CageError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            CageError::NoEngine { .. } => "start one with `dockerd &` or `podman system service --time=0 &`, or set `DOCKER_HOST`".into(),
+            CageError::ImageNotFound { .. } => "proctor never pulls: import it with `proctor image import`, or pull or build it yourself".into(),
+            CageError::BadAddress { .. } => "proctor reaches an engine at `unix:///path/to/engine.sock` or `tcp://host:port` (TLS with `DOCKER_TLS_VERIFY=1` and `DOCKER_CERT_PATH`)".into(),
+            CageError::RuntimeUnusable { hint, .. }
+            | CageError::Weakened { hint, .. }
+            | CageError::Remote { hint, .. } => hint.clone(),
+            _ => return None,
+        })
+    }
+
+    fn is_users_to_fix(&self) -> bool {
         matches!(
             self,
             CageError::NoEngine { .. }

@@ -6,15 +6,10 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
-use crate::cage::CageError;
-use crate::engine::EngineError;
 use crate::exit_codes;
-use crate::git::GitError;
-use crate::manifest::ManifestError;
-use crate::run::RunError;
-use crate::state::key::KeyError;
-use crate::state::lock::LockError;
 
+mod error;
+pub use error::CommandError;
 mod answer;
 mod audit;
 mod cron;
@@ -70,133 +65,6 @@ pub enum Command {
     Image(image::Args),
 }
 
-/// An error a verb reports: the message is one line; the hint names the
-/// next thing to do.
-#[derive(Debug)]
-pub enum CommandError {
-    /// Bad input or an unmet precondition (exit 1).
-    User {
-        message: String,
-        hint: Option<String>,
-    },
-    /// A bug, or git or the engine failing underneath (exit 2).
-    Internal { message: String },
-}
-
-impl CommandError {
-    pub fn user(message: impl Into<String>) -> CommandError {
-        CommandError::User {
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    pub fn hint(message: impl Into<String>, hint: impl Into<String>) -> CommandError {
-        CommandError::User {
-            message: message.into(),
-            hint: Some(hint.into()),
-        }
-    }
-
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            CommandError::User { .. } => exit_codes::USAGE,
-            CommandError::Internal { .. } => exit_codes::INTERNAL,
-        }
-    }
-}
-
-impl From<ManifestError> for CommandError {
-    fn from(e: ManifestError) -> Self {
-        CommandError::user(e.to_string())
-    }
-}
-
-impl From<CageError> for CommandError {
-    fn from(e: CageError) -> Self {
-        match e {
-            CageError::RuntimeUnusable { ref hint, .. }
-            | CageError::Weakened { ref hint, .. }
-            | CageError::Remote { ref hint, .. } => CommandError::hint(e.to_string(), hint.clone()),
-            e if e.is_users_to_fix() => CommandError::user(e.to_string()),
-            other => CommandError::Internal {
-                message: other.to_string(),
-            },
-        }
-    }
-}
-
-impl From<GitError> for CommandError {
-    fn from(e: GitError) -> Self {
-        match e {
-            GitError::NotARepo { .. } | GitError::Bare { .. } => CommandError::hint(
-                e.to_string(),
-                "run proctor inside a git repository with at least one commit",
-            ),
-            ref owner if owner.is_unsafe_owner() => CommandError::hint(
-                e.to_string(),
-                "the repository belongs to another user; run proctor as its owner, or trust it with `git config --global --add safe.directory <path>`",
-            ),
-            other => CommandError::Internal {
-                message: other.to_string(),
-            },
-        }
-    }
-}
-
-impl From<RunError> for CommandError {
-    fn from(e: RunError) -> Self {
-        let hint = e.own_hint();
-        match e {
-            RunError::Manifest(e) => e.into(),
-            RunError::Cage(e) => e.into(),
-            RunError::Git(e) => e.into(),
-            RunError::Lock(e) => e.into(),
-            RunError::Key(e) => e.into(),
-            RunError::Engine(e) => e.into(),
-            e if e.is_users_to_fix() => CommandError::User {
-                message: e.to_string(),
-                hint,
-            },
-            other => CommandError::Internal {
-                message: other.to_string(),
-            },
-        }
-    }
-}
-
-impl From<LockError> for CommandError {
-    fn from(e: LockError) -> Self {
-        CommandError::user(e.to_string())
-    }
-}
-
-impl From<KeyError> for CommandError {
-    fn from(e: KeyError) -> Self {
-        CommandError::hint(
-            e.to_string(),
-            "set `PROCTOR_KEY_DIR` to a private directory outside the repository",
-        )
-    }
-}
-
-impl From<EngineError> for CommandError {
-    fn from(e: EngineError) -> Self {
-        match e {
-            EngineError::Cage(c) => c.into(),
-            EngineError::Git(g) => g.into(),
-            EngineError::NoAgent(_) => CommandError::user(e.to_string()),
-            EngineError::EngineGone { .. } => CommandError::hint(
-                e.to_string(),
-                "start it again and run `proctor run` to resume: the cut-short attempt is settled then (committed as interrupted if it left edits, not charged if it left none)",
-            ),
-            EngineError::Io { .. } => CommandError::Internal {
-                message: e.to_string(),
-            },
-        }
-    }
-}
-
 /// Parses the command line, runs the verb, and returns the exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
@@ -231,18 +99,7 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let mut err = std::io::stderr();
-            match &e {
-                CommandError::User { message, hint } => {
-                    let _ = writeln!(err, "error: {message}");
-                    if let Some(hint) = hint {
-                        let _ = writeln!(err, "hint: {hint}");
-                    }
-                }
-                CommandError::Internal { message } => {
-                    let _ = writeln!(err, "error: {message}");
-                }
-            }
+            let _ = std::io::stderr().write_all(e.render().as_bytes());
             e.exit_code()
         }
     }

@@ -56,7 +56,7 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
-    #[error("loop `{0}` has no `agent`; set `agent:` in the manifest or pass `--agent`")]
+    #[error("loop `{0}` has no `agent`")]
     NoAgent(String),
     /// A container died of SIGTERM or SIGKILL and the engine no longer
     /// answers: it was stopped with the engine, and says nothing about the
@@ -65,10 +65,18 @@ pub enum EngineError {
     EngineGone { during: String },
 }
 
-impl EngineError {
-    /// Whether the user can fix this (exit 1) rather than something failing
-    /// underneath (exit 2).
-    pub fn is_users_to_fix(&self) -> bool {
+impl crate::exit_codes::DomainError for EngineError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            EngineError::Cage(e) => e.hint(),
+            EngineError::Git(e) => e.hint(),
+            EngineError::NoAgent(_) => Some("set `agent:` in the manifest or pass `--agent`".into()),
+            EngineError::EngineGone { .. } => Some("start it again and run `proctor run` to resume: the cut-short attempt is settled then (committed as interrupted if it left edits, not charged if it left none)".into()),
+            EngineError::Io { .. } => None,
+        }
+    }
+
+    fn is_users_to_fix(&self) -> bool {
         match self {
             EngineError::Cage(e) => e.is_users_to_fix(),
             EngineError::Git(e) => e.is_users_to_fix(),

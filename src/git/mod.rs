@@ -48,9 +48,7 @@ pub enum GitError {
     },
     /// A `*.lock` file is in the way: another git is running, or one was
     /// killed (an agent timed out mid-`git add`) and left it behind.
-    #[error(
-        "git {op} failed: {source}; if no other git process is using this repository, delete the stale `.lock` file"
-    )]
+    #[error("git {op} failed: {source}")]
     Locked {
         op: &'static str,
         #[source]
@@ -65,7 +63,7 @@ pub enum GitError {
     #[error("branch `{name}` does not exist")]
     NoSuchBranch { name: String },
     #[error(
-        "switching to `{branch}` would overwrite local changes in {}: commit or move them first",
+        "switching to `{branch}` would overwrite local changes in {}",
         list_paths(paths)
     )]
     WouldClobber { branch: String, paths: Vec<String> },
@@ -109,12 +107,24 @@ impl GitError {
     pub fn is_unsafe_owner(&self) -> bool {
         matches!(self, GitError::Git { source, .. } if source.code() == ErrorCode::Owner)
     }
+}
 
-    /// Whether the user can fix this (not a repository, a bare one, or one
-    /// owned by someone else: exit 1) rather than git failing underneath
-    /// (exit 2).
-    pub fn is_users_to_fix(&self) -> bool {
+impl crate::exit_codes::DomainError for GitError {
+    /// Not a repository, a bare one, or one owned by someone else.
+    fn is_users_to_fix(&self) -> bool {
         matches!(self, GitError::NotARepo { .. } | GitError::Bare { .. }) || self.is_unsafe_owner()
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            GitError::NotARepo { .. } | GitError::Bare { .. } => {
+                "run proctor inside a git repository with at least one commit".into()
+            }
+            e if e.is_unsafe_owner() => "the repository belongs to another user; run proctor as its owner, or trust it with `git config --global --add safe.directory <path>`".into(),
+            GitError::Locked { .. } => "if no other git process is using this repository, delete the stale `.lock` file".into(),
+            GitError::WouldClobber { .. } => "commit or move them first".into(),
+            _ => return None,
+        })
     }
 }
 

@@ -758,7 +758,8 @@ fn a_stale_index_lock_is_reported_as_locked() {
     f.write("a.txt", "2");
     let err = f.repo.commit_all("blocked", &no_skip).unwrap_err();
     assert!(matches!(err, GitError::Locked { .. }), "{err:?}");
-    assert!(err.to_string().contains(".lock"));
+    let hint = crate::exit_codes::DomainError::hint(&err).unwrap_or_default();
+    assert!(hint.contains("stale `.lock` file"), "{hint}");
     assert_eq!(f.repo.head().unwrap(), Some(base));
     fs::remove_file(f.root.join(".git/index.lock")).unwrap();
     f.commit("unblocked");

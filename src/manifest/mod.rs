@@ -163,6 +163,14 @@ pub struct ManifestError {
     pub problems: Vec<Problem>,
 }
 
+impl crate::exit_codes::DomainError for ManifestError {
+    /// The manifest is the user's; its messages carry their own "did you
+    /// mean" where one helps.
+    fn is_users_to_fix(&self) -> bool {
+        true
+    }
+}
+
 impl ManifestError {
     /// Problems are found key by key, tree by tree; people read files top
     /// to bottom, so they are listed in file order.

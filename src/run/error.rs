@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::cage::CageError;
 use crate::engine::EngineError;
-use crate::exit_codes;
+use crate::exit_codes::DomainError;
 use crate::git::GitError;
 use crate::manifest::ManifestError;
 use crate::state::key::KeyError;
@@ -87,9 +87,8 @@ fn first_ten(paths: &[String]) -> String {
     format!("{}{more}", shown.join(", "))
 }
 
-impl RunError {
-    /// The next thing to do, when this error has one of its own.
-    pub fn own_hint(&self) -> Option<String> {
+impl DomainError for RunError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             RunError::NoCommits => "commit your work once, then run proctor".into(),
             RunError::NoAgent(_) => {
@@ -112,28 +111,26 @@ impl RunError {
             RunError::ExamEdited { branch, .. } => format!(
                 "commit them on `{branch}` (a commit of yours becomes the run's new base), or discard them"
             ),
-            _ => return None,
+            RunError::Manifest(e) => return e.hint(),
+            RunError::Cage(e) => return e.hint(),
+            RunError::Git(e) => return e.hint(),
+            RunError::Lock(e) => return e.hint(),
+            RunError::Key(e) => return e.hint(),
+            RunError::Engine(e) => return e.hint(),
+            RunError::NoSuchLoop { .. } | RunError::Signals(_) => return None,
         })
     }
 
-    /// Whether the user can fix this (exit 1) rather than something
-    /// failing underneath (exit 2).
-    pub fn is_users_to_fix(&self) -> bool {
+    fn is_users_to_fix(&self) -> bool {
         match self {
             RunError::Signals(_) => false,
+            RunError::Manifest(e) => e.is_users_to_fix(),
             RunError::Cage(e) => e.is_users_to_fix(),
             RunError::Git(e) => e.is_users_to_fix(),
+            RunError::Lock(e) => e.is_users_to_fix(),
+            RunError::Key(e) => e.is_users_to_fix(),
             RunError::Engine(e) => e.is_users_to_fix(),
             _ => true,
-        }
-    }
-
-    /// The exit code this error ends the command with.
-    pub fn exit_code(&self) -> i32 {
-        if self.is_users_to_fix() {
-            exit_codes::USAGE
-        } else {
-            exit_codes::INTERNAL
         }
     }
 }

@@ -292,7 +292,7 @@ async fn teardown(
             let error = RunError::from(e);
             observer.event(Event::RunEnd {
                 outcome: Outcome::Error,
-                exit: error.exit_code(),
+                exit: exit_codes::of(&error),
                 secs,
             });
             return Err(error);

@@ -28,6 +28,16 @@ pub enum KeyError {
     Short { path: PathBuf },
 }
 
+impl crate::exit_codes::DomainError for KeyError {
+    fn is_users_to_fix(&self) -> bool {
+        true
+    }
+
+    fn hint(&self) -> Option<String> {
+        Some("set `PROCTOR_KEY_DIR` to a private directory outside the repository".into())
+    }
+}
+
 /// The directory that holds the key.
 pub fn key_dir() -> PathBuf {
     config_dir("PROCTOR_KEY_DIR", "keys")

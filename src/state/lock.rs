@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another proctor run is active in this repository (pid {pid}); wait for it, or end it with `proctor stop`")]
+    #[error("another proctor run is active in this repository (pid {pid})")]
     Held { pid: i32 },
     #[error("cannot write the lock `{path}`: {source}")]
     Io {
@@ -18,6 +18,19 @@ pub enum LockError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl crate::exit_codes::DomainError for LockError {
+    fn is_users_to_fix(&self) -> bool {
+        true
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            LockError::Held { .. } => Some("wait for it, or end it with `proctor stop`".into()),
+            LockError::Io { .. } => None,
+        }
+    }
 }
 
 /// A held lock; removed on drop.

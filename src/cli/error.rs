@@ -1,0 +1,105 @@
+//! The one error type of the command line: a verb's own refusal, or a
+//! domain error kept whole. Every hint is printed once, on its own line.
+
+use crate::exit_codes::{self, DomainError};
+
+/// An error a verb reports: the message is one line; the hint names the
+/// next thing to do.
+#[derive(Debug)]
+pub enum CommandError {
+    /// Bad input or an unmet precondition (exit 1).
+    User {
+        message: String,
+        hint: Option<String>,
+    },
+    /// A bug, or git or the engine failing underneath (exit 2).
+    Internal { message: String },
+    /// A domain error, kept whole (its cause chain too): it classifies
+    /// itself and offers its own hint.
+    Domain(Box<dyn DomainError>),
+}
+
+impl CommandError {
+    pub fn user(message: impl Into<String>) -> CommandError {
+        CommandError::User {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(message: impl Into<String>, hint: impl Into<String>) -> CommandError {
+        CommandError::User {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CommandError::User { .. } => exit_codes::USAGE,
+            CommandError::Internal { .. } => exit_codes::INTERNAL,
+            CommandError::Domain(e) => exit_codes::of(e.as_ref()),
+        }
+    }
+
+    /// What the user sees: `error: <message>`, then `hint: <hint>` when
+    /// there is one; each once.
+    pub fn render(&self) -> String {
+        let (message, hint) = match self {
+            CommandError::User { message, hint } => (message.clone(), hint.clone()),
+            CommandError::Internal { message } => (message.clone(), None),
+            CommandError::Domain(e) => (e.to_string(), e.hint()),
+        };
+        let mut out = format!("error: {message}\n");
+        if let Some(hint) = hint {
+            out.push_str(&format!("hint: {hint}\n"));
+        }
+        out
+    }
+}
+
+impl<E: DomainError> From<E> for CommandError {
+    fn from(e: E) -> Self {
+        CommandError::Domain(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cage::CageError;
+
+    /// `RuntimeUnusable` carried its hint in the message too, so it was
+    /// printed twice (once inside `error:`, once as `hint:`).
+    #[test]
+    fn a_runtime_unusable_hint_prints_once() {
+        let hint = "configure the engine to use `crun`";
+        let e = CommandError::from(CageError::RuntimeUnusable {
+            message: "error setting rlimit type 7".into(),
+            hint: hint.into(),
+        });
+        let text = e.render();
+        assert_eq!(text.matches(hint).count(), 1, "{text}");
+        assert_eq!(
+            text,
+            format!("error: the container engine's OCI runtime cannot start containers on this host (error setting rlimit type 7)\nhint: {hint}\n")
+        );
+        assert_eq!(e.exit_code(), exit_codes::USAGE);
+    }
+
+    #[test]
+    fn a_domain_error_keeps_its_cause_chain() {
+        let io = std::io::Error::other("disk full");
+        let e = CommandError::from(crate::engine::EngineError::Io {
+            path: "x".into(),
+            source: io,
+        });
+        let CommandError::Domain(inner) = &e else {
+            panic!("not kept whole: {e:?}");
+        };
+        let cause = std::error::Error::source(inner.as_ref()).map(|c| c.to_string());
+        assert_eq!(cause.as_deref(), Some("disk full"));
+        assert_eq!(e.exit_code(), exit_codes::INTERNAL);
+        assert_eq!(e.render(), "error: cannot write `x`: disk full\n");
+    }
+}
