@@ -114,7 +114,7 @@ pub async fn cmd_demo(args: Args) -> Result<i32, CommandError> {
                 dir: dir.clone(),
                 root: manifest.root,
                 manifest_label: "proctor demo".into(),
-                agent_override: None,
+                default_agent: None,
             },
             Default::default(),
         )

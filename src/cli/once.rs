@@ -59,7 +59,7 @@ pub async fn cmd_once(args: Args) -> Result<i32, CommandError> {
             dir: super::cwd()?,
             root: manifest.root,
             manifest_label: "proctor once".into(),
-            agent_override: None,
+            default_agent: None,
         },
         Default::default(),
     )

@@ -27,7 +27,8 @@ pub struct Args {
     /// The manifest to run.
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Agent command for every loop, overriding the manifest's `agent:`.
+    /// Agent command for loops that name none (in `agent:` of their own or
+    /// of a parent); a loop with its own `agent:` keeps it.
     #[arg(long, value_name = "CMD")]
     pub agent: Option<String>,
     /// Stay in the foreground and print one compact line per event (the
@@ -98,7 +99,7 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
             dir: cwd,
             root,
             manifest_label: label,
-            agent_override: args.agent,
+            default_agent: args.agent,
         },
         RunOptions {
             ignore_hangup: args.detached_child,

@@ -22,10 +22,7 @@ impl<C: Cage> Engine<'_, C> {
     ) -> Result<(u32, i64, f64, bool), EngineError> {
         let id = spec.id.clone();
         let agent = self
-            .settings
-            .agent_override
-            .clone()
-            .or_else(|| spec.agent.clone())
+            .agent_for(spec)
             .ok_or_else(|| EngineError::NoAgent(id.clone()))?;
         let run = self.runs.get(&id).copied().unwrap_or(0) + 1;
         let started = self.clock.now();

@@ -125,8 +125,8 @@ pub struct Settings {
     /// `uid:gid` for every container.
     pub user: String,
     pub default_image: String,
-    /// Agent command from `--agent`, overriding the manifest.
-    pub agent_override: Option<String>,
+    /// Agent command from `--agent`, for loops that name none.
+    pub default_agent: Option<String>,
     /// Host variables for the agent (by name, from the manifest's `env:`).
     pub host_env: HashMap<String, String>,
     /// Extra read-only host mounts from the config.
@@ -152,7 +152,7 @@ impl Settings {
                 .image
                 .clone()
                 .unwrap_or_else(|| crate::cage::HOST_IMAGE.to_string()),
-            agent_override: None,
+            default_agent: None,
             host_env: HashMap::new(),
             extra_mounts: config.mounts.iter().map(PathBuf::from).collect(),
             default_timeout: config.timeout,
@@ -399,6 +399,14 @@ impl<'a, C: Cage> Engine<'a, C> {
             if let Some(last) = tried.last_mut() {
                 last.verdict = format!("fail (exit {})", exam.exit);
             }
+            if self.agent_for(spec).is_none() {
+                // A loop that only aggregates its children: nobody may fix
+                // what their work fails, so a person decides.
+                let reason = format!(
+                    "its exam fails on what its children built, and loop `{id}` has no `agent` of its own to fix that; give it one, or pass `--agent CMD` to `proctor run`"
+                );
+                return self.block(spec, reason, &tried, &exam.output, &notes);
+            }
             if let Some(reason) = self.budget_spent(spec) {
                 return self.block(spec, reason, &tried, &exam.output, &notes);
             }
@@ -419,6 +427,14 @@ impl<'a, C: Cage> Engine<'a, C> {
             });
             phase = Phase::Verify;
         }
+    }
+
+    /// The loop's agent command: its own (or inherited) `agent:`, else the
+    /// run's `--agent`; `None` for a loop that only aggregates children.
+    pub(super) fn agent_for(&self, spec: &LoopSpec) -> Option<String> {
+        spec.agent
+            .clone()
+            .or_else(|| self.settings.default_agent.clone())
     }
 
     /// In a worktree: the branch is still at the tip proctor last wrote.

@@ -95,12 +95,7 @@ impl<C: Cage> Engine<'_, C> {
     }
 
     fn prepare_agent(&mut self, spec: &LoopSpec, run: u32) {
-        let Some(agent) = self
-            .settings
-            .agent_override
-            .clone()
-            .or_else(|| spec.agent.clone())
-        else {
+        let Some(agent) = self.agent_for(spec) else {
             return;
         };
         let log = self.paths.logs.join(format!("{}.run{run}.log", spec.id));

@@ -40,7 +40,7 @@ pub struct Request {
     /// How the manifest is named in events and messages (its path relative
     /// to the repository root, or a name such as `proctor once`).
     pub manifest_label: String,
-    pub agent_override: Option<String>,
+    pub default_agent: Option<String>,
 }
 
 /// How [`execute`] runs, beyond the request itself.
@@ -225,7 +225,7 @@ async fn drive(
         &ready.config,
         trusted.rules.clone(),
     );
-    settings.agent_override = req.agent_override.clone();
+    settings.default_agent = req.default_agent.clone();
     settings.host_env = host_env(&req.root);
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;

@@ -51,8 +51,13 @@ pub(super) async fn check(req: &Request) -> Result<Ready, RunError> {
     let root_dir = git.root().to_path_buf();
     let head = git.head()?.ok_or(RunError::NoCommits)?;
     let loops = req.root.walk(Order::ParentsFirst);
-    if req.agent_override.is_none() {
-        if let Some(spec) = loops.iter().find(|spec| spec.agent.is_none()) {
+    if req.default_agent.is_none() {
+        // A loop with children may have no agent: it only checks what they
+        // built (it is blocked with a card if that fails its exam).
+        if let Some(spec) = loops
+            .iter()
+            .find(|spec| spec.agent.is_none() && spec.children.is_empty())
+        {
             return Err(RunError::NoAgent(spec.id.clone()));
         }
     }

@@ -19,6 +19,7 @@ use crate::protect::Rules;
 use crate::state::key::AnswerKey;
 use crate::state::{self, Paths};
 
+mod agentless;
 mod budgets;
 mod interrupted;
 mod workspace;
@@ -84,29 +85,43 @@ impl Repo {
     /// One `proctor run` of the engine over the manifest's tree, as
     /// `src/run/branch.rs` sets it up: the base is the branch's fork point.
     pub fn run(&self, cage: &FakeCage) -> Run {
-        self.try_run(cage).expect("engine run")
+        self.run_with(cage, |_| {})
+    }
+
+    /// [`Repo::run`] with settings changed by `tweak` (e.g. `--agent`).
+    pub fn run_with(&self, cage: &FakeCage, tweak: impl FnOnce(&mut Settings)) -> Run {
+        self.try_run_with(cage, tweak).expect("engine run")
     }
 
     /// [`Repo::run`], for a run that may end in an error.
     pub fn try_run(&self, cage: &FakeCage) -> Result<Run, super::EngineError> {
+        self.try_run_with(cage, |_| {})
+    }
+
+    fn try_run_with(
+        &self,
+        cage: &FakeCage,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Result<Run, super::EngineError> {
         let path = self.root().join("proctor.yaml");
         let manifest = manifest::load(&path).expect("manifest");
         let rules = Rules::new(manifest.all_protected(), Some("proctor.yaml"));
         let tip = self.git.head().expect("head").expect("a commit");
         let base = history::base_of(&self.git, tip).expect("base");
         let meta = std::fs::metadata(self.root()).expect("repo metadata");
-        let settings = Settings {
+        let mut settings = Settings {
             run_id: state::key::random_id(4),
             repo_label: "test".into(),
             user: format!("{}:{}", meta.uid(), meta.gid()),
             default_image: HOST_IMAGE.into(),
-            agent_override: None,
+            default_agent: None,
             host_env: Default::default(),
             extra_mounts: Vec::new(),
             default_timeout: None,
             rules,
             default_resources: Resources::default(),
         };
+        tweak(&mut settings);
         let mut events = Vec::new();
         let mut emit = |e: Event| events.push(e);
         let runtime = tokio::runtime::Builder::new_current_thread()

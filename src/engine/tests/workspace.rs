@@ -48,7 +48,7 @@ fn run_in(repo: &Repo, ws: &Workspace, cage: &FakeCage) -> WsRun {
         repo_label: "test".into(),
         user: format!("{}:{}", meta.uid(), meta.gid()),
         default_image: HOST_IMAGE.into(),
-        agent_override: None,
+        default_agent: None,
         host_env: Default::default(),
         extra_mounts: Vec::new(),
         default_timeout: None,
