@@ -21,7 +21,9 @@ use crate::state::{self, Paths};
 
 mod agentless;
 mod budgets;
+mod gates;
 mod interrupted;
+mod work;
 mod workspace;
 
 /// When the fake clock starts: a fixed instant, so no test depends on the
@@ -34,7 +36,7 @@ pub(super) struct Repo {
     /// Kept for the repository's lifetime (removed on drop).
     _dir: tempfile::TempDir,
     /// The answer key's directory (an approver key goes beside it).
-    _keys: tempfile::TempDir,
+    keys: tempfile::TempDir,
     pub git: GitRepo,
     pub key: AnswerKey,
     pub paths: Paths,
@@ -63,7 +65,7 @@ impl Repo {
         let paths = Paths::new(git.root());
         Repo {
             _dir: dir,
-            _keys: keys,
+            keys,
             git,
             key,
             paths,
@@ -73,6 +75,12 @@ impl Repo {
 
     pub fn root(&self) -> &Path {
         self.git.root()
+    }
+
+    /// The directory of the answer key: an approver key made here is the
+    /// host's own, which its gates trust.
+    pub fn key_dir(&self) -> &Path {
+        self.keys.path()
     }
 
     /// A fake cage answering with `script`, whose outcomes move this
@@ -176,6 +184,12 @@ pub(super) fn write(root: &Path, path: &str, text: &str) {
 impl Run {
     pub fn blocked(loop_id: &str) -> Ending {
         Ending::Blocked {
+            loop_id: loop_id.into(),
+        }
+    }
+
+    pub fn gated(loop_id: &str) -> Ending {
+        Ending::Gated {
             loop_id: loop_id.into(),
         }
     }

@@ -1,0 +1,225 @@
+//! What reaches the agent (failing output, journal, notes) and what the
+//! boundary does with its work (quarantine and restore), and nested loops.
+
+use super::{make_done, prompts, write, Repo, Run};
+use crate::cage::fake::Scripted;
+use crate::cage::Role;
+use crate::engine::Ending;
+
+#[test]
+fn the_failing_output_and_the_journal_reach_the_next_prompt() {
+    let repo = Repo::new(
+        "loop: fix\ntask: Make add add.\nagent: fix-it\ndone_when: sh test.sh\nbudget: 3 runs\n",
+        &[],
+    );
+    let cage = repo.cage([
+        Scripted::exam(1).output("FAIL add: expected 4, got 0"),
+        Scripted::agent_edits(|work| {
+            let journal = work.join(".proctor/journal/fix.md");
+            let mut text = std::fs::read_to_string(&journal).unwrap_or_default();
+            text.push_str("- run 1: tried the plus sign in calc.sh\n");
+            std::fs::write(&journal, text).expect("journal");
+        }),
+        Scripted::exam(1).output("FAIL add: expected 4, got -2"),
+        Scripted::agent_edits(make_done),
+        Scripted::exam(0),
+    ]);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Ending::Closed);
+    let prompts = prompts(&cage);
+    assert_eq!(prompts.len(), 2);
+    assert!(prompts[0].contains("run 1 of 3"), "{}", prompts[0]);
+    assert!(prompts[0].contains("Make add add."), "{}", prompts[0]);
+    assert!(
+        prompts[0].contains("FAIL add: expected 4, got 0"),
+        "{}",
+        prompts[0]
+    );
+    assert!(prompts[1].contains("run 2 of 3"), "{}", prompts[1]);
+    assert!(
+        prompts[1].contains("FAIL add: expected 4, got -2"),
+        "{}",
+        prompts[1]
+    );
+    assert!(!prompts[1].contains("got 0"), "{}", prompts[1]);
+    assert!(
+        prompts[1].contains("- run 1: tried the plus sign in calc.sh"),
+        "{}",
+        prompts[1]
+    );
+    // The journal is committed with the attempt.
+    assert!(repo
+        .read(".proctor/journal/fix.md")
+        .is_some_and(|j| j.contains("tried the plus sign")));
+}
+
+#[test]
+fn runs_that_change_nothing_leave_a_note_for_the_agent_and_the_card() {
+    let repo = Repo::new(
+        "loop: idle\nagent: fix-it\ndone_when: test -f done\nbudget: 3 runs\n",
+        &[],
+    );
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::agent(0),
+        Scripted::exam(1),
+        Scripted::agent(0),
+        Scripted::exam(1),
+        Scripted::agent(0),
+        Scripted::exam(1),
+    ]);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Run::blocked("idle"));
+    let note = "the last 2 agent runs changed nothing";
+    let prompts = prompts(&cage);
+    assert!(!prompts[1].contains("changed nothing"), "{}", prompts[1]);
+    assert!(prompts[2].contains(note), "{}", prompts[2]);
+    let card = repo.read("INBOX/idle.md").expect("a card");
+    assert!(
+        card.contains("the last 3 agent runs changed nothing"),
+        "{card}"
+    );
+    assert!(run
+        .report
+        .boundary
+        .iter()
+        .any(|l| l == "loop `idle`: run 1: the agent changed nothing"));
+}
+
+#[test]
+fn edits_to_protected_files_are_quarantined_restored_and_explained() {
+    let exam = "test \"$(cat add.txt)\" = 4\n";
+    let repo = Repo::new(
+        "loop: fix\nagent: fix-it\ndone_when: sh test.sh\nbudget: 2 runs\nprotected: [test.sh]\n",
+        &[("test.sh", exam), ("add.txt", "5\n")],
+    );
+    // The exam passes only if the committed tree still holds the real exam
+    // and the right answer.
+    let honest = move |tree: &std::path::Path| {
+        let same = std::fs::read_to_string(tree.join("test.sh"))
+            .ok()
+            .as_deref()
+            == Some(exam);
+        let right = std::fs::read_to_string(tree.join("add.txt"))
+            .ok()
+            .as_deref()
+            == Some("4\n");
+        i64::from(!(same && right))
+    };
+    let cage = repo.cage([
+        Scripted::exam_of(honest),
+        Scripted::agent_edits(|work| write(work, "test.sh", "exit 0\n")),
+        Scripted::exam_of(honest),
+        Scripted::agent_edits(|work| write(work, "add.txt", "4\n")),
+        Scripted::exam_of(honest),
+    ]);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Ending::Closed);
+    assert_eq!(
+        run.trace(),
+        [
+            "fix: precheck exit 1",
+            "fix: agent 1",
+            "fix: quarantine test.sh (agent)",
+            "fix: verify exit 1",
+            "fix: agent 2",
+            "fix: verify exit 0",
+            "fix: close (2 runs)"
+        ]
+    );
+    assert_eq!(repo.read("test.sh").as_deref(), Some(exam));
+    let prompt = &prompts(&cage)[1];
+    assert!(prompt.contains("set aside edits to `test.sh`"), "{prompt}");
+    let quarantine = repo.paths.state.join("quarantine");
+    assert!(
+        std::fs::read_dir(&quarantine).is_ok_and(|mut d| d.next().is_some()),
+        "a quarantine record under {}",
+        quarantine.display()
+    );
+}
+
+#[test]
+fn an_exam_that_rewrites_its_own_materials_does_not_pass() {
+    let repo = Repo::new(
+        "loop: fix\nagent: fix-it\ndone_when: sh test.sh\nbudget: 1 run\nprotected: [test.sh]\n",
+        &[("test.sh", "exit 1\n")],
+    );
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::agent(0),
+        // Code under test rewrites the exam while it runs, and exits 0.
+        Scripted::exam_of(|tree| {
+            write(tree, "test.sh", "exit 0\n");
+            0
+        }),
+    ]);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Run::blocked("fix"));
+    assert_eq!(
+        run.trace(),
+        [
+            "fix: precheck exit 1",
+            "fix: agent 1",
+            "fix: quarantine test.sh (verify)",
+            "fix: verify exit 0",
+            "fix: blocked card"
+        ]
+    );
+    assert!(run.report.verified.is_empty(), "{:?}", run.report.verified);
+}
+
+const NESTED: &str = "loop: root\nagent: fix-it\ndone_when: test -f a && test -f b\nbudget: 2 runs\nloops:\n  - loop: a\n    done_when: test -f a\n    budget: 2 runs\n  - loop: b\n    done_when: test -f b\n    budget: 2 runs\n";
+
+#[test]
+fn children_close_before_their_parent_is_examined() {
+    let repo = Repo::new(NESTED, &[]);
+    let cage = repo.cage([
+        Scripted::exam_needs("a"),
+        Scripted::agent_edits(|work| write(work, "a", "")),
+        Scripted::exam_needs("a"),
+        Scripted::exam_needs("b"),
+        Scripted::agent_edits(|work| write(work, "b", "")),
+        Scripted::exam_needs("b"),
+        Scripted::exam_of(|tree| i64::from(!(tree.join("a").exists() && tree.join("b").exists()))),
+    ]);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Ending::Closed);
+    assert_eq!(
+        run.trace(),
+        [
+            "a: precheck exit 1",
+            "a: agent 1",
+            "a: verify exit 0",
+            "a: close (1 runs)",
+            "b: precheck exit 1",
+            "b: agent 1",
+            "b: verify exit 0",
+            "b: close (1 runs)",
+            "root: precheck exit 0",
+            "root: close (0 runs)"
+        ]
+    );
+    let loops: Vec<String> = cage
+        .calls()
+        .iter()
+        .map(|i| format!("{} {}", i.labels.loop_id, i.labels.role.as_str()))
+        .collect();
+    assert_eq!(loops[0], "a verifier");
+    assert_eq!(cage.calls_of(Role::Agent)[1].labels.loop_id, "b");
+}
+
+#[test]
+fn a_blocked_child_halts_the_tree_before_its_parent() {
+    let repo = Repo::new(NESTED, &[]);
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::agent(0),
+        Scripted::exam(1),
+        Scripted::agent(0),
+        Scripted::exam(1),
+    ]);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Run::blocked("a"));
+    assert!(cage.calls().iter().all(|i| i.labels.loop_id == "a"));
+    assert_eq!(cage.left(), 0);
+}
