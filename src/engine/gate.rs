@@ -60,13 +60,18 @@ impl<C: Cage> Engine<'_, C> {
         let entries = gate_lines::read(&self.paths.ledger);
         for id in gated {
             if let Some((gated_id, _)) = gate_lines::open_gate(&entries, self.key, &id) {
-                let line = gate_lines::resumed(self.key, &id, &gated_id);
+                let line = gate_lines::resumed(self.key, &id, &gated_id, self.now_ms());
                 gate_lines::append(&self.paths.ledger, &line)
                     .map_err(io_err(&self.paths.ledger))?;
                 self.resumed_gates.insert(id);
             }
         }
         Ok(())
+    }
+
+    /// The engine's clock in Unix milliseconds, as gate lines record it.
+    fn now_ms(&self) -> i64 {
+        (self.clock.now() * 1000.0) as i64
     }
 
     /// Seconds of `[since, now]` the loop spent halted at its gate.
@@ -237,7 +242,7 @@ impl<C: Cage> Engine<'_, C> {
         let path = card
             .write(&self.paths.inbox)
             .map_err(io_err(&self.paths.inbox))?;
-        let line = gate_lines::gated(self.key, id, &commit.to_string());
+        let line = gate_lines::gated(self.key, id, &commit.to_string(), self.now_ms());
         gate_lines::append(&self.paths.ledger, &line).map_err(io_err(&self.paths.ledger))?;
         (self.emit)(Event::Card {
             loop_id: id.to_string(),

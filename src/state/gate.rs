@@ -131,9 +131,10 @@ pub fn is_approval(text: &str) -> bool {
     text.trim() == "approve"
 }
 
-pub fn gated(key: &AnswerKey, loop_id: &str, commit: &str) -> GateEntry {
+/// The loop halted at its gate at `ts` (Unix milliseconds, the engine's
+/// clock).
+pub fn gated(key: &AnswerKey, loop_id: &str, commit: &str, ts: i64) -> GateEntry {
     let id = random_id(8);
-    let ts = now_ms();
     let hmac = key.sign(&gated_message(loop_id, commit, &id, ts));
     GateEntry::Gated {
         v: GATE_VERSION,
@@ -145,9 +146,10 @@ pub fn gated(key: &AnswerKey, loop_id: &str, commit: &str) -> GateEntry {
     }
 }
 
-pub fn resumed(key: &AnswerKey, loop_id: &str, gated: &str) -> GateEntry {
+/// A run took the loop off its gate at `ts` (Unix milliseconds, the
+/// engine's clock).
+pub fn resumed(key: &AnswerKey, loop_id: &str, gated: &str, ts: i64) -> GateEntry {
     let id = random_id(8);
-    let ts = now_ms();
     let hmac = key.sign(&resumed_message(loop_id, gated, &id, ts));
     GateEntry::Resumed {
         v: GATE_VERSION,
@@ -392,7 +394,7 @@ mod tests {
     #[test]
     fn paused_time_is_between_gated_and_resumed() {
         let (_d, _, key) = keys();
-        let g = gated(&key, "ship", "c1");
+        let g = gated(&key, "ship", "c1", 1_800_000_000_000);
         let GateEntry::Gated { id, ts, .. } = &g else {
             unreachable!()
         };
@@ -401,11 +403,11 @@ mod tests {
             open_gate(std::slice::from_ref(&g), &key, "ship").map(|o| o.0),
             Some(id.clone())
         );
-        let r = resumed(&key, "ship", id);
+        let r = resumed(&key, "ship", id, 1_800_000_002_000);
         let entries = vec![g.clone(), r];
         assert!(open_gate(&entries, &key, "ship").is_none());
         let paused = paused_secs(&entries, &key, "ship", 0.0, start + 3600.0);
-        assert!((0.0..5.0).contains(&paused), "{paused}");
+        assert_eq!(paused, 2.0);
         // A forged resumed line with a late timestamp is not counted.
         let forged = GateEntry::Resumed {
             v: 1,

@@ -1,5 +1,7 @@
 //! Human gates: READY cards, authenticated approvals, seal and supersede.
 
+use std::time::Duration;
+
 use super::{make_done, write, Repo, Run};
 use crate::cage::fake::Scripted;
 use crate::cage::Role;
@@ -177,4 +179,43 @@ fn a_superseded_gate_the_agent_cannot_fix_again_blocks() {
     let card = repo.read("INBOX/ship.md").expect("a card");
     assert_eq!(card_kind(&card), Some("blocked"));
     assert_eq!(repo.log().len(), 3, "{:?}", repo.log());
+}
+
+#[test]
+fn time_spent_waiting_at_a_gate_spends_no_time_budget() {
+    let repo = Repo::new(
+        "loop: ship\nagent: fix-it\ndone_when: test -f done\nbudget: 3 runs / 1h\ngate: human\n",
+        &[],
+    );
+    let ten = Duration::from_secs(10 * 60);
+    let cage = repo.cage([
+        Scripted::exam_needs("done"),
+        Scripted::agent_edits(make_done).taking(ten),
+        Scripted::exam_needs("done"),
+    ]);
+    assert_eq!(repo.run(&cage).ending, Run::gated("ship"));
+    // The person answers two days later, and the world moved meanwhile.
+    repo.clock.advance(Duration::from_secs(48 * 3600));
+    let passed = repo.git.head().expect("head").expect("a commit");
+    let own = ApproverKey::load_or_create(repo.key_dir()).expect("approver key");
+    approve(&repo, &own, &passed.to_string());
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::agent_edits(|work| write(work, "done", "again\n")).taking(ten),
+        Scripted::exam_needs("done"),
+    ]);
+    let run = repo.run(&cage);
+    // 20 minutes of work, not two days: the loop worked again.
+    assert_eq!(run.ending, Run::gated("ship"));
+    assert_eq!(
+        run.trace(),
+        [
+            "ship: precheck exit 1",
+            "ship: gate superseded",
+            "ship: agent 2",
+            "ship: verify exit 0",
+            "ship: ready card",
+            "ship: gate ready"
+        ]
+    );
 }
