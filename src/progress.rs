@@ -3,8 +3,8 @@
 //!
 //! It is a renderer like any other: it only observes events. It draws on
 //! stderr, only when [`crate::terminal::live_progress`] allows it;
-//! captured output never gets it. Event
-//! lines are printed through it so the progress line stays at the bottom.
+//! captured output never gets it. Event lines are printed through it so
+//! the progress line stays at the bottom.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
