@@ -594,6 +594,20 @@ pub fn entries(dir: &Path) -> Vec<String> {
     names
 }
 
+/// `text` with each path (and its canonical form) replaced by a name such
+/// as `[REPO]`, so a snapshot of output naming a temp directory is the same
+/// on every run.
+pub fn redact(text: &str, paths: &[(&Path, &str)]) -> String {
+    let mut out = text.to_string();
+    for (path, name) in paths {
+        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        for p in [canonical.as_path(), path] {
+            out = out.replace(&*p.to_string_lossy(), name);
+        }
+    }
+    out
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
