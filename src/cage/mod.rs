@@ -141,7 +141,10 @@ pub struct Invocation {
     /// `uid:gid` the command runs as.
     pub user: String,
     pub labels: Labels,
-    /// Wall-clock limit; on expiry the container is killed.
+    /// Wall-clock limit; on expiry the container is killed. The container
+    /// also kills its command itself 5 s after it (rounded up to a second,
+    /// counted from the command's start), for when proctor is gone: see
+    /// `spec.rs`.
     pub timeout: Duration,
     /// File the combined stdout/stderr streams to, live.
     pub log: PathBuf,

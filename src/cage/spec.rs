@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
@@ -23,6 +24,35 @@ pub(crate) const DEFAULT_PATH: &str =
 /// The command's `$HOME`: its own tmpfs inside `/tmp`, owned by the
 /// container's user, gone with the container.
 pub(crate) const HOME_DIR: &str = "/tmp/home";
+
+/// How long after proctor's own deadline a container kills its command
+/// itself. proctor kills at the deadline; this is the backstop for when
+/// proctor is gone (killed with `kill -9`, say), and comes late enough that
+/// a live proctor's kill always comes first and reports the timeout.
+pub(crate) const DEADLINE_GRACE: Duration = Duration::from_secs(5);
+
+/// The container's own deadline for a command with `timeout`: the timeout
+/// in whole seconds, rounded up, plus [`DEADLINE_GRACE`]. Counted from the
+/// moment the command starts, which is never before proctor's own clock
+/// starts, so the container never kills before proctor would.
+pub(crate) fn container_deadline(timeout: Duration) -> Duration {
+    let whole = timeout
+        .as_secs()
+        .saturating_add(u64::from(timeout.subsec_nanos() > 0));
+    Duration::from_secs(whole).saturating_add(DEADLINE_GRACE)
+}
+
+/// The shell snippet that arms a container's own deadline: after
+/// `$proctor_deadline` seconds it kills the shell it runs in (`$$`, which
+/// then `exec`s the command, so the command itself) with SIGKILL. The init
+/// (PID 1) then exits with the command, and the kernel kills whatever else
+/// runs in the container with it: the container stops, with or without
+/// proctor. It runs in the background with its output on `/dev/null`, so
+/// it never holds the output stream open, and dies with the container when
+/// the command ends first. It needs `sleep` in the image (every image with
+/// a shell has one; the `host` image has the host's).
+pub(crate) const DEADLINE_TIMER: &str =
+    r#"(sleep "$proctor_deadline" && kill -KILL $$) </dev/null >/dev/null 2>&1 &"#;
 
 /// Where a container's network namespace is attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +115,15 @@ pub(crate) struct ContainerSpec {
     /// The resolved image id, so the container runs exactly the image that
     /// is reported in the outcome.
     pub image_id: String,
+    /// The command, as the engine would run it without a deadline.
     pub cmd: Vec<String>,
+    /// The container's own deadline ([`container_deadline`]): when set, the
+    /// container runs `cmd` behind [`DEADLINE_TIMER`] and kills it itself
+    /// this long after it started, whether proctor is still there or not.
+    /// `None` for the sidecars (network holders and egress proxies), which
+    /// live as long as their run, and for a container started ahead of need
+    /// (its gate arms the deadline when the command starts, `warm.rs`).
+    pub deadline: Option<Duration>,
     pub workdir: String,
     pub user: String,
     /// `NAME=value` pairs: the complete environment.
@@ -112,6 +150,26 @@ pub(crate) struct ContainerSpec {
 }
 
 impl ContainerSpec {
+    /// What the engine runs: `cmd`, behind the deadline timer when there is
+    /// a deadline (`/bin/sh -c SCRIPT proctor-deadline SECONDS CMD...`; the
+    /// script arms the timer and `exec`s `CMD...` unchanged, with the same
+    /// stdin, pid and exit code).
+    pub(crate) fn engine_cmd(&self) -> Vec<String> {
+        let Some(deadline) = self.deadline else {
+            return self.cmd.clone();
+        };
+        let script = format!(r#"proctor_deadline=$1; shift; {DEADLINE_TIMER} exec "$@""#);
+        let mut cmd = vec![
+            "/bin/sh".to_string(),
+            "-c".into(),
+            script,
+            "proctor-deadline".into(),
+            deadline.as_secs().to_string(),
+        ];
+        cmd.extend(self.cmd.iter().cloned());
+        cmd
+    }
+
     /// Options of the writable `/tmp`: `exec` explicitly, because Docker's
     /// default tmpfs is `noexec` while Podman's is not, and build tools
     /// and test runners execute files from `/tmp`.
@@ -220,7 +278,7 @@ impl ContainerSpec {
         };
         ContainerCreateBody {
             image: Some(self.image_id.clone()),
-            cmd: Some(self.cmd.clone()),
+            cmd: Some(self.engine_cmd()),
             working_dir: Some(self.workdir.clone()),
             user: Some(self.user.clone()),
             env: Some(self.env.clone()),
@@ -294,7 +352,7 @@ impl ContainerSpec {
         let mut body = json!({
             "name": self.name,
             "image": self.image_id,
-            "command": self.cmd,
+            "command": self.engine_cmd(),
             "work_dir": self.workdir,
             "user": self.user,
             "env": env,
@@ -358,6 +416,7 @@ pub(super) mod tests {
             name: "proctor-test".into(),
             image_id: "sha256:abc".into(),
             cmd: vec!["/bin/sh".into(), "-c".into(), "true".into()],
+            deadline: Some(container_deadline(Duration::from_secs(60))),
             workdir: "/work".into(),
             user: "1000:1000".into(),
             env: vec!["A=1".into(), "B=x=y".into()],
@@ -462,5 +521,55 @@ pub(super) mod tests {
         let body = s.libpod_body(Some("crun"));
         assert_eq!(body["resource_limits"]["cpu"]["quota"], 150_000);
         assert_eq!(body["oci_runtime"], "crun");
+    }
+
+    #[test]
+    fn the_container_deadline_comes_after_proctors_and_wraps_the_command_unchanged() {
+        assert_eq!(
+            container_deadline(Duration::from_secs(5)),
+            Duration::from_secs(5) + DEADLINE_GRACE
+        );
+        // Rounded up: never before proctor's own deadline.
+        assert_eq!(
+            container_deadline(Duration::from_millis(1500)),
+            Duration::from_secs(2) + DEADLINE_GRACE
+        );
+        // No overflow for an absurd timeout.
+        assert_eq!(container_deadline(Duration::MAX).as_secs(), u64::MAX);
+        let mut s = spec();
+        s.deadline = Some(Duration::from_secs(12));
+        let cmd = s.engine_cmd();
+        assert_eq!(cmd[..2], ["/bin/sh", "-c"]);
+        assert!(cmd[2].contains(DEADLINE_TIMER), "{cmd:?}");
+        assert_eq!(
+            cmd[3..],
+            ["proctor-deadline", "12", "/bin/sh", "-c", "true"]
+        );
+        assert_eq!(s.docker_body(None).cmd, Some(cmd.clone()));
+        assert_eq!(s.libpod_body(None)["command"], json!(cmd));
+        s.deadline = None;
+        assert_eq!(s.engine_cmd(), s.cmd);
+    }
+
+    #[test]
+    fn the_deadline_kills_the_command_and_passes_its_stdin() {
+        use std::io::Write;
+        use std::os::unix::process::ExitStatusExt;
+        let mut s = spec();
+        s.deadline = Some(Duration::from_secs(1));
+        s.cmd = vec!["/bin/sh".into(), "-c".into(), "cat; exec sleep 600".into()];
+        let cmd = s.engine_cmd();
+        let mut child = std::process::Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"the prompt\n").unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.signal(), Some(libc::SIGKILL));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "the prompt\n");
     }
 }

@@ -8,7 +8,9 @@
 //! for proctor's `go`, taking `NAME=value` lines before it for values known
 //! only at the last moment ([`LATE_ENV`]), then `exec`s `/bin/sh -c CMD`
 //! exactly as a cold container would, with the rest of the stream (the
-//! prompt) as its stdin.
+//! prompt) as its stdin. The container's own deadline (`spec.rs`) travels
+//! with the `go` (`go SECONDS`) and is armed only then, as the command
+//! starts: a container that waited long for its turn is not killed early.
 //!
 //! A prepared container is used only for an invocation equal to the one it
 //! was prepared for (everything that shapes the container: image id,
@@ -24,7 +26,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use super::docker::{create_attach_start, lock, EngineLink, Launched, RemovalGuard};
-use super::spec::ContainerSpec;
+use super::spec::{ContainerSpec, DEADLINE_TIMER};
 use super::CageError;
 
 /// Environment values the engine only knows at the last moment (the commit
@@ -37,8 +39,13 @@ pub(crate) const LATE_ENV: &[&str] = &["PROCTOR_COMMIT"];
 pub(crate) type Before =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), CageError>> + Send>>;
 
-/// The gate's script; the real command is its `$0`.
-const GATE: &str = r#"while IFS= read -r proctor_line; do case $proctor_line in go) exec /bin/sh -c "$0" ;; *=*) export "$proctor_line" ;; *) exit 125 ;; esac; done; exit 125"#;
+/// The gate's script; the real command is its `$0`. `go SECONDS` arms the
+/// container's deadline ([`DEADLINE_TIMER`]) just before the command starts.
+fn gate_script() -> String {
+    format!(
+        r#"while IFS= read -r proctor_line; do case $proctor_line in go) exec /bin/sh -c "$0" ;; "go "*) proctor_deadline=${{proctor_line#go }}; {DEADLINE_TIMER} exec /bin/sh -c "$0" ;; *=*) export "$proctor_line" ;; *) exit 125 ;; esac; done; exit 125"#
+    )
+}
 
 /// The pool of prepared containers of one cage.
 #[derive(Default)]
@@ -141,7 +148,12 @@ impl WarmPool {
                 preamble.push(b'\n');
             }
         }
-        preamble.extend_from_slice(b"go\n");
+        match spec.deadline {
+            Some(deadline) => {
+                preamble.extend_from_slice(format!("go {}\n", deadline.as_secs()).as_bytes())
+            }
+            None => preamble.extend_from_slice(b"go\n"),
+        }
         Some(Taken { launched, preamble })
     }
 
@@ -184,12 +196,13 @@ impl WarmPool {
     }
 }
 
-/// The container a prepared `spec` really runs: the gate, with stdin open
-/// and the late environment left out.
+/// The container a prepared `spec` really runs: the gate, with stdin open,
+/// the late environment left out, and no deadline until `go`.
 fn gated(spec: &ContainerSpec) -> ContainerSpec {
     let mut gated = spec.clone();
     let command = spec.cmd.last().cloned().unwrap_or_default();
-    gated.cmd = vec!["/bin/sh".into(), "-c".into(), GATE.into(), command];
+    gated.cmd = vec!["/bin/sh".into(), "-c".into(), gate_script(), command];
+    gated.deadline = None;
     gated.stdin = true;
     gated.env.retain(|kv| !is_late(kv));
     gated
@@ -201,12 +214,14 @@ fn is_late(kv: &str) -> bool {
 }
 
 /// What makes two specs interchangeable: both engines' create bodies, with
-/// the parts that legitimately differ (name, stdin, late values) cleared.
+/// the parts that legitimately differ (name, stdin, late values, the
+/// deadline, which comes with the `go`) cleared.
 /// Compared as JSON values, so map order does not matter.
 fn key_of(spec: &ContainerSpec) -> Value {
     let mut normal = spec.clone();
     normal.name = String::new();
     normal.stdin = true;
+    normal.deadline = None;
     normal.env.retain(|kv| !is_late(kv));
     let late: Vec<&str> = spec
         .env
@@ -273,6 +288,10 @@ mod tests {
         let mut f = c.clone();
         f.cmd[2] = "sh other.sh".into();
         assert_ne!(key_of(&a), key_of(&f));
+        // The deadline comes with the `go`, not with the container.
+        let mut g = c.clone();
+        g.deadline = Some(std::time::Duration::from_secs(3600));
+        assert_eq!(key_of(&a), key_of(&g));
         assert_ne!(key_of(&a), key_of(&spec(&["CI=true", "X=1"])));
     }
 
@@ -285,9 +304,12 @@ mod tests {
         assert_eq!(g.env, ["CI=true"]);
         assert!(g.stdin);
         assert_eq!(g.cmd[3], "sh exam.sh");
+        // No deadline runs while the gate waits: it is armed at `go`.
+        assert_eq!(g.deadline, None);
+        assert_eq!(g.engine_cmd(), g.cmd);
         let run = |input: &str| {
             let mut child = std::process::Command::new("/bin/sh")
-                .args(["-c", GATE, "echo \"ran $PROCTOR_COMMIT\"; cat"])
+                .args(["-c", &gate_script(), "echo \"ran $PROCTOR_COMMIT\"; cat"])
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .spawn()
@@ -311,5 +333,27 @@ mod tests {
         );
         assert_eq!(run(""), (Some(GATE_CLOSED), String::new()));
         assert_eq!(run("rm -rf /\n"), (Some(GATE_CLOSED), String::new()));
+    }
+
+    #[test]
+    fn go_with_seconds_arms_the_deadline_as_the_command_starts() {
+        use std::io::Write;
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", &gate_script(), "echo started; cat; exec sleep 600"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"go 1\nthe prompt\n").unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        // Killed by the gate's own timer, long before `sleep 600` ends.
+        assert_eq!(out.status.signal(), Some(libc::SIGKILL));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "started\nthe prompt\n"
+        );
     }
 }

@@ -101,6 +101,7 @@ on_both_engines!(
     agent_reaches_only_listed_hosts,
     open_agents_of_a_loop_share_one_holder_and_loops_do_not,
     a_killed_run_leaves_its_containers_and_files_to_the_reaper,
+    a_killed_runs_agent_stops_at_its_own_deadline,
     an_interrupted_run_leaves_no_files,
     agent_cannot_write_git,
     agent_daemons_die_with_the_container,
@@ -626,6 +627,96 @@ fn parked_repo(engine: EngineKind) -> TestRepo {
 /// directory) and exam scratch directory (`PROCTOR_TMPDIR`).
 fn with_temp_dirs(repo: TestRepo, tmp: &std::path::Path, scratch: &std::path::Path) -> TestRepo {
     repo.env("TMPDIR", tmp).env("PROCTOR_TMPDIR", scratch)
+}
+
+/// The containers of `repo_label` (only the running ones with `running`):
+/// id and role label.
+async fn containers_of(
+    docker: &bollard::Docker,
+    repo_label: &str,
+    running: bool,
+) -> Vec<(String, String)> {
+    let mut filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("proctor.repo={repo_label}")],
+    )]);
+    if running {
+        filters.insert("status".to_string(), vec!["running".to_string()]);
+    }
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    docker
+        .list_containers(Some(options))
+        .await
+        .expect("list containers")
+        .into_iter()
+        .filter_map(|c| {
+            let role = c.labels?.get("proctor.role")?.clone();
+            Some((c.id?, role))
+        })
+        .collect()
+}
+
+/// After `kill -9` of proctor its agent still dies at its own deadline:
+/// the container kills the command itself at the timeout plus 5 s
+/// (docs/design.md, "Deadlines without proctor"), and the stopped
+/// container waits for the next `reap` or run.
+fn a_killed_runs_agent_stops_at_its_own_deadline(engine: EngineKind) {
+    let repo = repo(
+        engine,
+        &[
+            ("agent.sh", "echo started; exec sleep 1000\n"),
+            (
+                "proctor.yaml",
+                "loop: hang\nagent: sh agent.sh\ndone_when: exit 1\nbudget: 3 runs\ntimeout: 8s\nnetwork: none\n",
+            ),
+        ],
+    );
+    let label = proctor::cage::repo_label(&repo.path());
+    let mut child = repo.spawn_quiet(&["run"]);
+    // The live log, not the tree: it stays in the checkout wherever the
+    // agent's `/work` is.
+    repo.wait_until("the agent never started", |r| {
+        r.read(".proctor/logs/hang.run1.log").contains("started")
+    });
+    // SIGKILL: proctor cannot kill the agent at its timeout any more.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    let killed_at = Instant::now();
+    let rt = runtime();
+    let docker = rt.block_on(common::engine_client(engine));
+    // The documented bound from the agent's start (8 s + 5 s), counted
+    // from the kill (later), plus what a loaded engine takes to stop it.
+    let bound = Duration::from_secs(8 + 5 + 30);
+    loop {
+        let running = rt.block_on(containers_of(&docker, &label, true));
+        if running.is_empty() {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < bound,
+            "still running {bound:?} after proctor was killed: {running:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // The agent that ran was killed by its container's deadline (SIGKILL:
+    // 137), and the containers prepared ahead of need closed their gates
+    // (125) when proctor's end of their stdin went away. They were
+    // stopped, not removed, since proctor was gone.
+    let mut exits = Vec::new();
+    for (id, role) in rt.block_on(containers_of(&docker, &label, false)) {
+        let inspect = rt
+            .block_on(docker.inspect_container(&id, None::<InspectContainerOptions>))
+            .expect("inspect");
+        exits.push((role, inspect.state.and_then(|s| s.exit_code)));
+    }
+    let ran: Vec<_> = exits.iter().filter(|(_, e)| *e != Some(125)).collect();
+    assert_eq!(ran, [&("agent".to_string(), Some(137))], "{exits:?}");
+    let out = repo.proctor(&["reap"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    repo.assert_no_containers();
 }
 
 fn a_killed_run_leaves_its_containers_and_files_to_the_reaper(engine: EngineKind) {

@@ -110,6 +110,7 @@ on_both_engines!(
     a_prepared_container_runs_the_command_only_when_used,
     a_prepared_container_serves_only_an_equal_invocation,
     exit_codes_and_timeouts_hold_through_the_gate,
+    a_prepared_containers_deadline_starts_with_its_command,
     no_network_still_resolves_localhost,
 );
 
@@ -176,6 +177,26 @@ async fn a_prepared_container_serves_only_an_equal_invocation(engine: EngineKind
     assert_eq!(f.containers().await, [prepared]);
     f.settle_and_check().await;
     assert!(!f.work().join("wrong").exists());
+}
+
+/// The container's own deadline (timeout + 5 s, `spec.rs`) is armed by the
+/// gate's `go`, not at the start: a prepared container that waited longer
+/// than that still runs its command, to the end.
+async fn a_prepared_containers_deadline_starts_with_its_command(engine: EngineKind) {
+    let f = Fixture::new("deadline", engine).await;
+    let mut inv = f.inv("echo ran");
+    inv.timeout = Duration::from_secs(1);
+    f.cage.prepare(&inv, &Limits::default());
+    let prepared = f.prepared_and_running().await;
+    // Longer than the container's deadline for this timeout (1 s + 5 s),
+    // had it counted from the container's start.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let outcome = f.cage.run(inv).await.expect("run");
+    assert_eq!(outcome.container_id, prepared, "the prepared one was used");
+    assert_eq!(outcome.exit_code, 0, "{}", f.log());
+    assert!(!outcome.timed_out);
+    assert_eq!(f.log(), "ran\n");
+    f.settle_and_check().await;
 }
 
 async fn exit_codes_and_timeouts_hold_through_the_gate(engine: EngineKind) {

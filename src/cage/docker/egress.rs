@@ -367,6 +367,7 @@ impl Sidecars {
             name: name.to_string(),
             image_id: self.image_id.clone(),
             cmd,
+            deadline: None,
             workdir: "/".into(),
             user: format!("{}:{}", SIDECAR_USER.0, SIDECAR_USER.1),
             env: vec![

@@ -12,7 +12,9 @@ use super::egress::{self, Holder};
 use super::{lock, DockerCage, EngineKind, Transfer};
 use crate::cage::address::EngineAddress;
 use crate::cage::host_image::{parse_numeric_user, toolchain_binds};
-use crate::cage::spec::{BindSpec, ContainerSpec, NetMode, DEFAULT_PATH, HOME_DIR};
+use crate::cage::spec::{
+    container_deadline, BindSpec, ContainerSpec, NetMode, DEFAULT_PATH, HOME_DIR,
+};
 use crate::cage::transfer::TransferPlan;
 use crate::cage::{
     Cage, CageError, Invocation, Limits, NetworkPolicy, HOST_IMAGE, LABEL_LOOP, LABEL_PID,
@@ -211,6 +213,7 @@ impl DockerCage {
             name: String::new(),
             image_id: image_id.to_string(),
             cmd: vec!["/bin/sh".into(), "-c".into(), inv.command.clone()],
+            deadline: Some(container_deadline(inv.timeout)),
             workdir: inv.workdir.clone(),
             user: inv.user.clone(),
             env,
