@@ -44,6 +44,11 @@ pub struct Args {
     /// repository's lock (for cron ticks).
     #[arg(long)]
     pub skip_if_running: bool,
+    /// Print the loop tree, which exam would run first and the prompt the
+    /// first agent to wake would read; start nothing: no branch, no
+    /// container, no lock, nothing spent.
+    #[arg(long, conflicts_with_all = ["bg", "skip_if_running"])]
+    pub dry_run: bool,
     /// Internal: this process is the detached run.
     #[arg(long, hide = true)]
     pub detached_child: bool,
@@ -67,6 +72,11 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
     let manifest = manifest::load(&path)?;
     let root = run::select_root(&manifest, args.root.as_deref())?;
     run::refuse_untimed_watchers(&manifest, &root)?;
+    if args.dry_run {
+        let plan = run::dry_run::plan(&cwd, &root, args.agent.as_deref())?;
+        print!("{}", render_dry_run(&plan));
+        return Ok(exit_codes::CLOSED);
+    }
     let label = path
         .strip_prefix(git.root())
         .unwrap_or(&path)
@@ -234,4 +244,48 @@ pub fn print_report(summary: &RunSummary) {
         _ => {}
     }
     print!("{out}");
+}
+
+/// What `run --dry-run` prints: the tree, the first exam, the first agent
+/// and its prompt.
+fn render_dry_run(plan: &run::dry_run::DryRun) -> String {
+    let mut out = String::from(
+        "proctor run --dry-run: nothing started (no branch, no container, nothing spent)\n\nloop tree (children close before their parent):\n",
+    );
+    for l in &plan.loops {
+        let agent = match &l.agent {
+            Some(a) => format!("agent `{a}`"),
+            None => "no agent (checks its children's work)".into(),
+        };
+        out.push_str(&format!(
+            "  {}{}: exam `{}`, {agent}, budget {}\n",
+            "  ".repeat(l.depth),
+            l.id,
+            l.exam,
+            l.budget
+        ));
+    }
+    let short: String = plan.start.to_string().chars().take(12).collect();
+    out.push_str(&format!(
+        "\nbranch: `{}` ({})\n",
+        plan.branch,
+        if plan.resumes {
+            format!("exists: the run resumes it at {short}")
+        } else {
+            format!("would be made at HEAD, {short}")
+        }
+    ));
+    out.push_str(&format!(
+        "first: the exam of loop `{}` (`{}`) on commit {short}; a pass closes it with no agent\n",
+        plan.first, plan.first_exam
+    ));
+    out.push_str(&format!(
+        "if it fails: loop `{}`'s agent `{}` wakes for run {} with this prompt on stdin:\n\n",
+        plan.first, plan.first_agent, plan.run
+    ));
+    out.push_str(&plan.prompt);
+    if !plan.prompt.ends_with('\n') {
+        out.push('\n');
+    }
+    out
 }

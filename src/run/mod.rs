@@ -27,6 +27,7 @@ use crate::state::lock::{LockError, RunLock};
 use crate::state::{self, Paths};
 
 mod branch;
+pub mod dry_run;
 mod error;
 mod preflight;
 mod trust;
