@@ -123,6 +123,22 @@ impl crate::exit_codes::DomainError for GitError {
             e if e.is_unsafe_owner() => "the repository belongs to another user; run proctor as its owner, or trust it with `git config --global --add safe.directory <path>`".into(),
             GitError::Locked { .. } => "if no other git process is using this repository, delete the stale `.lock` file".into(),
             GitError::WouldClobber { .. } => "commit or move them first".into(),
+            GitError::BranchMoved {
+                branch,
+                expected,
+                moved,
+            } => {
+                let back = match moved {
+                    Moved::Deleted => format!("`git branch {branch} {expected}`"),
+                    _ => format!("`git update-ref refs/heads/{branch} {expected}`"),
+                };
+                format!(
+                    "to go on from proctor's last commit, put the branch back with {back} and run `proctor run` again; to start over from the branch as it is now, run `proctor reap` (it removes the run's worktree, not the branch), then `proctor run`"
+                )
+            }
+            GitError::BranchCheckedOut { branch, .. } => format!(
+                "switch your checkout to another branch (e.g. `git switch -`): proctor works on `{branch}` in a worktree of its own"
+            ),
             _ => return None,
         })
     }

@@ -996,6 +996,12 @@ fn workspace_commit_refuses_when_the_branch_moved() {
             other => panic!("{what}: {other:?}"),
         }
         assert!(err.to_string().contains("`proctor/fix`"), "{what}: {err}");
+        // Exit 2, and a hint that names the commit to go back to.
+        use crate::exit_codes::DomainError;
+        assert!(!err.is_users_to_fix(), "{what}");
+        let hint = err.hint().unwrap_or_default();
+        assert!(hint.contains(&tip.to_string()), "{what}: {hint}");
+        assert!(hint.contains("proctor reap"), "{what}: {hint}");
         // Nothing was committed anywhere: not parentless, not on main.
         assert_eq!(
             f.repo.branch_tip("proctor/fix").unwrap(),

@@ -246,5 +246,36 @@ fn a_branch_moved_under_the_run_stops_it_naming_what_moved() {
         );
         assert_eq!(repo.read("a.txt").as_deref(), Some("edited by the user\n"));
         assert!(repo.read("done.txt").is_none());
+        drop(ws);
+
+        // As the error's hint says: put the branch back and run again. The
+        // worktree is reused and the stopped attempt's edit is committed
+        // onto proctor's last commit.
+        std::fs::write(
+            repo.git.git_dir().join("refs/heads/proctor/fix"),
+            format!("{first}\n"),
+        )
+        .expect("restore ref");
+        let ws = repo.git.open_workspace("fix", head).expect("worktree");
+        assert!(ws.reused(), "{what}");
+        let cage = repo.cage([Scripted::exam_needs("done.txt")]);
+        let again = run_in(&repo, &ws, &cage);
+        assert_eq!(again.result.expect("resumed run"), Ending::Closed, "{what}");
+        let tip = repo
+            .git
+            .branch_tip("proctor/fix")
+            .expect("tip")
+            .expect("branch");
+        assert!(
+            repo.git.is_ancestor(first, tip).expect("ancestry"),
+            "{what}"
+        );
+        assert!(
+            repo.git
+                .read_blob_at(tip, "done.txt")
+                .expect("blob")
+                .is_some(),
+            "{what}"
+        );
     }
 }
