@@ -244,32 +244,6 @@ fn a_journal_link_to_a_host_file_is_repaired_and_never_read() {
 }
 
 #[test]
-fn two_runs_without_edits_are_named_in_the_card() {
-    require_engine();
-    let repo = TestRepo::new()
-        .manifest("loop: idle\nagent: 'cat >/dev/null'\ndone_when: 'exit 1'\nbudget: 2 runs\n")
-        .commit("idle");
-    let out = repo.proctor(&["run"]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no edits"), "{}", stderr(&out));
-    let edits: Vec<bool> = repo
-        .events()
-        .into_iter()
-        .filter_map(|r| match r.event {
-            Event::AgentEnd { edits, .. } => Some(edits),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(edits, [false, false]);
-    let card = repo.read("INBOX/idle.md");
-    assert!(
-        card.contains("the last 2 agent runs changed nothing"),
-        "{card}"
-    );
-    repo.assert_no_containers();
-}
-
-#[test]
 fn a_users_uncommitted_edit_to_the_manifest_is_refused_not_undone() {
     require_engine();
     let repo = TestRepo::new()

@@ -300,3 +300,27 @@ fn runs_are_re_derived_from_committed_history_not_state_files() {
         Some("budget spent: 2 of 2 runs")
     );
 }
+
+#[test]
+fn an_exam_that_alternates_never_closes_with_confirm_two() {
+    let repo = Repo::new(
+        "loop: flaky\nagent: fix-it\ndone_when: sh flip.sh\nconfirm: 2\nbudget: 3 runs\n",
+        &[],
+    );
+    // pass, fail, pass, fail, ...: never two passes in a row.
+    let mut script = vec![Scripted::exam(0), Scripted::exam(1)];
+    for _ in 0..3 {
+        script.extend([Scripted::agent(0), Scripted::exam(0), Scripted::exam(1)]);
+    }
+    let cage = repo.cage(script);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Run::blocked("flaky"));
+    let trace = run.trace();
+    assert!(!trace.iter().any(|l| l.contains("close")), "{trace:?}");
+    assert_eq!(trace.iter().filter(|l| l.ends_with("exit 0")).count(), 4);
+    assert_eq!(
+        run.card_reason("flaky").as_deref(),
+        Some("budget spent: 3 of 3 runs")
+    );
+    assert_eq!(cage.left(), 0);
+}

@@ -79,6 +79,15 @@ fn runs_that_change_nothing_leave_a_note_for_the_agent_and_the_card() {
         card.contains("the last 3 agent runs changed nothing"),
         "{card}"
     );
+    let edits: Vec<bool> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            crate::engine::events::Event::AgentEnd { edits, .. } => Some(*edits),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(edits, [false, false, false]);
     assert!(run
         .report
         .boundary
