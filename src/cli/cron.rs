@@ -91,17 +91,11 @@ pub fn cmd_cron(args: Args) -> Result<i32, CommandError> {
                 .collect()
         }
     };
-    let fail = |e: cron::CronError| match e {
-        cron::CronError::Write(_) => CommandError::Internal {
-            message: e.to_string(),
-        },
-        other => CommandError::user(other.to_string()),
-    };
     if systemd_units {
         let dir = systemd::unit_dir();
         let label = repo_label(&root);
         if matches!(args.action, Action::Remove { .. }) {
-            let n = systemd::remove(&dir, &job, &label).map_err(fail)?;
+            let n = systemd::remove(&dir, &job, &label)?;
             say!(
                 "systemd: removed {n} unit file(s) for {} from `{}`",
                 root.display(),
@@ -109,7 +103,7 @@ pub fn cmd_cron(args: Args) -> Result<i32, CommandError> {
             );
             return Ok(0);
         }
-        let names = systemd::sync(&dir, &job, &label, &ticks).map_err(fail)?;
+        let names = systemd::sync(&dir, &job, &label, &ticks)?;
         if names.is_empty() {
             say!("systemd: no `schedules:` in the manifest; removed this repository's timers");
         } else {
@@ -127,7 +121,7 @@ pub fn cmd_cron(args: Args) -> Result<i32, CommandError> {
         return Ok(0);
     }
     let crontab = Crontab::from_env();
-    let n = cron::sync(&crontab, &job, &ticks).map_err(fail)?;
+    let n = cron::sync(&crontab, &job, &ticks)?;
     match args.action {
         Action::Remove { .. } => say!(
             "crontab: removed the proctor block for {} from {}",

@@ -33,10 +33,26 @@ pub enum CronError {
     Read(String),
     #[error("cannot write the crontab: {0}")]
     Write(String),
-    #[error("the crontab is malformed: {0}; it was not changed (fix or remove the block by hand, then sync again)")]
+    #[error("the crontab is malformed: {0}; it was not changed")]
     Malformed(String),
     #[error("{0}")]
     Refused(String),
+}
+
+impl crate::exit_codes::DomainError for CronError {
+    /// Writing failing is the system's; the rest is the user's crontab.
+    fn is_users_to_fix(&self) -> bool {
+        !matches!(self, CronError::Write(_))
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            CronError::Malformed(_) => {
+                Some("fix or remove the block by hand, then sync again".into())
+            }
+            _ => None,
+        }
+    }
 }
 
 /// One scheduled tick.

@@ -24,7 +24,7 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the answer-auth key at `{path}` is too short; remove it to make a new one")]
+    #[error("the answer-auth key at `{path}` is too short")]
     Short { path: PathBuf },
 }
 
@@ -34,7 +34,12 @@ impl crate::exit_codes::DomainError for KeyError {
     }
 
     fn hint(&self) -> Option<String> {
-        Some("set `PROCTOR_KEY_DIR` to a private directory outside the repository".into())
+        Some(match self {
+            KeyError::Io { .. } => {
+                "set `PROCTOR_KEY_DIR` to a private directory outside the repository".into()
+            }
+            KeyError::Short { .. } => "remove it to make a new one".into(),
+        })
     }
 }
 
