@@ -511,9 +511,7 @@ mod tests {
         let held = dir.path().join("proctor-gauntlet-20-Ab3xYz");
         let lock = held.join("scenario/repo/.proctor");
         fs::create_dir_all(&lock).unwrap();
-        let me = std::process::id() as i32;
-        let start = crate::state::lock::process_start(me).unwrap();
-        fs::write(lock.join("lock"), format!("{me} {start}\n")).unwrap();
+        let _held = crate::state::lock::RunLock::acquire(&lock.join("lock")).unwrap();
         let free = dir.path().join("proctor-demo-20-Cd4xYz");
         fs::create_dir_all(free.join("a/.proctor")).unwrap();
         fs::write(free.join("a/.proctor/lock"), "999999999 1\n").unwrap();

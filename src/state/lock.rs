@@ -1,22 +1,41 @@
 //! `.proctor/lock`: one active run per repository.
 //!
-//! The lock holds the owner's pid and its process start time; a lock whose
-//! process is gone (or whose pid was reused by another process) is stale and
-//! is reclaimed.
+//! The lock is a kernel lock: an open-file-description write lock
+//! (`F_OFD_SETLK`) on `.proctor/lock`, held for the run's whole life and
+//! released by the kernel when the run's process ends, however it ends. Two
+//! runs starting at the same instant cannot both get it, and a run killed
+//! with `kill -9` leaves nothing stale behind. The file's content (the
+//! holder's pid and process start time) only says who holds it, for
+//! `stop`, `status` and the detached start; whether a run is active is
+//! decided by the kernel lock alone, never by the content.
+//!
+//! The file is never deleted: a run that unlinked it on exit could leave a
+//! second run locking the unlinked file while a third locks a new one. The
+//! holder empties it when it ends instead.
+//!
+//! OFD locks rather than `flock`: `F_OFD_GETLK` asks whether the lock is
+//! held without taking it, so `status` or a cron tick polling the lock
+//! can never make a starting run believe another one is active. They
+//! belong to the open file, not the process, so a second `open` of the
+//! file in the same process (a sweep, a view) cannot release them, as it
+//! would a POSIX record lock.
 
 use std::fs;
-use std::io::Write;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another proctor run is active in this repository (pid {pid})")]
+    #[error("another proctor run is active in this repository ({})", held_by(*pid))]
     Held { pid: i32 },
-    #[error("cannot write the lock `{path}`: {source}")]
+    #[error("cannot take the lock `{path}`: {source}")]
     Io {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: io::Error,
     },
 }
 
@@ -33,10 +52,19 @@ impl crate::exit_codes::DomainError for LockError {
     }
 }
 
-/// A held lock; removed on drop.
+fn held_by(pid: i32) -> String {
+    if pid > 0 {
+        format!("pid {pid}")
+    } else {
+        "its pid is not readable".to_string()
+    }
+}
+
+/// A held lock; released (and its content emptied) on drop, or by the
+/// kernel when the process ends.
 #[derive(Debug)]
 pub struct RunLock {
-    path: PathBuf,
+    file: fs::File,
 }
 
 /// The start time of a process (clock ticks since boot), from /proc.
@@ -47,16 +75,104 @@ pub fn process_start(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// The pid holding the lock at `path`, if that process is still alive.
+/// How long a reader waits for a just-taken lock's content to name its
+/// holder: the holder writes it right after taking the lock.
+const CONTENT_WAIT: Duration = Duration::from_millis(500);
+const CONTENT_POLL: Duration = Duration::from_millis(5);
+
+/// The pid of the run holding the lock at `path`; `None` when no run holds
+/// it. `Some(0)` when the lock is held but its content never named a live
+/// process (a holder in another pid namespace).
 pub fn holder(path: &Path) -> Option<i32> {
-    let text = fs::read_to_string(path).ok()?;
-    let mut parts = text.split_whitespace();
-    let pid: i32 = parts.next()?.parse().ok()?;
-    let start: u64 = parts.next()?.parse().ok()?;
-    (pid > 0 && process_start(pid) == Some(start)).then_some(pid)
+    let file = open_no_follow(path, false).ok()?;
+    holder_of(&file)
+}
+
+/// The pid of the run holding the lock on `file`, waiting briefly for a
+/// holder that has just taken it to write its pid; `None` once the lock is
+/// free, `Some(0)` if it stays held without naming a live process.
+fn holder_of(file: &fs::File) -> Option<i32> {
+    let waited = std::time::Instant::now();
+    loop {
+        if !is_locked(file).ok()? {
+            return None;
+        }
+        let named = read_owner(file);
+        if let Some((pid, start)) = named {
+            if process_start(pid) == Some(start) {
+                return Some(pid);
+            }
+        }
+        if waited.elapsed() >= CONTENT_WAIT {
+            return Some(named.map_or(0, |(pid, _)| pid));
+        }
+        std::thread::sleep(CONTENT_POLL);
+    }
+}
+
+/// `<pid> <start>` as written by [`RunLock::acquire`].
+fn read_owner(file: &fs::File) -> Option<(i32, u64)> {
+    let mut buf = [0u8; 64];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    let line = text.strip_suffix('\n')?;
+    let (pid, start) = line.split_once(' ')?;
+    let pid: i32 = pid.parse().ok()?;
+    Some((pid, start.parse().ok()?)).filter(|_| pid > 0)
+}
+
+fn open_no_follow(path: &Path, write: bool) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .create(write)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// A write lock over the whole file, of type `kind`.
+fn whole_file(kind: libc::c_int) -> libc::flock {
+    // SAFETY: `flock` is a plain C struct; all-zero bytes are a valid value
+    // (and OFD requests require `l_pid` to be 0).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = 0;
+    lock.l_len = 0;
+    lock
+}
+
+/// Whether some open file (in any process) holds the lock, without taking it.
+fn is_locked(file: &fs::File) -> io::Result<bool> {
+    let mut lock = whole_file(libc::F_WRLCK);
+    // SAFETY: the descriptor is open for the call's duration and `lock`
+    // is a valid, exclusively borrowed `flock` the kernel writes into.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut lock) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lock.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// Takes the lock without waiting; false when another open file holds it.
+fn try_lock(file: &fs::File) -> io::Result<bool> {
+    let lock = whole_file(libc::F_WRLCK);
+    // SAFETY: the descriptor is open for the call's duration and `lock`
+    // is a valid `flock` the kernel only reads.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &lock) };
+    if rc == -1 {
+        let error = io::Error::last_os_error();
+        return match error.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+            _ => Err(error),
+        };
+    }
+    Ok(true)
 }
 
 impl RunLock {
+    /// Takes the repository's lock, or says who holds it.
     pub fn acquire(path: &Path) -> Result<RunLock, LockError> {
         let io = |source| LockError::Io {
             path: path.to_path_buf(),
@@ -67,55 +183,262 @@ impl RunLock {
         }
         let pid = std::process::id() as i32;
         let start = process_start(pid).unwrap_or(0);
-        for _ in 0..2 {
-            match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-            {
-                Ok(mut file) => {
-                    file.write_all(format!("{pid} {start}\n").as_bytes())
-                        .map_err(io)?;
-                    return Ok(RunLock {
-                        path: path.to_path_buf(),
-                    });
+        // A few rounds: only a file replaced between our open and our lock
+        // (someone deleted `.proctor/`) sends us round again.
+        for _ in 0..8 {
+            // A link or directory planted in its place is never a lock.
+            super::repair_file(path).map_err(io)?;
+            let file = open_no_follow(path, true).map_err(io)?;
+            if !try_lock(&file).map_err(io)? {
+                match holder_of(&file) {
+                    Some(pid) => return Err(LockError::Held { pid }),
+                    // Let go meanwhile: try again.
+                    None => continue,
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if let Some(holder) = holder(path) {
-                        return Err(LockError::Held { pid: holder });
-                    }
-                    // Stale: its process is gone. Reclaim it.
-                    super::repair_file(path).map_err(io)?;
-                    let _ = fs::remove_file(path);
-                }
-                Err(e) => return Err(io(e)),
             }
+            // The lock must be on the file the path names now, or a run
+            // that opens the path later would lock another file.
+            let ours = file.metadata().map_err(io)?;
+            match fs::symlink_metadata(path) {
+                Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {}
+                _ => continue,
+            }
+            let line = format!("{pid} {start}\n");
+            file.set_len(0).map_err(io)?;
+            file.write_all_at(line.as_bytes(), 0).map_err(io)?;
+            return Ok(RunLock { file });
         }
-        Err(LockError::Held { pid: 0 })
+        Err(io(io::Error::other(
+            "the lock file kept being replaced while it was taken",
+        )))
     }
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        // Still held here, so no other run's content is erased; the kernel
+        // releases the lock when the file closes, just after.
+        let _ = self.file.set_len(0);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Barrier};
+
+    /// Whether the lock is free once every holder let go. Another test's
+    /// child process holds a copy of every descriptor between its fork and
+    /// its exec (they close on exec), so a release may show a moment late.
+    fn released(path: &Path) -> bool {
+        for _ in 0..1000 {
+            if holder(path).is_none() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
 
     #[test]
     fn a_live_lock_is_held_and_a_dead_one_is_reclaimed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lock");
         let lock = RunLock::acquire(&path).unwrap();
-        assert!(matches!(
-            RunLock::acquire(&path),
-            Err(LockError::Held { .. })
-        ));
+        let me = std::process::id() as i32;
+        assert_eq!(holder(&path), Some(me));
+        match RunLock::acquire(&path) {
+            Err(LockError::Held { pid }) => assert_eq!(pid, me),
+            other => panic!("{other:?}"),
+        }
         drop(lock);
-        fs::write(&path, "999999999 1\n").unwrap();
+        assert!(released(&path));
+        assert!(path.exists(), "the lock file is never deleted");
+        // What a `kill -9`ed run leaves: content, no kernel lock.
+        fs::write(&path, format!("{me} 1\n")).unwrap();
+        assert_eq!(holder(&path), None);
         let _lock = RunLock::acquire(&path).unwrap();
+        assert_eq!(holder(&path), Some(me));
+    }
+
+    #[test]
+    fn content_without_the_kernel_lock_names_no_holder() {
+        // The race of issue 13: a lock file that names a live process (as a
+        // half-written or foreign file may) does not make a run active.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let me = std::process::id() as i32;
+        let start = process_start(me).unwrap();
+        fs::write(&path, format!("{me} {start}\n")).unwrap();
+        assert_eq!(holder(&path), None);
+        fs::write(&path, "").unwrap();
+        assert_eq!(holder(&path), None);
+    }
+
+    #[test]
+    fn a_planted_link_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, "keep").unwrap();
+        let path = dir.path().join("lock");
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        assert_eq!(holder(&path), None);
+        let lock = RunLock::acquire(&path).unwrap();
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "keep");
+        drop(lock);
+    }
+
+    #[test]
+    fn polling_the_lock_never_makes_a_start_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        RunLock::acquire(&path).map(drop).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let poller = {
+            let (path, stop) = (path.clone(), stop.clone());
+            std::thread::spawn(move || {
+                // Between this thread's starts the lock is free or ours.
+                let me = std::process::id() as i32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let seen = holder(&path);
+                    assert!(seen.is_none() || seen == Some(me), "{seen:?}");
+                }
+            })
+        };
+        for _ in 0..200 {
+            drop(RunLock::acquire(&path).unwrap());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        poller.join().unwrap();
+    }
+
+    #[test]
+    fn a_hundred_simultaneous_starts_make_exactly_one_run() {
+        // Each thread opens the file itself: OFD locks conflict between
+        // open files, in one process as across processes.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".proctor/lock");
+        let me = std::process::id() as i32;
+        for round in 0..20 {
+            let barrier = Arc::new(Barrier::new(100));
+            let held = Arc::new(Barrier::new(100));
+            let threads: Vec<_> = (0..100)
+                .map(|_| {
+                    let (path, barrier, held) = (path.clone(), barrier.clone(), held.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        let result = RunLock::acquire(&path);
+                        // Every start has answered before the winner lets go.
+                        held.wait();
+                        match result {
+                            Ok(lock) => {
+                                drop(lock);
+                                true
+                            }
+                            Err(LockError::Held { pid }) => {
+                                assert_eq!(pid, me);
+                                false
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    })
+                })
+                .collect();
+            let won = threads
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .filter(|won| *won)
+                .count();
+            assert_eq!(won, 1, "round {round}");
+            assert!(released(&path));
+        }
+    }
+
+    /// Run as a child process by the test below: takes the lock named in
+    /// the environment, says whether it got it, and holds it until told.
+    #[test]
+    fn lock_child() {
+        let Some(path) = std::env::var_os("PROCTOR_TEST_LOCK_CHILD") else {
+            return;
+        };
+        let go = PathBuf::from(std::env::var_os("PROCTOR_TEST_LOCK_GO").unwrap());
+        let done = PathBuf::from(std::env::var_os("PROCTOR_TEST_LOCK_DONE").unwrap());
+        while !go.exists() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let result = RunLock::acquire(Path::new(&path));
+        println!(
+            "LOCK-RESULT {}",
+            match &result {
+                Ok(_) => "won".to_string(),
+                Err(LockError::Held { pid }) => format!("held {pid}"),
+                Err(e) => format!("error {e}"),
+            }
+        );
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        if result.is_ok() {
+            while !done.exists() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    #[test]
+    fn a_hundred_processes_started_together_make_exactly_one_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".proctor/lock");
+        let go = dir.path().join("go");
+        let done = dir.path().join("done");
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..100)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(["--exact", "state::lock::tests::lock_child", "--nocapture"])
+                    .args(["--test-threads", "1"])
+                    .env("PROCTOR_TEST_LOCK_CHILD", &path)
+                    .env("PROCTOR_TEST_LOCK_GO", &go)
+                    .env("PROCTOR_TEST_LOCK_DONE", &done)
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        fs::write(&go, "").unwrap();
+        // The losers answer while the winner still holds the lock.
+        let mut winner = None;
+        let mut results = Vec::new();
+        let mut pending = Vec::new();
+        for mut child in children {
+            use std::io::BufRead;
+            let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+            // libtest may have printed the test's name on the same line.
+            let line = (&mut stdout)
+                .lines()
+                .map(|l| l.unwrap())
+                .find_map(|l| l.find("LOCK-RESULT ").map(|i| l[i..].to_string()))
+                .unwrap_or_default();
+            if line == "LOCK-RESULT won" {
+                assert_eq!(winner, None, "two processes took the lock");
+                winner = Some(child.id() as i32);
+            }
+            results.push(line);
+            // Kept open: the child still writes its summary.
+            pending.push((child, stdout));
+        }
+        let winner = winner.expect("no process took the lock");
+        assert_eq!(holder(&path), Some(winner));
+        for line in &results {
+            assert!(
+                line == "LOCK-RESULT won" || *line == format!("LOCK-RESULT held {winner}"),
+                "{line}"
+            );
+        }
+        fs::write(&done, "").unwrap();
+        for (mut child, mut stdout) in pending {
+            std::io::copy(&mut stdout, &mut std::io::sink()).unwrap();
+            assert!(child.wait().unwrap().success());
+        }
+        assert!(released(&path));
     }
 }

@@ -573,15 +573,8 @@ fn skip_if_running_exits_0_without_work_while_a_run_holds_the_lock() {
     let repo = TestRepo::new()
         .manifest("loop: deps\nagent: 'true'\ndone_when: 'true'\n")
         .commit("scheduled");
-    // This test process stands in for a live run.
-    let pid = std::process::id() as i32;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let start = stat[stat.rfind(')').unwrap() + 1..]
-        .split_whitespace()
-        .nth(19)
-        .unwrap()
-        .to_string();
-    repo.write(".proctor/lock", &format!("{pid} {start}\n"));
+    // This test process stands in for a live run: it holds the lock.
+    let _held = proctor::state::lock::RunLock::acquire(&repo.path().join(".proctor/lock")).unwrap();
     let out = repo.proctor(&["run", "--skip-if-running", "deps"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let pid_text = pid.to_string();
@@ -762,6 +755,77 @@ fn captured_output_carries_no_ansi_escapes() {
     assert!(
         stats.contains("1 agent runs: 0 verified by the exam, 1 rejected"),
         "{stats}"
+    );
+    repo.assert_no_containers();
+}
+
+#[test]
+fn two_runs_started_at_the_same_instant_make_one_run() {
+    // Issue 13: the lock file appeared empty and a second run that read it
+    // in between called it stale, took it, and reaped the first's containers.
+    require_engine();
+    let repo = TestRepo::new()
+        .file("agent.sh", "touch started; sleep 60\n")
+        .manifest("loop: fix\nagent: sh agent.sh\ndone_when: test -f done.txt\nbudget: 2 runs\n")
+        .commit("slow agent");
+    let start = || {
+        common::Background(
+            repo.command(&["run"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut runs = [start(), start()];
+    repo.wait_until("no agent started", |r| r.exists("started"));
+    // The other run refused; the one that took the lock still works.
+    let mut refused = Vec::new();
+    let runs_cell = std::cell::RefCell::new(&mut runs);
+    repo.wait_until("neither run refused", |_| {
+        runs_cell
+            .borrow_mut()
+            .iter_mut()
+            .any(|run| matches!(run.try_wait(), Ok(Some(_))))
+    });
+    let mut working = 0;
+    for run in &mut runs {
+        match run.try_wait().unwrap() {
+            Some(status) => {
+                let mut text = String::new();
+                std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut text).unwrap();
+                refused.push((status.code(), text));
+            }
+            None => working += 1,
+        }
+    }
+    assert_eq!(working, 1, "{refused:?}");
+    assert_eq!(refused.len(), 1);
+    let (code, text) = &refused[0];
+    assert_eq!(*code, Some(1), "{text}");
+    assert!(
+        text.contains("another proctor run is active in this repository (pid "),
+        "{text}"
+    );
+    let starts = repo
+        .events()
+        .iter()
+        .filter(|r| matches!(r.event, Event::RunStart { .. }))
+        .count();
+    assert_eq!(starts, 1, "exactly one run started");
+    assert!(!repo
+        .events()
+        .iter()
+        .any(|r| matches!(r.event, Event::Reaped { containers, .. } if containers > 0)));
+    let out = repo.proctor(&["stop"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for run in &mut runs {
+        run.wait().unwrap();
+    }
+    assert_eq!(
+        proctor::state::lock::holder(&repo.path().join(".proctor/lock")),
+        None,
+        "the lock is free again"
     );
     repo.assert_no_containers();
 }
