@@ -40,6 +40,47 @@ pub const LABEL_ROLE: &str = "proctor.role";
 /// The pid of the proctor process that created the container, so a reaper
 /// can tell a dead run's leftovers from a live run's containers.
 pub const LABEL_PID: &str = "proctor.pid";
+/// That process's start time (clock ticks since boot): a pid reused by
+/// another process does not keep a dead run's containers alive.
+pub const LABEL_PID_START: &str = "proctor.pid.start";
+
+/// The labels naming this process as a container's creator.
+pub(crate) fn creator_labels() -> [(String, String); 2] {
+    let pid = std::process::id();
+    let start = crate::state::lock::process_start(pid as i32).unwrap_or(0);
+    [
+        (LABEL_PID.to_string(), pid.to_string()),
+        (LABEL_PID_START.to_string(), start.to_string()),
+    ]
+}
+
+/// Whether the proctor process named by a container's labels may still be
+/// alive (this process counts): its containers are then not leftovers. A
+/// container without a creator (an older version's) is a leftover; one
+/// whose creator cannot be checked (no `/proc`) counts as alive.
+pub fn creator_alive(labels: &std::collections::HashMap<String, String>) -> bool {
+    let Some(pid) = labels.get(LABEL_PID).and_then(|p| p.parse::<i32>().ok()) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    if pid as u32 == std::process::id() {
+        return true;
+    }
+    let start = labels
+        .get(LABEL_PID_START)
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s != 0);
+    match (start, crate::state::lock::process_start(pid)) {
+        (Some(start), Some(now)) => now == start,
+        // Without a start time a live pid counts (perhaps reused: the
+        // container then waits for the next reap).
+        (None, Some(_)) => true,
+        // No such process, or no /proc to tell.
+        (_, None) => !std::path::Path::new("/proc/self").exists(),
+    }
+}
 
 /// The [`LABEL_REPO`] value of the repository at `root`: a stable id, so
 /// a reaper finds its containers.
@@ -338,6 +379,27 @@ pub enum CageError {
         what: String,
         hint: String,
     },
+}
+
+impl CageError {
+    /// Whether the engine itself went away (stopped, crashed, its socket
+    /// gone) rather than refusing one call: the connection failed or broke
+    /// off, or the engine stopped answering.
+    pub fn engine_went_away(&self) -> bool {
+        use bollard::errors::Error as B;
+        match self {
+            CageError::Engine { source, .. } => matches!(
+                source,
+                B::IOError { .. }
+                    | B::HyperLegacyError { .. }
+                    | B::HyperResponseError { .. }
+                    | B::RequestTimeoutError
+                    | B::SocketNotFoundError(_)
+            ),
+            CageError::EngineIo { .. } | CageError::EngineTimeout { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 impl crate::exit_codes::DomainError for CageError {

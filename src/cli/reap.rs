@@ -3,8 +3,7 @@
 //! and the host files of any proctor process that is gone.
 
 use super::CommandError;
-use crate::cage::repo_label;
-use crate::cage::{Cage, DockerCage, LABEL_REPO};
+use crate::cage::{repo_label, DockerCage};
 use crate::git::GitRepo;
 use crate::leftovers;
 use crate::manifest;
@@ -31,9 +30,7 @@ pub async fn cmd_reap(_args: Args) -> Result<i32, CommandError> {
     let config = manifest::load_config(git.root())?;
     let cage = DockerCage::connect(config.engine.as_deref()).await?;
     let label = repo_label(git.root());
-    let n = cage
-        .remove_labelled(&[(LABEL_REPO, label.as_str())])
-        .await?;
+    let n = cage.reap_dead_runs(&label).await?;
     println!("removed {n} container(s)");
     // After the containers: a dead run's agent may still have had its
     // worktree mounted.

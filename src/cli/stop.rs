@@ -5,8 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::CommandError;
-use crate::cage::repo_label;
-use crate::cage::{Cage, DockerCage, LABEL_REPO};
+use crate::cage::{repo_label, DockerCage};
 use crate::git::GitRepo;
 use crate::manifest;
 use crate::state::{lock, Paths};
@@ -61,10 +60,8 @@ pub async fn cmd_stop(args: Args) -> Result<i32, CommandError> {
     // Whatever the run could not remove (or, if it was killed, everything).
     let config = manifest::load_config(&root).unwrap_or_default();
     let leftovers = match DockerCage::connect(config.engine.as_deref()).await {
-        Ok(cage) => cage
-            .remove_labelled(&[(LABEL_REPO, repo_label(&root).as_str())])
-            .await
-            .unwrap_or(0),
+        // A run started since (a cron tick) keeps its containers.
+        Ok(cage) => cage.reap_dead_runs(&repo_label(&root)).await.unwrap_or(0),
         Err(_) => 0,
     };
     if killed {

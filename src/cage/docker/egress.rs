@@ -54,7 +54,7 @@ use crate::cage::proxy::{
 use crate::cage::spec::{BindSpec, ContainerSpec, NetMode, DEFAULT_PATH, HOME_DIR};
 use crate::cage::{
     Cage, CageError, Invocation, Labels, Limits, NetworkPolicy, Role, HOST_IMAGE, LABEL_LOOP,
-    LABEL_PID, LABEL_REPO, LABEL_ROLE, LABEL_RUN,
+    LABEL_REPO, LABEL_ROLE, LABEL_RUN,
 };
 
 /// The role label of egress proxy containers.
@@ -320,12 +320,13 @@ impl Holder {
 /// The labels every holder and proxy of a loop carries (the role is added
 /// per container).
 fn base_labels(labels: &Labels) -> HashMap<String, String> {
-    HashMap::from([
+    let mut base = HashMap::from([
         (LABEL_REPO.to_string(), labels.repo.clone()),
         (LABEL_RUN.to_string(), labels.run.clone()),
         (LABEL_LOOP.to_string(), labels.loop_id.clone()),
-        (LABEL_PID.to_string(), std::process::id().to_string()),
-    ])
+    ]);
+    base.extend(crate::cage::creator_labels());
+    base
 }
 
 fn labels_match(have: &HashMap<String, String>, want: &[(&str, &str)]) -> bool {

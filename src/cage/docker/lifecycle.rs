@@ -27,7 +27,7 @@ use crate::cage::host_image::unique_suffix;
 use crate::cage::output::LogSink;
 use crate::cage::spec::ContainerSpec;
 use crate::cage::transfer::{self, TransferPlan};
-use crate::cage::{libpod, CageError, LABEL_REPO, LABEL_ROLE};
+use crate::cage::{libpod, CageError, LABEL_REPO, LABEL_ROLE, LABEL_RUN};
 
 /// After a kill, how long the output stream may take to close.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -42,6 +42,11 @@ pub struct LabelledContainer {
     /// Its role label: `agent`, `verifier`, or a network holder's or
     /// egress proxy's role (see `egress.rs`).
     pub role: String,
+    /// Its run label.
+    pub run: String,
+    /// Whether the proctor process that created it may be alive
+    /// ([`crate::cage::creator_alive`]).
+    pub creator_alive: bool,
 }
 
 impl DockerCage {
@@ -68,15 +73,51 @@ impl DockerCage {
         Ok(found
             .into_iter()
             .filter_map(|c| {
-                let role = c
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(LABEL_ROLE))
-                    .cloned()
-                    .unwrap_or_default();
-                Some(LabelledContainer { id: c.id?, role })
+                let labels = c.labels.unwrap_or_default();
+                let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
+                Some(LabelledContainer {
+                    id: c.id?,
+                    role: label(LABEL_ROLE),
+                    run: label(LABEL_RUN),
+                    creator_alive: crate::cage::creator_alive(&labels),
+                })
             })
             .collect())
+    }
+
+    /// Removes what dead runs left of repository `repo`: the containers
+    /// (and egress networks) of every run whose proctor process is gone.
+    /// A live run's containers stay, whoever asks: a second run starting,
+    /// `stop`, `reap`. Returns how many containers were removed.
+    pub async fn reap_dead_runs(&self, repo: &str) -> Result<usize, CageError> {
+        use crate::cage::Cage;
+        let found = self.list_labelled(&[(LABEL_REPO, repo)]).await?;
+        let any_alive = found.iter().any(|c| c.creator_alive);
+        let dead_runs: std::collections::BTreeSet<&str> = found
+            .iter()
+            .filter(|c| !c.creator_alive)
+            .map(|c| c.run.as_str())
+            .collect();
+        let mut removed = 0;
+        for run in dead_runs {
+            if run.is_empty() {
+                continue;
+            }
+            removed += self
+                .remove_labelled(&[(LABEL_REPO, repo), (LABEL_RUN, run)])
+                .await?;
+        }
+        for c in found
+            .iter()
+            .filter(|c| !c.creator_alive && c.run.is_empty())
+        {
+            removed += usize::from(remove_container(&self.docker, &c.id, false).await);
+        }
+        if !any_alive {
+            // Networks whose run left no container behind.
+            self.remove_networks(&[(LABEL_REPO, repo)]).await?;
+        }
+        Ok(removed)
     }
 
     /// Creates, attaches to and starts a container, trying the next runtime

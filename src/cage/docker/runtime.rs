@@ -17,8 +17,8 @@ use crate::cage::spec::{
 };
 use crate::cage::transfer::TransferPlan;
 use crate::cage::{
-    Cage, CageError, Invocation, Limits, NetworkPolicy, HOST_IMAGE, LABEL_LOOP, LABEL_PID,
-    LABEL_REPO, LABEL_ROLE, LABEL_RUN,
+    Cage, CageError, Invocation, Limits, NetworkPolicy, HOST_IMAGE, LABEL_LOOP, LABEL_REPO,
+    LABEL_ROLE, LABEL_RUN,
 };
 
 /// Init binaries Podman can mount into a container when its configured one
@@ -201,13 +201,13 @@ impl DockerCage {
             limits.memory_bytes = self.default_memory_bytes();
         }
 
-        let labels = HashMap::from([
+        let mut labels = HashMap::from([
             (LABEL_REPO.to_string(), inv.labels.repo.clone()),
             (LABEL_RUN.to_string(), inv.labels.run.clone()),
             (LABEL_LOOP.to_string(), inv.labels.loop_id.clone()),
             (LABEL_ROLE.to_string(), inv.labels.role.as_str().to_string()),
-            (LABEL_PID.to_string(), std::process::id().to_string()),
         ]);
+        labels.extend(crate::cage::creator_labels());
 
         Ok(ContainerSpec {
             name: String::new(),
