@@ -51,6 +51,13 @@ pub enum RunError {
         if paths.len() == 1 { "has" } else { "have" }
     )]
     ExamEdited { paths: Vec<String>, branch: String },
+    /// A state file's damage could not be set aside.
+    #[error("cannot repair `{path}`: {source}")]
+    Heal {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
     #[error(transparent)]
@@ -65,6 +72,17 @@ pub enum RunError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The container engine stopped answering mid-run.
+    #[error(
+        "the container engine went away while {during}; start it ({how}) and {again} to resume"
+    )]
+    EngineGone {
+        during: String,
+        /// How to start this kind of engine.
+        how: &'static str,
+        /// The command that resumes.
+        again: String,
+    },
 }
 
 /// `a`, `b`: names in backticks, joined by commas.
@@ -108,6 +126,9 @@ impl DomainError for RunError {
             RunError::Dirty { .. } => {
                 "commit or stash them first; proctor commits every attempt and must not mix your edits into them".into()
             }
+            RunError::EngineGone { .. } => {
+                "the cut-short attempt is settled then: committed as interrupted if it left edits, not charged if it left none".into()
+            }
             RunError::ExamEdited { branch, .. } => format!(
                 "commit them on `{branch}` (a commit of yours becomes the run's new base), or discard them"
             ),
@@ -117,13 +138,15 @@ impl DomainError for RunError {
             RunError::Lock(e) => return e.hint(),
             RunError::Key(e) => return e.hint(),
             RunError::Engine(e) => return e.hint(),
-            RunError::NoSuchLoop { .. } | RunError::Signals(_) => return None,
+            RunError::NoSuchLoop { .. } | RunError::Signals(_) | RunError::Heal { .. } => {
+                return None
+            }
         })
     }
 
     fn is_users_to_fix(&self) -> bool {
         match self {
-            RunError::Signals(_) => false,
+            RunError::Signals(_) | RunError::Heal { .. } => false,
             RunError::Manifest(e) => e.is_users_to_fix(),
             RunError::Cage(e) => e.is_users_to_fix(),
             RunError::Git(e) => e.is_users_to_fix(),

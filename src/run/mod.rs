@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::cage::{Cage, DockerCage, RuntimeChoice, LABEL_REPO, LABEL_RUN};
+use crate::cage::{Cage, DockerCage, EngineKind, RuntimeChoice, LABEL_RUN};
 use crate::engine::events::{Event, Outcome};
 use crate::engine::{Ending, Engine, Report, Settings};
 use crate::exit_codes;
@@ -148,11 +148,18 @@ pub async fn execute(
     };
     let key = AnswerKey::load_or_create(&key_dir())?;
     let base = branch::enter(&ready)?;
+    // Before anything appends to them, and with the run's branch (and so
+    // its ledger) checked out.
+    let healed = heal(&ready.paths)?;
     let trusted = trust::decide(&ready, base, &req, observer)?;
     let run_id = random_id(4);
     observer.begin(&run_id, &ready.paths);
+    for (path, was) in healed {
+        observer.event(Event::Repaired { path, was });
+    }
     let ran = drive(&ready, &req, &trusted, &key, base, &run_id, opts, observer).await;
-    let (exit, ending, report) = teardown(&ready, &run_id, ran, started, observer).await?;
+    let (exit, ending, report) =
+        teardown(&ready, &run_id, &req.manifest_label, ran, started, observer).await?;
     notify(&ready, &trusted, ending.as_ref(), exit, started, observer);
     Ok(RunSummary {
         skipped: false,
@@ -195,10 +202,9 @@ async fn drive(
     observer: &mut dyn Observer,
 ) -> Result<(Ran, Report), RunError> {
     let label = crate::cage::repo_label(&ready.root_dir);
-    let reaped = ready
-        .cage
-        .remove_labelled(&[(LABEL_REPO, label.as_str())])
-        .await?;
+    // Only dead runs' containers: the lock keeps a second run from getting
+    // here, and even so a live run's containers are never touched.
+    let reaped = ready.cage.reap_dead_runs(&label).await?;
     // Files of any dead proctor process, not only this repository's: runs
     // elsewhere share the temp directories, and only live ones are spared.
     let swept = leftovers::sweep();
@@ -238,7 +244,14 @@ async fn drive(
     } else {
         Some(signal(SignalKind::hangup()).map_err(RunError::Signals)?)
     };
-    let mut emit = |e: Event| observer.event(e);
+    // What the run was doing, should the engine go away.
+    let mut last_step = None;
+    let mut emit = |e: Event| {
+        if let Some(step) = step_of(&e) {
+            last_step = Some(step);
+        }
+        observer.event(e)
+    };
     let mut engine = Engine::new(&ready.cage, &ready.git, key, settings, base, &mut emit)?;
     let ran = tokio::select! {
         r = engine.run(&trusted.root) => Some(r),
@@ -246,7 +259,76 @@ async fn drive(
         _ = sigterm.recv() => None,
         _ = hangup(&mut sighup) => None,
     };
-    Ok((ran, std::mem::take(&mut engine.report)))
+    let report = std::mem::take(&mut engine.report);
+    drop(engine);
+    let ran = ran.map(|r| {
+        r.map_err(|e| match e {
+            crate::engine::EngineError::Cage(c) if c.engine_went_away() => {
+                crate::engine::EngineError::EngineGone {
+                    during: last_step.unwrap_or_else(|| "the run started".to_string()),
+                }
+            }
+            e => e,
+        })
+    });
+    Ok((ran, report))
+}
+
+/// What the run was doing when `event` was its last step, as the end of
+/// "while ...".
+fn step_of(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::RunStart { .. } => "the run started".to_string(),
+        Event::CheckStart { loop_id, .. } => format!("the exam of loop `{loop_id}` ran"),
+        Event::AgentStart { loop_id, run, .. } => {
+            format!("the agent of loop `{loop_id}` ran (run {run})")
+        }
+        Event::AgentEnd { loop_id, run, .. } => {
+            format!("run {run} of loop `{loop_id}` was being committed")
+        }
+        Event::Commit { loop_id, run, .. } => {
+            format!("run {run} of loop `{loop_id}` was about to be checked")
+        }
+        Event::CheckResult { loop_id, .. } => format!("loop `{loop_id}` went on after its exam"),
+        Event::Wait { loop_id, .. } => format!("loop `{loop_id}` waited to check again"),
+        Event::Close { loop_id, .. } => format!("loop `{loop_id}` had just closed"),
+        _ => return None,
+    })
+}
+
+/// The error a run ends with when the engine went away: what it was doing,
+/// how to start this kind of engine, and the command that resumes.
+fn engine_gone(during: String, kind: EngineKind, manifest_label: &str) -> RunError {
+    let how = match kind {
+        EngineKind::Docker => "`sudo systemctl start docker`, or `dockerd &`",
+        EngineKind::Podman => "`podman system service --time=0 &`",
+    };
+    let again = if manifest_label == "proctor once" {
+        "run the same `proctor once` again".to_string()
+    } else {
+        "run `proctor run`".to_string()
+    };
+    RunError::EngineGone { during, how, again }
+}
+
+/// Sets aside what a crash or a full disk cut short in the events file and
+/// the ledger, before anything appends to them: the next event would glue
+/// onto the fragment, and the ledger's garbage would be committed with the
+/// next attempt. Returns `(path, was)` for `repaired` events.
+fn heal(paths: &Paths) -> Result<Vec<(String, String)>, RunError> {
+    let mut healed = Vec::new();
+    for (path, whole_lines) in [(&paths.events, false), (&paths.ledger, true)] {
+        let healed_one = state::jsonl::heal(path, &paths.logs, whole_lines).map_err(|source| {
+            RunError::Heal {
+                path: paths.rel(path),
+                source,
+            }
+        })?;
+        if let Some(h) = healed_one {
+            healed.push((paths.rel(path), h.was(&paths.rel(&h.aside))));
+        }
+    }
+    Ok(healed)
 }
 
 /// The host variables the tree's loops pass to their agents, by name.
@@ -268,6 +350,7 @@ fn host_env(root: &LoopSpec) -> HashMap<String, String> {
 async fn teardown(
     ready: &preflight::Ready,
     run_id: &str,
+    manifest_label: &str,
     ran: Result<(Ran, Report), RunError>,
     started: Instant,
     observer: &mut dyn Observer,
@@ -290,7 +373,12 @@ async fn teardown(
         None => (exit_codes::INTERRUPTED, None),
         Some(Err(e)) => {
             // The exit code recorded is the one the command exits with.
-            let error = RunError::from(e);
+            let error = match e {
+                crate::engine::EngineError::EngineGone { during } => {
+                    engine_gone(during, ready.cage.kind(), manifest_label)
+                }
+                e => RunError::from(e),
+            };
             observer.event(Event::RunEnd {
                 outcome: Outcome::Error,
                 exit: exit_codes::of(&error),
@@ -348,5 +436,37 @@ async fn hangup(signal: &mut Option<Signal>) {
             signal.recv().await;
         }
         None => std::future::pending::<()>().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_loss_mid_agent_says_what_happened_and_how_to_resume() {
+        // Issue 13: the run ended with the engine library's text.
+        let step = step_of(&Event::AgentStart {
+            loop_id: "fix".into(),
+            run: 3,
+            of: Some(10),
+            log: ".proctor/logs/fix.run3.log".into(),
+            image: "host".into(),
+        })
+        .unwrap();
+        let error = engine_gone(step, EngineKind::Docker, "proctor.yaml");
+        assert_eq!(
+            error.to_string(),
+            "the container engine went away while the agent of loop `fix` ran (run 3); start it (`sudo systemctl start docker`, or `dockerd &`) and run `proctor run` to resume"
+        );
+        assert!(error.own_hint().is_some());
+        assert_eq!(error.exit_code(), exit_codes::USAGE);
+        let error = engine_gone("the run started".into(), EngineKind::Podman, "proctor once");
+        let line = error.to_string();
+        assert!(
+            line.contains("`podman system service --time=0 &`"),
+            "{line}"
+        );
+        assert!(line.contains("run the same `proctor once` again"), "{line}");
     }
 }
