@@ -661,7 +661,11 @@ fn ctrl_c_removes_the_runs_containers() {
             ..
         }
     )));
-    assert!(!repo.exists(".proctor/lock"), "the lock is released");
+    assert_eq!(
+        proctor::state::lock::holder(&repo.path().join(".proctor/lock")),
+        None,
+        "the lock is released"
+    );
     repo.assert_no_containers();
 }
 
