@@ -459,8 +459,12 @@ mod tests {
             error.to_string(),
             "the container engine went away while the agent of loop `fix` ran (run 3); start it (`sudo systemctl start docker`, or `dockerd &`) and run `proctor run` to resume"
         );
-        assert!(error.own_hint().is_some());
-        assert_eq!(error.exit_code(), exit_codes::USAGE);
+        use crate::exit_codes::DomainError;
+        assert!(error.hint().is_some());
+        assert!(
+            error.is_users_to_fix(),
+            "exit 1: the user starts the engine"
+        );
         let error = engine_gone("the run started".into(), EngineKind::Podman, "proctor once");
         let line = error.to_string();
         assert!(
