@@ -31,7 +31,8 @@
 #   orphan         a container labelled with the fixture's repository
 #   double run     more than one run started in one repository at once
 #   corrupt state  `git fsck` fails; an events or ledger line is not JSON;
-#                  the lock or the attempt marker is left behind; an
+#                  the lock is still held or the attempt marker is left
+#                  behind; an
 #                  uncommitted edit is left (after a completed run); a
 #                  parentless commit; an attempt commit holding two agents'
 #                  files (leftovers mixed into the next agent's commit); an
@@ -206,8 +207,18 @@ for name in ("events.jsonl", "ledger.jsonl"):
             out["redone"] += 1
     if bad:
         out["corrupt"].append(f"{bad} line(s) of {name} are not JSON")
-if os.path.exists(os.path.join(d, ".proctor", "lock")):
-    out["corrupt"].append("the lock is left behind")
+# The lock file stays (never deleted); a run holds a kernel lock on it.
+# A POSIX lock conflicts with that OFD lock, so taking one here fails
+# exactly when a run still holds it.
+lock = os.path.join(d, ".proctor", "lock")
+if os.path.exists(lock):
+    import fcntl
+    with open(lock, "r+") as f:
+        try:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(f, fcntl.LOCK_UN)
+        except OSError:
+            out["corrupt"].append("the lock is still held")
 if rc == 0 and os.path.exists(os.path.join(d, ".proctor", "tmp", "attempt")):
     out["corrupt"].append("the attempt marker is left behind")
 if rc == 0:
