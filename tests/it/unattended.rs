@@ -579,6 +579,7 @@ fn skip_if_running_exits_0_without_work_while_a_run_holds_the_lock() {
         .commit("scheduled");
     // This test process stands in for a live run: it holds the lock.
     let _held = proctor::state::lock::RunLock::acquire(&repo.path().join(".proctor/lock")).unwrap();
+    let pid = std::process::id();
     let out = repo.proctor(&["run", "--skip-if-running", "deps"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let pid_text = pid.to_string();
