@@ -39,7 +39,9 @@ pub fn cmd_answer(args: Args) -> Result<i32, CommandError> {
         return Err(CommandError::user("the answer is empty"));
     }
     let loaded = manifest::find(git.root()).and_then(|p| manifest::load(&p).ok());
-    let known_in_manifest = loaded.as_ref().map(|m| contains(&m.root, &args.loop_id));
+    let known_in_manifest = loaded
+        .as_ref()
+        .map(|m| m.find_loop(&args.loop_id).is_some());
     let has_card = paths.card_for(&args.loop_id).exists();
     let card = std::fs::read_to_string(paths.card_for(&args.loop_id)).unwrap_or_default();
     let gated = loaded
@@ -117,8 +119,4 @@ fn answer_gate(
         );
     }
     Ok(0)
-}
-
-fn contains(spec: &manifest::LoopSpec, id: &str) -> bool {
-    spec.id == id || spec.children.iter().any(|c| contains(c, id))
 }

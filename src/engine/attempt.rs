@@ -177,7 +177,7 @@ impl<C: Cage> Engine<'_, C> {
             self.clear_attempt();
             return Ok(());
         }
-        let spec = match find_loop(root, &loop_id) {
+        let spec = match root.find(&loop_id) {
             Some(spec) => spec.clone(),
             // The loop left the manifest since: its edits are still its
             // own, checked against the root's write allow-list.
@@ -331,12 +331,4 @@ impl<C: Cage> Engine<'_, C> {
             log_cap: LOG_CAP,
         })
     }
-}
-
-/// The loop `id` in the tree under `spec`.
-fn find_loop<'s>(spec: &'s LoopSpec, id: &str) -> Option<&'s LoopSpec> {
-    if spec.id == id {
-        return Some(spec);
-    }
-    spec.children.iter().find_map(|c| find_loop(c, id))
 }

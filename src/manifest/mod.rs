@@ -243,22 +243,36 @@ pub enum Order {
 }
 
 impl LoopSpec {
-    /// This loop and every loop under it, in `order`: the one walk of the
-    /// tree that every caller uses.
+    /// This loop and every loop under it, in `order`.
     pub fn walk(&self, order: Order) -> Vec<&LoopSpec> {
-        fn visit<'s>(spec: &'s LoopSpec, order: Order, out: &mut Vec<&'s LoopSpec>) {
+        self.walk_with_depth(order)
+            .into_iter()
+            .map(|(_, spec)| spec)
+            .collect()
+    }
+
+    /// This loop and every loop under it, in `order`, each with its depth
+    /// below this one (this one is 0): the one walk of the tree that every
+    /// caller uses.
+    pub fn walk_with_depth(&self, order: Order) -> Vec<(usize, &LoopSpec)> {
+        fn visit<'s>(
+            spec: &'s LoopSpec,
+            depth: usize,
+            order: Order,
+            out: &mut Vec<(usize, &'s LoopSpec)>,
+        ) {
             if order == Order::ParentsFirst {
-                out.push(spec);
+                out.push((depth, spec));
             }
             for child in &spec.children {
-                visit(child, order, out);
+                visit(child, depth + 1, order, out);
             }
             if order == Order::ChildrenFirst {
-                out.push(spec);
+                out.push((depth, spec));
             }
         }
         let mut out = Vec::new();
-        visit(self, order, &mut out);
+        visit(self, 0, order, &mut out);
         out
     }
 

@@ -74,10 +74,10 @@ pub fn plan(dir: &Path, root: &LoopSpec, default_agent: Option<&str>) -> Result<
         None => Default::default(),
     };
     let loops = root
-        .walk(Order::ParentsFirst)
+        .walk_with_depth(Order::ParentsFirst)
         .into_iter()
-        .map(|spec| PlannedLoop {
-            depth: depth_of(root, &spec.id).unwrap_or(0),
+        .map(|(depth, spec)| PlannedLoop {
+            depth,
             id: spec.id.clone(),
             agent: agent_of(spec),
             exam: spec.done_when.clone(),
@@ -115,16 +115,6 @@ pub fn plan(dir: &Path, root: &LoopSpec, default_agent: Option<&str>) -> Result<
         run,
         prompt,
     })
-}
-
-fn depth_of(spec: &LoopSpec, id: &str) -> Option<usize> {
-    if spec.id == id {
-        return Some(0);
-    }
-    spec.children
-        .iter()
-        .find_map(|c| depth_of(c, id))
-        .map(|d| d + 1)
 }
 
 fn budget_text(spec: &LoopSpec) -> String {

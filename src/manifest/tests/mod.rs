@@ -1126,3 +1126,30 @@ fn the_docs_examples_parse() {
     let config = parse_config(last, Path::new(".proctor/config.yaml")).unwrap();
     assert_eq!(config.runtime.as_deref(), Some("runsc"));
 }
+
+// ---- The tree walk ----------------------------------------------------
+
+#[test]
+fn the_tree_walks_parents_first_or_children_first_with_depths() {
+    let m = ok("loop: root\nagent: a\ndone_when: 'true'\nloops:\n  - loop: a\n    done_when: 'true'\n    loops:\n      - loop: a1\n        done_when: 'true'\n  - loop: b\n    done_when: 'true'\n");
+    let ids = |order| -> Vec<(usize, String)> {
+        m.root
+            .walk_with_depth(order)
+            .into_iter()
+            .map(|(d, s)| (d, s.id.clone()))
+            .collect()
+    };
+    let owned = |v: &[(usize, &str)]| -> Vec<(usize, String)> {
+        v.iter().map(|(d, s)| (*d, s.to_string())).collect()
+    };
+    assert_eq!(
+        ids(Order::ParentsFirst),
+        owned(&[(0, "root"), (1, "a"), (2, "a1"), (1, "b")])
+    );
+    assert_eq!(
+        ids(Order::ChildrenFirst),
+        owned(&[(2, "a1"), (1, "a"), (1, "b"), (0, "root")])
+    );
+    assert_eq!(m.root.find("a1").map(|s| s.id.as_str()), Some("a1"));
+    assert!(m.root.find("a").unwrap().find("b").is_none());
+}
