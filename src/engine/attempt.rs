@@ -105,6 +105,13 @@ impl<C: Cage> Engine<'_, C> {
         self.report.agent_secs += secs;
         self.guard_after_agent(spec, run)?;
 
+        // The ledger's size before this run's line: if the commit fails
+        // (a full disk), the line goes again, so the ledger never records
+        // a run the branch does not have.
+        let ledger_before = std::fs::symlink_metadata(&self.paths.ledger)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
         ledger::append(
             &self.paths.ledger,
             &ledger::Entry::Run {
@@ -118,7 +125,14 @@ impl<C: Cage> Engine<'_, C> {
         )
         .map_err(io_err(&self.paths.ledger))?;
         let message = history::run_message(&id, run, started, secs, outcome.exit_code);
-        let commit = self.commit(&message, &|p| state::is_private(p))?;
+        let commit = match self.commit(&message, &|p| state::is_private(p)) {
+            Ok(commit) => commit,
+            Err(error) => {
+                // Best effort: the commit's error is the one to report.
+                let _ = state::truncate_to(&self.paths.ledger, ledger_before);
+                return Err(error);
+            }
+        };
         self.clear_attempt();
         self.runs.insert(id.clone(), run);
         self.attempted.insert(id.clone());

@@ -156,6 +156,24 @@ pub fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     file.write_all(format!("{line}\n").as_bytes())
 }
 
+/// Cuts a state file back to `len` bytes (what it held before a write
+/// that must be undone), or removes it when it did not exist (`None`).
+/// Never through a symlink.
+pub fn truncate_to(path: &Path, len: Option<u64>) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match len {
+        Some(len) => fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?
+            .set_len(len),
+        None => match fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    }
+}
+
 /// Replaces a state file's content atomically, never through a symlink.
 pub fn write_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
     let parent = path.parent().unwrap_or(Path::new("."));

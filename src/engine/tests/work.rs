@@ -232,3 +232,27 @@ fn a_blocked_child_halts_the_tree_before_its_parent() {
     assert!(cage.calls().iter().all(|i| i.labels.loop_id == "a"));
     assert_eq!(cage.left(), 0);
 }
+
+#[test]
+fn a_run_whose_commit_failed_leaves_no_ledger_line() {
+    // Issue 13: a full disk failed the commit after the ledger recorded
+    // the run, and the next commit carried a line for a run that never was.
+    let repo = Repo::new(
+        "loop: fix\nagent: fix-it\ndone_when: test -f done\nbudget: 2 runs\n",
+        &[],
+    );
+    let cage = repo.cage([
+        Scripted::exam_needs("done"),
+        Scripted::agent_edits(|work| {
+            make_done(work);
+            // git cannot write its index: the commit fails, as on a full disk.
+            std::fs::write(work.join(".git/index.lock"), "").expect("plant index.lock");
+        }),
+    ]);
+    assert!(repo.try_run(&cage).is_err(), "the commit cannot succeed");
+    let runs = crate::state::ledger::read(&repo.paths.ledger)
+        .into_iter()
+        .filter(|e| matches!(e, crate::state::ledger::Entry::Run { .. }))
+        .count();
+    assert_eq!(runs, 0, "no ledger line for a run that was never committed");
+}
