@@ -55,6 +55,33 @@ pub(super) fn restore_deleted_state(
     Ok(restored)
 }
 
+/// Takes the answer lines (answers, approvals, rejections) out of an
+/// untracked working-tree ledger so the branch switch cannot trip over it;
+/// they are appended again after it.
+fn carry_answers(paths: &Paths) -> Vec<String> {
+    let text = std::fs::read(&paths.ledger)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let answers: Vec<String> = text
+        .lines()
+        .filter(|line| {
+            matches!(
+                ledger::parse(line).first(),
+                Some(ledger::Entry::Answer { .. })
+            ) || matches!(
+                gate::parse(line).first(),
+                Some(gate::GateEntry::Approval { .. } | gate::GateEntry::Rejection { .. })
+            )
+        })
+        .map(str::to_string)
+        .collect();
+    if !answers.is_empty() {
+        let _ = state::repair_file(&paths.ledger);
+        let _ = std::fs::remove_file(&paths.ledger);
+    }
+    answers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,31 +114,4 @@ mod tests {
         // Only proctor's state comes back: the user's deletion stays.
         assert_eq!(git.dirty_paths(&|_| false).unwrap(), ["keep.txt"]);
     }
-}
-
-/// Takes the answer lines (answers, approvals, rejections) out of an
-/// untracked working-tree ledger so the branch switch cannot trip over it;
-/// they are appended again after it.
-fn carry_answers(paths: &Paths) -> Vec<String> {
-    let text = std::fs::read(&paths.ledger)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let answers: Vec<String> = text
-        .lines()
-        .filter(|line| {
-            matches!(
-                ledger::parse(line).first(),
-                Some(ledger::Entry::Answer { .. })
-            ) || matches!(
-                gate::parse(line).first(),
-                Some(gate::GateEntry::Approval { .. } | gate::GateEntry::Rejection { .. })
-            )
-        })
-        .map(str::to_string)
-        .collect();
-    if !answers.is_empty() {
-        let _ = state::repair_file(&paths.ledger);
-        let _ = std::fs::remove_file(&paths.ledger);
-    }
-    answers
 }
