@@ -64,12 +64,29 @@ impl DockerCage {
             .all(true)
             .filters(&HashMap::from([("label".to_string(), filters)]))
             .build();
-        let found = bounded(
-            "list containers",
-            API_TIMEOUT,
-            self.docker.list_containers(Some(options)),
-        )
-        .await?;
+        // Podman reports a container between its exit and its cleanup as
+        // `stopped`, a state bollard cannot parse: the listing fails for
+        // that moment (more often now that containers stop at their own
+        // deadline with nobody waiting on them), so ask again, briefly.
+        let mut parse_failures = 0;
+        let found = loop {
+            let listed = bounded(
+                "list containers",
+                API_TIMEOUT,
+                self.docker.list_containers(Some(options.clone())),
+            )
+            .await;
+            match listed {
+                Err(CageError::Engine {
+                    source: BollardError::JsonDataError { .. },
+                    ..
+                }) if parse_failures < 20 => {
+                    parse_failures += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => break other?,
+            }
+        };
         Ok(found
             .into_iter()
             .filter_map(|c| {
