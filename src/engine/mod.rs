@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use crate::cage::{Cage, CageError, Labels, Mount, Role};
-use crate::git::{GitError, GitRepo, Oid, Workspace};
+use crate::git::{BranchGuard, GitError, GitRepo, Oid, Workspace};
 use crate::manifest::{Config, LoopSpec, Resources};
 use crate::protect::{Rules, Watch};
 use crate::state::cards::{self, Card, CardKind, Tried};
@@ -200,6 +200,11 @@ pub struct Engine<'a, C: Cage> {
     /// The run's own worktree, when it works in one: every commit then
     /// goes onto the tip proctor last wrote, or the run stops.
     workspace: Option<&'a Workspace>,
+    /// Working in the checkout itself: the branch HEAD was on when the
+    /// engine started and the tip proctor last wrote there, so a branch
+    /// someone deleted, reset or moved mid-run stops the run instead of
+    /// taking a commit (parentless, or over history proctor did not write).
+    checkout: Option<BranchGuard>,
     pub report: Report,
 }
 
@@ -249,6 +254,7 @@ impl<'a, C: Cage> Engine<'a, C> {
             warm_trees: Vec::new(),
             last_exam_covered: None,
             workspace: None,
+            checkout: BranchGuard::at_head(git)?,
             report,
         })
     }
@@ -271,16 +277,19 @@ impl<'a, C: Cage> Engine<'a, C> {
         let mut engine = Engine::new(cage, ws.repo(), key, settings, base, emit)?;
         engine.paths = Paths::with_work(home, ws.root());
         engine.workspace = Some(ws);
+        engine.checkout = None;
         Ok(engine)
     }
 
-    /// Commits the working tree (all but `skip`): in a worktree only onto
-    /// the tip proctor last wrote (a moved or deleted branch is an error
-    /// naming what moved), else on HEAD.
+    /// Commits the working tree (all but `skip`) only onto the tip proctor
+    /// last wrote, in a worktree or in the checkout (a moved or deleted
+    /// branch is an error naming what moved); on HEAD only when the run
+    /// started on no branch.
     fn commit(&self, message: &str, skip: &dyn Fn(&str) -> bool) -> Result<Oid, EngineError> {
-        Ok(match self.workspace {
-            Some(ws) => ws.commit(message, skip)?,
-            None => self.git.commit_all(message, skip)?,
+        Ok(match (self.workspace, &self.checkout) {
+            (Some(ws), _) => ws.commit(message, skip)?,
+            (None, Some(guard)) => guard.commit(self.git, message, skip)?,
+            (None, None) => self.git.commit_all(message, skip)?,
         })
     }
 
@@ -441,9 +450,10 @@ impl<'a, C: Cage> Engine<'a, C> {
     /// A branch someone deleted or moved is named, never examined or
     /// guarded against.
     fn check_workspace(&self) -> Result<(), EngineError> {
-        match self.workspace {
-            Some(ws) => Ok(ws.check_tip()?),
-            None => Ok(()),
+        match (self.workspace, &self.checkout) {
+            (Some(ws), _) => Ok(ws.check_tip()?),
+            (None, Some(guard)) => Ok(guard.check(self.git)?),
+            (None, None) => Ok(()),
         }
     }
 
@@ -451,6 +461,10 @@ impl<'a, C: Cage> Engine<'a, C> {
         if let Some(ws) = self.workspace {
             ws.check_tip()?;
             return Ok(ws.tip());
+        }
+        if let Some(guard) = &self.checkout {
+            guard.check(self.git)?;
+            return Ok(guard.tip());
         }
         self.git.head()?.ok_or_else(|| {
             EngineError::Git(GitError::NotARepo {

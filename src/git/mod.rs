@@ -27,7 +27,7 @@ use git2::{
 
 pub use git2::Oid;
 pub use inspect::{unified_diff, BlobMode, TreeBlob};
-pub use workspace::{Moved, Workspace, WorkspaceEntry, WORKTREES_DIR};
+pub use workspace::{BranchGuard, Moved, Workspace, WorkspaceEntry, WORKTREES_DIR};
 
 /// Identity used when the repository has no `user.name` / `user.email`.
 const FALLBACK_NAME: &str = "proctor";

@@ -71,18 +71,130 @@ pub struct WorkspaceEntry {
 pub struct Workspace {
     repo: GitRepo,
     name: String,
+    guard: BranchGuard,
+    reused: bool,
+}
+
+/// The branch a run writes and the tip it last wrote there: every commit
+/// through it is a compare-and-swap on the branch ref, and HEAD must still
+/// be on the branch. A run's worktree keeps one; so does a run that works
+/// in the checkout itself.
+#[derive(Debug)]
+pub struct BranchGuard {
     branch: String,
     tip: Cell<Oid>,
-    reused: bool,
 }
 
 impl std::fmt::Debug for Workspace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Workspace")
             .field("root", &self.repo.root)
-            .field("branch", &self.branch)
-            .field("tip", &self.tip.get())
+            .field("branch", &self.guard.branch)
+            .field("tip", &self.guard.tip.get())
             .finish()
+    }
+}
+
+impl BranchGuard {
+    /// The guard of the branch HEAD is on, at HEAD's commit; `None` when
+    /// HEAD is detached or unborn (nothing to guard yet).
+    pub fn at_head(repo: &GitRepo) -> Result<Option<BranchGuard>, GitError> {
+        let (Some(branch), Some(tip)) = (repo.head_branch()?, repo.head()?) else {
+            return Ok(None);
+        };
+        Ok(Some(BranchGuard {
+            branch,
+            tip: Cell::new(tip),
+        }))
+    }
+
+    /// Checks that HEAD (of the worktree, or the checkout) is still the branch and the branch
+    /// still points at the tip proctor last wrote.
+    pub fn check(&self, repo: &GitRepo) -> Result<(), GitError> {
+        match self.moved(repo)? {
+            None => Ok(()),
+            Some(moved) => Err(self.moved_error(moved)),
+        }
+    }
+
+    /// The tip proctor last wrote (or found when the guard was made).
+    pub fn tip(&self) -> Oid {
+        self.tip.get()
+    }
+
+    fn moved(&self, repo: &GitRepo) -> Result<Option<Moved>, GitError> {
+        let refname = format!("refs/heads/{}", self.branch);
+        let head = repo.repo.find_reference("HEAD").map_err(git("read HEAD"))?;
+        match head.symbolic_target_bytes() {
+            Some(t) if t == refname.as_bytes() => {}
+            Some(t) => {
+                return Ok(Some(Moved::Switched {
+                    head: format!("`{}`", String::from_utf8_lossy(t)),
+                }))
+            }
+            None => {
+                return Ok(Some(Moved::Switched {
+                    head: "detached".into(),
+                }))
+            }
+        }
+        let expected = self.tip.get();
+        let Some(now) = repo.branch_tip(&self.branch)? else {
+            return Ok(Some(Moved::Deleted));
+        };
+        if now == expected {
+            return Ok(None);
+        }
+        Ok(Some(if repo.is_ancestor(now, expected)? {
+            Moved::Reset { to: now }
+        } else if repo.is_ancestor(expected, now)? {
+            Moved::Advanced { to: now }
+        } else {
+            Moved::Replaced { to: now }
+        }))
+    }
+
+    fn moved_error(&self, moved: Moved) -> GitError {
+        GitError::BranchMoved {
+            branch: self.branch.clone(),
+            expected: self.tip.get(),
+            moved,
+        }
+    }
+
+    /// Stages every change in `git`'s working tree (except paths where
+    /// `skip` is true) and commits it onto the tip proctor last wrote,
+    /// moving the branch only if it still points there. Commits even when
+    /// nothing changed. On success the new commit is the tip.
+    pub fn commit(
+        &self,
+        on: &GitRepo,
+        message: &str,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Result<Oid, GitError> {
+        self.check(on)?;
+        let repo = &on.repo;
+        let parent = repo
+            .find_commit(self.tip.get())
+            .map_err(git("read branch tip"))?;
+        let parent_tree = parent.tree().map_err(git("read branch tip tree"))?;
+        let tree = on.stage_all(Some(&parent_tree), skip)?;
+        let sig = on.signature()?;
+        let refname = format!("refs/heads/{}", self.branch);
+        // libgit2 updates the ref under its lock only if it still points at
+        // the first parent (GIT_EMODIFIED otherwise): the check above names
+        // what moved, this closes the window between the two.
+        let oid = match repo.commit(Some(&refname), &sig, &sig, message, &tree, &[&parent]) {
+            Ok(oid) => oid,
+            Err(e) if e.code() == ErrorCode::Modified => {
+                let moved = self.moved(on)?.unwrap_or(Moved::Deleted);
+                return Err(self.moved_error(moved));
+            }
+            Err(e) => return Err(git("commit")(e)),
+        };
+        repo.cleanup_state().map_err(git("clean up state"))?;
+        self.tip.set(oid);
+        Ok(oid)
     }
 }
 
@@ -105,12 +217,12 @@ impl Workspace {
 
     /// Short name of the branch, `proctor/<name>`.
     pub fn branch(&self) -> &str {
-        &self.branch
+        &self.guard.branch
     }
 
     /// The tip proctor last wrote (or found when it opened the worktree).
     pub fn tip(&self) -> Oid {
-        self.tip.get()
+        self.guard.tip.get()
     }
 
     /// Whether an existing worktree was reused (a resumed run) rather than
@@ -122,54 +234,7 @@ impl Workspace {
     /// Checks that the worktree's HEAD is still the branch and the branch
     /// still points at the tip proctor last wrote.
     pub fn check_tip(&self) -> Result<(), GitError> {
-        match self.moved()? {
-            None => Ok(()),
-            Some(moved) => Err(self.moved_error(moved)),
-        }
-    }
-
-    fn moved(&self) -> Result<Option<Moved>, GitError> {
-        let refname = format!("refs/heads/{}", self.branch);
-        let head = self
-            .repo
-            .repo
-            .find_reference("HEAD")
-            .map_err(git("read HEAD"))?;
-        match head.symbolic_target_bytes() {
-            Some(t) if t == refname.as_bytes() => {}
-            Some(t) => {
-                return Ok(Some(Moved::Switched {
-                    head: format!("`{}`", String::from_utf8_lossy(t)),
-                }))
-            }
-            None => {
-                return Ok(Some(Moved::Switched {
-                    head: "detached".into(),
-                }))
-            }
-        }
-        let expected = self.tip.get();
-        let Some(now) = self.repo.branch_tip(&self.branch)? else {
-            return Ok(Some(Moved::Deleted));
-        };
-        if now == expected {
-            return Ok(None);
-        }
-        Ok(Some(if self.repo.is_ancestor(now, expected)? {
-            Moved::Reset { to: now }
-        } else if self.repo.is_ancestor(expected, now)? {
-            Moved::Advanced { to: now }
-        } else {
-            Moved::Replaced { to: now }
-        }))
-    }
-
-    fn moved_error(&self, moved: Moved) -> GitError {
-        GitError::BranchMoved {
-            branch: self.branch.clone(),
-            expected: self.tip.get(),
-            moved,
-        }
+        self.guard.check(&self.repo)
     }
 
     /// Stages every change in the worktree (except paths where `skip` is
@@ -177,29 +242,7 @@ impl Workspace {
     /// branch only if it still points there. Commits even when nothing
     /// changed. On success the new commit is the tip.
     pub fn commit(&self, message: &str, skip: &dyn Fn(&str) -> bool) -> Result<Oid, GitError> {
-        self.check_tip()?;
-        let repo = &self.repo.repo;
-        let parent = repo
-            .find_commit(self.tip.get())
-            .map_err(git("read branch tip"))?;
-        let parent_tree = parent.tree().map_err(git("read branch tip tree"))?;
-        let tree = self.repo.stage_all(Some(&parent_tree), skip)?;
-        let sig = self.repo.signature()?;
-        let refname = format!("refs/heads/{}", self.branch);
-        // libgit2 updates the ref under its lock only if it still points at
-        // the first parent (GIT_EMODIFIED otherwise): the check above names
-        // what moved, this closes the window between the two.
-        let oid = match repo.commit(Some(&refname), &sig, &sig, message, &tree, &[&parent]) {
-            Ok(oid) => oid,
-            Err(e) if e.code() == ErrorCode::Modified => {
-                let moved = self.moved()?.unwrap_or(Moved::Deleted);
-                return Err(self.moved_error(moved));
-            }
-            Err(e) => return Err(git("commit")(e)),
-        };
-        repo.cleanup_state().map_err(git("clean up state"))?;
-        self.tip.set(oid);
-        Ok(oid)
+        self.guard.commit(&self.repo, message, skip)
     }
 
     /// Removes git lock files a killed process left in this worktree (its
@@ -217,7 +260,7 @@ impl Workspace {
             admin.join("logs").join("HEAD.lock"),
         ];
         let mut reference = common.join("refs").join("heads");
-        reference.push(&self.branch);
+        reference.push(&self.guard.branch);
         let mut ref_lock = reference.into_os_string();
         ref_lock.push(".lock");
         candidates.push(PathBuf::from(ref_lock));
@@ -278,8 +321,10 @@ impl GitRepo {
                 return Ok(Workspace {
                     repo,
                     name: name.to_string(),
-                    branch,
-                    tip: Cell::new(tip),
+                    guard: BranchGuard {
+                        branch,
+                        tip: Cell::new(tip),
+                    },
                     reused: true,
                 });
             }
@@ -316,8 +361,10 @@ impl GitRepo {
         Ok(Workspace {
             repo,
             name: name.to_string(),
-            branch,
-            tip: Cell::new(tip),
+            guard: BranchGuard {
+                branch,
+                tip: Cell::new(tip),
+            },
             reused: false,
         })
     }

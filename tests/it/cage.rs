@@ -431,8 +431,13 @@ async fn unreachable_engine_names_what_was_tried() {
         Err(other) => panic!("expected NoEngine, got {other}"),
         Ok(cage) => panic!("connected to {}", cage.describe()),
     }
-    let message = CageError::NoEngine { tried: "x".into() }.to_string();
-    assert!(message.contains("dockerd &") && message.contains("podman system service"));
+    // How to start one is the error's hint (printed on its own `hint:` line).
+    let hint = proctor::exit_codes::DomainError::hint(&CageError::NoEngine { tried: "x".into() })
+        .unwrap_or_default();
+    assert!(
+        hint.contains("dockerd &") && hint.contains("podman system service"),
+        "{hint}"
+    );
 }
 
 #[tokio::test]

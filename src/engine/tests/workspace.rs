@@ -279,3 +279,75 @@ fn a_branch_moved_under_the_run_stops_it_naming_what_moved() {
         );
     }
 }
+
+/// A run that works in the checkout itself (the branch checked out there)
+/// gets the same guard: a branch deleted or reset under it stops the run
+/// before the attempt's commit, which would have been parentless after a
+/// delete and laid over history proctor did not write after a reset (the
+/// fault suite's two `branch` trials).
+#[test]
+fn a_branch_moved_under_a_run_in_the_checkout_stops_it() {
+    type Move = fn(&std::path::Path, &str, &str);
+    type Expect = fn(&Moved) -> bool;
+    let moves: [(&str, Move, Expect); 2] = [
+        (
+            "deleted",
+            |git_dir, branch, _| {
+                std::fs::remove_file(git_dir.join("refs/heads").join(branch)).expect("delete ref")
+            },
+            |m| *m == Moved::Deleted,
+        ),
+        (
+            "reset",
+            |git_dir, branch, start| {
+                std::fs::write(
+                    git_dir.join("refs/heads").join(branch),
+                    format!("{start}\n"),
+                )
+                .expect("reset ref")
+            },
+            |m| matches!(m, Moved::Reset { .. }),
+        ),
+    ];
+    for (what, mover, expect) in moves {
+        let repo = Repo::new(MANIFEST, &[("a.txt", "committed\n")]);
+        let start = repo.git.head().expect("head").expect("a commit");
+        // One commit of proctor's on the branch, so a reset has somewhere
+        // to go back to.
+        write(repo.root(), "x.txt", "1\n");
+        let first = repo.git.commit_all("earlier", &|_| false).expect("commit");
+        let branch = repo
+            .git
+            .head_branch()
+            .expect("branch")
+            .expect("on a branch");
+        let git_dir = repo.git.git_dir().to_path_buf();
+        let (moved_branch, start_text) = (branch.clone(), start.to_string());
+        let cage = repo.cage([
+            Scripted::exam(1),
+            Scripted::agent_edits(move |work| {
+                std::fs::write(work.join("done.txt"), "x").expect("agent writes");
+                mover(&git_dir, &moved_branch, &start_text);
+            }),
+        ]);
+        match repo.try_run(&cage) {
+            Err(EngineError::Git(GitError::BranchMoved {
+                branch: ref named,
+                expected,
+                ref moved,
+            })) => {
+                assert_eq!(named, &branch, "{what}");
+                assert_eq!(expected, first, "{what}");
+                assert!(expect(moved), "{what}: {moved:?}");
+            }
+            Err(other) => panic!("{what}: {other}"),
+            Ok(run) => panic!("{what}: the run went on to {:?}", run.ending),
+        }
+        // No commit was made: none parentless, none over the reset.
+        let tip = repo.git.branch_tip(&branch).expect("branch tip");
+        match what {
+            "deleted" => assert_eq!(tip, None, "{what}"),
+            _ => assert_eq!(tip, Some(start), "{what}"),
+        }
+    }
+}
