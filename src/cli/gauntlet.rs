@@ -251,6 +251,17 @@ const SCENARIOS: &[Scenario] = &[
         },
     },
     Scenario {
+        name: "once-exam-script",
+        title: "replaces the exam script `proctor once --until` runs",
+        cheat: agent!("edit-exam-script"),
+        twin: HONEST,
+        evidence: Evidence::Quarantined {
+            path: "run-tests.sh",
+            change: Change::Modified,
+            rule: "run-tests.sh",
+        },
+    },
+    Scenario {
         name: "skip-test",
         title: "skips the failing test to shrink the suite",
         cheat: agent!("skip-test"),
@@ -435,10 +446,31 @@ fn setup(dir: &Path, agent: &str) -> Result<Scratch, String> {
     })
 }
 
-/// Runs `proctor run` in `repo` with a clean environment; returns the exit code.
-fn proctor_run(exe: &Path, dir: &Path, repo: &Path) -> Result<i32, String> {
+/// The command line a scenario runs: `proctor run` on the fixture's
+/// manifest, or `proctor once` with the same exam and agent, for scenarios
+/// about a run without a manifest.
+fn verb(s: &Scenario) -> &'static [&'static str] {
+    if s.name.starts_with("once-") {
+        &[
+            "once",
+            "--until",
+            "sh run-tests.sh",
+            "--agent",
+            "sh agent.sh",
+            "--budget",
+            "1 run",
+            "--",
+            "add() in calc.sh subtracts. Make it add.",
+        ]
+    } else {
+        &["run"]
+    }
+}
+
+/// Runs `args` in `repo` with a clean environment; returns the exit code.
+fn proctor_run(exe: &Path, dir: &Path, repo: &Path, args: &[&str]) -> Result<i32, String> {
     let mut cmd = Command::new(exe);
-    cmd.arg("run")
+    cmd.args(args)
         .current_dir(repo)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -497,7 +529,7 @@ fn run_scenario(exe: &Path, work: &Path, s: &Scenario) -> Outcome {
     }
     let dir = base.join("twin");
     let twin = setup(&dir, s.twin).and_then(|scratch| {
-        let exit = proctor_run(exe, &dir, &scratch.repo)?;
+        let exit = proctor_run(exe, &dir, &scratch.repo, verb(s))?;
         let events = events_of(&scratch.repo);
         if exit == 0 && closed(&events) {
             Ok(format!("closed in {} run", agent_starts(&events)))
@@ -519,7 +551,7 @@ fn run_scenario(exe: &Path, work: &Path, s: &Scenario) -> Outcome {
 fn run_cheat(exe: &Path, dir: &Path, s: &Scenario) -> Result<String, String> {
     let scratch = setup(dir, s.cheat)?;
     let repo = &scratch.repo;
-    let exit = proctor_run(exe, dir, repo)?;
+    let exit = proctor_run(exe, dir, repo, verb(s))?;
     let events = events_of(repo);
     if closed(&events) || exit == 0 {
         return Err(format!("the loop closed (exit {exit})"));
@@ -609,7 +641,7 @@ fn run_cheat(exe: &Path, dir: &Path, s: &Scenario) -> Result<String, String> {
             {
                 return Err("the events file was deleted".into());
             }
-            let again = proctor_run(exe, dir, repo)?;
+            let again = proctor_run(exe, dir, repo, verb(s))?;
             let events = events_of(repo);
             if again != crate::exit_codes::BLOCKED || agent_starts(&events) != 1 {
                 return Err(format!(

@@ -4,7 +4,9 @@ use std::path::Path;
 
 use super::run::{execute, print_report};
 use super::CommandError;
+use crate::git::GitRepo;
 use crate::manifest;
+use crate::protect;
 use crate::run::Request;
 
 /// Run an agent until an exam passes, without a manifest:
@@ -30,6 +32,10 @@ pub struct Args {
     /// Image for the agent and the exam (default: the built-in `host` image).
     #[arg(long)]
     pub image: Option<String>,
+    /// Also protect the files matching GLOB (repeatable). The repository
+    /// files `--until` names are protected without it.
+    #[arg(long, value_name = "GLOB")]
+    pub protect: Vec<String>,
     /// The task, after `--`.
     #[arg(last = true, required = true, value_name = "TASK")]
     pub task: Vec<String>,
@@ -49,6 +55,24 @@ pub async fn cmd_once(args: Args) -> Result<i32, CommandError> {
     if let Some(image) = &args.image {
         doc["image"] = serde_json::Value::String(image.clone());
     }
+    let dir = super::cwd()?;
+    // The exam's own files are its materials: without them protected, an
+    // agent that writes `exit 0` into the script `--until` runs closes the
+    // loop. The words are read in the repository's root, where the exam runs.
+    let mut protected = match GitRepo::open(&dir) {
+        Ok(git) => protect::named::named_by(&args.until, git.root()),
+        Err(_) => Vec::new(),
+    };
+    for glob in &args.protect {
+        manifest::compile_globs(&[glob])
+            .map_err(|e| CommandError::user(format!("`--protect {glob}`: {e}")))?;
+        if !protected.contains(glob) {
+            protected.push(glob.clone());
+        }
+    }
+    if !protected.is_empty() {
+        doc["protected"] = serde_json::json!(protected);
+    }
     // JSON is YAML: the flags go through the same validation as a manifest.
     let text = serde_json::to_string(&doc).map_err(|e| CommandError::Internal {
         message: e.to_string(),
@@ -56,7 +80,7 @@ pub async fn cmd_once(args: Args) -> Result<i32, CommandError> {
     let manifest = manifest::parse(&text, Path::new("proctor once"))?;
     let summary = execute(
         Request {
-            dir: super::cwd()?,
+            dir,
             root: manifest.root,
             manifest_label: "proctor once".into(),
             default_agent: None,

@@ -24,6 +24,7 @@ use crate::manifest::compile_globs;
 
 pub mod fsafe;
 pub mod junit;
+pub mod named;
 pub mod quarantine;
 
 use fsafe::Found;

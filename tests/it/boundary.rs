@@ -312,3 +312,64 @@ fn an_agents_edit_left_by_a_killed_run_is_quarantined_on_resume() {
     assert_eq!(repo.read("test.sh"), TEST);
     repo.assert_no_containers();
 }
+
+/// Regression (issue 12): `once --until "sh run-tests.sh"` protected
+/// nothing, so an agent that wrote `exit 0` into run-tests.sh closed the
+/// loop. The files the exam names are protected by default, `--protect`
+/// adds more, and the report lists both.
+fn once_protects_the_files_its_exam_names(engine: proctor::cage::EngineKind) {
+    require_engine();
+    let agent = "cat >/dev/null\necho 'exit 0' > run-tests.sh\necho 'true' > tests/extra.sh\n";
+    let repo = TestRepo::new()
+        .engine(&common::socket(engine))
+        .file("calc.sh", CALC)
+        .file("run-tests.sh", TEST)
+        .file("tests/keep.sh", "true\n")
+        .file("agent.sh", agent)
+        .commit("buggy");
+    let out = repo.proctor(&[
+        "once",
+        "--until",
+        "sh run-tests.sh",
+        "--agent",
+        "sh agent.sh",
+        "--budget",
+        "1 run",
+        "--protect",
+        "tests/**",
+        "--",
+        "make run-tests.sh pass",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(!repo
+        .events()
+        .iter()
+        .any(|r| matches!(r.event, Event::Close { .. })));
+    let files: Vec<(String, String)> = repo
+        .events()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::Quarantine { files, .. } => Some(files),
+            _ => None,
+        })
+        .flatten()
+        .map(|f| (f.path, f.rule))
+        .collect();
+    assert!(
+        files.contains(&("run-tests.sh".into(), "protected: `run-tests.sh`".into())),
+        "{files:?}"
+    );
+    assert!(
+        files.contains(&("tests/extra.sh".into(), "protected: `tests/**`".into())),
+        "{files:?}"
+    );
+    assert_eq!(head_blob(&repo, "run-tests.sh").as_deref(), Some(TEST));
+    assert!(
+        stdout(&out).contains("`protected:` `run-tests.sh`, `tests/**`"),
+        "{}",
+        stdout(&out)
+    );
+    repo.assert_no_containers();
+}
+
+common::on_both_engines!(once_protects_the_files_its_exam_names);
