@@ -14,7 +14,8 @@ use crate::run::Request;
 /// Work happens on branch `proctor/<id>` (default `proctor/once`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The exam: a shell command that exits 0 when the work is done.
+    /// The exam: a shell command that exits 0 when the work is done. The
+    /// repository files it names are protected (see README, "Use").
     #[arg(long, value_name = "CMD")]
     pub until: String,
     /// The agent: a command that reads the prompt on stdin and edits the tree.
