@@ -33,9 +33,21 @@ pub struct Args {
     /// File to append readiness and denials to, one JSON line each.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Exit (0) as soon as stdin closes: proctor holds it open, so the
+    /// container ends when proctor does, even after `kill -9`.
+    #[arg(long)]
+    pub until_stdin_closes: bool,
 }
 
 pub async fn cmd_proxy(args: Args) -> Result<i32, CommandError> {
+    if args.until_stdin_closes {
+        // A plain thread, not the runtime's: a blocking read there would
+        // keep the runtime from shutting down on the other exits.
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+    }
     if let Some(to) = args.relay_to {
         let Some(listen) = args.listen else {
             return Err(CommandError::user("`--relay-to` needs `--listen`"));

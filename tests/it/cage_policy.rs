@@ -102,6 +102,7 @@ on_both_engines!(
     open_agents_of_a_loop_share_one_holder_and_loops_do_not,
     a_killed_run_leaves_its_containers_and_files_to_the_reaper,
     a_killed_runs_agent_stops_at_its_own_deadline,
+    a_killed_runs_holder_and_egress_proxy_stop_without_it,
     an_interrupted_run_leaves_no_files,
     agent_cannot_write_git,
     agent_daemons_die_with_the_container,
@@ -690,16 +691,33 @@ async fn exits_of(
 /// After `kill -9` of proctor its agent still dies at its own deadline:
 /// the container kills the command itself at the timeout plus 5 s
 /// (docs/design.md, "Deadlines without proctor"), and the stopped
-/// container waits for the next `reap` or run.
+/// container waits for the next `reap` or run. The agent's network
+/// holder (`open`) ends with proctor: its stdin closes.
 fn a_killed_runs_agent_stops_at_its_own_deadline(engine: EngineKind) {
+    a_killed_run_stops_everything(engine, "open");
+}
+
+/// After `kill -9` of proctor a loop's egress proxy and its holder (the
+/// relay) stop as soon as proctor's end of their stdin goes away: none of
+/// the run's containers is left running (regression: they ran until the
+/// next `run`, `stop` or `reap`).
+fn a_killed_runs_holder_and_egress_proxy_stop_without_it(engine: EngineKind) {
+    a_killed_run_stops_everything(engine, "[proctor-test.invalid]");
+}
+
+/// Kills `proctor run` with SIGKILL while its agent (`network`) hangs, and
+/// waits (with a bound, never a fixed sleep) until none of the run's
+/// containers runs: the agent killed by its own deadline (137), prepared
+/// containers closed at their gate (125), holders and proxies ended (0).
+fn a_killed_run_stops_everything(engine: EngineKind, network: &str) {
+    let manifest = format!(
+        "loop: hang\nagent: sh agent.sh\ndone_when: exit 1\nbudget: 3 runs\ntimeout: 8s\nnetwork: {network}\n"
+    );
     let repo = repo(
         engine,
         &[
             ("agent.sh", "echo started; exec sleep 1000\n"),
-            (
-                "proctor.yaml",
-                "loop: hang\nagent: sh agent.sh\ndone_when: exit 1\nbudget: 3 runs\ntimeout: 8s\nnetwork: none\n",
-            ),
+            ("proctor.yaml", &manifest),
         ],
     );
     let label = proctor::cage::repo_label(&repo.path());
@@ -709,12 +727,22 @@ fn a_killed_runs_agent_stops_at_its_own_deadline(engine: EngineKind) {
     repo.wait_until("the agent never started", |r| {
         r.read(".proctor/logs/hang.run1.log").contains("started")
     });
+    let rt = runtime();
+    let docker = rt.block_on(common::engine_client(engine));
+    let roles: Vec<String> = rt
+        .block_on(containers_of(&docker, &label, true))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, role)| role)
+        .collect();
+    assert!(
+        roles.iter().any(|r| r == "netns"),
+        "the agent should have a network holder: {roles:?}"
+    );
     // SIGKILL: proctor cannot kill the agent at its timeout any more.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
     let killed_at = Instant::now();
-    let rt = runtime();
-    let docker = rt.block_on(common::engine_client(engine));
     // The documented bound from the agent's start (8 s + 5 s), counted
     // from the kill (later), plus what a loaded engine takes to stop it.
     let bound = Duration::from_secs(8 + 5 + 30);
@@ -730,10 +758,7 @@ fn a_killed_runs_agent_stops_at_its_own_deadline(engine: EngineKind) {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    // The agent that ran was killed by its container's deadline (SIGKILL:
-    // 137), and the containers prepared ahead of need closed their gates
-    // (125) when proctor's end of their stdin went away. They were
-    // stopped, not removed, since proctor was gone.
+    // They were stopped, not removed, since proctor was gone.
     let exits = loop {
         match rt.block_on(exits_of(&docker, &label)) {
             Ok(exits) => break exits,
@@ -741,8 +766,26 @@ fn a_killed_runs_agent_stops_at_its_own_deadline(engine: EngineKind) {
         }
         std::thread::sleep(Duration::from_millis(250));
     };
-    let ran: Vec<_> = exits.iter().filter(|(_, e)| *e != Some(125)).collect();
+    let ran: Vec<_> = exits
+        .iter()
+        .filter(|(role, e)| *e != Some(125) && role != "netns" && role != "proxy")
+        .collect();
     assert_eq!(ran, [&("agent".to_string(), Some(137))], "{exits:?}");
+    let sidecars: Vec<_> = exits
+        .iter()
+        .filter(|(role, _)| role == "netns" || role == "proxy")
+        .collect();
+    assert!(!sidecars.is_empty(), "{exits:?}");
+    assert!(
+        sidecars.iter().all(|(_, e)| *e == Some(0)),
+        "holders and proxies end cleanly when their stdin closes: {exits:?}"
+    );
+    if network != "open" {
+        assert!(
+            sidecars.iter().any(|(role, _)| role == "proxy"),
+            "a host list runs an egress proxy: {exits:?}"
+        );
+    }
     let out = repo.proctor(&["reap"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     repo.assert_no_containers();

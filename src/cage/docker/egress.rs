@@ -40,10 +40,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::errors::Error as BollardError;
-use bollard::query_parameters::StartContainerOptions;
 use bollard::query_parameters::{InspectContainerOptions, ListNetworksOptionsBuilder};
 
-use super::lifecycle::{create_container, remove_container};
+use super::lifecycle::{create_attach_start, keep_attached, remove_container};
 use super::runtime::{explain_runtime_failure, InitPlan};
 use super::{bounded, lock, DockerCage, EngineKind, EngineLink, API_TIMEOUT};
 use crate::cage::host_image::{private_temp_dir, toolchain_binds, unique_suffix};
@@ -67,8 +66,13 @@ const SIDECAR_USER: (u32, u32) = (65534, 65534);
 /// How long a fresh proxy or relay may take to report that it listens (the
 /// relay waits up to 15 s for the proxy behind it).
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
-/// The open holder's process: it only has to stay alive.
-const SLEEPER: &str = "sleep infinity || while :; do sleep 86400; done";
+/// The open holder's process: it stays alive until its stdin closes,
+/// which is when proctor goes away ([`keep_attached`]); `read` is a shell
+/// builtin, so it needs nothing from the image.
+const SLEEPER: &str = "while read -r proctor_line; do :; done";
+/// `proctor __proxy`'s flag that ends the proxy or relay when its stdin
+/// closes, like [`SLEEPER`].
+const UNTIL_STDIN_CLOSES: &str = "--until-stdin-closes";
 
 /// Whether a container of `inv` runs in a loop's shared holder: agents with
 /// a network (`open` or a host list). `none` agents and every verifier get
@@ -377,7 +381,8 @@ impl Sidecars {
                 "PROCTOR_LOG=warn".into(),
             ],
             labels,
-            stdin: false,
+            // Held open by proctor: the container ends when proctor does.
+            stdin: true,
             binds: self.binds.clone(),
             volumes: Vec::new(),
             skip_network_stack: true,
@@ -405,7 +410,11 @@ impl Sidecars {
             .exe
             .clone()
             .map_err(|reason| CageError::InvalidInvocation { reason })?;
-        let mut cmd = vec![PROXY_EXE_IN_CONTAINER.to_string(), "__proxy".into()];
+        let mut cmd = vec![
+            PROXY_EXE_IN_CONTAINER.to_string(),
+            "__proxy".into(),
+            UNTIL_STDIN_CLOSES.into(),
+        ];
         cmd.extend(args);
         let mut spec = self.spec(name, cmd, network, labels, role, proxy_limits());
         spec.binds.push(BindSpec {
@@ -489,7 +498,8 @@ impl Sidecars {
         Ok(spec)
     }
 
-    /// Creates and starts a container nobody attaches to, with the same
+    /// Creates and starts a container that lives until proctor goes away
+    /// (or removes it; [`keep_attached`]), with the same
     /// runtime choice as every other container.
     async fn start_detached(&self, spec: &ContainerSpec) -> Result<(), CageError> {
         let mut last_error = None;
@@ -523,15 +533,9 @@ impl Sidecars {
         spec: &ContainerSpec,
         runtime: Option<&str>,
     ) -> Result<(), CageError> {
-        let id = create_container(&self.link, spec, runtime).await?;
-        bounded(
-            "start container",
-            API_TIMEOUT,
-            self.link
-                .docker
-                .start_container(&id, None::<StartContainerOptions>),
-        )
-        .await
+        let (_, attach) = create_attach_start(&self.link, spec, runtime).await?;
+        keep_attached(attach);
+        Ok(())
     }
 
     /// Waits until the proxy or relay in `container` has logged that it

@@ -465,6 +465,25 @@ async fn attach_start(
 
 type OutputStream = Pin<Box<dyn Stream<Item = Result<LogOutput, BollardError>> + Send>>;
 
+/// Holds a started container's stdin open for as long as this process
+/// lives, and reads (and drops) its output so the engine never blocks on
+/// it. proctor's own long-lived containers (network holders, egress
+/// proxies) run until their stdin closes: when proctor dies, even by
+/// `kill -9`, the kernel closes the attach connection, the engine closes
+/// the container's stdin (`StdinOnce`) and the container stops on its
+/// own, with nobody left to stop it. The task ends when the container's
+/// output ends (it stopped or was removed).
+pub(in crate::cage) fn keep_attached(attach: AttachStreams) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    handle.spawn(async move {
+        let AttachStreams { mut output, input } = attach;
+        while let Some(Ok(_)) = output.next().await {}
+        drop(input);
+    });
+}
+
 pub(in crate::cage) struct AttachStreams {
     output: OutputStream,
     input: Pin<Box<dyn AsyncWrite + Send>>,
