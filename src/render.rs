@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use crate::engine::events::{Event, GateStatus, Record, Verdict, EVENTS_VERSION};
-use crate::engine::{fmt_secs, short};
+use crate::engine::{fmt_bytes, fmt_secs, short};
 use crate::state;
 
 /// Writes every event to `.proctor/events.jsonl` and a compact line to stderr.
@@ -89,7 +89,8 @@ pub fn colourise(event: &Event, line: String) -> String {
         | Event::Card { .. }
         | Event::Quarantine { .. }
         | Event::TestAudit { passed: false, .. }
-        | Event::NetworkDenied { .. } => "31",
+        | Event::NetworkDenied { .. }
+        | Event::CapExceeded { .. } => "31",
         Event::Repaired { .. } => "33",
         Event::CheckResult { .. } | Event::Wait { .. } | Event::Gate { .. } => "33",
         _ => return line,
@@ -203,6 +204,25 @@ pub fn human_line(event: &Event) -> Option<String> {
             host,
             port,
         } => format!("proctor: {loop_id}: run {run}: {role} denied network access to {host}:{port} (not on the list)"),
+        Event::CapExceeded {
+            loop_id,
+            run,
+            cap,
+            limit,
+            size,
+            path,
+        } => {
+            let (size, limit) = if cap == "files" {
+                (format!("{size} files"), format!("{limit} files"))
+            } else {
+                (fmt_bytes(*size), fmt_bytes(*limit))
+            };
+            let in_file = path
+                .as_ref()
+                .map(|p| format!(" in `{p}`"))
+                .unwrap_or_default();
+            format!("proctor: {loop_id}: run {run}: rejected, over the `{cap}` cap ({size}{in_file}, cap {limit}): its edits were undone, nothing of it was committed")
+        }
         Event::Wait { loop_id, secs } => {
             format!(
                 "proctor: {loop_id}: not yet · next check in {}",

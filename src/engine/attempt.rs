@@ -103,6 +103,13 @@ impl<C: Cage> Engine<'_, C> {
         }
         self.report.agent_runs += 1;
         self.report.agent_secs += secs;
+        // Before the protection check: a quarantine would copy what is
+        // over the caps, and a commit would write it into `.git`.
+        let rejected = if edits {
+            self.enforce_caps(spec, run)?
+        } else {
+            None
+        };
         self.guard_after_agent(spec, run)?;
 
         // The ledger's size before this run's line: if the commit fails
@@ -124,7 +131,10 @@ impl<C: Cage> Engine<'_, C> {
             },
         )
         .map_err(io_err(&self.paths.ledger))?;
-        let message = history::run_message(&id, run, started, secs, outcome.exit_code);
+        let mut message = history::run_message(&id, run, started, secs, outcome.exit_code);
+        if let Some(cap) = rejected {
+            message.push_str(&format!("Proctor-Rejected: over the `{cap}` cap\n"));
+        }
         let commit = match self.commit(&message, &|p| state::is_private(p)) {
             Ok(commit) => commit,
             Err(error) => {
@@ -142,6 +152,46 @@ impl<C: Cage> Engine<'_, C> {
             commit: commit.to_string(),
         });
         Ok((run, outcome.exit_code, secs, edits))
+    }
+
+    /// Holds the tree the attempt would commit to the loop's caps
+    /// (`resources: {tree, files, file}`), measured before anything is
+    /// written to `.git`. Over one, the attempt's edits are undone (the
+    /// tree goes back to the last commit), an event names the cap, and the
+    /// next prompt says why; the attempt is still committed (with the last
+    /// commit's tree) and counts. Returns the cap crossed.
+    pub(super) fn enforce_caps(
+        &mut self,
+        spec: &LoopSpec,
+        run: u32,
+    ) -> Result<Option<&'static str>, EngineError> {
+        let caps = self.caps_for(spec);
+        let size = self.git.pending_size(&|p| state::is_private(p))?;
+        let Some(breach) = caps.breach(&size) else {
+            return Ok(None);
+        };
+        self.check_workspace()?;
+        self.git.restore_head()?;
+        let what = breach.describe();
+        (self.emit)(Event::CapExceeded {
+            loop_id: spec.id.clone(),
+            run,
+            cap: breach.cap.to_string(),
+            limit: breach.limit,
+            size: breach.size,
+            path: breach.path.clone(),
+        });
+        self.report.boundary.push(format!(
+            "loop `{}`: run {run} was rejected before its commit: {what}; its edits were undone (nothing of them was committed) and the run counted",
+            spec.id
+        ));
+        self.pending_notes.push(format!(
+            "run {run} was rejected and none of its edits were kept: {what}. Each attempt's tree must stay within {} files, {} in all and {} per file (`resources:` in the manifest sets these caps).",
+            caps.files,
+            super::fmt_bytes(caps.tree),
+            super::fmt_bytes(caps.file)
+        ));
+        Ok(Some(breach.cap))
     }
 
     /// Whether the agent (or anything else) changed the tree outside
@@ -223,8 +273,12 @@ impl<C: Cage> Engine<'_, C> {
             });
             return Ok(());
         }
+        let rejected = self.enforce_caps(&spec, run)?;
         self.guard_after_agent(&spec, run)?;
-        let message = history::interrupted_message(&loop_id, run, started);
+        let mut message = history::interrupted_message(&loop_id, run, started);
+        if let Some(cap) = rejected {
+            message.push_str(&format!("Proctor-Rejected: over the `{cap}` cap\n"));
+        }
         let commit = self.commit(&message, &|p| state::is_private(p))?;
         self.clear_attempt();
         self.runs.insert(loop_id.clone(), run);

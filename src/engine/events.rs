@@ -164,6 +164,23 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         commit: Option<String>,
     },
+    /// An attempt's tree was over a cap of `resources:` (`cap` is `tree`,
+    /// `files` or `file`): its edits were undone before anything of it was
+    /// written to `.git`, and its commit records the run (it counts against
+    /// the budget) with the last commit's tree. `size` is what the tree would
+    /// have had (bytes, or files for `files`); `path` is the largest file,
+    /// for the `file` cap.
+    CapExceeded {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        #[serde(rename = "n")]
+        run: u32,
+        cap: String,
+        limit: u64,
+        size: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+    },
     /// The egress proxy refused a target that is not on the loop's
     /// `network:` host list. `n` is the run whose agent (or whose exam,
     /// `role: verifier`) asked.
@@ -347,6 +364,14 @@ mod tests {
                 run: 3,
                 edits: false,
                 commit: None,
+            },
+            Event::CapExceeded {
+                loop_id: "fix".into(),
+                run: 2,
+                cap: "file".into(),
+                limit: 100 << 20,
+                size: 2 << 30,
+                path: Some("big.bin".into()),
             },
             Event::Repaired {
                 path: ".proctor/journal/fix.md".into(),

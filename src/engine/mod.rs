@@ -663,6 +663,21 @@ pub fn fmt_secs(secs: f64) -> String {
     }
 }
 
+/// Bytes for people: `512 B`, `1.5 KiB`, `100.0 MiB`, `2.0 GiB`.
+pub fn fmt_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// The run's time, for events.
 pub fn elapsed(since: Instant) -> f64 {
     since.elapsed().as_secs_f64()

@@ -5,14 +5,99 @@
 use super::events::Event;
 use super::{short, Engine};
 use crate::cage::{Cage, Limits, NetworkPolicy, Role};
+use crate::git::TreeSize;
 use crate::manifest::{LoopSpec, Network};
+
+/// Default cap on an attempt's committed tree: total bytes.
+pub const DEFAULT_TREE_CAP: u64 = 1 << 30;
+/// Default cap on an attempt's committed tree: number of files.
+pub const DEFAULT_FILES_CAP: u64 = 100_000;
+/// Default cap on an attempt's committed tree: its largest file (GitHub
+/// refuses files above 100 MB too).
+pub const DEFAULT_FILE_CAP: u64 = 100 << 20;
+/// Default size of each container's `/tmp` and `$HOME` tmpfs (without one,
+/// a tmpfs may take half of the host's memory).
+pub const DEFAULT_TMP_BYTES: u64 = 1 << 30;
+
+/// What one attempt may commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeCaps {
+    pub tree: u64,
+    pub files: u64,
+    pub file: u64,
+}
+
+/// The first cap a tree is over: which, its limit, the tree's figure, and
+/// the file for the `file` cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Breach {
+    pub cap: &'static str,
+    pub limit: u64,
+    pub size: u64,
+    pub path: Option<String>,
+}
+
+impl TreeCaps {
+    /// The cap `size` is over, if any: the single file first (it names a
+    /// path), then the file count, then the total.
+    pub fn breach(&self, size: &TreeSize) -> Option<Breach> {
+        if let Some((path, bytes)) = &size.largest {
+            if *bytes > self.file {
+                return Some(Breach {
+                    cap: "file",
+                    limit: self.file,
+                    size: *bytes,
+                    path: Some(path.clone()),
+                });
+            }
+        }
+        if size.files > self.files {
+            return Some(Breach {
+                cap: "files",
+                limit: self.files,
+                size: size.files,
+                path: None,
+            });
+        }
+        (size.bytes > self.tree).then_some(Breach {
+            cap: "tree",
+            limit: self.tree,
+            size: size.bytes,
+            path: None,
+        })
+    }
+}
+
+impl Breach {
+    /// The breach in words, for the report and the next prompt.
+    pub fn describe(&self) -> String {
+        match self.cap {
+            "file" => format!(
+                "`{}` is {}, over the `file` cap of {}",
+                self.path.as_deref().unwrap_or("?"),
+                super::fmt_bytes(self.size),
+                super::fmt_bytes(self.limit)
+            ),
+            "files" => format!(
+                "the tree would hold {} files, over the `files` cap of {}",
+                self.size, self.limit
+            ),
+            _ => format!(
+                "the tree would be {}, over the `tree` cap of {}",
+                super::fmt_bytes(self.size),
+                super::fmt_bytes(self.limit)
+            ),
+        }
+    }
+}
 
 /// Refusals of one container beyond this many are counted, not listed.
 pub(super) const MAX_DENIAL_EVENTS: usize = 100;
 
 impl<C: Cage> Engine<'_, C> {
     /// The loop's `resources:` over the config's, over proctor's defaults
-    /// (pids 512; memory three quarters of the engine host's; CPU shared).
+    /// (pids 512; memory three quarters of the engine host's; CPU shared;
+    /// 1 GiB tmpfs).
     pub(super) fn limits_for(&self, spec: &LoopSpec) -> Limits {
         let resources = spec.resources.or(self.settings.default_resources);
         let mut limits = Limits::default();
@@ -23,7 +108,19 @@ impl<C: Cage> Engine<'_, C> {
             .memory
             .map(|m| i64::try_from(m).unwrap_or(i64::MAX));
         limits.nano_cpus = resources.nano_cpus;
+        limits.tmp_bytes = Some(resources.tmp.unwrap_or(DEFAULT_TMP_BYTES));
         limits
+    }
+
+    /// The caps on what one attempt of the loop may commit: its
+    /// `resources:` over the config's, over proctor's defaults.
+    pub(super) fn caps_for(&self, spec: &LoopSpec) -> TreeCaps {
+        let resources = spec.resources.or(self.settings.default_resources);
+        TreeCaps {
+            tree: resources.tree.unwrap_or(DEFAULT_TREE_CAP),
+            files: resources.files.unwrap_or(DEFAULT_FILES_CAP),
+            file: resources.file.unwrap_or(DEFAULT_FILE_CAP),
+        }
     }
 
     /// The network of a container of `role` in this loop.

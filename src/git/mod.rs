@@ -10,6 +10,7 @@
 
 mod export;
 mod inspect;
+mod size;
 #[cfg(test)]
 mod tests;
 mod workspace;
@@ -27,6 +28,7 @@ use git2::{
 
 pub use git2::Oid;
 pub use inspect::{unified_diff, BlobMode, TreeBlob};
+pub use size::TreeSize;
 pub use workspace::{BranchGuard, Moved, Workspace, WorkspaceEntry, WORKTREES_DIR};
 
 /// Identity used when the repository has no `user.name` / `user.email`.

@@ -11,7 +11,7 @@ use super::units;
 use super::{Problem, Resources};
 
 /// Keys of a `resources:` mapping.
-pub const RESOURCES_KEYS: &[&str] = &["memory", "cpus", "pids"];
+pub const RESOURCES_KEYS: &[&str] = &["memory", "cpus", "pids", "tree", "files", "file", "tmp"];
 
 /// Docker refuses a memory limit under 6 MiB; say so before a run starts.
 const MIN_MEMORY: u64 = 6 << 20;
@@ -320,7 +320,7 @@ impl Checker {
         })
     }
 
-    /// `resources: {memory, cpus, pids}`.
+    /// `resources: {memory, cpus, pids, tree, files, file, tmp}`.
     pub fn resources(&mut self, field: &Field, node: &Node, within: &str) -> Option<Resources> {
         if !matches!(node.value, Value::Map(_)) {
             self.bad(
@@ -348,6 +348,19 @@ impl Checker {
                     out.pids = self
                         .int(&f, value, 1, i128::from(i64::MAX))
                         .map(|n| n as i64)
+                }
+                "tree" | "file" | "tmp" => {
+                    let size = self.size(&f, value);
+                    match key {
+                        "tree" => out.tree = size,
+                        "file" => out.file = size,
+                        _ => out.tmp = size,
+                    }
+                }
+                "files" => {
+                    out.files = self
+                        .int(&f, value, 1, i128::from(u64::MAX))
+                        .map(|n| n as u64)
                 }
                 _ => {}
             }
@@ -377,6 +390,29 @@ impl Checker {
                     node,
                     format!(
                         "expected a size like `512m` or `2g` (or a byte count), got {}",
+                        node.describe()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A byte size above zero: `100m`, `2g`, or a byte count.
+    fn size(&mut self, field: &Field, node: &Node) -> Option<u64> {
+        let bytes = match &node.value {
+            Value::Int(n) => u64::try_from(*n).ok(),
+            Value::Str(s) => units::parse_memory(s),
+            _ => None,
+        };
+        match bytes {
+            Some(b) if b > 0 => Some(b),
+            _ => {
+                self.bad(
+                    field,
+                    node,
+                    format!(
+                        "expected a size above zero like `100m` or `2g` (or a byte count), got {}",
                         node.describe()
                     ),
                 );

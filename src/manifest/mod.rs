@@ -307,6 +307,10 @@ impl Resources {
             memory: self.memory.or(fallback.memory),
             nano_cpus: self.nano_cpus.or(fallback.nano_cpus),
             pids: self.pids.or(fallback.pids),
+            tree: self.tree.or(fallback.tree),
+            files: self.files.or(fallback.files),
+            file: self.file.or(fallback.file),
+            tmp: self.tmp.or(fallback.tmp),
         }
     }
 }
@@ -401,6 +405,14 @@ pub struct Resources {
     /// CPUs, in nano-CPUs (1.5 CPUs = 1_500_000_000).
     pub nano_cpus: Option<i64>,
     pub pids: Option<i64>,
+    /// Cap on an attempt's committed tree: total bytes (logical sizes).
+    pub tree: Option<u64>,
+    /// Cap on an attempt's committed tree: number of files.
+    pub files: Option<u64>,
+    /// Cap on an attempt's committed tree: bytes of its largest file.
+    pub file: Option<u64>,
+    /// Size of each container's `/tmp` and `$HOME` tmpfs, in bytes.
+    pub tmp: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

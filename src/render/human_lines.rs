@@ -22,6 +22,7 @@ fn kind(event: &Event) -> &'static str {
         Event::AgentEnd { .. } => "agent_end",
         Event::Commit { .. } => "commit",
         Event::Interrupted { .. } => "interrupted",
+        Event::CapExceeded { .. } => "cap_exceeded",
         Event::NetworkDenied { .. } => "network_denied",
         Event::Wait { .. } => "wait",
         Event::Card { .. } => "card",
@@ -36,7 +37,7 @@ fn kind(event: &Event) -> &'static str {
 }
 
 /// How many arms [`kind`] has: every one must have samples.
-const KINDS: usize = 18;
+const KINDS: usize = 19;
 
 #[allow(clippy::too_many_arguments)]
 fn check_result(
@@ -212,6 +213,22 @@ fn samples() -> Vec<Event> {
             run: 3,
             edits: false,
             commit: None,
+        },
+        Event::CapExceeded {
+            loop_id: "fix-tests".into(),
+            run: 2,
+            cap: "file".into(),
+            limit: 100 << 20,
+            size: 2 << 30,
+            path: Some("big.bin".into()),
+        },
+        Event::CapExceeded {
+            loop_id: "fix-tests".into(),
+            run: 3,
+            cap: "files".into(),
+            limit: 100_000,
+            size: 200_001,
+            path: None,
         },
         Event::NetworkDenied {
             loop_id: "fix-tests".into(),

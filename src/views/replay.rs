@@ -266,6 +266,7 @@ pub fn replay(records: &[Record]) -> Replay {
             | Event::Quarantine { .. }
             | Event::Repaired { .. }
             | Event::Interrupted { .. }
+            | Event::CapExceeded { .. }
             | Event::TestAudit { .. }
             | Event::NetworkDenied { .. } => {}
             Event::RunEnd {

@@ -21,6 +21,7 @@ use crate::state::{self, Paths};
 
 mod agentless;
 mod budgets;
+mod caps;
 mod gates;
 mod interrupted;
 mod work;

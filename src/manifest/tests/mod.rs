@@ -607,9 +607,26 @@ fn resources() {
         Resources {
             memory: Some(512 << 20),
             nano_cpus: Some(1_500_000_000),
-            pids: Some(256)
+            pids: Some(256),
+            ..Resources::default()
         }
     );
+    let m = ok("loop: a\ndone_when: x\nresources: {tree: 1g, files: 5000, file: 50m, tmp: 256m}\n");
+    assert_eq!(
+        m.root.resources,
+        Resources {
+            tree: Some(1 << 30),
+            files: Some(5000),
+            file: Some(50 << 20),
+            tmp: Some(256 << 20),
+            ..Resources::default()
+        }
+    );
+    let e = err("loop: a\ndone_when: x\nresources: {file: 0}\n");
+    assert!(e.contains("`resources.file`"), "{e}");
+    assert!(e.contains("expected a size above zero"), "{e}");
+    let e = err("loop: a\ndone_when: x\nresources: {files: lots}\n");
+    assert!(e.contains("`resources.files`"), "{e}");
     let m = ok("loop: a\ndone_when: x\nresources: {memory: 2g, cpus: 2}\n");
     assert_eq!(m.root.resources.memory, Some(2 << 30));
     assert_eq!(m.root.resources.nano_cpus, Some(2_000_000_000));
@@ -693,7 +710,7 @@ loops:
         Resources {
             memory: Some(2 << 30),
             nano_cpus: Some(1_000_000_000),
-            pids: None
+            ..Resources::default()
         }
     );
     assert_eq!(child.timeout, Some(Duration::from_secs(1800)));
@@ -812,8 +829,8 @@ fn config_reads_every_field() {
             on_halt: Some("notify-send proctor".into()),
             resources: Resources {
                 memory: Some(4 << 30),
-                nano_cpus: None,
-                pids: Some(512)
+                pids: Some(512),
+                ..Resources::default()
             },
             runtime: Some("runsc".into()),
             timeout: Some(hours(2)),
@@ -853,20 +870,24 @@ fn config_did_you_mean() {
 fn resources_fall_back_field_by_field() {
     let own = Resources {
         memory: Some(1),
-        nano_cpus: None,
-        pids: None,
+        file: Some(4),
+        ..Resources::default()
     };
     let base = Resources {
         memory: Some(2),
         nano_cpus: Some(3),
-        pids: None,
+        file: Some(5),
+        files: Some(6),
+        ..Resources::default()
     };
     assert_eq!(
         own.or(base),
         Resources {
             memory: Some(1),
             nano_cpus: Some(3),
-            pids: None
+            file: Some(4),
+            files: Some(6),
+            ..Resources::default()
         }
     );
 }

@@ -283,12 +283,22 @@ fn resources() -> impl Strategy<Value = Resources> {
         option::of((6u64..4096).prop_map(|m| m << 20)),
         option::of((1i64..6400).prop_map(|hundredths| hundredths * 10_000_000)),
         option::of(1i64..100_000),
+        option::of((1u64..4096).prop_map(|m| m << 20)),
+        option::of(1u64..1_000_000),
+        option::of(1u64..1 << 40),
+        option::of((1u64..64).prop_map(|g| g << 30)),
     )
-        .prop_map(|(memory, nano_cpus, pids)| Resources {
-            memory,
-            nano_cpus,
-            pids,
-        })
+        .prop_map(
+            |(memory, nano_cpus, pids, tree, files, file, tmp)| Resources {
+                memory,
+                nano_cpus,
+                pids,
+                tree,
+                files,
+                file,
+                tmp,
+            },
+        )
 }
 
 fn tests_audit() -> impl Strategy<Value = TestsAudit> {
@@ -476,6 +486,14 @@ fn write(w: &Written, indent: usize, out: &mut String) {
         }
         if let Some(p) = r.pids {
             parts.push(format!("pids: {p}"));
+        }
+        for (key, size) in [("tree", r.tree), ("file", r.file), ("tmp", r.tmp)] {
+            if let Some(b) = size {
+                parts.push(format!("{key}: {}", format_memory(b)));
+            }
+        }
+        if let Some(n) = r.files {
+            parts.push(format!("files: {n}"));
         }
         field("resources", format!("{{{}}}", parts.join(", ")));
     }

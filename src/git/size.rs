@@ -1,0 +1,157 @@
+//! How big a tree is: the one an attempt would commit, measured before a
+//! single blob of it is written (so an attempt over its caps never grows
+//! `.git`), and a committed one, measured from object headers. Sizes are
+//! logical: a sparse file counts in full, as it would in a blob.
+//!
+//! Nothing here reads a file's content or keeps a list of the tree's
+//! paths: memory stays flat however many files there are.
+
+use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
+
+use git2::build::CheckoutBuilder;
+use git2::{ObjectType, Oid, Status, TreeWalkMode, TreeWalkResult};
+
+use super::{git, io, through_link, trim_slash, GitError, GitRepo};
+
+/// Files, bytes and the largest file of a tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeSize {
+    pub files: u64,
+    /// Sum of the files' logical sizes (a symlink counts its target's length).
+    pub bytes: u64,
+    /// The largest file: its path and size.
+    pub largest: Option<(String, u64)>,
+}
+
+impl TreeSize {
+    fn add(&mut self, path: impl FnOnce() -> String, size: u64) {
+        self.files += 1;
+        self.bytes = self.bytes.saturating_add(size);
+        if self.largest.as_ref().is_none_or(|(_, max)| size > *max) {
+            self.largest = Some((path(), size));
+        }
+    }
+}
+
+/// Status bits of a path HEAD has (the rest are new paths).
+const IN_HEAD: Status = Status::WT_MODIFIED
+    .union(Status::WT_DELETED)
+    .union(Status::WT_TYPECHANGE)
+    .union(Status::WT_RENAMED)
+    .union(Status::INDEX_MODIFIED)
+    .union(Status::INDEX_DELETED)
+    .union(Status::INDEX_TYPECHANGE)
+    .union(Status::INDEX_RENAMED)
+    .union(Status::CONFLICTED);
+
+impl GitRepo {
+    /// The size of the tree [`GitRepo::commit_all`] with the same `skip`
+    /// would commit now: HEAD's blobs for what is unchanged (from object
+    /// headers), the files on disk (from `lstat`) for the rest. Writes
+    /// nothing: no blob, no index.
+    pub fn pending_size(&self, skip: &dyn Fn(&str) -> bool) -> Result<TreeSize, GitError> {
+        let mut size = TreeSize::default();
+        // Paths of HEAD's that this commit replaces or drops: only changed
+        // tracked paths, never the (possibly huge) list of new ones.
+        let mut replaced: HashSet<Vec<u8>> = HashSet::new();
+        {
+            let statuses = self.statuses(false)?;
+            for entry in statuses.iter() {
+                let bytes = trim_slash(entry.path_bytes());
+                let rel = String::from_utf8_lossy(bytes);
+                if skip(&rel) {
+                    continue;
+                }
+                if entry.status().intersects(IN_HEAD) {
+                    replaced.insert(bytes.to_vec());
+                }
+                let abs = self.root.join(std::ffi::OsStr::from_bytes(bytes));
+                match std::fs::symlink_metadata(&abs) {
+                    Ok(meta) if meta.is_dir() => {}
+                    Ok(_) if through_link(&self.root, bytes) => {}
+                    Ok(meta) => size.add(|| rel.into_owned(), meta.len()),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                        ) => {}
+                    Err(e) => return Err(io(&abs)(e)),
+                }
+            }
+        }
+        if let Some(head) = self.head()? {
+            self.walk_blobs(head, &mut |path, bytes| {
+                if !replaced.contains(path) {
+                    size.add(|| String::from_utf8_lossy(path).into_owned(), bytes);
+                }
+            })?;
+        }
+        Ok(size)
+    }
+
+    /// The size of the tree of `commit`, from object headers (no blob is
+    /// read).
+    pub fn tree_size(&self, commit: Oid) -> Result<TreeSize, GitError> {
+        let mut size = TreeSize::default();
+        self.walk_blobs(commit, &mut |path, bytes| {
+            size.add(|| String::from_utf8_lossy(path).into_owned(), bytes)
+        })?;
+        Ok(size)
+    }
+
+    /// Calls `each(path, size)` for every blob of `commit`'s tree.
+    fn walk_blobs(&self, commit: Oid, each: &mut dyn FnMut(&[u8], u64)) -> Result<(), GitError> {
+        let tree = self.commit_tree(commit)?;
+        let odb = self.repo.odb().map_err(git("open object database"))?;
+        let mut failed = None;
+        let mut path = Vec::new();
+        tree.walk(TreeWalkMode::PreOrder, |root, entry| {
+            if entry.kind() != Some(ObjectType::Blob) {
+                return TreeWalkResult::Ok;
+            }
+            match odb.read_header(entry.id()) {
+                Ok((bytes, _)) => {
+                    path.clear();
+                    path.extend_from_slice(root.as_bytes());
+                    path.extend_from_slice(entry.name_bytes());
+                    each(&path, bytes as u64);
+                    TreeWalkResult::Ok
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    TreeWalkResult::Abort
+                }
+            }
+        })
+        .map_err(git("walk tree"))?;
+        match failed {
+            Some(e) => Err(git("read object header")(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the object database holds a blob with exactly `content`
+    /// (hashed here, never written).
+    pub fn contains_blob(&self, content: &[u8]) -> Result<bool, GitError> {
+        let oid = Oid::hash_object(ObjectType::Blob, content).map_err(git("hash content"))?;
+        let odb = self.repo.odb().map_err(git("open object database"))?;
+        Ok(odb.exists(oid))
+    }
+
+    /// Puts the working tree and the index back to HEAD: changed tracked
+    /// files rewritten from HEAD, new files that are not ignored removed
+    /// (ignored ones, proctor's private state among them, stay). Writes no
+    /// object to `.git`.
+    pub fn restore_head(&self) -> Result<(), GitError> {
+        let mut checkout = CheckoutBuilder::new();
+        checkout
+            .force()
+            .remove_untracked(true)
+            .remove_ignored(false)
+            .recreate_missing(true);
+        self.repo
+            .checkout_head(Some(&mut checkout))
+            .map_err(git("restore the last commit"))
+    }
+}
