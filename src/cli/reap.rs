@@ -21,9 +21,9 @@ pub struct Args {}
 pub async fn cmd_reap(_args: Args) -> Result<i32, CommandError> {
     let git = GitRepo::open(&super::cwd()?)?;
     let paths = Paths::new(git.root());
-    if let Some(pid) = lock::holder(&paths.lock) {
+    if let Some(who) = lock::holder_info(&paths.lock) {
         return Err(CommandError::hint(
-            format!("a proctor run is active in this repository (pid {pid})"),
+            format!("a proctor run is active in this repository ({who})"),
             "its containers are in use; stop it first",
         ));
     }

@@ -84,9 +84,9 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
         .to_string();
     let paths = Paths::new(git.root());
     if args.skip_if_running {
-        if let Some(pid) = lock::holder(&paths.lock) {
+        if let Some(who) = lock::holder_info(&paths.lock) {
             crate::views::out::say!(
-                "proctor: a run is already active in this repository (pid {pid}); skipping"
+                "proctor: a run is already active in this repository ({who}); skipping"
             );
             return Ok(exit_codes::CLOSED);
         }
@@ -96,8 +96,12 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
         // parent set this already; a detached run never ends on SIGHUP.
         unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     } else if detach::should_detach(args.bg, args.plain, detach::interactive()) {
-        if let Some(pid) = lock::holder(&paths.lock) {
-            return Err(LockError::Held { pid }.into());
+        if let Some(info) = lock::holder_info(&paths.lock) {
+            return Err(LockError::Held {
+                pid: info.pid,
+                who: info.to_string(),
+            }
+            .into());
         }
         git.ensure_excluded(&state::EXCLUDE_PATTERNS)?;
         let file = args.file.as_ref().map(|_| path.as_path());

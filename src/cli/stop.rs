@@ -30,10 +30,21 @@ pub async fn cmd_stop(args: Args) -> Result<i32, CommandError> {
     let git = GitRepo::open(&super::cwd()?)?;
     let root = git.root().to_path_buf();
     let paths = Paths::new(&root);
-    let Some(pid) = lock::holder(&paths.lock) else {
+    let Some(info) = lock::holder_info(&paths.lock) else {
         say!("proctor: no run is active in this repository");
         return Ok(0);
     };
+    let pid = info.pid;
+    if pid <= 0 {
+        // Held by a process this one cannot see (a run in a container or
+        // on another host sharing the repository): nothing to signal here.
+        return Err(CommandError::hint(
+            format!(
+                "the run holding this repository's lock cannot be signalled from here ({info})"
+            ),
+            "run `proctor stop` where that run runs (the same container or host)",
+        ));
+    }
     // The lock file is in the working tree, where an agent can write: only
     // signal a process that is a proctor run working in this repository.
     if !is_proctor_run_in(pid, &root) {

@@ -29,8 +29,13 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("another proctor run is active in this repository ({})", held_by(*pid))]
-    Held { pid: i32 },
+    #[error("another proctor run is active in this repository ({who})")]
+    Held {
+        /// The holder's pid here; 0 when it is not visible from here.
+        pid: i32,
+        /// Who holds it, for people ([`HolderInfo`]'s `Display`).
+        who: String,
+    },
     #[error("cannot take the lock `{path}`: {source}")]
     Io {
         path: PathBuf,
@@ -52,11 +57,145 @@ impl crate::exit_codes::DomainError for LockError {
     }
 }
 
-fn held_by(pid: i32) -> String {
-    if pid > 0 {
-        format!("pid {pid}")
-    } else {
-        "its pid is not readable".to_string()
+/// What the lock file says about the run that holds the lock: enough for a
+/// person to find it when its pid means nothing here (a run in a container
+/// or on another host that shares the repository).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HolderInfo {
+    /// The holder's pid, alive in this pid namespace; 0 when it is not.
+    pub pid: i32,
+    /// What the holder wrote, if it wrote anything readable.
+    pub named: Option<Owner>,
+}
+
+/// The content of a held lock: `<pid> <start> [ns=<pid namespace inode>]
+/// [host=<hostname>] [since=<unix seconds>]`. Only the first two fields are
+/// required (older versions wrote only those).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: i32,
+    pub start: u64,
+    pub pid_ns: Option<u64>,
+    pub host: Option<String>,
+    pub since: Option<u64>,
+}
+
+impl Owner {
+    fn ours() -> Owner {
+        let pid = std::process::id() as i32;
+        Owner {
+            pid,
+            start: process_start(pid).unwrap_or(0),
+            pid_ns: own_pid_ns(),
+            host: own_host(),
+            since: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs()),
+        }
+    }
+
+    fn line(&self) -> String {
+        let mut line = format!("{} {}", self.pid, self.start);
+        if let Some(ns) = self.pid_ns {
+            line.push_str(&format!(" ns={ns}"));
+        }
+        if let Some(host) = &self.host {
+            line.push_str(&format!(" host={host}"));
+        }
+        if let Some(since) = self.since {
+            line.push_str(&format!(" since={since}"));
+        }
+        line.push('\n');
+        line
+    }
+
+    /// Parses [`Owner::line`]; unknown or malformed extra fields are
+    /// ignored (the file is in the working tree: anything may be there).
+    fn parse(text: &str) -> Option<Owner> {
+        let line = text.strip_suffix('\n')?;
+        let mut fields = line.split(' ');
+        let pid: i32 = fields.next()?.parse().ok()?;
+        let start: u64 = fields.next()?.parse().ok()?;
+        if pid <= 0 {
+            return None;
+        }
+        let mut owner = Owner {
+            pid,
+            start,
+            pid_ns: None,
+            host: None,
+            since: None,
+        };
+        for field in fields {
+            match field.split_once('=') {
+                Some(("ns", v)) => owner.pid_ns = v.parse().ok(),
+                Some(("host", v)) => owner.host = Some(v.to_string()).filter(|h| is_host_name(h)),
+                Some(("since", v)) => owner.since = v.parse().ok(),
+                _ => {}
+            }
+        }
+        Some(owner)
+    }
+}
+
+/// A host name as shown to people: letters, digits, `.`, `-`, `_` only.
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// The inode of this process's pid namespace (`/proc/self/ns/pid` reads
+/// `pid:[INODE]`).
+fn own_pid_ns() -> Option<u64> {
+    let link = fs::read_link("/proc/self/ns/pid").ok()?;
+    let text = link.to_str()?;
+    text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
+fn own_host() -> Option<String> {
+    let name = fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(name.trim().to_string()).filter(|h| is_host_name(h))
+}
+
+impl std::fmt::Display for HolderInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.pid > 0 {
+            return write!(f, "pid {}", self.pid);
+        }
+        let Some(owner) = &self.named else {
+            return f.write_str("its holder has not written who it is");
+        };
+        let since = owner.since.and_then(|since| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?
+                .as_secs();
+            Some(format!(", started {} ago", ago(now.saturating_sub(since))))
+        });
+        let since = since.unwrap_or_default();
+        let host = owner
+            .host
+            .as_ref()
+            .map(|h| format!(" on host `{h}`"))
+            .unwrap_or_default();
+        let elsewhere = match (owner.pid_ns, own_pid_ns()) {
+            (Some(theirs), Some(ours)) if theirs != ours => "in another pid namespace",
+            _ => "not visible from here",
+        };
+        write!(f, "pid {} {elsewhere}{host}{since}", owner.pid)
+    }
+}
+
+/// `42s`, `3m 5s`, `2h 10m`.
+fn ago(secs: u64) -> String {
+    match secs {
+        0..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m {}s", secs / 60, secs % 60),
+        _ => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
     }
 }
 
@@ -81,44 +220,48 @@ const CONTENT_WAIT: Duration = Duration::from_millis(500);
 const CONTENT_POLL: Duration = Duration::from_millis(5);
 
 /// The pid of the run holding the lock at `path`; `None` when no run holds
-/// it. `Some(0)` when the lock is held but its content never named a live
-/// process (a holder in another pid namespace).
+/// it. `Some(0)` when the lock is held but its content never named a
+/// process alive here (a holder in another pid namespace or on another
+/// host: [`holder_info`] says more).
 pub fn holder(path: &Path) -> Option<i32> {
+    holder_info(path).map(|info| info.pid)
+}
+
+/// Who holds the lock at `path`; `None` when no run holds it.
+pub fn holder_info(path: &Path) -> Option<HolderInfo> {
     let file = open_no_follow(path, false).ok()?;
     holder_of(&file)
 }
 
-/// The pid of the run holding the lock on `file`, waiting briefly for a
-/// holder that has just taken it to write its pid; `None` once the lock is
-/// free, `Some(0)` if it stays held without naming a live process.
-fn holder_of(file: &fs::File) -> Option<i32> {
+/// Who holds the lock on `file`, waiting briefly for a holder that has
+/// just taken it to write its pid; `None` once the lock is free.
+fn holder_of(file: &fs::File) -> Option<HolderInfo> {
     let waited = std::time::Instant::now();
     loop {
         if !is_locked(file).ok()? {
             return None;
         }
         let named = read_owner(file);
-        if let Some((pid, start)) = named {
-            if process_start(pid) == Some(start) {
-                return Some(pid);
+        if let Some(owner) = &named {
+            if process_start(owner.pid) == Some(owner.start) {
+                return Some(HolderInfo {
+                    pid: owner.pid,
+                    named,
+                });
             }
         }
         if waited.elapsed() >= CONTENT_WAIT {
-            return Some(named.map_or(0, |(pid, _)| pid));
+            return Some(HolderInfo { pid: 0, named });
         }
         std::thread::sleep(CONTENT_POLL);
     }
 }
 
-/// `<pid> <start>` as written by [`RunLock::acquire`].
-fn read_owner(file: &fs::File) -> Option<(i32, u64)> {
-    let mut buf = [0u8; 64];
+/// The [`Owner`] line written by [`RunLock::acquire`].
+fn read_owner(file: &fs::File) -> Option<Owner> {
+    let mut buf = [0u8; 256];
     let n = file.read_at(&mut buf, 0).ok()?;
-    let text = std::str::from_utf8(&buf[..n]).ok()?;
-    let line = text.strip_suffix('\n')?;
-    let (pid, start) = line.split_once(' ')?;
-    let pid: i32 = pid.parse().ok()?;
-    Some((pid, start.parse().ok()?)).filter(|_| pid > 0)
+    Owner::parse(std::str::from_utf8(&buf[..n]).ok()?)
 }
 
 fn open_no_follow(path: &Path, write: bool) -> io::Result<fs::File> {
@@ -181,8 +324,7 @@ impl RunLock {
         if let Some(parent) = path.parent() {
             super::ensure_dir(parent).map_err(io)?;
         }
-        let pid = std::process::id() as i32;
-        let start = process_start(pid).unwrap_or(0);
+        let line = Owner::ours().line();
         // A few rounds: only a file replaced between our open and our lock
         // (someone deleted `.proctor/`) sends us round again.
         for _ in 0..8 {
@@ -191,7 +333,12 @@ impl RunLock {
             let file = open_no_follow(path, true).map_err(io)?;
             if !try_lock(&file).map_err(io)? {
                 match holder_of(&file) {
-                    Some(pid) => return Err(LockError::Held { pid }),
+                    Some(info) => {
+                        return Err(LockError::Held {
+                            pid: info.pid,
+                            who: info.to_string(),
+                        })
+                    }
                     // Let go meanwhile: try again.
                     None => continue,
                 }
@@ -203,7 +350,6 @@ impl RunLock {
                 Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {}
                 _ => continue,
             }
-            let line = format!("{pid} {start}\n");
             file.set_len(0).map_err(io)?;
             file.write_all_at(line.as_bytes(), 0).map_err(io)?;
             return Ok(RunLock { file });
@@ -248,7 +394,7 @@ mod tests {
         let me = std::process::id() as i32;
         assert_eq!(holder(&path), Some(me));
         match RunLock::acquire(&path) {
-            Err(LockError::Held { pid }) => assert_eq!(pid, me),
+            Err(LockError::Held { pid, .. }) => assert_eq!(pid, me),
             other => panic!("{other:?}"),
         }
         drop(lock);
@@ -259,6 +405,63 @@ mod tests {
         assert_eq!(holder(&path), None);
         let _lock = RunLock::acquire(&path).unwrap();
         assert_eq!(holder(&path), Some(me));
+    }
+
+    #[test]
+    fn a_holder_in_another_pid_namespace_is_described_not_shown_as_pid_0() {
+        // What a run in a container sharing the repository leaves: a pid
+        // that means nothing here, its namespace, host and start.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let lock = RunLock::acquire(&path).unwrap();
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            - 65;
+        fs::write(&path, format!("17 1 ns=1 host=box-7 since={since}\n")).unwrap();
+        let info = holder_info(&path).unwrap();
+        assert_eq!(info.pid, 0);
+        let shown = info.to_string();
+        assert!(
+            shown.starts_with("pid 17 in another pid namespace on host `box-7`, started 1m "),
+            "{shown}"
+        );
+        match RunLock::acquire(&path) {
+            Err(e @ LockError::Held { pid: 0, .. }) => {
+                assert!(
+                    e.to_string().contains("pid 17 in another pid namespace"),
+                    "{e}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Garbage where the host goes is left out, never shown.
+        fs::write(&path, "17 1 host=\x1b[2J\n").unwrap();
+        assert_eq!(
+            holder_info(&path).unwrap().to_string(),
+            "pid 17 not visible from here"
+        );
+        fs::write(&path, "").unwrap();
+        assert_eq!(
+            holder_info(&path).unwrap().to_string(),
+            "its holder has not written who it is"
+        );
+        drop(lock);
+    }
+
+    #[test]
+    fn our_own_lock_names_us_with_our_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let _lock = RunLock::acquire(&path).unwrap();
+        let info = holder_info(&path).unwrap();
+        let me = std::process::id() as i32;
+        assert_eq!(info.pid, me);
+        let owner = info.named.clone().unwrap();
+        assert_eq!(owner.pid_ns, own_pid_ns());
+        assert!(owner.since.is_some());
+        assert_eq!(info.to_string(), format!("pid {me}"));
     }
 
     #[test]
@@ -335,7 +538,7 @@ mod tests {
                                 drop(lock);
                                 true
                             }
-                            Err(LockError::Held { pid }) => {
+                            Err(LockError::Held { pid, .. }) => {
                                 assert_eq!(pid, me);
                                 false
                             }
@@ -371,7 +574,7 @@ mod tests {
             "LOCK-RESULT {}",
             match &result {
                 Ok(_) => "won".to_string(),
-                Err(LockError::Held { pid }) => format!("held {pid}"),
+                Err(LockError::Held { pid, .. }) => format!("held {pid}"),
                 Err(e) => format!("error {e}"),
             }
         );
