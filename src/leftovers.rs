@@ -14,8 +14,9 @@
 //! - `proctor-demo-<pid>-<random>` and `proctor-gauntlet-<pid>-<random>`
 //!   in the temp directory ([`scratch_prefix`]).
 //!
-//! The generated `passwd-*`, `group-*` and `hosts` of the private directory
-//! are shared by every run of the user and reused: they stay.
+//! The generated `passwd-*`, `group-*`, `hosts` and `seccomp-<hash>.json`
+//! of the private directory are shared by every run of the user and
+//! reused: they stay.
 //!
 //! A process removes its own files when it ends (also on SIGINT, SIGTERM
 //! and errors); one killed with `kill -9` cannot, and [`sweep`] (run by

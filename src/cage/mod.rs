@@ -19,6 +19,7 @@ mod import;
 mod libpod;
 mod output;
 pub mod proxy;
+mod seccomp;
 mod spec;
 mod transfer;
 mod warm;

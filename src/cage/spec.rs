@@ -5,7 +5,7 @@
 //! engines cannot drift apart. This file must stay free of I/O.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::models::{
@@ -15,6 +15,7 @@ use bollard::models::{
 use serde_json::{json, Value};
 
 use super::host_image::parse_numeric_user;
+use super::seccomp;
 use super::Limits;
 
 /// `PATH` for commands when the invocation does not set one.
@@ -256,7 +257,10 @@ impl ContainerSpec {
             ])),
             readonly_rootfs: Some(true),
             cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
+            security_opt: Some(vec![
+                "no-new-privileges".into(),
+                seccomp::docker_security_opt(),
+            ]),
             init: Some(self.init),
             pids_limit: Some(limits.pids),
             memory: limits.memory_bytes,
@@ -301,12 +305,14 @@ impl ContainerSpec {
         }
     }
 
-    /// Podman's `POST /libpod/containers/create` body (a `SpecGenerator`).
+    /// Podman's `POST /libpod/containers/create` body (a `SpecGenerator`),
+    /// with proctor's seccomp profile read from `seccomp_profile` (a path
+    /// on the engine's host: Podman takes no inline profile).
     ///
     /// Podman's Docker-compatible create ignores `HostConfig.Runtime` and the
     /// options of `HostConfig.Mounts` (a read-only bind would come out
     /// writable), so proctor creates Podman containers natively.
-    pub(crate) fn libpod_body(&self, runtime: Option<&str>) -> Value {
+    pub(crate) fn libpod_body(&self, runtime: Option<&str>, seccomp_profile: &Path) -> Value {
         let limits = &self.limits;
         let mut mounts: Vec<Value> = self
             .binds
@@ -361,6 +367,7 @@ impl ContainerSpec {
             "terminal": false,
             "cap_drop": ["ALL"],
             "no_new_privileges": true,
+            "seccomp_profile_path": seccomp_profile.to_string_lossy(),
             "read_only_filesystem": true,
             // Otherwise Podman adds its own tmpfs at /tmp, /var/tmp and /run.
             "read_only_tmpfs": false,
@@ -454,13 +461,18 @@ pub(super) mod tests {
         assert!(tmpfs[HOME_DIR].contains("mode=0700,uid=1000,gid=1000"));
         assert_eq!(hc.dns, None);
         assert_eq!(hc.mounts.unwrap()[0].read_only, Some(true));
+        let security = hc.security_opt.unwrap();
+        assert_eq!(security[0], "no-new-privileges");
+        assert_eq!(security[1], seccomp::docker_security_opt());
         assert_eq!(body.stdin_once, Some(true));
     }
 
     #[test]
     fn libpod_body_keeps_read_only_binds_and_env_values() {
-        let body = spec().libpod_body(None);
+        let body = spec().libpod_body(None, Path::new("/p/seccomp.json"));
         assert_eq!(body["mounts"][0]["options"][0], "ro");
+        assert_eq!(body["seccomp_profile_path"], "/p/seccomp.json");
+        assert_eq!(body["no_new_privileges"], true);
         assert_eq!(body["env"]["B"], "x=y");
         assert_eq!(body["netns"]["nsmode"], "none");
         assert!(body.get("oci_runtime").is_none());
@@ -492,20 +504,23 @@ pub(super) mod tests {
         );
         assert_eq!(hc.dns, None);
         assert_eq!(body.network_disabled, Some(false));
-        let body = s.libpod_body(None);
+        let body = s.libpod_body(None, Path::new("/p/seccomp.json"));
         assert_eq!(body["netns"]["nsmode"], "container");
         assert_eq!(body["netns"]["value"], "proctor-netns-x");
         assert!(body.get("Networks").is_none());
 
         s.network = NetMode::Network("egress-net".into());
-        let body = s.libpod_body(None);
+        let body = s.libpod_body(None, Path::new("/p/seccomp.json"));
         assert_eq!(body["netns"]["nsmode"], "bridge");
         assert!(body["Networks"].get("egress-net").is_some());
         let hc = s.docker_body(None).host_config.unwrap();
         assert_eq!(hc.network_mode.as_deref(), Some("egress-net"));
 
         s.network = NetMode::Open;
-        assert_eq!(s.libpod_body(None)["netns"]["nsmode"], "bridge");
+        assert_eq!(
+            s.libpod_body(None, Path::new("/p/seccomp.json"))["netns"]["nsmode"],
+            "bridge"
+        );
         let body = s.docker_body(None);
         assert_eq!(
             body.host_config.unwrap().network_mode.as_deref(),
@@ -518,7 +533,7 @@ pub(super) mod tests {
     fn cpu_limit_converts_like_podman() {
         let mut s = spec();
         s.limits.nano_cpus = Some(1_500_000_000);
-        let body = s.libpod_body(Some("crun"));
+        let body = s.libpod_body(Some("crun"), Path::new("/p/seccomp.json"));
         assert_eq!(body["resource_limits"]["cpu"]["quota"], 150_000);
         assert_eq!(body["oci_runtime"], "crun");
     }
@@ -546,7 +561,10 @@ pub(super) mod tests {
             ["proctor-deadline", "12", "/bin/sh", "-c", "true"]
         );
         assert_eq!(s.docker_body(None).cmd, Some(cmd.clone()));
-        assert_eq!(s.libpod_body(None)["command"], json!(cmd));
+        assert_eq!(
+            s.libpod_body(None, Path::new("/p/seccomp.json"))["command"],
+            json!(cmd)
+        );
         s.deadline = None;
         assert_eq!(s.engine_cmd(), s.cmd);
     }

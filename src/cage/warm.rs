@@ -232,7 +232,8 @@ fn key_of(spec: &ContainerSpec) -> Value {
     let docker = serde_json::to_value(normal.docker_body(None)).unwrap_or(Value::Null);
     serde_json::json!({
         "docker": docker,
-        "libpod": normal.libpod_body(None),
+        // Every container gets the same profile file.
+        "libpod": normal.libpod_body(None, std::path::Path::new("seccomp.json")),
         "late": late,
     })
 }

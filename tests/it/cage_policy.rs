@@ -109,6 +109,7 @@ on_both_engines!(
     agent_timeout_is_recorded_and_the_run_goes_on,
     fork_bomb_is_contained_by_the_pids_limit,
     resources_and_hardening_reach_both_containers,
+    ptrace_and_namespaces_are_denied_to_agent_and_exam,
     a_runtime_the_engine_would_ignore_is_refused,
 );
 
@@ -1126,6 +1127,79 @@ fn resources_and_hardening_reach_both_containers(engine: EngineKind) {
         "{agent}"
     );
     assert!(exam.contains("net lo \n"), "{exam}");
+    repo.assert_no_containers();
+}
+
+/// Calls proctor's seccomp profile denies (x86_64 numbers), each printed
+/// as `name errno`; then a fork, an exec and a child through `clone`, which
+/// must still work. The engines' default profile allows `ptrace` (the
+/// forged-verdict cheat of issue 12 used it to stop the test runner).
+const SYSCALL_PROBE: &str = r#"
+import ctypes, errno, os, platform, subprocess
+assert platform.machine() == "x86_64", "the probe knows x86_64 syscall numbers only"
+libc = ctypes.CDLL(None, use_errno=True)
+def report(name, result):
+    print(name, "ok" if result == 0 else errno.errorcode.get(ctypes.get_errno(), "?"))
+report("ptrace_traceme", libc.ptrace(0, 0, 0, 0))
+report("ptrace_attach", libc.ptrace(16, os.getppid(), 0, 0))
+for name, number, args in [
+    ("process_vm_readv", 310, (os.getppid(), 0, 0, 0, 0, 0)),
+    ("perf_event_open", 298, (0, 0, -1, -1, 0)),
+    ("bpf", 321, (0, 0, 0)),
+    ("userfaultfd", 323, (0,)),
+    ("keyctl", 250, (0, 0)),
+    ("unshare_user", 272, (0x10000000,)),
+    ("setns", 308, (0, 0)),
+    ("mount", 165, (0, 0, 0, 0, 0)),
+    ("clone3", 435, (0, 0)),
+]:
+    report(name, libc.syscall(number, *args))
+print("child", subprocess.run(["sh", "-c", "echo $((6 * 7))"], capture_output=True, text=True).stdout.strip())
+"#;
+
+/// proctor's seccomp profile reaches the agent and the exam on both
+/// engines: what the engines' default lets through (`ptrace`, namespaces)
+/// fails, ordinary work (a shell, a child process) does not.
+fn ptrace_and_namespaces_are_denied_to_agent_and_exam(engine: EngineKind) {
+    let repo = repo(
+        engine,
+        &[
+            ("probe.py", SYSCALL_PROBE),
+            (
+                "agent.sh",
+                "mkdir -p seen\npython3 probe.py > seen/agent.txt 2>&1\n",
+            ),
+            (
+                "proctor.yaml",
+                "loop: seccomp\nagent: sh agent.sh\ndone_when: python3 probe.py && test -s seen/agent.txt\nbudget: 1 run\n",
+            ),
+        ],
+    );
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let agent = repo.read("seen/agent.txt");
+    let exam = repo.read(".proctor/logs/seccomp.run1.exam.log");
+    for (who, text) in [("agent", &agent), ("exam", &exam)] {
+        for denied in [
+            "ptrace_traceme",
+            "ptrace_attach",
+            "process_vm_readv",
+            "perf_event_open",
+            "bpf",
+            "userfaultfd",
+            "keyctl",
+            "unshare_user",
+            "setns",
+            "mount",
+        ] {
+            assert!(
+                text.contains(&format!("{denied} EPERM\n")),
+                "{who}: {denied}: {text}"
+            );
+        }
+        assert!(text.contains("clone3 ENOSYS\n"), "{who}: {text}");
+        assert!(text.contains("child 42\n"), "{who}: {text}");
+    }
     repo.assert_no_containers();
 }
 

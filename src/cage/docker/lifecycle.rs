@@ -27,7 +27,7 @@ use crate::cage::host_image::unique_suffix;
 use crate::cage::output::LogSink;
 use crate::cage::spec::ContainerSpec;
 use crate::cage::transfer::{self, TransferPlan};
-use crate::cage::{libpod, CageError, LABEL_REPO, LABEL_ROLE, LABEL_RUN};
+use crate::cage::{libpod, seccomp, CageError, LABEL_REPO, LABEL_ROLE, LABEL_RUN};
 
 /// After a kill, how long the output stream may take to close.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -387,7 +387,7 @@ pub(super) async fn create_container(
             libpod::create_container(
                 &engine.libpod,
                 &engine.libpod_version,
-                &spec.libpod_body(runtime),
+                &spec.libpod_body(runtime, &seccomp::profile_file()?),
                 API_TIMEOUT,
             )
             .await?
