@@ -84,6 +84,21 @@ impl<C: Cage> Engine<'_, C> {
             container: short(&outcome.container_id),
             image: outcome.image_id.clone(),
         });
+        if !edits && !outcome.timed_out && matches!(outcome.exit_code, 126 | 127) {
+            // The agent never ran: charging a run for it would burn the
+            // budget on a command that is not there.
+            let output = format!("{}\n{}", outcome.output_head, outcome.output_tail);
+            if let Some(why) = super::runnable::cannot_run(outcome.exit_code, &output) {
+                self.clear_attempt();
+                return Err(EngineError::AgentCannotRun {
+                    loop_id: id,
+                    run,
+                    why,
+                    tail: super::runnable::tail_lines(&output, 12).join("\n"),
+                    log: self.paths.rel(&log),
+                });
+            }
+        }
         self.record_denials(
             spec,
             run,

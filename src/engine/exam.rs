@@ -158,6 +158,7 @@ impl<C: Cage> Engine<'_, C> {
             timed_out: outcome.timed_out,
             secs: outcome.duration.as_secs_f64(),
             output,
+            log: self.paths.rel(&log),
         })
     }
 

@@ -30,6 +30,7 @@ pub mod gate;
 pub mod history;
 mod policy;
 pub mod prompt;
+pub mod runnable;
 #[cfg(test)]
 mod tests;
 mod warm;
@@ -37,6 +38,10 @@ mod warm;
 use clock::Clock;
 use events::{Event, Phase, Verdict};
 use warm::{Step, WarmTree};
+
+/// Attempts in a row after which an unchanged failure is named in the
+/// prompt and the card.
+const SAME_FAILURES: u32 = 2;
 
 /// Default per-invocation limits when the manifest sets no `timeout`.
 pub const AGENT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
@@ -63,6 +68,36 @@ pub enum EngineError {
     /// command.
     #[error("the container engine went away while {during}")]
     EngineGone { during: String },
+    /// The loop's first exam could not run at all (a missing command,
+    /// toolchain, runner module or network): no agent can fix that, so
+    /// none is woken.
+    #[error("the exam of loop `{loop_id}` cannot run: {why}; no agent was woken, no run was spent{}", indented(.tail))]
+    ExamCannotRun {
+        loop_id: String,
+        why: String,
+        tail: String,
+        log: String,
+    },
+    /// The agent's command was not found or cannot be executed, and it
+    /// changed nothing: the run is not charged.
+    #[error("the agent of loop `{loop_id}` cannot run: {why}; run {run} was not charged{}", indented(.tail))]
+    AgentCannotRun {
+        loop_id: String,
+        run: u32,
+        why: String,
+        tail: String,
+        log: String,
+    },
+}
+
+/// A command's last lines under an error's first line, marked as its output.
+fn indented(tail: &str) -> String {
+    let mut out = String::new();
+    for line in tail.lines() {
+        out.push_str("\n  | ");
+        out.push_str(line);
+    }
+    out
 }
 
 impl crate::exit_codes::DomainError for EngineError {
@@ -71,6 +106,12 @@ impl crate::exit_codes::DomainError for EngineError {
             EngineError::Cage(e) => e.hint(),
             EngineError::Git(e) => e.hint(),
             EngineError::NoAgent(_) => Some("set `agent:` in the manifest or pass `--agent`".into()),
+            EngineError::ExamCannotRun { log, .. } => Some(format!(
+                "make what the exam needs visible in the container (`mounts:` and `env:`, or an `image:` that has it; `proctor init` detects host toolchains), then check with `proctor lint`; its whole output: `{log}` (`proctor logs`)"
+            )),
+            EngineError::AgentCannotRun { log, .. } => Some(format!(
+                "the agent's command must exist in the cage: an `image:` that has it, or `mounts:` and `env: [PATH]` for a host install, or another `--agent`; its whole output: `{log}`"
+            )),
             EngineError::EngineGone { .. } => Some("start it again and run `proctor run` to resume: the cut-short attempt is settled then (committed as interrupted if it left edits, not charged if it left none)".into()),
             EngineError::Io { .. } => None,
         }
@@ -80,7 +121,10 @@ impl crate::exit_codes::DomainError for EngineError {
         match self {
             EngineError::Cage(e) => e.is_users_to_fix(),
             EngineError::Git(e) => e.is_users_to_fix(),
-            EngineError::NoAgent(_) | EngineError::EngineGone { .. } => true,
+            EngineError::NoAgent(_)
+            | EngineError::EngineGone { .. }
+            | EngineError::ExamCannotRun { .. }
+            | EngineError::AgentCannotRun { .. } => true,
             EngineError::Io { .. } => false,
         }
     }
@@ -215,6 +259,8 @@ pub(crate) struct Exam {
     timed_out: bool,
     secs: f64,
     output: String,
+    /// The log file, relative to the repository.
+    log: String,
 }
 
 impl<'a, C: Cage> Engine<'a, C> {
@@ -344,6 +390,11 @@ impl<'a, C: Cage> Engine<'a, C> {
         let mut tried: Vec<Tried> = Vec::new();
         let mut idle_runs = 0u32;
         let mut notes: Vec<String> = Vec::new();
+        let mut first_exam = true;
+        // The last failure (exit code and output, digits masked) and how
+        // many attempts in a row left it exactly as it was.
+        let mut last_failure: Option<(i64, String)> = None;
+        let mut same_failures = 0u32;
         // The wall clock of a loop starts with its first attempt (from
         // history on a resumed run), or now.
         let now = self.clock.now();
@@ -356,6 +407,19 @@ impl<'a, C: Cage> Engine<'a, C> {
                 .examine(spec, commit, phase, runs_so_far, streak)
                 .await?;
             notes.append(&mut self.pending_notes);
+            if std::mem::take(&mut first_exam) && runs_so_far == 0 && exam.verdict == Verdict::Fail
+            {
+                // Before any agent is woken: an exam that cannot run at all
+                // would fail whatever the agent did.
+                if let Some(why) = runnable::cannot_run(exam.exit, &exam.output) {
+                    return Err(EngineError::ExamCannotRun {
+                        loop_id: id.to_string(),
+                        why,
+                        tail: runnable::tail_lines(&exam.output, 12).join("\n"),
+                        log: exam.log.clone(),
+                    });
+                }
+            }
             match exam.verdict {
                 Verdict::Pass => {
                     streak += 1;
@@ -403,6 +467,22 @@ impl<'a, C: Cage> Engine<'a, C> {
                 Verdict::Fail => {
                     streak = 0;
                     self.gate_moved(spec, commit, exam.exit);
+                    let failure = (exam.exit, masked(&exam.output));
+                    if phase == Phase::Verify {
+                        if last_failure.as_ref() == Some(&failure) {
+                            same_failures += 1;
+                        } else {
+                            same_failures = 0;
+                        }
+                    }
+                    last_failure = Some(failure);
+                    // An agent that changed nothing gets its own note.
+                    if same_failures >= SAME_FAILURES && idle_runs == 0 {
+                        notes.push(format!(
+                            "the exam failed the same way (exit {}, the same output) before and after each of the last {same_failures} attempts: the edits do not reach what it checks, or it cannot pass in the cage (`proctor lint` runs it alone); its output is below",
+                            exam.exit
+                        ));
+                    }
                 }
             }
             if let Some(last) = tried.last_mut() {
@@ -643,6 +723,25 @@ fn guarded_line(rules: &Rules, watch: &Watch) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     )
+}
+
+/// Output with digits masked, so that timings and dates do not make two
+/// identical failures look different.
+fn masked(output: &str) -> String {
+    let mut out = String::with_capacity(output.len());
+    let mut in_number = false;
+    for c in output.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('#');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub fn short(id: &str) -> String {
