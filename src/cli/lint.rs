@@ -4,22 +4,31 @@ use std::path::PathBuf;
 
 use super::CommandError;
 use crate::cage::{Cage, LABEL_RUN};
-use crate::engine::{fmt_secs, Engine, Settings};
+use crate::engine::{fmt_secs, runnable, Engine, Settings};
 use crate::git::GitRepo;
 use crate::manifest::{self, Order};
 use crate::run;
 use crate::state::key::{key_dir, random_id, AnswerKey};
+use crate::views::out::say;
 
 /// Validate the manifest, then run every loop's exam once in a verifier
 /// container on the committed tree of HEAD and classify it: pass, fail,
 /// not-yet (exit 75) or error (the exam cannot run at all: exit 126/127, or
-/// 75 without a time budget). Fails (exit 1) on any error, because an exam
-/// must be administrable before work begins.
+/// 75 without a time budget, a missing command, runner module, toolchain or
+/// network). Fails (exit 1) on any error, because an exam must be
+/// administrable before work begins. A failing exam's last lines are shown
+/// with the path of its whole output.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The manifest (default: proctor.yaml, else lute.yaml).
     pub file: Option<PathBuf>,
+    /// Show a failing exam's whole output, not only its last lines.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
+
+/// Lines of a failing exam's output `lint` shows without `-v`.
+const TAIL_LINES: usize = 10;
 
 /// How an exam answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +39,13 @@ pub enum Class {
     Error,
 }
 
-pub fn classify(exit: i64, timed_out: bool, has_wall_budget: bool) -> Class {
+/// How an exam answered, from its exit code and output: a failure that
+/// says the exam could not run (a missing command, module, toolchain or
+/// network) is an error.
+pub fn classify(exit: i64, timed_out: bool, has_wall_budget: bool, output: &str) -> Class {
+    if !timed_out && runnable::cannot_run(exit, output).is_some() {
+        return Class::Error;
+    }
     match exit {
         _ if timed_out => Class::Fail,
         0 => Class::Pass,
@@ -54,11 +69,12 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
     };
     let manifest = manifest::load(&path)?;
     run::refuse_untimed_watchers(&manifest, &manifest.root)?;
-    println!("{}: manifest valid", path.display());
+    say!("{}: manifest valid", path.display());
     for schedule in &manifest.schedules {
-        println!(
+        say!(
             "  schedule `{}` runs loop `{}` (`proctor cron sync` installs it)",
-            schedule.at, schedule.run
+            schedule.at,
+            schedule.run
         );
     }
     let head = git.head()?.ok_or_else(|| {
@@ -81,40 +97,46 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
     let mut ignore = |_e| {};
     let mut engine = Engine::new(&cage, &git, &key, settings, head, &mut ignore)?;
     let mut errors = 0;
-    println!(
+    say!(
         "administering {} exam(s) on the committed tree of HEAD ({})",
         loops.len(),
         &head.to_string()[..12]
     );
     for spec in &loops {
-        let (exit, timed_out, secs, output) = engine.administer_once(spec, head).await?;
-        let class = classify(exit, timed_out, spec.budget.wall.is_some());
+        let exam = engine.administer_once(spec, head).await?;
+        let exit = exam.exit;
+        let class = classify(
+            exit,
+            exam.timed_out,
+            spec.budget.wall.is_some(),
+            &exam.output,
+        );
         let word = match class {
             Class::Pass => "pass",
             Class::Fail => "fail",
             Class::NotYet => "not-yet",
             Class::Error => "error",
         };
-        println!(
+        say!(
             "  {word:<8} {}: `{}` (exit {exit}, {})",
             spec.id,
             spec.done_when,
-            fmt_secs(secs)
+            fmt_secs(exam.secs)
         );
         if class == Class::Error {
             errors += 1;
             let why = if exit == 75 {
                 "it answered 75 (not yet) but the loop has no time budget; add one such as `budget: 8h`".to_string()
             } else {
-                let last = output
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim();
-                format!("the exam cannot run at all: {last}")
+                match runnable::cannot_run(exit, &exam.output) {
+                    Some(why) => format!("the exam cannot run at all: {why}"),
+                    None => "the exam cannot run at all".to_string(),
+                }
             };
-            println!("           {why}");
+            say!("           {why}");
+        }
+        if matches!(class, Class::Fail | Class::Error) {
+            show_output(git.root(), &exam.log, &exam.output, args.verbose);
         }
     }
     // The exams' containers are gone; this removes any egress network.
@@ -126,18 +148,47 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
     Ok(0)
 }
 
+/// A failing exam's output: its last lines (all of the log with
+/// `verbose`), then where the whole of it is.
+fn show_output(root: &std::path::Path, log: &str, output: &str, verbose: bool) {
+    let whole = verbose
+        .then(|| std::fs::read(root.join(log)).ok())
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let lines: Vec<&str> = match &whole {
+        Some(text) => text.lines().collect(),
+        None => runnable::tail_lines(output, TAIL_LINES),
+    };
+    for line in lines {
+        say!("           | {line}");
+    }
+    say!(
+        "           output: {log}{}",
+        if verbose {
+            ""
+        } else {
+            " (`-v` shows all of it)"
+        }
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn exit_codes_classify_as_the_contract_says() {
-        assert_eq!(classify(0, false, false), Class::Pass);
-        assert_eq!(classify(1, false, false), Class::Fail);
-        assert_eq!(classify(127, false, false), Class::Error);
-        assert_eq!(classify(126, false, false), Class::Error);
-        assert_eq!(classify(75, false, true), Class::NotYet);
-        assert_eq!(classify(75, false, false), Class::Error);
-        assert_eq!(classify(-1, true, false), Class::Fail);
+        assert_eq!(classify(0, false, false, ""), Class::Pass);
+        assert_eq!(classify(1, false, false, ""), Class::Fail);
+        assert_eq!(classify(127, false, false, ""), Class::Error);
+        assert_eq!(classify(126, false, false, ""), Class::Error);
+        assert_eq!(classify(75, false, true, ""), Class::NotYet);
+        assert_eq!(classify(75, false, false, ""), Class::Error);
+        assert_eq!(classify(-1, true, false, ""), Class::Fail);
+        assert_eq!(
+            classify(1, false, false, "/usr/bin/python3: No module named pytest"),
+            Class::Error
+        );
+        assert_eq!(classify(1, false, false, "FAILED test_add"), Class::Fail);
     }
 }

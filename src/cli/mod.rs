@@ -20,6 +20,7 @@ mod image;
 mod inbox;
 mod init;
 mod lint;
+mod logs;
 mod once;
 mod proxy;
 mod quarantine;
@@ -49,6 +50,7 @@ pub enum Command {
     Demo(demo::Args),
     Init(init::Args),
     Lint(lint::Args),
+    Logs(logs::Args),
     Reap(reap::Args),
     Quarantine(quarantine::Args),
     Audit(audit::Args),
@@ -113,6 +115,7 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
         Command::Demo(args) => demo::cmd_demo(args).await,
         Command::Init(args) => init::cmd_init(args),
         Command::Lint(args) => lint::cmd_lint(args).await,
+        Command::Logs(args) => logs::cmd_logs(args),
         Command::Reap(args) => reap::cmd_reap(args).await,
         Command::Quarantine(args) => quarantine::cmd_quarantine(args),
         Command::Audit(args) => audit::cmd_audit(args),

@@ -252,6 +252,17 @@ pub struct Engine<'a, C: Cage> {
     pub report: Report,
 }
 
+/// What one exam administered alone (`lint`) answered.
+pub struct Administered {
+    pub exit: i64,
+    pub timed_out: bool,
+    pub secs: f64,
+    /// The output's head and tail.
+    pub output: String,
+    /// The whole output's log file, relative to the repository.
+    pub log: String,
+}
+
 /// The result of one administration of an exam.
 pub(crate) struct Exam {
     verdict: Verdict,
@@ -346,15 +357,20 @@ impl<'a, C: Cage> Engine<'a, C> {
         self
     }
 
-    /// Administers one loop's exam once on `commit` (for `lint`): returns the
-    /// exit code, whether it timed out, seconds and the output.
+    /// Administers one loop's exam once on `commit` (for `lint`).
     pub async fn administer_once(
         &mut self,
         spec: &LoopSpec,
         commit: Oid,
-    ) -> Result<(i64, bool, f64, String), EngineError> {
+    ) -> Result<Administered, EngineError> {
         let exam = self.examine(spec, commit, Phase::Precheck, 0, 0).await?;
-        Ok((exam.exit, exam.timed_out, exam.secs, exam.output))
+        Ok(Administered {
+            exit: exam.exit,
+            timed_out: exam.timed_out,
+            secs: exam.secs,
+            output: exam.output,
+            log: exam.log,
+        })
     }
 
     /// Drives the whole tree rooted at `root`.

@@ -6,6 +6,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 
 use common::{redact, require_engine, stderr, stdout, TestRepo};
+use proctor::cage::EngineKind;
 use proctor::engine::events::{Event, Phase};
 
 /// `insta::assert_snapshot!` with the snapshot in `snapshots/loop/<test>.snap`:
@@ -594,6 +595,88 @@ fn lint_classifies_every_exam() {
         "{text}"
     );
     assert!(text.contains("error") && text.contains("broken"), "{text}");
+    // What each failing exam said, and where all of it is.
+    assert!(
+        text.contains("command `no-such-command-here` was not found"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sh: 1: no-such-command-here: not found"),
+        "{text}"
+    );
+    assert!(
+        text.contains("output: .proctor/logs/broken.run0.exam.log (`-v` shows all of it)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("output: .proctor/logs/failing.run0.exam.log"),
+        "{text}"
+    );
+    repo.assert_no_containers();
+}
+
+/// An exam that could not run (a missing command) woke the agent ten
+/// times, and the card blamed the agent: it now stops the run before any
+/// agent, on Docker and on Podman, and `proctor logs` prints its output.
+#[test]
+fn an_exam_that_cannot_run_wakes_no_agent_on_either_engine() {
+    require_engine();
+    for engine in [EngineKind::Docker, EngineKind::Podman] {
+        let repo = TestRepo::new()
+            .engine(&common::socket(engine))
+            .manifest("loop: fix\nagent: 'touch agent-ran'\ndone_when: no-such-test-runner --all\nbudget: 5 runs\n")
+            .commit("exam");
+        let out = repo.proctor(&["run"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", engine.as_str());
+        assert!(
+            err.contains("the exam of loop `fix` cannot run: command `no-such-test-runner` was not found in the container (exit 127); no agent was woken"),
+            "{err}"
+        );
+        assert!(
+            err.contains("  | ") && err.contains("no-such-test-runner: not found"),
+            "{err}"
+        );
+        assert!(err.contains(".proctor/logs/fix.run0.exam.log"), "{err}");
+        assert_eq!(repo.agent_starts(), 0);
+        assert!(!repo.log("proctor/fix").iter().any(|c| c.contains("run 1")));
+        let logs = repo.proctor(&["logs", "fix"]);
+        assert_eq!(logs.status.code(), Some(0), "{}", stderr(&logs));
+        assert!(
+            stdout(&logs).contains("no-such-test-runner: not found"),
+            "{}",
+            stdout(&logs)
+        );
+        repo.assert_no_containers();
+    }
+}
+
+/// An agent CLI that is not in the cage exits 127: the run stops there,
+/// uncharged, instead of spending its budget.
+#[test]
+fn an_agent_that_is_not_found_spends_no_run() {
+    require_engine();
+    let repo = TestRepo::new()
+        .manifest("loop: fix\nagent: no-such-agent-cli exec\ndone_when: 'echo still failing; exit 1'\nbudget: 5 runs\n")
+        .commit("agent");
+    let out = repo.proctor(&["run"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the agent of loop `fix` cannot run: command `no-such-agent-cli` was not found in the container (exit 127); run 1 was not charged"),
+        "{err}"
+    );
+    assert!(
+        !repo.log("proctor/fix").iter().any(|c| c.contains("run 1")),
+        "{:?}",
+        repo.log("proctor/fix")
+    );
+    let logs = repo.proctor(&["logs", "fix", "1", "--agent"]);
+    assert!(
+        stdout(&logs).contains("no-such-agent-cli: not found"),
+        "{}",
+        stdout(&logs)
+    );
     repo.assert_no_containers();
 }
 
