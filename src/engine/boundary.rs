@@ -16,7 +16,7 @@ use crate::git::{BlobMode, Oid};
 use crate::manifest::LoopSpec;
 use crate::protect::fsafe::{self, Found};
 use crate::protect::quarantine::{self, Meta, Record};
-use crate::protect::{Allow, Change, Tamper};
+use crate::protect::{self, Allow, Change, Tamper};
 use crate::state;
 
 /// Where the trusted copy of a quarantined path comes from.
@@ -82,7 +82,8 @@ impl<C: Cage> Engine<'_, C> {
     }
 
     /// After an agent run, before its commit: the exam's materials against
-    /// the base commit, then the loop's `writes:` allow-list against the
+    /// the base commit, then the loop's `writes:` allow-list and the
+    /// journal directory's rule (its own journal only, capped) against the
     /// last commit.
     pub(super) fn guard_after_agent(
         &mut self,
@@ -99,26 +100,37 @@ impl<C: Cage> Engine<'_, C> {
             self.announce(spec, run, &record, None);
         }
         let allow = Allow::new(&spec.writes);
-        if !allow.active() {
-            return Ok(());
-        }
         let head = self.head()?;
         let dirty = self.git.dirty_paths(&|p| state::is_private(p))?;
         let mut violations = Vec::new();
-        for path in dirty.into_iter().filter(|p| !allow.allows(p)) {
+        for path in dirty {
+            // The journal directory is writable in the agent's container,
+            // so it is a way around `writes:` (a fake `node_modules/.bin`,
+            // a blob) unless only the loop's own, capped, journal passes.
+            let rule = if path.starts_with(protect::JOURNAL_DIR) {
+                let len = match fsafe::locate(&root, &path).map_err(io_err(&root))? {
+                    Found::File { len, .. } => Some(len),
+                    _ => None,
+                };
+                protect::journal_rule(&spec.id, &path, len)
+            } else if !allow.allows(&path) {
+                Some(allow.rule())
+            } else {
+                None
+            };
+            let Some(rule) = rule else {
+                continue;
+            };
             let in_head = self.git.entry_at(head, &path)?;
-            let change = match (in_head, fsafe::locate(&root, &path).map_err(io_err(&root))?) {
+            let found = fsafe::locate(&root, &path).map_err(io_err(&root))?;
+            let change = match (in_head, found) {
                 (None, _) => Change::Added,
                 (Some(_), Found::Absent | Found::Blocked { .. }) => Change::Deleted,
                 (Some(_), Found::Link { .. }) => Change::Symlink,
                 (Some(_), Found::Dir | Found::Special) => Change::Replaced,
                 (Some(_), Found::File { .. }) => Change::Modified,
             };
-            violations.push(Tamper {
-                path,
-                change,
-                rule: allow.rule(),
-            });
+            violations.push(Tamper { path, change, rule });
         }
         if !violations.is_empty() {
             let record = self.set_aside(

@@ -392,5 +392,35 @@ impl Allow {
     }
 }
 
+/// Bytes a loop's journal may hold after an agent run: far more than the
+/// prompt carries (its last 16 KiB), far less than a blob worth smuggling.
+pub const JOURNAL_CAP: u64 = 256 * 1024;
+
+/// The journal directory, the only part of proctor's state the agent's
+/// container can write.
+pub const JOURNAL_DIR: &str = ".proctor/journal/";
+
+/// Why a changed path under [`JOURNAL_DIR`] is not the agent's to change,
+/// or `None` when it may: only its own loop's journal (`<loop>.md`), a
+/// regular file of at most [`JOURNAL_CAP`] bytes. `len` is the file's size
+/// now (`None` when it is gone or not a regular file: the link and FIFO
+/// repair handles those).
+pub fn journal_rule(loop_id: &str, path: &str, len: Option<u64>) -> Option<String> {
+    let rest = path.strip_prefix(JOURNAL_DIR)?;
+    let own = format!("{loop_id}.md");
+    if rest != own {
+        return Some(format!(
+            "journal: only `{JOURNAL_DIR}{own}` is the agent's to write"
+        ));
+    }
+    match len {
+        Some(len) if len > JOURNAL_CAP => Some(format!(
+            "journal: at most {} KiB (it had {len} bytes)",
+            JOURNAL_CAP / 1024
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests;

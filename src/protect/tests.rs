@@ -164,3 +164,28 @@ fn restoring_from_the_base_puts_back_the_trusted_state() {
         .is_empty());
     assert!(!Path::new(&root.join("tests/extra.sh")).exists());
 }
+
+#[test]
+fn under_the_journal_directory_only_the_loops_own_capped_journal_is_the_agents() {
+    use super::{journal_rule, JOURNAL_CAP};
+    assert_eq!(
+        journal_rule("fix", ".proctor/journal/fix.md", Some(10)),
+        None
+    );
+    assert_eq!(journal_rule("fix", ".proctor/journal/fix.md", None), None);
+    assert_eq!(journal_rule("fix", "calc.sh", Some(10)), None);
+    let over = journal_rule("fix", ".proctor/journal/fix.md", Some(JOURNAL_CAP + 1));
+    assert!(over.unwrap().starts_with("journal: at most 256 KiB"));
+    for other in [
+        ".proctor/journal/node_modules/.bin/jest",
+        ".proctor/journal/helper.sh",
+        ".proctor/journal/other-loop.md",
+        ".proctor/journal/fix.md.bak",
+    ] {
+        assert_eq!(
+            journal_rule("fix", other, Some(1)).as_deref(),
+            Some("journal: only `.proctor/journal/fix.md` is the agent's to write"),
+            "{other}"
+        );
+    }
+}

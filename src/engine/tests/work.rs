@@ -147,6 +147,101 @@ fn edits_to_protected_files_are_quarantined_restored_and_explained() {
     );
 }
 
+/// Regression (issue 12): files of any kind under `.proctor/journal/` (a
+/// fake `node_modules/.bin/jest`, a helper script, a 5 MB blob) were
+/// committed despite `writes:`. Only the loop's own journal, capped, is the
+/// agent's; the rest is quarantined, and the exam never sees it.
+#[test]
+fn the_journal_directory_takes_only_the_loops_own_capped_journal() {
+    let repo = Repo::new(
+        "loop: fix\nagent: fix-it\ndone_when: sh test.sh\nbudget: 2 runs\nwrites: [add.txt]\n",
+        &[
+            ("test.sh", "test \"$(cat add.txt)\" = 4\n"),
+            ("add.txt", "5\n"),
+        ],
+    );
+    // The exam passes on the right answer, unless a side-door file reached
+    // the committed tree.
+    let exam = |tree: &std::path::Path| {
+        let right = std::fs::read_to_string(tree.join("add.txt"))
+            .ok()
+            .as_deref()
+            == Some("4\n");
+        let smuggled = [
+            ".proctor/journal/node_modules/.bin/jest",
+            ".proctor/journal/run.sh",
+            ".proctor/journal/other.md",
+        ]
+        .iter()
+        .any(|p| tree.join(p).exists());
+        let big = std::fs::metadata(tree.join(".proctor/journal/fix.md"))
+            .is_ok_and(|m| m.len() > crate::protect::JOURNAL_CAP);
+        i64::from(!right || smuggled || big)
+    };
+    let cage = repo.cage([
+        Scripted::exam_of(exam),
+        Scripted::agent_edits(|work| {
+            write(work, ".proctor/journal/node_modules/.bin/jest", "exit 0\n");
+            write(work, ".proctor/journal/run.sh", "echo pass\n");
+            write(work, ".proctor/journal/other.md", "forged notes\n");
+            write(work, ".proctor/journal/fix.md", &"x".repeat(5 << 20));
+        }),
+        Scripted::exam_of(exam),
+        Scripted::agent_edits(|work| {
+            write(work, "add.txt", "4\n");
+            write(
+                work,
+                ".proctor/journal/fix.md",
+                "add.txt held 5; it holds 4 now\n",
+            );
+        }),
+        Scripted::exam_of(exam),
+    ]);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Ending::Closed);
+    assert_eq!(
+        run.trace(),
+        [
+            "fix: precheck exit 1",
+            "fix: agent 1",
+            "fix: quarantine .proctor/journal/fix.md, .proctor/journal/node_modules/.bin/jest, .proctor/journal/other.md, .proctor/journal/run.sh (agent)",
+            "fix: verify exit 1",
+            "fix: agent 2",
+            "fix: verify exit 0",
+            "fix: close (2 runs)"
+        ]
+    );
+    let rules: Vec<String> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            super::Event::Quarantine { files, .. } => Some(files.iter().map(|f| f.rule.clone())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(
+        rules[0].starts_with("journal: at most 256 KiB"),
+        "{rules:?}"
+    );
+    assert_eq!(
+        rules[1],
+        "journal: only `.proctor/journal/fix.md` is the agent's to write"
+    );
+    for gone in [".proctor/journal/run.sh", ".proctor/journal/other.md"] {
+        assert_eq!(repo.read(gone), None, "{gone}");
+    }
+    // The honest note of run 2 stays, in the committed journal.
+    assert!(repo
+        .read(".proctor/journal/fix.md")
+        .is_some_and(|j| j.contains("it holds 4 now")));
+    let prompt = &prompts(&cage)[1];
+    assert!(
+        prompt.contains("`.proctor/journal/run.sh` (added"),
+        "{prompt}"
+    );
+}
+
 #[test]
 fn an_exam_that_rewrites_its_own_materials_does_not_pass() {
     let repo = Repo::new(
