@@ -251,13 +251,20 @@ impl Cage for FakeCage {
             path: inv.log.clone(),
             source,
         })?;
+        // A step that takes longer than the invocation's timeout is cut
+        // there, as the real cage kills it.
+        let (exit, timed_out, duration) = if step.duration > inv.timeout {
+            (-1, true, inv.timeout)
+        } else {
+            (exit, step.timed_out, step.duration)
+        };
         if let Some(elapse) = &self.elapse {
-            elapse(step.duration);
+            elapse(duration);
         }
         Ok(Outcome {
             exit_code: exit,
-            timed_out: step.timed_out,
-            duration: step.duration,
+            timed_out,
+            duration,
             output_bytes: step.output.len() as u64,
             output_head: step.output,
             output_tail: String::new(),

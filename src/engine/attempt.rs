@@ -61,8 +61,10 @@ impl<C: Cage> Engine<'_, C> {
             log: self.paths.rel(&log),
             image: image.clone(),
         });
-        let invocation =
+        let mut invocation =
             self.agent_invocation(spec, run, agent, Some(text.into_bytes()), log.clone())?;
+        let cut_by_budget;
+        (invocation.timeout, cut_by_budget) = self.within_wall(spec, invocation.timeout);
         self.mark_attempt(&id, run, started)?;
         let limits = self.limits_for(spec);
         // On an error the marker stays: the next run settles the attempt.
@@ -106,7 +108,11 @@ impl<C: Cage> Engine<'_, C> {
             &outcome.network_denied,
             &outcome.container_id,
         );
-        if outcome.timed_out {
+        if outcome.timed_out && cut_by_budget {
+            self.report.boundary.push(format!(
+                "loop `{id}`: run {run}: the agent was stopped when the loop's time budget ended"
+            ));
+        } else if outcome.timed_out {
             self.report.boundary.push(format!(
                 "loop `{id}`: run {run}: the agent was killed at its timeout"
             ));

@@ -97,7 +97,12 @@ impl<C: Cage> Engine<'_, C> {
             output.push_str("\n[…]\n");
             output.push_str(&outcome.output_tail);
         }
-        if outcome.timed_out {
+        if outcome.timed_out && self.exam_cut_by_budget {
+            output.push_str(&format!(
+                "\n[proctor: the exam was killed after {}, when loop `{id}`'s time budget ended]\n",
+                fmt_secs(outcome.duration.as_secs_f64())
+            ));
+        } else if outcome.timed_out {
             output.push_str(&format!(
                 "\n[proctor: the exam was killed after its {} timeout]\n",
                 fmt_secs(outcome.duration.as_secs_f64())
@@ -188,13 +193,14 @@ impl<C: Cage> Engine<'_, C> {
         give_to(tree.path(), &self.settings.user);
         let readonly = self.readonly_mounts(tree.path());
         self.last_exam_covered = Some(!readonly.is_empty());
-        let invocation = self.exam_invocation(
+        let mut invocation = self.exam_invocation(
             spec,
             &commit.to_string(),
             tree.path(),
             readonly,
             log.to_path_buf(),
         )?;
+        (invocation.timeout, self.exam_cut_by_budget) = self.within_wall(spec, invocation.timeout);
         let limits = self.limits_for(spec);
         let outcome = self.cage.run_with_limits(invocation, &limits).await?;
         Ok((outcome, tree))

@@ -241,6 +241,8 @@ pub struct Engine<'a, C: Cage> {
     /// Whether the last exam had read-only material mounts inside its
     /// tree, which cannot exist before the tree does (`warm.rs`).
     last_exam_covered: Option<bool>,
+    /// Whether the last exam's timeout was cut to the loop's time budget.
+    exam_cut_by_budget: bool,
     /// The run's own worktree, when it works in one: every commit then
     /// goes onto the tip proctor last wrote, or the run stops.
     workspace: Option<&'a Workspace>,
@@ -310,6 +312,7 @@ impl<'a, C: Cage> Engine<'a, C> {
             exams: 0,
             warm_trees: Vec::new(),
             last_exam_covered: None,
+            exam_cut_by_budget: false,
             workspace: None,
             checkout: BranchGuard::at_head(git)?,
             report,
@@ -415,14 +418,28 @@ impl<'a, C: Cage> Engine<'a, C> {
         // history on a resumed run), or now.
         let now = self.clock.now();
         self.started.entry(id.to_string()).or_insert(now);
+        let mut last_output = String::new();
         loop {
             let commit = self.guard_before_exam(spec)?;
+            if phase == Phase::Verify && self.wall_left(spec).is_some_and(|left| left <= 0.0) {
+                // The budget ended while the agent worked (it was stopped
+                // then): its work is committed; the exam would run past the
+                // budget, so the next run's first check examines it.
+                if let Some(spent) = self.budget_spent(spec) {
+                    let run = tried.last().map_or(0, |t| t.run);
+                    let reason = format!(
+                        "{spent}; run {run}'s agent was stopped when it ended, and its work is committed but not examined yet (the next `proctor run` checks it first)"
+                    );
+                    return self.block(spec, reason, &tried, &last_output, &notes);
+                }
+            }
             let runs_so_far = self.runs.get(id).copied().unwrap_or(0);
             self.warm_up(spec, Step::Exam);
             let exam = self
                 .examine(spec, commit, phase, runs_so_far, streak)
                 .await?;
             notes.append(&mut self.pending_notes);
+            last_output.clone_from(&exam.output);
             if std::mem::take(&mut first_exam) && runs_so_far == 0 && exam.verdict == Verdict::Fail
             {
                 // Before any agent is woken: an exam that cannot run at all
@@ -614,6 +631,22 @@ impl<'a, C: Cage> Engine<'a, C> {
             .unwrap_or(0.0);
         let since = start.max(last_answer);
         now - since - self.paused_secs(id, since, now)
+    }
+
+    /// `timeout`, cut to what is left of the loop's time budget, and
+    /// whether the budget cut it: the budget binds a running agent or exam
+    /// (the cage kills it when the budget ends), not only the start of the
+    /// next one. With the budget already spent (the last check of a
+    /// not-yet wait, a resumed run's first check) an exam keeps its own
+    /// timeout: a check spends no budget, and a loop green by then closes.
+    pub(super) fn within_wall(&self, spec: &LoopSpec, timeout: Duration) -> (Duration, bool) {
+        match self.wall_left(spec) {
+            Some(left) if left > 0.0 => match Duration::try_from_secs_f64(left) {
+                Ok(left) if left < timeout => (left, true),
+                _ => (timeout, false),
+            },
+            _ => (timeout, false),
+        }
     }
 
     /// Seconds left on the loop's time budget, if it has one.

@@ -103,6 +103,8 @@ on_both_engines!(
     a_killed_run_leaves_its_containers_and_files_to_the_reaper,
     a_killed_runs_agent_stops_at_its_own_deadline,
     a_killed_runs_holder_and_egress_proxy_stop_without_it,
+    a_time_budget_stops_an_agent_that_ignores_signals,
+    a_time_budget_stops_an_exam_that_ignores_signals,
     an_interrupted_run_leaves_no_files,
     agent_cannot_write_git,
     agent_daemons_die_with_the_container,
@@ -789,6 +791,81 @@ fn a_killed_run_stops_everything(engine: EngineKind, network: &str) {
     }
     let out = repo.proctor(&["reap"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    repo.assert_no_containers();
+}
+
+/// Regression (issue 12, item 9): with `budget: 2 runs / 4s` an agent
+/// that ignores SIGTERM and never exits ran until its own timeout (an hour
+/// by default): the time budget was checked only between runs. It is
+/// stopped when the budget ends, and the loop is blocked.
+fn a_time_budget_stops_an_agent_that_ignores_signals(engine: EngineKind) {
+    let repo = repo(
+        engine,
+        &[
+            (
+                "agent.sh",
+                "trap '' TERM INT HUP; echo started; echo half > half.txt; while :; do sleep 1; done\n",
+            ),
+            (
+                "proctor.yaml",
+                "loop: hang\nagent: sh agent.sh\ndone_when: exit 1\nbudget: 2 runs / 4s\nnetwork: none\n",
+            ),
+        ],
+    );
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let agents: Vec<_> = repo
+        .events()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::AgentEnd { run, timed_out, .. } => Some((run, timed_out)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(agents, [(1, true)]);
+    let card = repo.read("INBOX/hang.md");
+    assert!(
+        card.contains("run 1's agent was stopped when it ended"),
+        "{card}"
+    );
+    repo.assert_no_containers();
+}
+
+/// The exam running when the time budget ends is stopped with it (it
+/// ignores SIGTERM and never exits), and its log says why.
+fn a_time_budget_stops_an_exam_that_ignores_signals(engine: EngineKind) {
+    let repo = repo(
+        engine,
+        &[
+            (
+                "exam.sh",
+                "if [ -f done.txt ]; then trap '' TERM INT HUP; echo hanging; while :; do sleep 1; done; fi; exit 1\n",
+            ),
+            (
+                "proctor.yaml",
+                "loop: hang\nagent: echo ok > done.txt\ndone_when: sh exam.sh\nbudget: 2 runs / 6s\nnetwork: none\n",
+            ),
+        ],
+    );
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let verified: Vec<_> = repo
+        .events()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::CheckResult {
+                phase: proctor::engine::events::Phase::Verify,
+                timed_out,
+                ..
+            } => Some(timed_out),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(verified, [true]);
+    let log = repo.read(".proctor/logs/hang.run1.exam.log");
+    assert!(log.contains("hanging"), "{log}");
+    let card = repo.read("INBOX/hang.md");
+    assert!(card.contains("time budget spent"), "{card}");
     repo.assert_no_containers();
 }
 

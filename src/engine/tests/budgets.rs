@@ -214,16 +214,122 @@ fn agents_spend_the_time_budget() {
         Scripted::exam(1),
         Scripted::agent(0).taking(twenty),
         Scripted::exam(1),
+        // Would take 20 minutes; the budget has 10 left and stops it then.
         Scripted::agent(0).taking(twenty),
-        Scripted::exam(1),
     ]);
     let run = repo.run(&cage);
     assert_eq!(run.ending, Run::blocked("fix"));
-    assert_eq!(cage.calls_of(Role::Agent).len(), 2);
+    let agents = cage.calls_of(Role::Agent);
+    assert_eq!(agents.len(), 2);
+    assert!(near(agents[1].timeout, 600.0), "{:?}", agents[1].timeout);
     let reason = run.card_reason("fix").unwrap_or_default();
-    assert!(reason.starts_with("time budget spent: 40m"), "{reason}");
+    assert!(reason.starts_with("time budget spent: 30m"), "{reason}");
     assert_eq!(run.report.agent_runs, 2);
-    assert_eq!(run.report.agent_secs, 2400.0);
+    assert!((run.report.agent_secs - 1800.0).abs() < 0.1);
+}
+
+/// Within the fake clock's few milliseconds per step of `secs`.
+fn near(d: Duration, secs: f64) -> bool {
+    (d.as_secs_f64() - secs).abs() < 0.1
+}
+
+/// Regression (issue 12, item 9): an agent that never exits ran until its
+/// own timeout (an hour) past a 20 s budget, which was only checked
+/// between runs. The budget is the agent's timeout when it is shorter, and
+/// the exam after it does not run past the budget either.
+#[test]
+fn a_time_budget_stops_a_running_agent() {
+    let repo = Repo::new(
+        "loop: fix\nagent: hang\ndone_when: test -f done\nbudget: 2 runs / 20s\n",
+        &[],
+    );
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::agent_edits(|work| super::write(work, "half.txt", "half\n"))
+            .taking(Duration::from_secs(3600)),
+    ]);
+    let start = repo.now();
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Run::blocked("fix"));
+    let agents = cage.calls_of(Role::Agent);
+    assert_eq!(agents.len(), 1);
+    assert!(near(agents[0].timeout, 20.0), "{:?}", agents[0].timeout);
+    assert!((repo.now() - start - 20.0).abs() < 0.1);
+    // No exam after the budget: only the first check ran.
+    assert_eq!(cage.calls_of(Role::Verifier).len(), 1);
+    assert_eq!(cage.left(), 0);
+    let reason = run.card_reason("fix").unwrap_or_default();
+    assert!(
+        reason.starts_with(
+            "time budget spent: 20.0s of 20.0s; run 1's agent was stopped when it ended"
+        ),
+        "{reason}"
+    );
+    assert!(
+        run.report
+            .boundary
+            .iter()
+            .any(|b| b.contains("run 1: the agent was stopped when the loop's time budget ended")),
+        "{:?}",
+        run.report.boundary
+    );
+    // The stopped agent's work is its attempt: committed, counted.
+    assert_eq!(repo.read("half.txt").as_deref(), Some("half\n"));
+    assert!(repo.log()[0].contains("run 1"), "{:?}", repo.log());
+}
+
+/// The exam that runs when the budget ends is stopped with it, and says so.
+#[test]
+fn a_time_budget_stops_a_running_exam() {
+    let repo = Repo::new(
+        "loop: fix\nagent: fix-it\ndone_when: test -f done\nbudget: 2 runs / 20s\n",
+        &[],
+    );
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::agent(0).taking(Duration::from_secs(5)),
+        Scripted::exam(0).taking(Duration::from_secs(3600)),
+    ]);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Run::blocked("fix"));
+    let exams = cage.calls_of(Role::Verifier);
+    assert_eq!(exams.len(), 2);
+    assert!(near(exams[1].timeout, 15.0), "{:?}", exams[1].timeout);
+    let reason = run.card_reason("fix").unwrap_or_default();
+    assert!(reason.starts_with("time budget spent: 20.0s"), "{reason}");
+    assert!(
+        run.events.iter().any(|e| matches!(
+            e,
+            crate::engine::events::Event::CheckResult {
+                timed_out: true,
+                ..
+            }
+        )),
+        "{:?}",
+        run.events
+    );
+}
+
+/// A check with the budget already spent (the last one of a not-yet wait)
+/// keeps its own timeout: a loop green by then closes.
+#[test]
+fn the_last_check_after_the_budget_keeps_its_own_timeout() {
+    let repo = Repo::new(
+        "loop: deploy\nagent: fix-it\ndone_when: sh ready.sh\ncheck_every: 25m\nbudget: 1h\ntimeout: 30m\n",
+        &[],
+    );
+    let cage = repo.cage([
+        Scripted::exam(75),
+        Scripted::exam(75),
+        Scripted::exam(75),
+        Scripted::exam(0),
+    ]);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Ending::Closed);
+    let exams = cage.calls_of(Role::Verifier);
+    assert_eq!(exams[0].timeout, Duration::from_secs(30 * 60));
+    assert!(near(exams[2].timeout, 600.0), "{:?}", exams[2].timeout);
+    assert_eq!(exams[3].timeout, Duration::from_secs(30 * 60));
 }
 
 #[test]
