@@ -564,7 +564,8 @@ pub fn host_files_of(pid: u32, dirs: &[impl AsRef<Path>]) -> Vec<PathBuf> {
 }
 
 /// Names in the private temp directory under `tmp` that are not the
-/// generated files every run shares (`passwd-*`, `group-*`, `hosts`).
+/// generated files every run shares (`passwd-*`, `group-*`, `hosts`,
+/// Podman's `seccomp-<hash>.json`).
 pub fn unshared_private_files(tmp: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(private_dir(tmp)) else {
         return Vec::new();
@@ -574,7 +575,10 @@ pub fn unshared_private_files(tmp: &Path) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| {
             n.contains(".tmp")
-                || !(n == "hosts" || n.starts_with("passwd-") || n.starts_with("group-"))
+                || !(n == "hosts"
+                    || n.starts_with("passwd-")
+                    || n.starts_with("group-")
+                    || n.starts_with("seccomp-"))
         })
         .collect();
     left.sort();
