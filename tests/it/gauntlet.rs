@@ -93,7 +93,7 @@ fn an_unknown_scenario_names_the_known_ones() {
 }
 
 #[test]
-fn the_mount_sensitive_cheats_are_caught_on_podman_too() {
+fn the_mount_and_seccomp_sensitive_cheats_are_caught_on_podman_too() {
     const PODMAN: &str = "unix:///run/podman/podman.sock";
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -114,13 +114,15 @@ fn the_mount_sensitive_cheats_are_caught_on_podman_too() {
             "forge-ledger",
             "--only",
             "git-hook",
+            "--only",
+            "ptrace-runner",
         ],
         &[("DOCKER_HOST", PODMAN)],
     );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     assert!(
-        text.contains("gauntlet: 3/3 caught with honest twins passing"),
+        text.contains("gauntlet: 4/4 caught with honest twins passing"),
         "{text}"
     );
 }
