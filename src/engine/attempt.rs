@@ -4,7 +4,7 @@ use super::boundary::{self, MarkedAttempt};
 use super::events::Event;
 use super::{history, io_err, prompt, short, Engine, EngineError, AGENT_TIMEOUT, LOG_CAP};
 use crate::cage::{Cage, Invocation, Mount, Outcome, Role};
-use crate::manifest::LoopSpec;
+use crate::manifest::{preset, LoopSpec};
 use crate::state::{self, ledger};
 
 /// What a container's exit code is when its main process died of SIGTERM
@@ -400,11 +400,30 @@ impl<C: Cage> Engine<'_, C> {
                     .map(|v| (name.clone(), v.clone()))
             })
             .collect();
+        // A preset passes the variables its CLI reads (when set on the
+        // host) and those that make it run unattended.
+        let chosen = preset::chosen(&agent);
+        if let Some(chosen) = &chosen {
+            for name in chosen.preset.env {
+                if env.iter().any(|(n, _)| n == name) {
+                    continue;
+                }
+                if let Some(value) = self.settings.host_env.get(*name) {
+                    env.push(((*name).to_owned(), value.clone()));
+                }
+            }
+            for (name, value) in chosen.preset.set {
+                env.push(((*name).to_owned(), (*value).to_owned()));
+            }
+        }
         env.push(("PROCTOR_LOOP".into(), spec.id.clone()));
         env.push(("PROCTOR_RUN".into(), run.to_string()));
         Ok(Invocation {
             image: self.image_for(spec),
-            command: agent,
+            command: match &chosen {
+                Some(chosen) => chosen.command(),
+                None => agent,
+            },
             workdir: "/work".into(),
             mounts,
             env,

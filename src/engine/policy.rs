@@ -6,7 +6,7 @@ use super::events::Event;
 use super::{short, Engine};
 use crate::cage::{Cage, Limits, NetworkPolicy, Role};
 use crate::git::TreeSize;
-use crate::manifest::{LoopSpec, Network};
+use crate::manifest::{preset, LoopSpec, Network};
 
 /// Default cap on an attempt's committed tree: total bytes.
 pub const DEFAULT_TREE_CAP: u64 = 1 << 30;
@@ -125,6 +125,11 @@ impl<C: Cage> Engine<'_, C> {
 
     /// The network of a container of `role` in this loop.
     pub(super) fn network_for(&self, spec: &LoopSpec, role: Role) -> NetworkPolicy {
+        if role == Role::Agent && !spec.network_set {
+            if let Some(hosts) = self.preset_hosts(spec) {
+                return NetworkPolicy::Hosts(hosts);
+            }
+        }
         let network = match role {
             Role::Agent => &spec.network,
             Role::Verifier => &spec.verifier_network,
@@ -134,6 +139,32 @@ impl<C: Cage> Engine<'_, C> {
             Network::Open => NetworkPolicy::Open,
             Network::Hosts(hosts) => NetworkPolicy::Hosts(hosts.clone()),
         }
+    }
+
+    /// A preset agent's hosts, plus the host of each of its base-URL
+    /// variables set on the host (an API gateway, a local model);
+    /// `None` when the loop's agent is not a preset.
+    fn preset_hosts(&self, spec: &LoopSpec) -> Option<Vec<String>> {
+        let chosen = preset::chosen(&self.agent_for(spec)?)?;
+        let mut hosts: Vec<String> = chosen
+            .preset
+            .hosts
+            .iter()
+            .map(|h| (*h).to_owned())
+            .collect();
+        for var in chosen.preset.base_urls {
+            let host = self
+                .settings
+                .host_env
+                .get(*var)
+                .and_then(|url| preset::url_host(url));
+            if let Some(host) = host {
+                if !hosts.contains(&host) {
+                    hosts.push(host);
+                }
+            }
+        }
+        Some(hosts)
     }
 
     /// Emits one `network_denied` event per refused target (at most

@@ -22,6 +22,7 @@ mod check;
 pub mod config;
 mod hint;
 mod node;
+pub mod preset;
 mod resolve;
 mod starter;
 mod units;
@@ -351,6 +352,9 @@ pub struct LoopSpec {
     pub image: Option<String>,
     /// Agent network (inherited; default open).
     pub network: Network,
+    /// Whether this loop or an ancestor set the agent's network: when none
+    /// did, a preset agent gets its own hosts instead of `open`.
+    pub network_set: bool,
     /// The verifier's network (inherited; default none): set only through
     /// `network: {verifier: ...}`.
     pub verifier_network: Network,

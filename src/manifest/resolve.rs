@@ -22,6 +22,7 @@ struct Inherited {
     agent: Option<String>,
     image: Option<String>,
     network: Network,
+    network_set: bool,
     verifier_network: Network,
     env: Vec<String>,
     writes: Vec<String>,
@@ -35,6 +36,7 @@ impl Default for Inherited {
             agent: None,
             image: None,
             network: Network::Open,
+            network_set: false,
             verifier_network: Network::None,
             env: Vec::new(),
             writes: Vec::new(),
@@ -135,6 +137,7 @@ impl Resolver {
             parallel: false,
             image: parent.image.clone(),
             network: parent.network.clone(),
+            network_set: parent.network_set,
             verifier_network: parent.verifier_network.clone(),
             env: parent.env.clone(),
             writes: parent.writes.clone(),
@@ -230,7 +233,10 @@ impl Resolver {
                             }
                             if let Some(network) = self.network(&f.sub(side), side_value) {
                                 match side {
-                                    "agent" => spec.network = network,
+                                    "agent" => {
+                                        spec.network = network;
+                                        spec.network_set = true;
+                                    }
                                     _ => spec.verifier_network = network,
                                 }
                             }
@@ -240,6 +246,7 @@ impl Resolver {
                     _ => {
                         if let Some(network) = self.network(&f, value) {
                             spec.network = network;
+                            spec.network_set = true;
                         }
                     }
                 },
@@ -306,6 +313,7 @@ impl Resolver {
             agent: spec.agent.clone(),
             image: spec.image.clone(),
             network: spec.network.clone(),
+            network_set: spec.network_set,
             verifier_network: spec.verifier_network.clone(),
             env: spec.env.clone(),
             writes: spec.writes.clone(),

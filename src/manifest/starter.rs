@@ -151,12 +151,12 @@ pub fn starter_manifest(repo_root: &Path) -> String {
     line("  Make the exam pass. Fix the code, not the tests: never delete, skip or");
     line("  weaken a test.");
     line("");
-    line("# The agent: any CLI that reads the prompt on stdin, edits the working tree");
-    line("# (/work in its container) and exits. It must be installed in the image. E.g.");
-    line("#   codex exec --sandbox workspace-write");
-    line("#   claude -p --permission-mode acceptEdits");
-    line("#   sh scripts/my-agent.sh");
-    line("agent: codex exec --sandbox workspace-write");
+    line("# The agent: a preset (codex, claude, mini-swe-agent: the flags each CLI needs");
+    line("# in the container, its API-key variables and its hosts; see docs/agents.md),");
+    line("# or any command that reads the prompt on stdin, edits the working tree");
+    line("# (/work in its container) and exits, e.g. `sh scripts/my-agent.sh`.");
+    line("# It must be installed in the image.");
+    line("agent: codex");
     line("");
     line("# The exam: a shell command run in a fresh container on the committed tree.");
     line("# Exit 0 = done, 75 = not yet (check again later), anything else = not done.");
@@ -208,8 +208,8 @@ pub fn starter_manifest(repo_root: &Path) -> String {
     line(&format!(
         "# image: {image}            # image for agent and exam; default from .proctor/config.yaml"
     ));
-    line("# network: open              # the agent's network: none | open | [api.openai.com, \"host:443\"]");
-    line("# env: [OPENAI_API_KEY]      # host variables passed to the agent, by name only");
+    line("# network: open              # the agent's network: none | open | [api.openai.com, \"host:443\"]; a preset's hosts by default");
+    line("# env: [GITHUB_TOKEN]        # more host variables passed to the agent, by name only");
     line("# writes: [\"src/**\"]         # the only paths the agent may change");
     line("# timeout: 30m               # cap on each agent and exam container");
     line("# resources: {memory: 2g, cpus: 2, pids: 512}");

@@ -20,7 +20,7 @@ use crate::engine::{Ending, Engine, Report, Settings};
 use crate::exit_codes;
 use crate::git::Oid;
 use crate::leftovers;
-use crate::manifest::{Config, LoopSpec, Manifest, Order};
+use crate::manifest::{preset, Config, LoopSpec, Manifest, Order};
 use crate::notify;
 use crate::state::key::{key_dir, random_id, AnswerKey};
 use crate::state::lock::{LockError, RunLock};
@@ -233,7 +233,7 @@ async fn drive(
         trusted.rules.clone(),
     );
     settings.default_agent = req.default_agent.clone();
-    settings.host_env = host_env(&req.root);
+    settings.host_env = host_env(&req.root, req.default_agent.as_deref());
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
@@ -331,13 +331,26 @@ fn heal(paths: &Paths) -> Result<Vec<(String, String)>, RunError> {
     Ok(healed)
 }
 
-/// The host variables the tree's loops pass to their agents, by name.
-fn host_env(root: &LoopSpec) -> HashMap<String, String> {
+/// The host variables the tree's loops pass to their agents, by name:
+/// those under `env:`, and those a preset agent reads.
+fn host_env(root: &LoopSpec, default_agent: Option<&str>) -> HashMap<String, String> {
     let mut env = HashMap::new();
     for spec in root.walk(Order::ParentsFirst) {
-        for name in &spec.env {
+        let preset = spec
+            .agent
+            .as_deref()
+            .or(default_agent)
+            .and_then(preset::chosen)
+            .map(|c| c.preset.env)
+            .unwrap_or_default();
+        let names = spec
+            .env
+            .iter()
+            .map(String::as_str)
+            .chain(preset.iter().copied());
+        for name in names {
             if let Ok(value) = std::env::var(name) {
-                env.insert(name.clone(), value);
+                env.insert(name.to_owned(), value);
             }
         }
     }

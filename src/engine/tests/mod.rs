@@ -24,6 +24,7 @@ mod budgets;
 mod caps;
 mod gates;
 mod interrupted;
+mod presets;
 mod unrunnable;
 mod work;
 mod workspace;

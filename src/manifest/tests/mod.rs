@@ -911,10 +911,10 @@ fn starter_in(files: &[(&str, &str)]) -> (tempfile::TempDir, String, Manifest) {
         Err(e) => panic!("starter did not parse:\n{e}\n---\n{text}"),
     };
     assert_eq!(m.root.id, "my-project");
-    assert_eq!(
-        m.root.agent.as_deref(),
-        Some("codex exec --sandbox workspace-write")
-    );
+    // A preset, not `codex exec --sandbox workspace-write`: Codex's own
+    // sandbox cannot start in the container and the run waited on it.
+    assert_eq!(m.root.agent.as_deref(), Some("codex"));
+    assert!(!m.root.network_set);
     (parent, text, m)
 }
 
@@ -923,7 +923,7 @@ fn starter_for_cargo() {
     let (_d, text, m) = starter_in(&[("Cargo.toml", "[package]\n"), ("tests/it.rs", "")]);
     assert_eq!(m.root.done_when, "cargo test");
     assert_eq!(m.root.protected, ["tests/**"]);
-    assert!(text.contains("claude -p --permission-mode acceptEdits"));
+    assert!(text.contains("codex, claude, mini-swe-agent"));
 }
 
 #[test]
