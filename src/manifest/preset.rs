@@ -7,10 +7,11 @@
 //! against a scripted model endpoint (`tests/it/presets.rs`):
 //! - Codex's own sandbox (`--sandbox workspace-write`) cannot make a
 //!   namespace inside the container and ends with exit 0 and no edits; the
-//!   cage is the sandbox, so the preset turns Codex's off. The worktree's
-//!   `.git` names a host path, so Codex would refuse `/work` as "not a git
-//!   repository" without `--skip-git-repo-check`. Codex 0.171 ignores
-//!   `OPENAI_BASE_URL`; the preset passes it as `-c openai_base_url=...`.
+//!   cage is the sandbox, so the preset turns Codex's off.
+//!   `--skip-git-repo-check` guards against Codex not taking `/work` (a
+//!   read-only `.git`, in a worktree naming a host path) for a trusted
+//!   repository. Codex 0.171 ignores `OPENAI_BASE_URL`; the preset passes
+//!   it as `-c openai_base_url=...`.
 //! - Claude Code refuses `--dangerously-skip-permissions` as root unless
 //!   `IS_SANDBOX=1` says it is sandboxed; `-p` logs only its final text
 //!   unless `--output-format stream-json --verbose`.

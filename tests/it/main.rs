@@ -12,6 +12,7 @@ mod dry_run;
 mod gauntlet;
 mod images;
 mod r#loop;
+mod presets;
 mod remote;
 mod unattended;
 mod warm;
