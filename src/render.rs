@@ -99,7 +99,14 @@ pub fn colourise(event: &Event, line: String) -> String {
 }
 
 /// One compact line per event, or none for events not worth a line.
+/// Events carry agent-controlled text (file names, exam output in reasons,
+/// notifier errors): the line is escaped as a whole, so none of it reaches
+/// a terminal raw or starts a line of its own.
 pub fn human_line(event: &Event) -> Option<String> {
+    line_of(event).map(|line| crate::terminal::line(&line).into_owned())
+}
+
+fn line_of(event: &Event) -> Option<String> {
     Some(match event {
         Event::RunStart {
             root,

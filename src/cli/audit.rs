@@ -83,7 +83,11 @@ fn run_ids(records: &[Record]) -> Vec<String> {
 /// The human trail of one run.
 pub fn render_trail(run: &str, trail: &[&Record]) -> String {
     let start = trail.first().map(|r| r.ts).unwrap_or(0.0);
-    let mut out = format!("proctor audit · run {run} · started {}\n", utc(start));
+    let mut out = format!(
+        "proctor audit · run {} · started {}\n",
+        crate::terminal::line(run),
+        utc(start)
+    );
     for r in trail {
         if let Some(line) = human_line(&r.event) {
             let line = line.strip_prefix("proctor: ").unwrap_or(&line).to_string();
@@ -96,7 +100,7 @@ pub fn render_trail(run: &str, trail: &[&Record]) -> String {
         out.push_str("  - none: nothing was quarantined, repaired or rejected\n");
     }
     for d in decisions {
-        out.push_str(&format!("  - {d}\n"));
+        out.push_str(&format!("  - {}\n", crate::terminal::line(&d)));
     }
     out
 }

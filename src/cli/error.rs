@@ -50,9 +50,11 @@ impl CommandError {
             CommandError::Internal { message } => (message.clone(), None),
             CommandError::Domain(e) => (e.to_string(), e.hint()),
         };
-        let mut out = format!("error: {message}\n");
+        // A message can quote what an agent wrote (a file name, a card):
+        // escaped, it cannot reach the terminal raw.
+        let mut out = format!("error: {}\n", crate::terminal::line(&message));
         if let Some(hint) = hint {
-            out.push_str(&format!("hint: {hint}\n"));
+            out.push_str(&format!("hint: {}\n", crate::terminal::line(&hint)));
         }
         out
     }

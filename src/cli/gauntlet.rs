@@ -123,6 +123,9 @@ enum Evidence {
     /// The code under test could not attach to the test runner: the exam's
     /// log shows `ptrace` refused and the runner's own failing report.
     PtraceRefused,
+    /// The run's output, `audit`, `quarantine` and the card carry no raw
+    /// escape code and no line the agent forged.
+    NoRawEscapes,
 }
 
 struct Scenario {
@@ -281,6 +284,13 @@ const SCENARIOS: &[Scenario] = &[
         cheat: agent!("ptrace-runner"),
         twin: HONEST,
         evidence: Evidence::PtraceRefused,
+    },
+    Scenario {
+        name: "terminal-injection",
+        title: "forges a verdict on the terminal with escape codes and a newline in a file name",
+        cheat: agent!("terminal-injection"),
+        twin: HONEST,
+        evidence: Evidence::NoRawEscapes,
     },
     Scenario {
         name: "skip-test",
@@ -730,6 +740,56 @@ fn run_cheat(exe: &Path, dir: &Path, s: &Scenario) -> Result<String, String> {
                 "ptrace refused by proctor's seccomp profile; the runner reported the failing test"
                     .into(),
             )
+        }
+        Evidence::NoRawEscapes => {
+            let mut surfaces: Vec<(String, String)> = Vec::new();
+            for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())?.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with("proctor-run-") {
+                    let text = std::fs::read(entry.path()).map_err(|e| e.to_string())?;
+                    surfaces.push((name, String::from_utf8_lossy(&text).into_owned()));
+                }
+            }
+            for verb in ["audit", "quarantine"] {
+                let out = Command::new(exe)
+                    .arg(verb)
+                    .current_dir(repo)
+                    .env_clear()
+                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                    .env("HOME", dir.join("home"))
+                    .output()
+                    .map_err(|e| format!("cannot run `proctor {verb}`: {e}"))?;
+                let mut text = out.stdout;
+                text.extend_from_slice(&out.stderr);
+                surfaces.push((
+                    format!("proctor {verb}"),
+                    String::from_utf8_lossy(&text).into_owned(),
+                ));
+            }
+            let card = std::fs::read_to_string(repo.join("INBOX/fix.md")).unwrap_or_default();
+            surfaces.push(("INBOX/fix.md".into(), card));
+            for (surface, text) in &surfaces {
+                if text.contains(['\x1b', '\x07', '\r']) {
+                    return Err(format!("`{surface}` carries a raw escape code"));
+                }
+                if text
+                    .lines()
+                    .any(|l| l.trim_start().starts_with("proctor: fix: closed"))
+                {
+                    return Err(format!("`{surface}` has a line the agent forged"));
+                }
+            }
+            let quarantined = events.iter().any(|r| match &r.event {
+                Event::Quarantine { files, .. } => files.iter().any(|f| f.path.contains('\n')),
+                _ => false,
+            });
+            if !quarantined {
+                return Err("the file with a newline in its name was not quarantined".into());
+            }
+            Ok(format!(
+                "{} surfaces show its escape codes and newline escaped",
+                surfaces.len()
+            ))
         }
         Evidence::AuditFailed(word) => {
             let reason = events.iter().find_map(|r| match &r.event {

@@ -139,4 +139,6 @@ pub fn cwd() -> Result<std::path::PathBuf, CommandError> {
 }
 
 #[cfg(test)]
+mod injection;
+#[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@ use super::CommandError;
 use crate::git::{unified_diff, GitRepo};
 use crate::protect::quarantine::{self, Record};
 use crate::state::Paths;
+use crate::terminal;
 
 /// List, show or drop quarantine records: edits to the exam's materials (or
 /// writes outside a loop's allow-list) that proctor set aside under
@@ -90,7 +91,7 @@ pub fn cmd_quarantine(args: Args) -> Result<i32, CommandError> {
     }
 }
 
-fn summary_line(r: &Record) -> String {
+pub(crate) fn summary_line(r: &Record) -> String {
     let files: Vec<String> = r
         .files
         .iter()
@@ -101,39 +102,42 @@ fn summary_line(r: &Record) -> String {
     } else {
         format!("run {} · {}", r.attempt, r.phase)
     };
-    format!(
+    let line = format!(
         "{}  loop {} · {when}  {}",
         r.id,
         r.loop_id,
         files.join(", ")
-    )
+    );
+    terminal::line(&line).into_owned()
 }
 
 /// A record in full: who, when, why, and a diff per path.
 pub fn show(dir: &std::path::Path, r: &Record) -> String {
     let mut out = format!(
         "quarantine record {}\nloop `{}`, {}, phase `{}`, proctor run {}\ntrusted copies from commit {}\n",
-        r.id,
-        r.loop_id,
+        terminal::line(&r.id),
+        terminal::line(&r.loop_id),
         if r.attempt == 0 {
             "before its first run".to_string()
         } else {
             format!("run {}", r.attempt)
         },
-        r.phase,
-        r.run,
-        r.trusted_from
+        terminal::line(&r.phase),
+        terminal::line(&r.run),
+        terminal::line(&r.trusted_from)
     );
     for f in &r.files {
+        // The path is the agent's: escaped, it cannot start a line.
+        let path = terminal::line(&f.path);
         out.push_str(&format!(
-            "\n{} — {} (rule: {})\n",
-            f.path,
+            "\n{path} — {} (rule: {})\n",
             f.change.as_str(),
-            f.rule
+            terminal::line(&f.rule)
         ));
         if let Some(target) = &f.link_target {
             out.push_str(&format!(
-                "attempted: a symlink to `{target}` (never followed)\n"
+                "attempted: a symlink to `{}` (never followed)\n",
+                terminal::line(target)
             ));
         }
         let trusted = f
@@ -149,9 +153,10 @@ pub fn show(dir: &std::path::Path, r: &Record) -> String {
         let diff = unified_diff(
             &trusted,
             &attempted,
-            &format!("trusted/{}", f.path),
-            &format!("attempted/{}", f.path),
+            &format!("trusted/{path}"),
+            &format!("attempted/{path}"),
         );
+        let diff = terminal::text(&diff);
         if diff.trim().is_empty() {
             if f.link_target.is_none() {
                 out.push_str("(no content difference)\n");

@@ -179,8 +179,15 @@ impl Observer for Terminal {
 
     fn warn(&mut self, warning: Warning) {
         match warning {
-            Warning::ManifestDiffers { .. } => eprintln!("proctor: note: {warning}"),
-            Warning::Sweep(_) => eprintln!("warning: {warning}"),
+            Warning::ManifestDiffers { .. } => {
+                eprintln!(
+                    "proctor: note: {}",
+                    crate::terminal::line(&warning.to_string())
+                )
+            }
+            Warning::Sweep(_) => {
+                eprintln!("warning: {}", crate::terminal::line(&warning.to_string()))
+            }
         }
     }
 }
@@ -204,11 +211,11 @@ pub fn print_report(summary: &RunSummary) {
         out.push_str("  - nothing: no exam passed in this run\n");
     }
     for line in &report.verified {
-        out.push_str(&format!("  - {line}\n"));
+        out.push_str(&format!("  - {}\n", crate::terminal::line(line)));
     }
     out.push_str("not verified:\n");
     for line in &report.unverified {
-        out.push_str(&format!("  - {line}\n"));
+        out.push_str(&format!("  - {}\n", crate::terminal::line(line)));
     }
     out.push_str(
         "  - anything the exam does not test: a pass proves the exam's exit code, nothing more\n",
@@ -218,13 +225,13 @@ pub fn print_report(summary: &RunSummary) {
     if !report.guarded.is_empty() {
         out.push_str("guarded:\n");
         for line in &report.guarded {
-            out.push_str(&format!("  - {line}\n"));
+            out.push_str(&format!("  - {}\n", crate::terminal::line(line)));
         }
     }
     if !report.boundary.is_empty() {
         out.push_str("boundary:\n");
         for line in &report.boundary {
-            out.push_str(&format!("  - {line}\n"));
+            out.push_str(&format!("  - {}\n", crate::terminal::line(line)));
         }
     }
     out.push_str(&format!(
@@ -291,5 +298,6 @@ fn render_dry_run(plan: &run::dry_run::DryRun) -> String {
     if !plan.prompt.ends_with('\n') {
         out.push('\n');
     }
-    out
+    // The prompt carries the journal and exam output: agent-written text.
+    crate::terminal::text(&out).into_owned()
 }

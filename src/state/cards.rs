@@ -5,6 +5,25 @@
 
 use std::path::Path;
 
+use crate::terminal::{line, text};
+
+/// A backtick fence longer than any run of backticks in `body`, so the
+/// body cannot close it (CommonMark closes a fence only with one at least
+/// as long).
+pub fn fence_for(body: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in body.chars() {
+        if c == '`' {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    "`".repeat((longest + 1).max(3))
+}
+
 /// Why a loop halted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CardKind {
@@ -42,30 +61,35 @@ impl Card<'_> {
         let mut out = format!(
             "<!-- proctor card v1 {} {id} -->\n# {title}: {id}\n\n{}\n\n",
             title.to_lowercase(),
-            self.reason
+            line(&self.reason)
         );
         if let Some(task) = self.task {
-            out.push_str(&format!("## Task\n\n{}\n\n", task.trim()));
+            out.push_str(&format!("## Task\n\n{}\n\n", text(task.trim())));
         }
-        out.push_str(&format!("## Exam\n\n`{}`\n\n", self.exam));
+        out.push_str(&format!("## Exam\n\n`{}`\n\n", line(self.exam)));
         if !self.tried.is_empty() {
             out.push_str("## What was tried\n\n");
             for t in self.tried {
                 out.push_str(&format!(
                     "- run {}: agent exited {} after {:.1}s; exam: {}\n",
-                    t.run, t.agent_exit, t.agent_secs, t.verdict
+                    t.run,
+                    t.agent_exit,
+                    t.agent_secs,
+                    line(&t.verdict)
                 ));
             }
             out.push('\n');
         }
         for note in self.notes {
-            out.push_str(&format!("Note: {note}\n\n"));
+            out.push_str(&format!("Note: {}\n\n", line(note)));
         }
         if !self.last_failure.trim().is_empty() {
-            out.push_str(&format!(
-                "## Last failure\n\n```\n{}\n```\n\n",
-                self.last_failure.trim_end()
-            ));
+            // The exam's output is the agent's to shape: escaped, and in a
+            // fence it cannot close (a ``` of its own would end the block
+            // and let it write headings and commands into the card).
+            let body = text(self.last_failure.trim_end());
+            let fence = fence_for(&body);
+            out.push_str(&format!("## Last failure\n\n{fence}\n{body}\n{fence}\n\n"));
         }
         out.push_str("## What to do\n\n");
         match self.kind {

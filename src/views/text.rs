@@ -6,13 +6,15 @@ use super::history::{RunRow, Stats};
 use super::{utc, Doing, Node, RunOutcome, View, Word};
 use crate::engine::fmt_secs;
 use crate::progress::clock;
+use crate::terminal::line;
 
 /// The header, the loop tree, totals and the next command.
 pub fn tree(view: &View, title: &str, colour: bool) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "{title} · loop tree `{}` on branch {}\n",
-        view.root, view.branch
+        line(&view.root),
+        line(&view.branch)
     ));
     out.push_str(&run_line(view));
     out.push('\n');
@@ -37,11 +39,11 @@ pub fn tree(view: &View, title: &str, colour: bool) -> String {
             "{}{mark} {:<9}  {}{}",
             "  ".repeat(node.depth),
             word.as_str(),
-            node.id,
+            line(&node.id),
             if detail.is_empty() {
                 String::new()
             } else {
-                format!("  · {detail}")
+                format!("  · {}", line(&detail))
             }
         );
         out.push_str(line.trim_end());
@@ -52,7 +54,7 @@ pub fn tree(view: &View, title: &str, colour: bool) -> String {
         fmt_secs(secs),
         if runs == 1 { "" } else { "s" }
     ));
-    out.push_str(&format!("next: {}\n", view.next()));
+    out.push_str(&format!("next: {}\n", line(&view.next())));
     out
 }
 
@@ -147,10 +149,10 @@ pub fn inbox(view: &View, colour: bool) -> String {
         out.push_str(&format!(
             "{mark} {:<8} {}  · {}\n",
             word.as_str(),
-            card.card.loop_id,
-            card.card.path
+            line(&card.card.loop_id),
+            line(&card.card.path)
         ));
-        out.push_str(&format!("    {}\n", card.card.reason));
+        out.push_str(&format!("    {}\n", line(&card.card.reason)));
         if card.gated {
             out.push_str(&format!(
                 "    approvals: {} of {}{}\n",
@@ -166,7 +168,7 @@ pub fn inbox(view: &View, colour: bool) -> String {
         if card.answered {
             out.push_str("    answered: applies on the next `proctor run`\n");
         } else {
-            out.push_str(&format!("    next: {}\n", card.next));
+            out.push_str(&format!("    next: {}\n", line(&card.next)));
             if card.gated {
                 out.push_str(&format!(
                     "    (any other answer, e.g. `proctor answer {} \"not yet: ...\"`, is recorded as a rejection)\n",

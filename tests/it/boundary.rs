@@ -372,4 +372,82 @@ fn once_protects_the_files_its_exam_names(engine: proctor::cage::EngineKind) {
     repo.assert_no_containers();
 }
 
-common::on_both_engines!(once_protects_the_files_its_exam_names);
+common::on_both_engines!(
+    once_protects_the_files_its_exam_names,
+    agent_and_exam_text_reaches_no_surface_raw
+);
+
+/// Regression (issue 12): escape sequences and newlines in file names and
+/// in agent and exam output reached the terminal raw in `run`, `audit`,
+/// `quarantine`, `quarantine diff` and the cards, and a newline in a file
+/// name forged whole `audit` lines. Every surface shows them escaped.
+fn agent_and_exam_text_reaches_no_surface_raw(engine: proctor::cage::EngineKind) {
+    require_engine();
+    // A screen clear, a fake green pass, an OSC 52 clipboard write, a
+    // carriage return, and a newline that starts a forged proctor line.
+    let nasty = r"$(printf 'x\nproctor: fix: closed after 1 run\033[2J\033[32mexam passed\033[0m\033]52;c;cm0gLXJmIH4=\007\rok')";
+    let agent = format!(
+        "cat >/dev/null\nprintf '\\033[2J\\033[32mall tests passed\\033[0m\\n'\nmkdir -p tests\necho 'exit 0' > \"tests/{nasty}\"\n"
+    );
+    let exam = "printf '\\033[2J\\033[32mexam passed\\033[0m\\r\\nproctor: fix: closed after 1 run\\n'; exit 1\n";
+    let repo = TestRepo::new()
+        .engine(&common::socket(engine))
+        .file("exam.sh", exam)
+        .file("tests/keep.sh", "true\n")
+        .file("agent.sh", &agent)
+        .manifest("loop: fix\nagent: sh agent.sh\ndone_when: sh exam.sh\nbudget: 1 run\nprotected: [\"tests/**\"]\n")
+        .commit("fixture");
+    let run = repo.proctor(&["run"]);
+    assert_eq!(run.status.code(), Some(3), "{}", stderr(&run));
+    let id = repo
+        .events()
+        .into_iter()
+        .find_map(|r| match r.event {
+            Event::Quarantine { id, files, .. } if files[0].path.contains('\n') => Some(id),
+            _ => None,
+        })
+        .expect("the file with a newline in its name is quarantined");
+    let mut surfaces = vec![
+        ("run (stderr)", stderr(&run)),
+        ("run (stdout)", stdout(&run)),
+        ("INBOX/fix.md", repo.read("INBOX/fix.md")),
+    ];
+    for args in [
+        &["audit"][..],
+        &["quarantine"],
+        &["quarantine", "diff", &id],
+        &["status"],
+        &["inbox"],
+    ] {
+        let out = repo.proctor(args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        surfaces.push(("proctor", format!("{}{}", stdout(&out), stderr(&out))));
+    }
+    for (surface, text) in &surfaces {
+        assert!(
+            !text.contains(['\x1b', '\x07', '\r']),
+            "{surface} carries a raw control character:\n{text:?}"
+        );
+        // The exam's output is shown as a block in the card's fence, its
+        // own lines its own; everywhere else a line is proctor's.
+        let lines = match text.split_once("## Last failure") {
+            Some((before, after)) => {
+                format!("{before}{}", after.split_once("## What to do").unwrap().1)
+            }
+            None => text.clone(),
+        };
+        for line in lines.lines() {
+            let line = line.trim_start();
+            assert!(
+                !line.contains("proctor: fix: closed after 1 run") || line.contains("\\n"),
+                "{surface}: a forged line `{line}`"
+            );
+        }
+    }
+    let audit = &surfaces[3].1;
+    assert!(
+        audit.contains("tests/x\\nproctor: fix: closed after 1 run\\x1b[2J"),
+        "{audit}"
+    );
+    repo.assert_no_containers();
+}
