@@ -262,6 +262,10 @@ EOF
   local reasons
   reasons=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("; ".join(r["false_pass"] + r["corrupt"]))' "$report")
   [ -n "${DOUBLE:-}" ] && dbl=$DOUBLE
+  if [ -n "${BROKEN:-}" ]; then
+    n_corrupt=$((n_corrupt + 1))
+    reasons="$BROKEN${reasons:+; $reasons}"
+  fi
   if [ -n "${MOVED:-}" ]; then
     n_corrupt=$((n_corrupt + 1))
     reasons="the run carried on after its branch moved${reasons:+; $reasons}"
@@ -386,6 +390,47 @@ trial_branch() {
   done
 }
 
+# disk_state DIR CODE OUT: what is wrong right after a run on a full disk
+# ended with CODE (its output in OUT); prints nothing when all is well.
+disk_state() {
+  python3 - "$1" "$2" "$3" <<'EOF'
+import json, os, subprocess, sys
+d, code, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+problems = []
+import glob
+logged = set()
+# The checkout's ledger, or the run's worktree's.
+for ledger in [os.path.join(d, ".proctor", "ledger.jsonl")] + glob.glob(os.path.join(d, ".proctor", "wt", "*", ".proctor", "ledger.jsonl")):
+    if not os.path.exists(ledger):
+        continue
+    for line in open(ledger, "rb").read().split(b"\n"):
+        try:
+            rec = json.loads(line)
+        except Exception:
+            continue
+        if isinstance(rec, dict) and rec.get("type") == "run":
+            logged.add((rec.get("loop"), rec.get("run")))
+log = subprocess.run(["git", "-C", d, "log", "--format=%s", "proctor/fix"],
+                     capture_output=True, text=True).stdout.splitlines()
+committed = set()
+for summary in log:
+    # `proctor(fix): run 3` or `proctor(fix): run 3 (interrupted)`
+    if summary.startswith("proctor(fix): run "):
+        n = summary.split()[2]
+        if n.isdigit():
+            committed.add(("fix", int(n)))
+extra = sorted(r for _, r in logged - committed)
+if extra:
+    problems.append("the ledger records run(s) %s the branch does not have" % ", ".join(map(str, extra)))
+text = open(out, errors="replace").read() if os.path.exists(out) else ""
+if "panicked" in text:
+    problems.append("the run panicked on the full disk")
+if code not in (0, 3) and not any(l.startswith("error: ") for l in text.splitlines()):
+    problems.append("the run failed (exit %d) without an `error:` line" % code)
+print("; ".join(problems))
+EOF
+}
+
 trial_disk() {
   local dir code
   mkdir -p "$DISK"
@@ -401,9 +446,13 @@ trial_disk() {
     dd if=/dev/zero of="$DISK/filler" bs=64k 2>/dev/null
     wait "$bg"
     code=$?
+    # Before anything is freed: no ledger line for a run the branch does
+    # not have, and a failed run says why in one `error:` line, no panic.
+    local why=
+    why=$(disk_state "$dir" "$code" "$WORK/disk.first.out")
     rm -f "$DISK/filler"
     resume "$dir" "$SHARED"
-    judge "disk full mid-agent (exit $code)" "$dir" "$rc" "$SHARED"
+    BROKEN=$why judge "disk full mid-agent (exit $code)" "$dir" "$rc" "$SHARED"
   else
     kill -9 "$bg" 2>/dev/null
     printf '%-28s the agent never started\n' "disk full"
