@@ -159,14 +159,7 @@ pub fn fire(
 
 /// The notifier's log, appended to, never through a planted symlink.
 fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
-    if let Some(parent) = path.parent() {
-        state::ensure_dir(parent)?;
-    }
-    state::repair_file(path)?;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    state::open_append(path)
 }
 
 /// Where notifier output goes.

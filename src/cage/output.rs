@@ -80,10 +80,27 @@ impl LogSink {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.exists() {
             tokio::fs::create_dir_all(parent).await.map_err(io_err)?;
         }
-        let file = tokio::fs::File::create(path).await.map_err(io_err)?;
+        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            io_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a log needs a file name",
+            ))
+        })?;
+        // Never through a link planted at the log's path (issue 12, item
+        // 8): the engine reports one it finds before the container runs;
+        // one planted since is replaced here.
+        let (file, replaced) = crate::state::create_in(parent, name).map_err(io_err)?;
+        if let Some(was) = replaced {
+            tracing::warn!(log = %path.display(), %was, "replaced a planted entry at a log path");
+        }
+        let file = tokio::fs::File::from_std(file);
         Ok(LogSink {
             file,
             path: path.to_path_buf(),

@@ -74,12 +74,8 @@ pub fn spawn(paths: &Paths, cwd: &Path, args: Vec<OsString>) -> Result<i32, Comm
     };
     let log_path = paths.state.join("runner.log");
     state::ensure_dir(&paths.state).map_err(|e| internal("create `.proctor`", e))?;
-    state::repair_file(&log_path).map_err(|e| internal("prepare `.proctor/runner.log`", e))?;
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| internal("open `.proctor/runner.log`", e))?;
+    let mut log =
+        state::open_append(&log_path).map_err(|e| internal("open `.proctor/runner.log`", e))?;
     let offset = log.seek(SeekFrom::End(0)).unwrap_or(0);
     let _ = writeln!(
         log,

@@ -319,6 +319,7 @@ impl<C: Cage> Engine<'_, C> {
             &paths.work_state,
             &paths.journal,
             &paths.inbox,
+            &paths.logs,
         ] {
             if let Some(was) = describe_unless(dir, |m| m.is_dir()) {
                 if state::ensure_dir(dir).is_ok() {
@@ -330,6 +331,29 @@ impl<C: Cage> Engine<'_, C> {
             if let Some(was) = describe_unless(file, |m| m.is_file()) {
                 if state::repair_file(file).is_ok() {
                     repaired.push((paths.rel(file), was));
+                }
+            }
+        }
+        // Logs and cards are written by the host alone: anything in their
+        // directories but a plain file (a link planted at a log's path)
+        // goes, so no later write can follow it (issue 12, item 8).
+        for dir in [&paths.logs, &paths.inbox] {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                match std::fs::symlink_metadata(&path) {
+                    // A directory is left alone: removing one could take
+                    // a person's files with it, and nothing writes through it.
+                    Ok(m) if m.is_file() || m.is_dir() => {}
+                    Ok(_) => {
+                        let was = describe(&path);
+                        if fsafe::remove_any(&path).is_ok() {
+                            repaired.push((paths.rel(&path), was));
+                        }
+                    }
+                    Err(_) => {}
                 }
             }
         }

@@ -145,15 +145,119 @@ pub fn repair_file(path: &Path) -> std::io::Result<bool> {
 
 /// Appends one line to a state file, never through a symlink.
 pub fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    let mut file = open_append(path)?;
+    file.write_all(format!("{line}\n").as_bytes())
+}
+
+/// Opens a state file for appending (created if missing), never through a
+/// symlink: whatever else is in its place is removed first, and a link
+/// planted between that and the open makes the open fail (`O_NOFOLLOW`)
+/// instead of writing where it points.
+pub fn open_append(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent() {
         ensure_dir(parent)?;
     }
     repair_file(path)?;
-    let mut file = fs::OpenOptions::new()
+    fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)?;
-    file.write_all(format!("{line}\n").as_bytes())
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// Creates (or truncates) the state file `name` in the directory `dir`
+/// without following a symlink anywhere proctor made: `dir` is made a real
+/// directory and opened as a handle (`O_DIRECTORY | O_NOFOLLOW`), and the
+/// file is opened relative to it with `O_NOFOLLOW`. A symlink, FIFO,
+/// socket or device planted at `name` is removed (never followed, never
+/// opened for reading) and described in the second value, for the caller
+/// to report; a directory there is an error.
+pub fn create_in(dir: &Path, name: &str) -> std::io::Result<(fs::File, Option<String>)> {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let invalid = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("unsafe state file name `{name}`"),
+        )
+    };
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(invalid());
+    }
+    let c_name = CString::new(name).map_err(|_| invalid())?;
+    ensure_dir(dir)?;
+    let c_dir = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| invalid())?;
+    // SAFETY: `c_dir` is a valid NUL-terminated string for the call's
+    // duration; the returned descriptor is checked before it is owned.
+    let raw = unsafe {
+        libc::open(
+            c_dir.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor this function alone owns.
+    let dir_fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut replaced = None;
+    for _ in 0..4 {
+        // SAFETY: `dir_fd` is open and `c_name` is a valid NUL-terminated
+        // string for the call's duration.
+        let raw = unsafe {
+            libc::openat(
+                dir_fd.as_raw_fd(),
+                c_name.as_ptr(),
+                libc::O_WRONLY
+                    | libc::O_CREAT
+                    | libc::O_NOFOLLOW
+                    | libc::O_NONBLOCK
+                    | libc::O_CLOEXEC,
+                0o644 as libc::c_uint,
+            )
+        };
+        let error = std::io::Error::last_os_error();
+        if raw >= 0 {
+            // SAFETY: `raw` is a fresh descriptor this function alone owns.
+            let file = fs::File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+            if file.metadata()?.is_file() {
+                file.set_len(0)?;
+                return Ok((file, replaced));
+            }
+            // A FIFO with a reader, a device: not ours to write into.
+        } else if !matches!(error.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENXIO)) {
+            return Err(error);
+        }
+        replaced.get_or_insert_with(|| describe_at(&dir.join(name)));
+        // SAFETY: as for `openat` above; flags 0 removes a non-directory.
+        if unsafe { libc::unlinkat(dir_fd.as_raw_fd(), c_name.as_ptr(), 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "`{}` kept being replaced while it was opened",
+        dir.join(name).display()
+    )))
+}
+
+/// What a path that is not a plain file is, for a report (`a symlink to
+/// `/etc/passwd``, `a FIFO`), found without following it.
+pub fn describe_at(path: &Path) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => match fs::read_link(path) {
+            Ok(target) => format!("a symlink to `{}`", target.display()),
+            Err(_) => "a symlink".into(),
+        },
+        Ok(m) if m.file_type().is_fifo() => "a FIFO".into(),
+        Ok(m) if m.file_type().is_socket() => "a socket".into(),
+        Ok(m) if m.is_dir() => "a directory".into(),
+        Ok(m) if m.is_file() => "a file".into(),
+        Ok(_) => "a device".into(),
+        Err(_) => "gone".into(),
+    }
 }
 
 /// Cuts a state file back to `len` bytes (what it held before a write
@@ -184,7 +288,20 @@ pub fn write_file(path: &Path, content: &[u8]) -> std::io::Result<()> {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
         std::process::id()
     ));
-    fs::write(&tmp, content)?;
+    // A leftover or planted entry at the temporary name goes first; the
+    // exclusive, no-follow create then cannot write through a link.
+    repair_file(&tmp)?;
+    let _ = fs::remove_file(&tmp);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        file.write_all(content)?;
+    }
     fs::rename(&tmp, path)
 }
 
@@ -241,6 +358,66 @@ mod tests {
         fs::remove_file(&journal).unwrap();
         fs::write(&journal, "0123456789").unwrap();
         assert_eq!(read_tail(&journal, 4).as_deref(), Some("6789"));
+    }
+
+    #[test]
+    fn create_in_replaces_a_planted_link_and_says_what_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside.txt");
+        fs::write(&outside, "keep").unwrap();
+        let logs = dir.path().join("logs");
+        fs::create_dir(&logs).unwrap();
+        std::os::unix::fs::symlink(&outside, logs.join("fix.run1.log")).unwrap();
+        let (mut file, replaced) = create_in(&logs, "fix.run1.log").unwrap();
+        file.write_all(b"transcript").unwrap();
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "keep");
+        assert_eq!(
+            fs::read_to_string(logs.join("fix.run1.log")).unwrap(),
+            "transcript"
+        );
+        assert_eq!(
+            replaced,
+            Some(format!("a symlink to `{}`", outside.display()))
+        );
+        // A plain file is truncated, and nothing is reported.
+        let (_, replaced) = create_in(&logs, "fix.run1.log").unwrap();
+        assert_eq!(replaced, None);
+        assert_eq!(fs::read_to_string(logs.join("fix.run1.log")).unwrap(), "");
+        // A FIFO is removed, never opened for writing (which would hang).
+        let fifo =
+            std::ffi::CString::new(logs.join("fifo.log").as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let (_, replaced) = create_in(&logs, "fifo.log").unwrap();
+        assert_eq!(replaced.as_deref(), Some("a FIFO"));
+        assert!(fs::symlink_metadata(logs.join("fifo.log"))
+            .unwrap()
+            .is_file());
+        // The directory itself a link: made a real directory, the target
+        // untouched.
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let linked = dir.path().join("linked");
+        std::os::unix::fs::symlink(&elsewhere, &linked).unwrap();
+        create_in(&linked, "a.log").unwrap();
+        assert!(fs::read_dir(&elsewhere).unwrap().next().is_none());
+        assert!(fs::symlink_metadata(&linked).unwrap().is_dir());
+        assert!(create_in(&logs, "../x").is_err());
+    }
+
+    #[test]
+    fn write_file_never_writes_through_a_link_at_its_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside.txt");
+        fs::write(&outside, "keep").unwrap();
+        let state = dir.path().join("attempt");
+        let tmp = dir
+            .path()
+            .join(format!(".attempt.tmp{}", std::process::id()));
+        std::os::unix::fs::symlink(&outside, &tmp).unwrap();
+        write_file(&state, b"fix 1\n").unwrap();
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "keep");
+        assert_eq!(fs::read_to_string(&state).unwrap(), "fix 1\n");
     }
 
     #[test]

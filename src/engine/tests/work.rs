@@ -351,3 +351,55 @@ fn a_run_whose_commit_failed_leaves_no_ledger_line() {
         .count();
     assert_eq!(runs, 0, "no ledger line for a run that was never committed");
 }
+
+/// Regression (issue 12, item 8): a symlink planted at a log's path made
+/// proctor write the agent's transcript into the file it pointed to. It is
+/// removed and reported, and the log is written in its place.
+#[test]
+fn a_link_planted_at_a_log_path_is_replaced_and_reported() {
+    let repo = Repo::new(
+        "loop: fix\nagent: fix-it\ndone_when: test -f done\nbudget: 3 runs\n",
+        &[],
+    );
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("victim.txt");
+    std::fs::write(&target, "keep\n").unwrap();
+    let logs = repo.root().join(".proctor/logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    for name in ["fix.run1.log", "fix.run1.exam.log"] {
+        std::os::unix::fs::symlink(&target, logs.join(name)).unwrap();
+    }
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::agent_edits(make_done).output("the agent's transcript\n"),
+        Scripted::exam(0),
+    ]);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Ending::Closed);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
+    let log = logs.join("fix.run1.log");
+    assert!(std::fs::symlink_metadata(&log).unwrap().is_file());
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "the agent's transcript\n"
+    );
+    let repaired: Vec<_> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            crate::engine::events::Event::Repaired { path, was } => {
+                Some((path.clone(), was.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let expected = format!("a symlink to `{}`", target.display());
+    for name in ["fix.run1.log", "fix.run1.exam.log"] {
+        assert!(
+            repaired
+                .iter()
+                .any(|(p, w)| p == &format!(".proctor/logs/{name}") && w == &expected),
+            "{repaired:?}"
+        );
+    }
+}
