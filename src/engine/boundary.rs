@@ -176,7 +176,7 @@ impl<C: Cage> Engine<'_, C> {
         if cut && !self.readonly_cut_reported {
             self.readonly_cut_reported = true;
             self.report.unverified.push(format!(
-                "more than {} protected paths: the rest are not mounted read-only in the verifier, only hashed after each exam",
+                "more than {} protected paths: the rest are not mounted read-only in the verifier; they are hashed after each exam, and one rewritten during it (even if put back) fails the exam",
                 crate::protect::MAX_READONLY_MOUNTS
             ));
         }

@@ -10,6 +10,7 @@ use crate::leftovers::{exam_prefix, ScratchDir};
 use crate::manifest::LoopSpec;
 use crate::protect::fsafe::{self, Found};
 use crate::protect::junit;
+use crate::protect::Stamps;
 use crate::state;
 
 impl<C: Cage> Engine<'_, C> {
@@ -32,7 +33,7 @@ impl<C: Cage> Engine<'_, C> {
             commit: commit.to_string(),
         });
         let log = self.paths.logs.join(format!("{id}.run{run}.exam.log"));
-        let (outcome, tree) = self.sit(spec, commit, &log).await?;
+        let (outcome, tree, stamps) = self.sit(spec, commit, &log).await?;
         if self.engine_stopped_it(&outcome).await {
             // An exit code the engine caused is no verdict on the tree.
             return Err(EngineError::EngineGone {
@@ -48,7 +49,11 @@ impl<C: Cage> Engine<'_, C> {
         );
         let mut verdict = Verdict::from_exit(outcome.exit_code, outcome.timed_out);
         let mut reason = None;
-        if let Some(why) = self.check_exam_tree(spec, run, tree.path())? {
+        let tampered = match self.check_exam_tree(spec, run, tree.path())? {
+            Some(why) => Some(why),
+            None => rewritten_reason(&self.watch.rewritten(tree.path(), &stamps)),
+        };
+        if let Some(why) = tampered {
             if verdict != Verdict::Fail {
                 verdict = Verdict::Fail;
                 reason = Some(why);
@@ -168,14 +173,15 @@ impl<C: Cage> Engine<'_, C> {
     }
 
     /// Runs the exam once on an export of `commit`, with the exam's
-    /// materials mounted read-only. Returns the outcome and the exported
-    /// tree (for the after-exam checks; removed when dropped).
+    /// materials mounted read-only. Returns the outcome, the exported
+    /// tree (for the after-exam checks; removed when dropped) and the
+    /// stamps of its watched files taken just before the exam started.
     async fn sit(
         &mut self,
         spec: &LoopSpec,
         commit: Oid,
         log: &Path,
-    ) -> Result<(Outcome, ScratchDir), EngineError> {
+    ) -> Result<(Outcome, ScratchDir, Stamps), EngineError> {
         let image = self.image_for(spec);
         self.image_id(&image).await?;
         // A scratch directory made ahead of need comes with a container
@@ -191,6 +197,8 @@ impl<C: Cage> Engine<'_, C> {
             fsafe::make_dir(tree.path(), &audit.junit).map_err(io_err(tree.path()))?;
         }
         give_to(tree.path(), &self.settings.user);
+        // After the hand-over (a `chown` changes an inode's change time).
+        let stamps = self.watch.stamps(tree.path());
         let readonly = self.readonly_mounts(tree.path());
         self.last_exam_covered = Some(!readonly.is_empty());
         let mut invocation = self.exam_invocation(
@@ -203,7 +211,7 @@ impl<C: Cage> Engine<'_, C> {
         (invocation.timeout, self.exam_cut_by_budget) = self.within_wall(spec, invocation.timeout);
         let limits = self.limits_for(spec);
         let outcome = self.cage.run_with_limits(invocation, &limits).await?;
-        Ok((outcome, tree))
+        Ok((outcome, tree, stamps))
     }
 
     /// The test count at the base commit, for `expect_delta`: learnt when an
@@ -228,7 +236,7 @@ impl<C: Cage> Engine<'_, C> {
             .paths
             .logs
             .join(format!("{}.baseline.exam.log", spec.id));
-        let (outcome, tree) = self.sit(spec, base, &log).await?;
+        let (outcome, tree, _) = self.sit(spec, base, &log).await?;
         self.record_denials(
             spec,
             0,
@@ -255,6 +263,25 @@ impl<C: Cage> Engine<'_, C> {
         self.baselines.insert(spec.id.clone(), count);
         Ok(count)
     }
+}
+
+/// Why an exam whose watched files were rewritten during it (and put back:
+/// their content matched afterwards) is not a pass; `None` when none was.
+fn rewritten_reason(paths: &[String]) -> Option<String> {
+    const SHOWN: usize = 5;
+    if paths.is_empty() {
+        return None;
+    }
+    let mut shown: Vec<&str> = paths.iter().take(SHOWN).map(String::as_str).collect();
+    if paths.len() > SHOWN {
+        shown.push("…");
+    }
+    Some(format!(
+        "the exam's materials were rewritten while it ran and put back before it ended ({} file{}: {})",
+        paths.len(),
+        if paths.len() == 1 { "" } else { "s" },
+        shown.join(", ")
+    ))
 }
 
 /// What the JUnit reports under `tree/dir` count; `None` when there is none

@@ -114,6 +114,48 @@ struct Trusted {
     target: Vec<u8>,
 }
 
+/// One file's place on disk and the last change of its inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    ctime: i64,
+    ctime_nsec: i64,
+    mtime: i64,
+    mtime_nsec: i64,
+    size: u64,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            ctime: meta.ctime(),
+            ctime_nsec: meta.ctime_nsec(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            size: meta.size(),
+        }
+    }
+}
+
+/// [`Stamp`]s of the watched files of one exported tree ([`Watch::stamps`]).
+#[derive(Debug, Clone, Default)]
+pub struct Stamps(BTreeMap<String, Stamp>);
+
+impl Stamps {
+    /// How many files were stamped.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// The exam's materials pinned to the base commit.
 pub struct Watch {
     globs: Vec<(String, GlobSet)>,
@@ -264,6 +306,43 @@ impl Watch {
                 .any(|b| t.path.starts_with(&format!("{b}/")) && t.path != *b)
         });
         Ok(out)
+    }
+
+    /// Where each watched file of the exported tree at `export` lives on
+    /// disk and when its inode last changed, taken before an exam: a file
+    /// rewritten during the exam and put back has the trusted content again
+    /// but a new change time (which no unprivileged process can set back)
+    /// or a new inode, so [`Watch::rewritten`] still sees it, however many
+    /// files are watched and whether or not they were mounted read-only.
+    pub fn stamps(&self, export: &Path) -> Stamps {
+        let mut stamps = BTreeMap::new();
+        for (path, trusted) in &self.trusted {
+            if trusted.mode == BlobMode::Link {
+                continue;
+            }
+            // The tree was exported by proctor a moment ago: no link of the
+            // exam's in it yet.
+            if let Ok(meta) = std::fs::symlink_metadata(export.join(path)) {
+                if meta.file_type().is_file() {
+                    stamps.insert(path.clone(), Stamp::of(&meta));
+                }
+            }
+        }
+        Stamps(stamps)
+    }
+
+    /// Watched files of `export` that are no longer the inodes [`Watch::stamps`]
+    /// saw, unchanged since: rewritten (even if put back), replaced or gone.
+    pub fn rewritten(&self, export: &Path, before: &Stamps) -> Vec<String> {
+        before
+            .0
+            .iter()
+            .filter(|(path, stamp)| {
+                std::fs::symlink_metadata(export.join(path))
+                    .map_or(true, |meta| Stamp::of(&meta) != **stamp)
+            })
+            .map(|(path, _)| path.clone())
+            .collect()
     }
 
     /// Watched paths whose committed entry in `commit` differs from the base,

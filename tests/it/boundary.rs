@@ -374,7 +374,8 @@ fn once_protects_the_files_its_exam_names(engine: proctor::cage::EngineKind) {
 
 common::on_both_engines!(
     once_protects_the_files_its_exam_names,
-    agent_and_exam_text_reaches_no_surface_raw
+    agent_and_exam_text_reaches_no_surface_raw,
+    a_protected_file_rewritten_and_restored_during_the_exam_is_caught
 );
 
 /// Regression (issue 12): escape sequences and newlines in file names and
@@ -450,4 +451,62 @@ fn agent_and_exam_text_reaches_no_surface_raw(engine: proctor::cage::EngineKind)
         "{audit}"
     );
     repo.assert_no_containers();
+}
+
+/// A repository with 1,000 protected tests next to an unprotected file in
+/// the same directory (more than the verifier's read-only mounts cover),
+/// whose exam is `exam`.
+fn thousand_protected(engine: proctor::cage::EngineKind, exam: &str) -> TestRepo {
+    let mut repo = TestRepo::new()
+        .engine(&common::socket(engine))
+        .file("tests/notes.txt", "unprotected\n")
+        .file("exam.sh", exam)
+        .manifest("loop: many\nagent: cat\ndone_when: sh exam.sh\nbudget: 1 run\nprotected: [\"tests/t*.sh\", exam.sh]\n");
+    for n in 0..1000 {
+        repo = repo.file(&format!("tests/t{n:04}.sh"), "exit 1\n");
+    }
+    repo.commit("a thousand tests")
+}
+
+/// Regression (issue 12): past 200 protected paths the verifier mounted no
+/// more read-only, and an exam that rewrote an unmounted test and put it
+/// back (content and mtime) before exiting 0 passed the after-exam hash.
+/// The rewrite is caught (a new inode change time); the honest twin, which
+/// writes only the unprotected file next to the tests, closes.
+fn a_protected_file_rewritten_and_restored_during_the_exam_is_caught(
+    engine: proctor::cage::EngineKind,
+) {
+    require_engine();
+    let cheat = thousand_protected(
+        engine,
+        "cp -p tests/t0999.sh /tmp/keep\necho 'exit 0' > tests/t0999.sh\nsh tests/t0999.sh\ncat /tmp/keep > tests/t0999.sh\ntouch -r /tmp/keep tests/t0999.sh\necho seen > tests/notes.txt\n",
+    );
+    let out = cheat.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let reasons: Vec<String> = cheat
+        .events()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::CheckResult {
+                exit: 0,
+                verdict: Verdict::Fail,
+                reason: Some(reason),
+                ..
+            } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert!(!reasons.is_empty(), "a zero exit must not have passed");
+    assert!(
+        reasons[0].contains("rewritten while it ran and put back")
+            && reasons[0].contains("tests/t0999.sh"),
+        "{reasons:?}"
+    );
+    assert!(!reasons[0].contains("tests/notes.txt"), "{reasons:?}");
+    cheat.assert_no_containers();
+
+    let twin = thousand_protected(engine, "echo seen > tests/notes.txt\nexit 0\n");
+    let out = twin.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    twin.assert_no_containers();
 }
