@@ -1,6 +1,7 @@
 //! The verifier step: the exam, in its own container, on the committed tree.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use super::events::{Event, Phase, Verdict};
 use super::{fmt_secs, io_err, short, Engine, EngineError, Exam, EXAM_TIMEOUT, LOG_CAP};
@@ -33,7 +34,12 @@ impl<C: Cage> Engine<'_, C> {
             commit: commit.to_string(),
         });
         let log = self.paths.logs.join(format!("{id}.run{run}.exam.log"));
-        let (outcome, tree, stamps) = self.sit(spec, commit, &log).await?;
+        let Sitting {
+            outcome,
+            tree,
+            stamps,
+            started,
+        } = self.sit(spec, commit, &log).await?;
         if self.engine_stopped_it(&outcome).await {
             // An exit code the engine caused is no verdict on the tree.
             return Err(EngineError::EngineGone {
@@ -60,7 +66,8 @@ impl<C: Cage> Engine<'_, C> {
             }
         }
         if let Some(audit) = &spec.tests {
-            let counts = junit_counts(tree.path(), &audit.junit);
+            let reports = junit_reports(tree.path(), &audit.junit);
+            let counts = reports.as_ref().map(|r| r.counts);
             if commit == self.watch.base() {
                 self.baselines
                     .entry(id.clone())
@@ -68,11 +75,21 @@ impl<C: Cage> Engine<'_, C> {
             }
             if verdict == Verdict::Pass {
                 let baseline = self.baseline(spec).await?;
-                let forgeable = "the JUnit report is written inside the verifier by the exam and the code it runs: the test-count audit counts what the report says".to_string();
+                let forgeable = format!(
+                    "loop `{id}`: the test-count audit's verdicts (a report exists, lists no failing test, at most {} skipped{}{}) rest on the JUnit report under `{}`, a file the code under test could write in the verifier; the pass itself rests on the exam's exit code",
+                    audit.allow_skipped,
+                    audit.min.map(|m| format!(", at least {m} tests")).unwrap_or_default(),
+                    audit.expect_delta.map(|d| format!(", `expect_delta` {d} against the base commit")).unwrap_or_default(),
+                    audit.junit,
+                );
                 if !self.report.unverified.contains(&forgeable) {
                     self.report.unverified.push(forgeable);
                 }
-                let judged = junit::judge(audit, counts, baseline);
+                let stale = reports.as_ref().and_then(|r| r.written_before(started));
+                let judged = match stale {
+                    Some(why) => Err(why),
+                    None => junit::judge(audit, counts, baseline),
+                };
                 let unchecked = format!(
                     "loop `{id}`: `expect_delta` was not checked: the exam wrote no JUnit report on the base commit"
                 );
@@ -181,7 +198,7 @@ impl<C: Cage> Engine<'_, C> {
         spec: &LoopSpec,
         commit: Oid,
         log: &Path,
-    ) -> Result<(Outcome, ScratchDir, Stamps), EngineError> {
+    ) -> Result<Sitting, EngineError> {
         let image = self.image_for(spec);
         self.image_id(&image).await?;
         // A scratch directory made ahead of need comes with a container
@@ -210,8 +227,14 @@ impl<C: Cage> Engine<'_, C> {
         )?;
         (invocation.timeout, self.exam_cut_by_budget) = self.within_wall(spec, invocation.timeout);
         let limits = self.limits_for(spec);
+        let started = SystemTime::now();
         let outcome = self.cage.run_with_limits(invocation, &limits).await?;
-        Ok((outcome, tree, stamps))
+        Ok(Sitting {
+            outcome,
+            tree,
+            stamps,
+            started,
+        })
     }
 
     /// The test count at the base commit, for `expect_delta`: learnt when an
@@ -236,7 +259,7 @@ impl<C: Cage> Engine<'_, C> {
             .paths
             .logs
             .join(format!("{}.baseline.exam.log", spec.id));
-        let (outcome, tree, _) = self.sit(spec, base, &log).await?;
+        let Sitting { outcome, tree, .. } = self.sit(spec, base, &log).await?;
         self.record_denials(
             spec,
             0,
@@ -284,13 +307,27 @@ fn rewritten_reason(paths: &[String]) -> Option<String> {
     ))
 }
 
-/// What the JUnit reports under `tree/dir` count; `None` when there is none
+/// One exam as it ran: its outcome, the exported tree it ran on (removed
+/// when dropped), the stamps of the tree's watched files and when the
+/// exam's container was asked to start.
+struct Sitting {
+    outcome: Outcome,
+    tree: ScratchDir,
+    stamps: Stamps,
+    started: SystemTime,
+}
+
+/// What the JUnit reports under `tree/dir` say; `None` when there is none
 /// or the directory was replaced by a link.
-fn junit_counts(tree: &Path, dir: &str) -> Option<junit::Counts> {
+fn junit_reports(tree: &Path, dir: &str) -> Option<junit::Reports> {
     match fsafe::locate(tree, dir.trim_end_matches('/')) {
-        Ok(Found::Dir) => junit::read_dir(&tree.join(dir)),
+        Ok(Found::Dir) => junit::read_reports(&tree.join(dir)),
         _ => None,
     }
+}
+
+fn junit_counts(tree: &Path, dir: &str) -> Option<junit::Counts> {
+    junit_reports(tree, dir).map(|r| r.counts)
 }
 
 impl<C: Cage> Engine<'_, C> {

@@ -9,6 +9,7 @@
 //! never panics on any input.
 
 use std::path::Path;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -160,9 +161,41 @@ fn tag_end(text: &[u8], from: usize) -> usize {
     text.len()
 }
 
+/// What the reports under a directory say, and which of them was last
+/// written longest ago.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reports {
+    pub counts: Counts,
+    /// The report (relative to the directory) with the oldest modification
+    /// time, and that time.
+    pub oldest: Option<(String, SystemTime)>,
+}
+
+impl Reports {
+    /// Why these reports cannot be the exam's own when it started at
+    /// `started`: one was last written before. The results directory is
+    /// created empty for each exam, so such a file was put there with a
+    /// forged time. A second of slack covers the kernel's coarse file clock.
+    pub fn written_before(&self, started: SystemTime) -> Option<String> {
+        let (name, written) = self.oldest.as_ref()?;
+        let slack = std::time::Duration::from_secs(1);
+        (*written + slack < started).then(|| {
+            format!(
+                "the JUnit report `{name}` was last written before the exam started; only a report the exam writes counts"
+            )
+        })
+    }
+}
+
 /// Reads every `*.xml` under `dir` (never through a link, bounded in files
 /// and bytes). `None` when there is no report at all.
 pub fn read_dir(dir: &Path) -> Option<Counts> {
+    read_reports(dir).map(|r| r.counts)
+}
+
+/// [`read_dir`], with the oldest report's name and modification time.
+pub fn read_reports(dir: &Path) -> Option<Reports> {
+    let mut oldest: Option<(String, SystemTime)> = None;
     let mut total = Counts::default();
     let mut budget = READ_CAP;
     let mut files = 0usize;
@@ -200,8 +233,17 @@ pub fn read_dir(dir: &Path) -> Option<Counts> {
         budget = budget.saturating_sub(bytes.len() as u64);
         files += 1;
         total.add(parse(&bytes));
+        if let Ok(written) = meta.modified() {
+            if oldest.as_ref().is_none_or(|(_, t)| written < *t) {
+                let rel = path.strip_prefix(dir).unwrap_or(&path);
+                oldest = Some((rel.to_string_lossy().into_owned(), written));
+            }
+        }
     }
-    (total.files > 0).then_some(total)
+    (total.files > 0).then_some(Reports {
+        counts: total,
+        oldest,
+    })
 }
 
 /// The audit's verdict on a passing exam: `Err(reason)` turns it into a fail.
@@ -270,6 +312,29 @@ fn plural(n: u32) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_report_written_before_the_exam_started_is_named() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("a.xml"), "<testcase/>").unwrap();
+        std::fs::write(dir.path().join("sub/b.xml"), "<testcase/>").unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        let file = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("sub/b.xml"))
+            .unwrap();
+        file.set_modified(old).unwrap();
+        let reports = read_reports(dir.path()).unwrap();
+        assert_eq!(reports.counts.tests, 2);
+        assert_eq!(reports.oldest.as_ref().unwrap().0, "sub/b.xml");
+        let why = reports
+            .written_before(old + Duration::from_secs(60))
+            .unwrap();
+        assert!(why.contains("`sub/b.xml` was last written before the exam started"));
+        assert_eq!(reports.written_before(old), None);
+    }
+
     use super::*;
     use proptest::prelude::*;
 
