@@ -203,9 +203,13 @@ impl<C: Cage> Engine<'_, C> {
         self.image_id(&image).await?;
         // A scratch directory made ahead of need comes with a container
         // already started on it (see `warm.rs`).
+        // Logical size, from object headers: a tree too big for `/dev/shm`
+        // goes to disk (a warm directory made there is given up).
+        let bytes = self.git.tree_size(commit)?.bytes;
+        self.last_tree_bytes = bytes;
         let tree = match self.take_warm_tree(&spec.id) {
-            Some(tree) => tree,
-            None => self.exam_tree()?,
+            Some(tree) if !tree.path().starts_with(SHM) || fits_in_shm(bytes) => tree,
+            _ => self.exam_tree(bytes)?,
         };
         self.exams += 1;
         self.git.export_tree(commit, tree.path())?;
@@ -334,8 +338,9 @@ impl<C: Cage> Engine<'_, C> {
     /// A fresh, empty scratch directory for an exam's copy of the tree.
     /// Its name carries this process's id, so that a sweep can remove it
     /// if the run is killed (see `leftovers.rs`).
-    pub(super) fn exam_tree(&self) -> Result<ScratchDir, EngineError> {
-        let scratch = exam_scratch_dir();
+    /// `bytes` is the tree's logical size (or a guess for one made ahead).
+    pub(super) fn exam_tree(&self, bytes: u64) -> Result<ScratchDir, EngineError> {
+        let scratch = exam_scratch_dir(bytes);
         ScratchDir::new_in(&scratch, &exam_prefix(&self.settings.run_id)).map_err(io_err(&scratch))
     }
 
@@ -393,22 +398,49 @@ impl<C: Cage> Engine<'_, C> {
     }
 }
 
+/// The memory file system an exam's tree goes to when it fits.
+const SHM: &str = "/dev/shm";
+
+/// Trees above this logical size are exported to disk, never to
+/// `/dev/shm`: it is the host's memory, shared with everything else.
+pub(super) const SHM_TREE_CAP: u64 = 256 << 20;
+
 /// Where the committed tree is exported for an exam: a tmpfs when the host
-/// has one (writing thousands of files to disk costs more than the exam's
-/// container), else the temp dir. `PROCTOR_TMPDIR` overrides both.
-fn exam_scratch_dir() -> PathBuf {
+/// has one and the tree (`bytes`, logical) is at most [`SHM_TREE_CAP`] and
+/// half of what is free there (writing thousands of files to disk costs
+/// more than the exam's container), else the temp dir. `PROCTOR_TMPDIR`
+/// overrides both.
+pub(super) fn exam_scratch_dir(bytes: u64) -> PathBuf {
     if let Some(dir) = std::env::var_os("PROCTOR_TMPDIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
-    let shm = Path::new("/dev/shm");
+    let shm = Path::new(SHM);
     let writable = std::fs::metadata(shm)
         .map(|m| m.is_dir() && !m.permissions().readonly())
         .unwrap_or(false);
-    if writable {
+    if writable && fits_in_shm(bytes) {
         shm.to_path_buf()
     } else {
         std::env::temp_dir()
     }
+}
+
+/// Whether a tree of `bytes` may go to `/dev/shm`.
+fn fits_in_shm(bytes: u64) -> bool {
+    bytes <= SHM_TREE_CAP && free_bytes(Path::new(SHM)).is_some_and(|free| bytes <= free / 2)
+}
+
+/// Bytes an unprivileged process may still write on the file system of `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: path is a valid NUL-terminated string and stat a writable
+    // statvfs that outlives the call.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 
 /// Makes a host directory the container user's, so an exam or a cache can

@@ -238,6 +238,9 @@ pub struct Engine<'a, C: Cage> {
     exams: u64,
     /// Exam scratch directories made ahead of need (`warm.rs`).
     warm_trees: Vec<WarmTree>,
+    /// The logical size of the last exam's tree: where the next exam's
+    /// scratch directory is made ahead of need (`/dev/shm` or disk).
+    last_tree_bytes: u64,
     /// Whether the last exam had read-only material mounts inside its
     /// tree, which cannot exist before the tree does (`warm.rs`).
     last_exam_covered: Option<bool>,
@@ -311,6 +314,7 @@ impl<'a, C: Cage> Engine<'a, C> {
             resumed_gates: Default::default(),
             exams: 0,
             warm_trees: Vec::new(),
+            last_tree_bytes: 0,
             last_exam_covered: None,
             exam_cut_by_budget: false,
             workspace: None,

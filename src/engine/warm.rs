@@ -120,7 +120,7 @@ impl<C: Cage> Engine<'_, C> {
             return;
         }
         let prepared = (|| -> Result<(), EngineError> {
-            let tree = self.exam_tree()?;
+            let tree = self.exam_tree(self.last_tree_bytes)?;
             let log = self.paths.logs.join(format!("{}.exam.log", spec.id));
             // The commit is not known yet; the cage passes it at the start.
             let invocation = self.exam_invocation(spec, "", tree.path(), Vec::new(), log)?;

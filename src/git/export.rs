@@ -7,7 +7,7 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions, Permissions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -21,6 +21,7 @@ const MODE_EXEC: i32 = 0o100755;
 
 pub(super) fn export(repo: &Repository, root: &Tree<'_>, dest: &Path) -> Result<(), GitError> {
     prepare_dest(dest)?;
+    let odb = repo.odb().map_err(git("open object database"))?;
     // Explicit stack: a forged tree can nest deeper than a thread stack likes.
     let mut pending: Vec<(Oid, PathBuf, Vec<u8>)> = vec![(root.id(), dest.to_path_buf(), vec![])];
     while let Some((tree_id, dir, prefix)) = pending.pop() {
@@ -44,8 +45,8 @@ pub(super) fn export(repo: &Repository, root: &Tree<'_>, dest: &Path) -> Result<
                     pending.push((entry.id(), path, rel));
                 }
                 Some(ObjectType::Blob) => {
-                    let blob = repo.find_blob(entry.id()).map_err(git("read blob"))?;
                     if entry.filemode() == MODE_LINK {
+                        let blob = repo.find_blob(entry.id()).map_err(git("read blob"))?;
                         // Creates the link itself; the target is never opened.
                         std::os::unix::fs::symlink(OsStr::from_bytes(blob.content()), &path)
                             .map_err(io(&path))?;
@@ -55,7 +56,7 @@ pub(super) fn export(repo: &Repository, root: &Tree<'_>, dest: &Path) -> Result<
                         } else {
                             0o644
                         };
-                        write_file(&path, blob.content(), mode)?;
+                        write_blob(repo, &odb, entry.id(), &path, mode)?;
                     }
                 }
                 // A submodule's commit is not in this repository; the
@@ -83,7 +84,17 @@ fn safe_name(name: &[u8]) -> bool {
         || name.contains(&0))
 }
 
-fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), GitError> {
+/// Writes blob `id` to a new file at `path`, streamed from the object
+/// database in [`CHUNK`]-sized pieces (a loose object is never held whole
+/// in memory), with runs of zeros left as holes: a sparse file the agent
+/// committed stays sparse in the exam's tree (on a tmpfs above all).
+fn write_blob(
+    repo: &Repository,
+    odb: &git2::Odb<'_>,
+    id: Oid,
+    path: &Path,
+    mode: u32,
+) -> Result<(), GitError> {
     // create_new is O_CREAT|O_EXCL: it never follows or reuses what is there.
     let mut file = OpenOptions::new()
         .write(true)
@@ -91,10 +102,61 @@ fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), GitError> {
         .mode(mode)
         .open(path)
         .map_err(io(path))?;
-    file.write_all(content).map_err(io(path))?;
+    match odb.reader(id) {
+        Ok((mut reader, _, _)) => copy_sparse(&mut reader, &mut file).map_err(io(path))?,
+        // Packed objects cannot be streamed by libgit2: read whole (what
+        // an attempt adds is loose, and capped by `resources: {file}`).
+        Err(_) => {
+            let blob = repo.find_blob(id).map_err(git("read blob"))?;
+            copy_sparse(&mut blob.content(), &mut file).map_err(io(path))?
+        }
+    };
     // The umask may have stripped bits; the verifier must see the committed mode.
     file.set_permissions(Permissions::from_mode(mode))
         .map_err(io(path))
+}
+
+/// Bytes read and written at a time, and the size of a hole worth leaving.
+const CHUNK: usize = 64 * 1024;
+
+/// Copies `from` into the new, empty `to`, seeking over chunks of zeros
+/// instead of writing them. Returns the bytes copied.
+pub(super) fn copy_sparse(from: &mut dyn Read, to: &mut fs::File) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut total: u64 = 0;
+    let mut hole = false;
+    loop {
+        // Fill the chunk, so holes line up with whole chunks.
+        let mut filled = 0;
+        while filled < CHUNK {
+            match from.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        let chunk = &buf[..filled];
+        if chunk.iter().all(|b| *b == 0) {
+            to.seek(SeekFrom::Current(filled as i64))?;
+            hole = true;
+        } else {
+            to.write_all(chunk)?;
+            hole = false;
+        }
+        total += filled as u64;
+        if filled < CHUNK {
+            break;
+        }
+    }
+    if hole {
+        // A trailing hole: seeking alone leaves the file short.
+        to.set_len(total)?;
+    }
+    Ok(total)
 }
 
 fn prepare_dest(dest: &Path) -> Result<(), GitError> {

@@ -1189,3 +1189,107 @@ fn peak_rss_kib() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+// ---- sizes, streaming export, restoring an attempt -------------------------
+
+/// Bytes the filesystem really holds for `path`.
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn copy_sparse_keeps_the_content_and_leaves_zero_chunks_as_holes() {
+    let chunk = 64 * 1024;
+    let mut data = vec![0u8; chunk * 40 + 123];
+    data[5] = 1;
+    data[chunk * 20 + 7] = 2;
+    // A trailing run of zeros, shorter than a chunk, past the last write.
+    let out = TempDir::new().unwrap();
+    let path = out.path().join("f");
+    let mut file = fs::File::create_new(&path).unwrap();
+    let copied = super::export::copy_sparse(&mut data.as_slice(), &mut file).unwrap();
+    drop(file);
+    assert_eq!(copied, data.len() as u64);
+    assert_eq!(fs::read(&path).unwrap(), data);
+    assert!(
+        allocated(&path) < data.len() as u64 / 4,
+        "{} bytes allocated",
+        allocated(&path)
+    );
+    // All zeros: nothing but a hole, still the full length.
+    let path = out.path().join("zeros");
+    let mut file = fs::File::create_new(&path).unwrap();
+    super::export::copy_sparse(&mut vec![0u8; chunk * 3].as_slice(), &mut file).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), chunk as u64 * 3);
+    // Empty stays empty.
+    let path = out.path().join("empty");
+    let mut file = fs::File::create_new(&path).unwrap();
+    assert_eq!(
+        super::export::copy_sparse(&mut [].as_slice(), &mut file).unwrap(),
+        0
+    );
+    assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+}
+
+#[test]
+fn a_committed_sparse_file_is_exported_sparse_and_whole() {
+    let f = Fixture::new();
+    let big = f.root.join("big.bin");
+    let file = fs::File::create(&big).unwrap();
+    file.set_len(32 << 20).unwrap();
+    drop(file);
+    f.write("small.txt", "hi\n");
+    let c = f.commit("sparse");
+    let out = TempDir::new().unwrap();
+    let dest = out.path().join("t");
+    f.repo.export_tree(c, &dest).unwrap();
+    let exported = dest.join("big.bin");
+    assert_eq!(fs::metadata(&exported).unwrap().len(), 32 << 20);
+    assert!(allocated(&exported) < 1 << 20, "{}", allocated(&exported));
+    assert_eq!(fs::read_to_string(dest.join("small.txt")).unwrap(), "hi\n");
+}
+
+#[test]
+fn pending_size_measures_the_next_commit_without_writing_a_blob() {
+    let f = Fixture::new();
+    f.write("keep.txt", "12345")
+        .write("edit.txt", "1")
+        .write("gone.txt", "123");
+    let c = f.commit("start");
+    assert_eq!(
+        f.repo.tree_size(c).unwrap(),
+        TreeSize {
+            files: 3,
+            bytes: 9,
+            largest: Some(("keep.txt".into(), 5)),
+        }
+    );
+    f.write("edit.txt", "1234567890")
+        .write("new/one.txt", "abc");
+    fs::remove_file(f.root.join("gone.txt")).unwrap();
+    f.write(".proctor/logs/x.log", "skipped, however big");
+    let size = f.repo.pending_size(&skip_state).unwrap();
+    assert_eq!(
+        size,
+        TreeSize {
+            files: 3,
+            bytes: 18,
+            largest: Some(("edit.txt".into(), 10)),
+        }
+    );
+    assert!(!f.repo.contains_blob(b"1234567890").unwrap());
+    assert!(!f.repo.contains_blob(b"abc").unwrap());
+    assert!(f.repo.contains_blob(b"12345").unwrap());
+    // Putting the tree back to HEAD writes nothing either, and leaves
+    // ignored files alone.
+    f.repo.ensure_excluded(&["/ignored"]).unwrap();
+    f.write("ignored", "mine");
+    f.repo.restore_head().unwrap();
+    assert_eq!(f.read("edit.txt"), "1");
+    assert_eq!(f.read("gone.txt"), "123");
+    assert!(!f.root.join("new/one.txt").exists());
+    assert_eq!(f.read("ignored"), "mine");
+    assert!(f.dirty().is_empty(), "{:?}", f.dirty());
+    assert!(!f.repo.contains_blob(b"1234567890").unwrap());
+}

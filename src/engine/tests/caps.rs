@@ -142,3 +142,19 @@ fn the_tree_cap_counts_bytes_already_committed() {
     assert!(events[0].2 > 2500, "{events:?}");
     assert!(!repo.root().join("more.txt").exists());
 }
+
+#[test]
+fn a_tree_over_the_shm_cap_is_exported_to_disk_and_a_small_one_to_memory() {
+    use super::super::exam::{exam_scratch_dir, SHM_TREE_CAP};
+    if let Some(dir) = std::env::var_os("PROCTOR_TMPDIR").filter(|d| !d.is_empty()) {
+        // The override wins whatever the size.
+        assert_eq!(exam_scratch_dir(u64::MAX), std::path::PathBuf::from(dir));
+        return;
+    }
+    assert_eq!(exam_scratch_dir(SHM_TREE_CAP + 1), std::env::temp_dir());
+    assert_eq!(exam_scratch_dir(u64::MAX), std::env::temp_dir());
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        assert_eq!(exam_scratch_dir(4096), shm);
+    }
+}
