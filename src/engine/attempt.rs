@@ -2,6 +2,7 @@
 
 use super::boundary::{self, MarkedAttempt};
 use super::events::Event;
+use super::policy::{Breach, TreeCaps};
 use super::{history, io_err, prompt, short, Engine, EngineError, AGENT_TIMEOUT, LOG_CAP};
 use crate::cage::{Cage, Invocation, Mount, Outcome, Role};
 use crate::manifest::{preset, LoopSpec};
@@ -75,7 +76,10 @@ impl<C: Cage> Engine<'_, C> {
             });
         }
         let secs = outcome.duration.as_secs_f64();
-        let edits = self.agent_edited()?;
+        // Before anything lists the tree's changes: a flood of files is
+        // refused (and undone) by a walk of bounded memory.
+        let over = self.measure_caps(spec)?;
+        let edits = over.is_some() || self.agent_edited()?;
         (self.emit)(Event::AgentEnd {
             loop_id: id.clone(),
             run,
@@ -126,11 +130,7 @@ impl<C: Cage> Engine<'_, C> {
         self.report.agent_secs += secs;
         // Before the protection check: a quarantine would copy what is
         // over the caps, and a commit would write it into `.git`.
-        let rejected = if edits {
-            self.enforce_caps(spec, run)?
-        } else {
-            None
-        };
+        let rejected = over.map(|(breach, caps)| self.reject(spec, run, breach, caps));
         self.guard_after_agent(spec, run)?;
 
         // The ledger's size before this run's line: if the commit fails
@@ -178,21 +178,45 @@ impl<C: Cage> Engine<'_, C> {
     /// Holds the tree the attempt would commit to the loop's caps
     /// (`resources: {tree, files, file}`), measured before anything is
     /// written to `.git`. Over one, the attempt's edits are undone (the
-    /// tree goes back to the last commit), an event names the cap, and the
-    /// next prompt says why; the attempt is still committed (with the last
-    /// commit's tree) and counts. Returns the cap crossed.
-    pub(super) fn enforce_caps(
+    /// tree goes back to the last commit) and the breach is returned for
+    /// [`Self::reject`]: an event names the cap, and the next prompt says
+    /// why; the attempt is still committed (with the last commit's tree)
+    /// and counts.
+    pub(super) fn measure_caps(
         &mut self,
         spec: &LoopSpec,
-        run: u32,
-    ) -> Result<Option<&'static str>, EngineError> {
+    ) -> Result<Option<(Breach, TreeCaps)>, EngineError> {
         let caps = self.caps_for(spec);
-        let size = self.git.pending_size(&|p| state::is_private(p))?;
-        let Some(breach) = caps.breach(&size) else {
-            return Ok(None);
+        let skip = |p: &str| state::is_private(p);
+        // A bounded walk first: a flood of new files is over the caps
+        // before git's status list (which holds every path) is built.
+        let lower = self
+            .git
+            .scan_size(&skip, &|size| caps.breach(size).is_some())?;
+        let breach = match caps.breach(&lower) {
+            Some(breach) => breach,
+            None => {
+                let size = self.git.pending_size(&skip)?;
+                let Some(breach) = caps.breach(&size) else {
+                    return Ok(None);
+                };
+                breach
+            }
         };
         self.check_workspace()?;
         self.git.restore_head()?;
+        Ok(Some((breach, caps)))
+    }
+
+    /// Reports an attempt [`Self::measure_caps`] rejected: the event, the
+    /// report's line and the note for the next prompt. Returns the cap.
+    fn reject(
+        &mut self,
+        spec: &LoopSpec,
+        run: u32,
+        breach: Breach,
+        caps: TreeCaps,
+    ) -> &'static str {
         let what = breach.describe();
         (self.emit)(Event::CapExceeded {
             loop_id: spec.id.clone(),
@@ -212,7 +236,7 @@ impl<C: Cage> Engine<'_, C> {
             super::fmt_bytes(caps.tree),
             super::fmt_bytes(caps.file)
         ));
-        Ok(Some(breach.cap))
+        breach.cap
     }
 
     /// Whether the agent (or anything else) changed the tree outside
@@ -294,7 +318,9 @@ impl<C: Cage> Engine<'_, C> {
             });
             return Ok(());
         }
-        let rejected = self.enforce_caps(&spec, run)?;
+        let rejected = self
+            .measure_caps(&spec)?
+            .map(|(breach, caps)| self.reject(&spec, run, breach, caps));
         self.guard_after_agent(&spec, run)?;
         let mut message = history::interrupted_message(&loop_id, run, started);
         if let Some(cap) = rejected {

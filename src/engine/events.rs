@@ -168,8 +168,8 @@ pub enum Event {
     /// `files` or `file`): its edits were undone before anything of it was
     /// written to `.git`, and its commit records the run (it counts against
     /// the budget) with the last commit's tree. `size` is what the tree would
-    /// have had (bytes, or files for `files`); `path` is the largest file,
-    /// for the `file` cap.
+    /// have had (bytes, or files for `files`; at least: counting stops once
+    /// over the cap); `path` is the largest file, for the `file` cap.
     CapExceeded {
         #[serde(rename = "loop")]
         loop_id: String,

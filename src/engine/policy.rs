@@ -79,13 +79,13 @@ impl Breach {
                 super::fmt_bytes(self.limit)
             ),
             "files" => format!(
-                "the tree would hold {} files, over the `files` cap of {}",
-                self.size, self.limit
+                "the tree would hold more than {} files, the `files` cap (at least {} were counted)",
+                self.limit, self.size
             ),
             _ => format!(
-                "the tree would be {}, over the `tree` cap of {}",
-                super::fmt_bytes(self.size),
-                super::fmt_bytes(self.limit)
+                "the tree would be more than {}, the `tree` cap (at least {} were counted)",
+                super::fmt_bytes(self.limit),
+                super::fmt_bytes(self.size)
             ),
         }
     }

@@ -90,6 +90,66 @@ impl GitRepo {
         Ok(size)
     }
 
+    /// A lower bound on the tree [`GitRepo::commit_all`] would commit: the
+    /// files of the working tree that are neither ignored nor `skip`ped
+    /// (a tracked file under an ignored directory is missed), counted by a
+    /// walk that keeps only the directories still to visit and stops as
+    /// soon as `enough` says so. Cheaper than [`GitRepo::pending_size`],
+    /// whose status list holds every new path: 200,000 new files cost it
+    /// some 90 MB.
+    pub fn scan_size(
+        &self,
+        skip: &dyn Fn(&str) -> bool,
+        enough: &dyn Fn(&TreeSize) -> bool,
+    ) -> Result<TreeSize, GitError> {
+        let mut size = TreeSize::default();
+        let mut pending: Vec<Vec<u8>> = vec![Vec::new()];
+        while let Some(dir) = pending.pop() {
+            let abs = self.root.join(std::ffi::OsStr::from_bytes(&dir));
+            let entries = match std::fs::read_dir(&abs) {
+                Ok(entries) => entries,
+                // Gone or replaced since: what is there is counted by the
+                // exact measure after this one.
+                Err(_) => continue,
+            };
+            for entry in entries {
+                let entry = entry.map_err(io(&abs))?;
+                let name = entry.file_name();
+                let mut rel = dir.clone();
+                if !rel.is_empty() {
+                    rel.push(b'/');
+                }
+                rel.extend_from_slice(name.as_bytes());
+                if rel == b".git" {
+                    continue;
+                }
+                let text = String::from_utf8_lossy(&rel);
+                if skip(&text) {
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else {
+                    continue;
+                };
+                let ignored = self
+                    .repo
+                    .is_path_ignored(std::path::Path::new(std::ffi::OsStr::from_bytes(&rel)))
+                    .unwrap_or(false);
+                if ignored {
+                    continue;
+                }
+                if meta.is_dir() {
+                    pending.push(rel);
+                } else {
+                    size.add(|| text.into_owned(), meta.len());
+                    if enough(&size) {
+                        return Ok(size);
+                    }
+                }
+            }
+        }
+        Ok(size)
+    }
+
     /// The size of the tree of `commit`, from object headers (no blob is
     /// read).
     pub fn tree_size(&self, commit: Oid) -> Result<TreeSize, GitError> {

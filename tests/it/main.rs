@@ -8,6 +8,7 @@ mod common;
 mod boundary;
 mod cage;
 mod cage_policy;
+mod caps;
 mod dry_run;
 mod gauntlet;
 mod images;
