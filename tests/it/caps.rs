@@ -14,15 +14,15 @@ const TEST: &str = r#". ./calc.sh
 echo ok
 "#;
 
-/// Run 1 writes a 2 GiB sparse file (and tries to fill a 1 MiB `/tmp`),
-/// run 2 writes 80 files into a tree capped at 50, run 3 fixes the bug.
-const AGENT: &str = r#"cat
+/// Run 1 writes a 2 GiB sparse file, run 2 writes 80 files into a tree
+/// capped at 50, run 3 fixes the bug and tries to fill its 1 MiB `/tmp`.
+const AGENT: &str = r#"cat >/dev/null
 case "$PROCTOR_RUN" in
 1) truncate -s 2G big.bin
-   echo 'add() { echo $(( $1 + $2 )); }' > calc.sh
-   if dd if=/dev/zero of=/tmp/fill bs=64k count=64 2>/dev/null; then echo TMP-UNCAPPED; else echo TMP-CAPPED; fi ;;
+   echo 'add() { echo $(( $1 + $2 )); }' > calc.sh ;;
 2) mkdir -p gen; i=0; while [ $i -lt 80 ]; do echo $i > gen/$i; i=$((i+1)); done ;;
-*) sed -i 's/\$1 - \$2/$1 + $2/' calc.sh ;;
+*) sed -i 's/\$1 - \$2/$1 + $2/' calc.sh
+   if dd if=/dev/zero of=/tmp/fill bs=64k count=64 2>/dev/null; then echo uncapped > tmp-check; else echo capped > tmp-check; fi ;;
 esac
 "#;
 
@@ -101,15 +101,12 @@ fn over_caps_are_rejected_undone_and_counted(engine: proctor::cage::EngineKind) 
     assert!(tip.get_path(std::path::Path::new("gen")).is_err());
     let grown = objects_bytes(&repo.path()) - before;
     assert!(grown < 1 << 20, ".git/objects grew by {grown} bytes");
-    // The agent's /tmp is capped.
-    let log = repo.read(".proctor/logs/fix.run1.log");
-    assert!(log.contains("TMP-CAPPED"), "{log}");
-    // The next prompt said why.
-    let prompt = repo.read(".proctor/logs/fix.run2.log");
-    assert!(
-        prompt.contains("run 1 was rejected and none of its edits were kept: `big.bin` is 2.0 GiB, over the `file` cap of 100.0 MiB"),
-        "{prompt}"
-    );
+    // The agent's /tmp is capped (run 3 wrote what it found).
+    let check = tip
+        .get_path(std::path::Path::new("tmp-check"))
+        .expect("run 3 committed tmp-check");
+    let blob = git.find_blob(check.id()).unwrap();
+    assert_eq!(String::from_utf8_lossy(blob.content()), "capped\n");
     repo.assert_no_containers();
 }
 
