@@ -251,6 +251,28 @@ fn line_of(event: &Event) -> Option<String> {
             if *runs == 1 { "" } else { "s" },
             short(commit)
         ),
+        Event::Fork {
+            loop_id,
+            parent,
+            branch,
+            slot,
+            resumed,
+        } => format!(
+            "proctor: {loop_id}: {} beside its siblings of `{parent}` on {branch} (slot {slot})",
+            if *resumed { "resumes" } else { "starts" }
+        ),
+        Event::Merge {
+            loop_id,
+            parent,
+            branch,
+            commit,
+        } => match commit {
+            Some(commit) => format!(
+                "proctor: {loop_id}: merged {branch} into `{parent}`'s branch · {}",
+                short(commit)
+            ),
+            None => format!("proctor: {loop_id}: {branch} was already in `{parent}`'s branch"),
+        },
         Event::Gate {
             loop_id,
             status,

@@ -102,6 +102,8 @@ pub struct DockerCage {
     default_runtime: Option<String>,
     /// The engine host's memory, for the default memory limit.
     engine_memory: Option<i64>,
+    /// The engine host's CPUs, for how many parallel children run at once.
+    engine_cpus: Option<usize>,
     /// Loops' network holders and egress proxies, see `egress.rs`.
     egress: egress::EgressTable,
     /// Containers started ahead of need (`warm.rs`).
@@ -531,6 +533,10 @@ impl Cage for DockerCage {
 
     fn describe(&self) -> String {
         format!("{} {}", self.kind.as_str(), self.version)
+    }
+
+    fn cores(&self) -> Option<usize> {
+        self.engine_cpus
     }
 }
 

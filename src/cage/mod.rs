@@ -476,4 +476,9 @@ pub trait Cage {
     }
     /// A short name of the engine for reports, e.g. `docker 20.10.24`.
     fn describe(&self) -> String;
+    /// The engine host's CPUs, when the engine says (the default cap on
+    /// parallel children running at once).
+    fn cores(&self) -> Option<usize> {
+        None
+    }
 }

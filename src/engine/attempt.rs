@@ -36,11 +36,10 @@ impl<C: Cage> Engine<'_, C> {
             state::write_file(&journal_path, header.as_bytes()).map_err(io_err(&journal_path))?;
         }
         let journal = state::read_tail(&journal_path, prompt::JOURNAL_MAX).unwrap_or_default();
-        let answers: Vec<String> =
-            ledger::answers_for(&ledger::read(&self.paths.ledger), self.key, &id)
-                .into_iter()
-                .map(|a| a.text)
-                .collect();
+        let answers: Vec<String> = ledger::answers_for(&self.ledger_entries(), self.key, &id)
+            .into_iter()
+            .map(|a| a.text)
+            .collect();
         let journal_rel = self.paths.rel(&journal_path);
         let text = prompt::build(&prompt::PromptParts {
             spec,
@@ -444,6 +443,9 @@ impl<C: Cage> Engine<'_, C> {
         }
         env.push(("PROCTOR_LOOP".into(), spec.id.clone()));
         env.push(("PROCTOR_RUN".into(), run.to_string()));
+        if let Some(slot) = self.settings.slot {
+            env.push(("PROCTOR_SLOT".into(), slot.to_string()));
+        }
         Ok(Invocation {
             image: self.image_for(spec),
             command: match &chosen {

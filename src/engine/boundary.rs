@@ -388,7 +388,7 @@ impl<C: Cage> Engine<'_, C> {
 
 /// Present while an agent's attempt is not yet committed (private state).
 pub fn attempt_marker(paths: &state::Paths) -> std::path::PathBuf {
-    paths.state.join("tmp").join("attempt")
+    paths.attempt.clone()
 }
 
 /// Whether a killed run left an uncommitted attempt behind: then edits in

@@ -262,6 +262,27 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+    /// A child of a `parallel: true` loop started (or resumed) in its own
+    /// worktree on its own branch, forked from its parent's; `slot` is its
+    /// `PROCTOR_SLOT`.
+    Fork {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        parent: String,
+        branch: String,
+        slot: u32,
+        resumed: bool,
+    },
+    /// A closed parallel child's branch was merged into its parent's
+    /// (`commit` is the merge commit; absent when it was already in).
+    Merge {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        parent: String,
+        branch: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+    },
     /// The `on_halt` notifier ran on the host (`exit` is `None` when it
     /// could not start or was killed at its timeout).
     Notify {

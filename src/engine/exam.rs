@@ -374,16 +374,20 @@ impl<C: Cage> Engine<'_, C> {
             });
         }
         mounts.extend(self.extra_mounts());
+        let mut env = vec![
+            ("PROCTOR_LOOP".into(), spec.id.clone()),
+            ("PROCTOR_COMMIT".into(), commit.to_string()),
+            ("CI".into(), "true".into()),
+        ];
+        if let Some(slot) = self.settings.slot {
+            env.push(("PROCTOR_SLOT".into(), slot.to_string()));
+        }
         Ok(Invocation {
             image: self.image_for(spec),
             command: spec.done_when.clone(),
             workdir: "/work".into(),
             mounts,
-            env: vec![
-                ("PROCTOR_LOOP".into(), spec.id.clone()),
-                ("PROCTOR_COMMIT".into(), commit.to_string()),
-                ("CI".into(), "true".into()),
-            ],
+            env,
             stdin: None,
             network: self.network_for(spec, Role::Verifier),
             user: self.settings.user.clone(),

@@ -34,7 +34,7 @@ impl<C: Cage> Engine<'_, C> {
     }
 
     fn tally(&self, spec: &LoopSpec, commit: Oid) -> Tally {
-        let entries = gate_lines::read(&self.paths.ledger);
+        let entries = self.gate_entries();
         gate_lines::tally(
             &entries,
             &self.trusted_approvers(),
@@ -57,7 +57,7 @@ impl<C: Cage> Engine<'_, C> {
         if gated.is_empty() {
             return Ok(());
         }
-        let entries = gate_lines::read(&self.paths.ledger);
+        let entries = self.gate_entries();
         for id in gated {
             if let Some((gated_id, _)) = gate_lines::open_gate(&entries, self.key, &id) {
                 let line = gate_lines::resumed(self.key, &id, &gated_id, self.now_ms());
@@ -69,6 +69,20 @@ impl<C: Cage> Engine<'_, C> {
         Ok(())
     }
 
+    /// The gate lines of the ledger, with a parallel child's parent's after
+    /// its own, each once.
+    fn gate_entries(&self) -> Vec<gate_lines::GateEntry> {
+        let mut entries = gate_lines::read(&self.paths.ledger);
+        if let Some(outer) = &self.outer_ledger {
+            for entry in gate_lines::read(outer) {
+                if !entries.contains(&entry) {
+                    entries.push(entry);
+                }
+            }
+        }
+        entries
+    }
+
     /// The engine's clock in Unix milliseconds, as gate lines record it.
     fn now_ms(&self) -> i64 {
         (self.clock.now() * 1000.0) as i64
@@ -76,7 +90,7 @@ impl<C: Cage> Engine<'_, C> {
 
     /// Seconds of `[since, now]` the loop spent halted at its gate.
     pub(super) fn paused_secs(&self, loop_id: &str, since: f64, now: f64) -> f64 {
-        let entries = gate_lines::read(&self.paths.ledger);
+        let entries = self.gate_entries();
         gate_lines::paused_secs(&entries, self.key, loop_id, since, now)
     }
 

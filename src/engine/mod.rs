@@ -28,6 +28,7 @@ pub mod events;
 mod exam;
 pub mod gate;
 pub mod history;
+mod parallel;
 mod policy;
 pub mod prompt;
 pub mod runnable;
@@ -163,6 +164,7 @@ pub struct Report {
 }
 
 /// Everything the engine needs that is fixed for one run.
+#[derive(Clone)]
 pub struct Settings {
     pub run_id: String,
     pub repo_label: String,
@@ -180,6 +182,9 @@ pub struct Settings {
     pub rules: Rules,
     /// The config's `resources`, under every loop's own.
     pub default_resources: Resources,
+    /// A parallel child's `PROCTOR_SLOT` (1..N), in its agent's and
+    /// exam's environment.
+    pub slot: Option<u32>,
 }
 
 impl Settings {
@@ -202,6 +207,7 @@ impl Settings {
             default_timeout: config.timeout,
             rules,
             default_resources: config.resources,
+            slot: None,
         }
     }
 }
@@ -254,6 +260,15 @@ pub struct Engine<'a, C: Cage> {
     /// someone deleted, reset or moved mid-run stops the run instead of
     /// taking a commit (parentless, or over history proctor did not write).
     checkout: Option<BranchGuard>,
+    /// The root loop's id (names parallel children's worktrees).
+    root_id: String,
+    /// A parallel child runs beside its siblings on the one cage: it
+    /// prepares no container ahead (settling those would remove a
+    /// sibling's).
+    concurrent: bool,
+    /// A parallel child's parent's ledger, where answers and approvals to
+    /// the child are written too.
+    outer_ledger: Option<PathBuf>,
     pub report: Report,
 }
 
@@ -319,6 +334,9 @@ impl<'a, C: Cage> Engine<'a, C> {
             exam_cut_by_budget: false,
             workspace: None,
             checkout: BranchGuard::at_head(git)?,
+            root_id: String::new(),
+            concurrent: false,
+            outer_ledger: None,
             report,
         })
     }
@@ -382,6 +400,9 @@ impl<'a, C: Cage> Engine<'a, C> {
 
     /// Drives the whole tree rooted at `root`.
     pub async fn run(&mut self, root: &LoopSpec) -> Result<Ending, EngineError> {
+        if self.root_id.is_empty() {
+            self.root_id = root.id.clone();
+        }
         self.settle_interrupted(root).await?;
         self.resume_gates(root)?;
         self.drive(root).await
@@ -392,10 +413,17 @@ impl<'a, C: Cage> Engine<'a, C> {
         spec: &'s LoopSpec,
     ) -> Pin<Box<dyn Future<Output = Result<Ending, EngineError>> + 's>> {
         Box::pin(async move {
-            for child in &spec.children {
-                match self.drive(child).await? {
+            if spec.parallel && !spec.children.is_empty() {
+                match self.drive_parallel(spec).await? {
                     Ending::Closed => {}
                     halted => return Ok(halted),
+                }
+            } else {
+                for child in &spec.children {
+                    match self.drive(child).await? {
+                        Ending::Closed => {}
+                        halted => return Ok(halted),
+                    }
                 }
             }
             let ending = self.drive_own(spec).await;
@@ -563,6 +591,20 @@ impl<'a, C: Cage> Engine<'a, C> {
             .or_else(|| self.settings.default_agent.clone())
     }
 
+    /// The ledger's lines, with a parallel child's parent's (where answers
+    /// to the child may be written) after its own, each once.
+    pub(super) fn ledger_entries(&self) -> Vec<ledger::Entry> {
+        let mut entries = ledger::read(&self.paths.ledger);
+        if let Some(outer) = &self.outer_ledger {
+            for entry in ledger::read(outer) {
+                if !entries.contains(&entry) {
+                    entries.push(entry);
+                }
+            }
+        }
+        entries
+    }
+
     /// In a worktree: the branch is still at the tip proctor last wrote.
     /// A branch someone deleted or moved is named, never examined or
     /// guarded against.
@@ -594,7 +636,7 @@ impl<'a, C: Cage> Engine<'a, C> {
     /// another run. Answers each refresh the budget once.
     fn budget_spent(&self, spec: &LoopSpec) -> Option<String> {
         let id = spec.id.as_str();
-        let answers = ledger::answers_for(&ledger::read(&self.paths.ledger), self.key, id);
+        let answers = ledger::answers_for(&self.ledger_entries(), self.key, id);
         let refreshes = answers.len() as u32;
         let used = self.runs.get(id).copied().unwrap_or(0);
         if let Some(cap) = spec.budget.runs {
@@ -656,7 +698,7 @@ impl<'a, C: Cage> Engine<'a, C> {
     /// Seconds left on the loop's time budget, if it has one.
     fn wall_left(&self, spec: &LoopSpec) -> Option<f64> {
         let wall = spec.budget.wall?;
-        let answers = ledger::answers_for(&ledger::read(&self.paths.ledger), self.key, &spec.id);
+        let answers = ledger::answers_for(&self.ledger_entries(), self.key, &spec.id);
         Some(wall.as_secs_f64() - self.wall_elapsed(&spec.id, &answers))
     }
 

@@ -54,6 +54,9 @@ impl<C: Cage> Engine<'_, C> {
     /// Prepares the containers of `next` and of the steps predicted after
     /// it: agents and exams alternate, agents only within the run budget.
     pub(super) fn warm_up(&mut self, spec: &LoopSpec, next: Step) {
+        if self.concurrent {
+            return;
+        }
         let lookahead = lookahead();
         let mut run = self.runs.get(&spec.id).copied().unwrap_or(0) + 1;
         let mut seq = self.exams;
@@ -80,7 +83,9 @@ impl<C: Cage> Engine<'_, C> {
 
     /// Removes every prepared container and scratch directory.
     pub(super) async fn discard_warm(&mut self) {
-        self.cage.settle().await;
+        if !self.concurrent {
+            self.cage.settle().await;
+        }
         self.warm_trees.clear();
     }
 
@@ -144,7 +149,7 @@ impl<C: Cage> Engine<'_, C> {
             return true;
         };
         let refreshes =
-            ledger::answers_for(&ledger::read(&self.paths.ledger), self.key, &spec.id).len() as u32;
+            ledger::answers_for(&self.ledger_entries(), self.key, &spec.id).len() as u32;
         run <= cap.saturating_mul(1 + refreshes)
     }
 }

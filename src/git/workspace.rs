@@ -122,6 +122,15 @@ impl BranchGuard {
         self.tip.get()
     }
 
+    /// Short name of the guarded branch.
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    pub(super) fn set_tip(&self, tip: Oid) {
+        self.tip.set(tip);
+    }
+
     fn moved(&self, repo: &GitRepo) -> Result<Option<Moved>, GitError> {
         let refname = format!("refs/heads/{}", self.branch);
         let head = repo.repo.find_reference("HEAD").map_err(git("read HEAD"))?;
@@ -243,6 +252,17 @@ impl Workspace {
     /// changed. On success the new commit is the tip.
     pub fn commit(&self, message: &str, skip: &dyn Fn(&str) -> bool) -> Result<Oid, GitError> {
         self.guard.commit(&self.repo, message, skip)
+    }
+
+    /// Merges commit `theirs` into the worktree's branch (see
+    /// [`BranchGuard::merge`]).
+    pub fn merge(
+        &self,
+        theirs: Oid,
+        message: &str,
+        union: &[&str],
+    ) -> Result<super::Merge, GitError> {
+        self.guard.merge(&self.repo, theirs, message, union)
     }
 
     /// Removes git lock files a killed process left in this worktree (its

@@ -64,6 +64,7 @@ pub const LOOP_KEYS: &[&str] = &[
     "caches",
     "resources",
     "timeout",
+    "max_parallel",
 ];
 
 /// Keys allowed only on the root mapping, beside its [`LOOP_KEYS`].
@@ -348,6 +349,9 @@ pub struct LoopSpec {
     /// Globs (relative to the repo root) of exam materials.
     pub protected: Vec<String>,
     pub parallel: bool,
+    /// Under `parallel`: how many children may run at once; `None` = the
+    /// engine host's cores.
+    pub max_parallel: Option<u32>,
     /// Image for the agent and verifier (inherited); `None` = config default.
     pub image: Option<String>,
     /// Agent network (inherited; default open).

@@ -135,6 +135,7 @@ impl Resolver {
             gate: None,
             protected: Vec::new(),
             parallel: false,
+            max_parallel: None,
             image: parent.image.clone(),
             network: parent.network.clone(),
             network_set: parent.network_set,
@@ -213,6 +214,11 @@ impl Resolver {
                 "gate" => spec.gate = self.gate(&f, value, &scope),
                 "protected" => spec.protected = self.check.globs(&f, value).unwrap_or_default(),
                 "parallel" => spec.parallel = self.check.boolean(&f, value).unwrap_or(false),
+                "max_parallel" => {
+                    if let Some(n) = self.check.int(&f, value, 1, 1024) {
+                        spec.max_parallel = Some(n as u32);
+                    }
+                }
                 "loops" => kids = Some(value),
                 "image" => {
                     if let Some(image) = self.image(&f, value) {
@@ -300,6 +306,15 @@ impl Resolver {
         }
         if entries.iter().any(|(key, _)| *key == "check_every") && !spec.id.is_empty() {
             self.watchers.push(spec.id.clone());
+        }
+        if let Some((_, node)) = entries.iter().find(|(key, _)| *key == "max_parallel") {
+            if spec.max_parallel.is_some() && !spec.parallel {
+                self.check.bad(
+                    &field("max_parallel"),
+                    node,
+                    "only applies with `parallel: true` (it caps how many children run at once); add `parallel: true` or remove it",
+                );
+            }
         }
         if !done_when_seen {
             self.check.bad(

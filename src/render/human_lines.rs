@@ -33,11 +33,13 @@ fn kind(event: &Event) -> &'static str {
         Event::TestAudit { .. } => "test_audit",
         Event::Gate { .. } => "gate",
         Event::Notify { .. } => "notify",
+        Event::Fork { .. } => "fork",
+        Event::Merge { .. } => "merge",
     }
 }
 
 /// How many arms [`kind`] has: every one must have samples.
-const KINDS: usize = 19;
+const KINDS: usize = 21;
 
 #[allow(clippy::too_many_arguments)]
 fn check_result(
@@ -326,6 +328,32 @@ fn samples() -> Vec<Event> {
             1,
             Some("the branch moved to a commit the exam fails"),
         ),
+        Event::Fork {
+            loop_id: "api".into(),
+            parent: "release".into(),
+            branch: "proctor/release__api".into(),
+            slot: 1,
+            resumed: false,
+        },
+        Event::Fork {
+            loop_id: "web".into(),
+            parent: "release".into(),
+            branch: "proctor/release__web".into(),
+            slot: 2,
+            resumed: true,
+        },
+        Event::Merge {
+            loop_id: "api".into(),
+            parent: "release".into(),
+            branch: "proctor/release__api".into(),
+            commit: Some(COMMIT.into()),
+        },
+        Event::Merge {
+            loop_id: "web".into(),
+            parent: "release".into(),
+            branch: "proctor/release__web".into(),
+            commit: None,
+        },
         notify(Some(0), None),
         notify(Some(3), None),
         notify(

@@ -39,6 +39,9 @@ pub struct Paths {
     pub work: PathBuf,
     /// `work`'s `.proctor/` (the ledger and the journals).
     pub work_state: PathBuf,
+    /// Present while an agent's attempt in `work` is not yet committed
+    /// (private state; one per worktree a run works in at once).
+    pub attempt: PathBuf,
 }
 
 impl Paths {
@@ -60,10 +63,19 @@ impl Paths {
             lock: state.join("lock"),
             caches: state.join("caches"),
             inbox: root.join("INBOX"),
+            attempt: state.join("tmp").join("attempt"),
             state,
             work: work.to_path_buf(),
             work_state,
         }
+    }
+
+    /// These paths for a parallel child working in its worktree `work`
+    /// named `name`: its own attempt marker beside its siblings'.
+    pub fn for_child(root: &Path, work: &Path, name: &str) -> Paths {
+        let mut paths = Paths::with_work(root, work);
+        paths.attempt = paths.state.join("tmp").join(format!("attempt.{name}"));
+        paths
     }
 
     pub fn journal_for(&self, loop_id: &str) -> PathBuf {

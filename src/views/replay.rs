@@ -90,6 +90,9 @@ pub struct LoopState {
     pub approvals: Vec<String>,
     pub needed: Option<u32>,
     pub commit: Option<String>,
+    /// A parallel child's own branch and `PROCTOR_SLOT`.
+    pub branch: Option<String>,
+    pub slot: Option<u32>,
 }
 
 impl Default for LoopState {
@@ -106,6 +109,8 @@ impl Default for LoopState {
             approvals: Vec::new(),
             needed: None,
             commit: None,
+            branch: None,
+            slot: None,
         }
     }
 }
@@ -262,7 +267,18 @@ pub fn replay(records: &[Record]) -> Replay {
                 s.since = None;
                 s.next_check = None;
             }
+            Event::Fork {
+                loop_id,
+                branch,
+                slot,
+                ..
+            } => {
+                let s = r.state(loop_id);
+                s.branch = Some(branch.clone());
+                s.slot = Some(*slot);
+            }
             Event::Notify { .. }
+            | Event::Merge { .. }
             | Event::Quarantine { .. }
             | Event::Repaired { .. }
             | Event::Interrupted { .. }

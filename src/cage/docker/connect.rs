@@ -161,6 +161,10 @@ impl DockerCage {
             remote_init: Mutex::new(None),
             default_runtime: info.default_runtime.clone(),
             engine_memory: info.mem_total.filter(|m| *m > 0),
+            engine_cpus: info
+                .ncpu
+                .filter(|n| *n > 0)
+                .and_then(|n| usize::try_from(n).ok()),
             egress: egress::EgressTable::default(),
             warm: WarmPool::default(),
             background_removal: false,

@@ -24,6 +24,7 @@ mod budgets;
 mod caps;
 mod gates;
 mod interrupted;
+mod parallel;
 mod presets;
 mod unrunnable;
 mod work;
@@ -131,6 +132,7 @@ impl Repo {
             default_timeout: None,
             rules,
             default_resources: Resources::default(),
+            slot: None,
         };
         tweak(&mut settings);
         let mut events = Vec::new();

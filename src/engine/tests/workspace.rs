@@ -54,6 +54,7 @@ fn run_in(repo: &Repo, ws: &Workspace, cage: &FakeCage) -> WsRun {
         default_timeout: None,
         rules,
         default_resources: Resources::default(),
+        slot: None,
     };
     let mut events = Vec::new();
     let mut emit = |e: Event| events.push(e);
