@@ -10,8 +10,8 @@
 
 mod export;
 mod inspect;
-mod size;
 mod merge;
+mod size;
 #[cfg(test)]
 mod tests;
 mod workspace;
@@ -29,8 +29,8 @@ use git2::{
 
 pub use git2::Oid;
 pub use inspect::{unified_diff, BlobMode, TreeBlob};
-pub use size::TreeSize;
 pub use merge::Merge;
+pub use size::TreeSize;
 pub use workspace::{BranchGuard, Moved, Workspace, WorkspaceEntry, WORKTREES_DIR};
 
 /// Identity used when the repository has no `user.name` / `user.email`.
