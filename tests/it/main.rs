@@ -13,6 +13,7 @@ mod dry_run;
 mod gauntlet;
 mod images;
 mod r#loop;
+mod parallel;
 mod presets;
 mod remote;
 mod unattended;
