@@ -55,6 +55,8 @@ fn node(n: &Node) -> Value {
         "next_check": s.next_check,
         "approvals": s.approvals,
         "needed": s.needed,
+        "slot": s.slot,
+        "branch": s.branch,
         "children": n.children.iter().map(node).collect::<Vec<_>>(),
     })
 }

@@ -105,6 +105,17 @@ fn detail(node: &Node, now: f64, card: Option<&str>) -> String {
         )),
         None => {}
     }
+    // A parallel child: which slot, and the branch it works on until it
+    // is merged.
+    if let Some(slot) = s.slot {
+        parts.insert(
+            0,
+            match (&s.branch, s.word) {
+                (Some(branch), w) if w != Word::Done => format!("slot {slot} on {branch}"),
+                _ => format!("slot {slot}"),
+            },
+        );
+    }
     if s.doing != Some(Doing::Agent) && (s.runs > 0 || node.budget_runs.is_some()) {
         parts.push(match node.budget_runs {
             Some(cap) => format!("{}/{cap} runs", s.runs),

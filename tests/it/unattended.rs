@@ -604,7 +604,7 @@ fn watch_json_has_a_stable_shape_on_running_blocked_gated_and_closed_runs() {
         "v", "root", "outcome", "exit", "ended", "branch", "run", "pid", "started", "secs", "tree",
         "cards", "next",
     ];
-    const NODE: [&str; 15] = [
+    const NODE: [&str; 17] = [
         "id",
         "depth",
         "mark",
@@ -619,6 +619,8 @@ fn watch_json_has_a_stable_shape_on_running_blocked_gated_and_closed_runs() {
         "next_check",
         "approvals",
         "needed",
+        "slot",
+        "branch",
         "children",
     ];
     let check_shape = |v: &serde_json::Value| {
