@@ -183,8 +183,35 @@ fn kill_nine_mid_parallel_resumes_each_child_from_its_branch(engine: EngineKind)
     repo.assert_no_containers();
 }
 
+fn stop_ends_every_child_and_one_run_per_repo_holds(engine: EngineKind) {
+    let repo = repo(engine, &tree("sleep 120", "sleep 120"));
+    let mut run = repo.spawn_quiet(&["run"]);
+    repo.wait_until("both children's agents never started", |r| {
+        let started: Vec<String> = r
+            .events()
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::AgentStart { loop_id, .. } => Some(loop_id.clone()),
+                _ => None,
+            })
+            .collect();
+        started.iter().any(|l| l == "a") && started.iter().any(|l| l == "b")
+    });
+    // A second run of the repository is refused while the children work.
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = repo.proctor(&["stop"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let _ = run.wait();
+    repo.assert_no_containers();
+    let status = crate::common::stdout(&repo.proctor(&["status"]));
+    assert!(status.contains("slot 1 on proctor/all__a"), "{status}");
+    assert!(status.contains("slot 2 on proctor/all__b"), "{status}");
+}
+
 on_both_engines!(
     two_children_run_at_once_with_their_own_slots_and_both_merge,
     conflicting_children_give_a_card_and_a_clean_parent,
     kill_nine_mid_parallel_resumes_each_child_from_its_branch,
+    stop_ends_every_child_and_one_run_per_repo_holds,
 );
