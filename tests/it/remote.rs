@@ -250,7 +250,7 @@ echo ok
 /// Run 1 only writes its journal; run 2 fixes the bug, deletes a file,
 /// adds one, and tries to plant files in `.git`, `.proctor` and `INBOX`.
 const AGENT: &str = r#"cat >/dev/null
-echo "run $PROCTOR_RUN" >> .proctor/journal/notes.md
+echo "run $PROCTOR_RUN" >> .proctor/journal/fix.md
 if [ "$PROCTOR_RUN" -ge 2 ]; then
   sed -i 's/\$1 - \$2/$1 + $2/' calc.sh
   rm obsolete.txt
@@ -418,14 +418,17 @@ fn remote_loop(engine: EngineKind, remote: &Remote, what: &str) {
     );
     assert!(!repo.exists("obsolete.txt"));
     assert_eq!(repo.read("added/file.txt"), "new\n");
-    assert_eq!(repo.read(".proctor/journal/notes.md"), "run 1\nrun 2\n");
+    assert!(
+        repo.read(".proctor/journal/fix.md")
+            .ends_with("run 1\nrun 2\n"),
+        "{}",
+        repo.read(".proctor/journal/fix.md")
+    );
     let git = git2::Repository::open(repo.path()).unwrap();
     let tree = git.head().unwrap().peel_to_tree().unwrap();
     assert!(tree.get_path(Path::new("added/file.txt")).is_ok());
     assert!(tree.get_path(Path::new("obsolete.txt")).is_err());
-    assert!(tree
-        .get_path(Path::new(".proctor/journal/notes.md"))
-        .is_ok());
+    assert!(tree.get_path(Path::new(".proctor/journal/fix.md")).is_ok());
     // Nothing reached the host through the read-only paths.
     assert!(
         !repo.exists(".git/hooks/pre-commit"),
