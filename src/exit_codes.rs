@@ -2,7 +2,7 @@
 
 /// All loops closed.
 pub const CLOSED: i32 = 0;
-/// Usage or precondition: bad manifest or flag, dirty tree, no engine.
+/// Usage or precondition: bad manifest or flag, uncommitted manifest, no engine.
 pub const USAGE: i32 = 1;
 /// Internal or git error.
 pub const INTERNAL: i32 = 2;

@@ -16,8 +16,13 @@ use crate::views::out::say;
 /// refreshes its budget once. The answer is signed with a key kept outside
 /// the repository (`PROCTOR_KEY_DIR`), so no agent can forge one.
 ///
+/// The answer waits in `.proctor/answers.jsonl` (in your checkout, never
+/// committed, out of every container's reach) until the next `proctor run`
+/// moves it into the run's ledger.
+///
 /// For a gated loop (`gate: human`), `approve` signs an approval of the
-/// commit checked out (the work branch) with your approver key; the next
+/// tip of the run's branch (`proctor/<root>`, as the READY card names it)
+/// with your approver key; the next
 /// `proctor run` checks the exam once more and seals the loop. Any other
 /// text is recorded as a rejection: it unlocks nothing and refreshes no
 /// budget.
@@ -63,8 +68,8 @@ pub fn cmd_answer(args: Args) -> Result<i32, CommandError> {
     }
     let key = AnswerKey::load_or_create(&key_dir())?;
     let entry = ledger::signed_answer(&key, &args.loop_id, &text);
-    ledger::append(&paths.ledger, &entry).map_err(|e| CommandError::Internal {
-        message: format!("cannot write `{}`: {e}", paths.ledger.display()),
+    ledger::append(&paths.answers, &entry).map_err(|e| CommandError::Internal {
+        message: format!("cannot write `{}`: {e}", paths.answers.display()),
     })?;
     say!(
         "recorded the answer for loop `{}`: it goes into the next prompt and refreshes the loop's budget once; continue with `proctor run`",
@@ -80,16 +85,18 @@ fn answer_gate(
     loop_id: &str,
     text: &str,
 ) -> Result<i32, CommandError> {
-    let branch = git.head_branch()?.unwrap_or_default();
-    if !branch.starts_with("proctor/") {
+    let Some(branch) = run_branch(git, paths) else {
         return Err(CommandError::hint(
-            format!("loop `{loop_id}` is gated, and an approval binds to the commit under review, but `{}` is not a proctor work branch", if branch.is_empty() { "HEAD" } else { &branch }),
-            "check out the work branch the READY card names (`git checkout proctor/<root>`), review it, then answer",
+            format!("loop `{loop_id}` is gated, and an approval binds to the commit under review, but no run of this repository has a branch yet"),
+            "`proctor run` first: a gated loop writes a READY card when its work is ready for review",
         ));
-    }
-    let commit = git
-        .head()?
-        .ok_or_else(|| CommandError::user("the repository has no commits"))?;
+    };
+    let commit = git.branch_tip(&branch)?.ok_or_else(|| {
+        CommandError::hint(
+            format!("the run's branch `{branch}` does not exist"),
+            "`proctor run` makes it again",
+        )
+    })?;
     let dir = key_dir();
     if is_inside(&dir, git.root()) || is_inside(&approvers_dir(), git.root()) {
         return Err(CommandError::hint(
@@ -99,8 +106,8 @@ fn answer_gate(
     }
     let approver = ApproverKey::load_or_create(&dir)?;
     let entry = gate::decision(&approver, loop_id, &commit.to_string(), text);
-    gate::append(&paths.ledger, &entry).map_err(|e| CommandError::Internal {
-        message: format!("cannot write `{}`: {e}", paths.ledger.display()),
+    gate::append(&paths.answers, &entry).map_err(|e| CommandError::Internal {
+        message: format!("cannot write `{}`: {e}", paths.answers.display()),
     })?;
     let at = short(&commit.to_string());
     if is_approval(text) {
@@ -119,4 +126,21 @@ fn answer_gate(
         );
     }
     Ok(0)
+}
+
+/// The branch of the latest run (as its `run_start` event names it), else
+/// `proctor/<root>` of the manifest's root loop.
+fn run_branch(git: &GitRepo, paths: &Paths) -> Option<String> {
+    let from_events = crate::engine::events::read(&paths.events)
+        .into_iter()
+        .rev()
+        .find_map(|r| match r.event {
+            crate::engine::events::Event::RunStart { branch, .. } => Some(branch),
+            _ => None,
+        });
+    from_events.or_else(|| {
+        manifest::find(git.root())
+            .and_then(|p| manifest::load(&p).ok())
+            .map(|m| format!("proctor/{}", m.root.id))
+    })
 }

@@ -185,7 +185,7 @@ impl Observer for Terminal {
                     crate::terminal::line(&warning.to_string())
                 )
             }
-            Warning::Sweep(_) => {
+            Warning::Sweep(_) | Warning::Uncommitted { .. } | Warning::WorktreeLeft { .. } => {
                 eprintln!("warning: {}", crate::terminal::line(&warning.to_string()))
             }
         }
@@ -240,21 +240,42 @@ pub fn print_report(summary: &RunSummary) {
         report.agent_runs,
         if report.agent_runs == 1 { "" } else { "s" }
     ));
+    out.push_str(&work_lines(summary));
+    print!("{out}");
+}
+
+/// Where the work is and what to do next: the run's branch, the user's
+/// branch (never touched), the worktree kept for a resume, and how the
+/// work reaches the user's branch.
+fn work_lines(summary: &RunSummary) -> String {
+    let branch = &summary.branch;
+    let mut out = String::new();
     let from = match &summary.start_branch {
-        Some(b) if *b != summary.branch => format!(" (your branch `{b}` is untouched)"),
+        Some(b) if b != branch => format!(" (your branch `{b}` is untouched)"),
         _ => String::new(),
     };
-    out.push_str(&format!("work: branch `{}`{from}\n", summary.branch));
+    out.push_str(&format!("work: branch `{branch}`{from}\n"));
+    if let Some(wt) = &summary.worktree {
+        out.push_str(&format!(
+            "worktree: `{wt}` (kept so `proctor run` resumes there; `proctor reap` removes it once no run needs it)\n"
+        ));
+    }
     match &summary.ending {
         Some(Ending::Blocked { loop_id }) => out.push_str(&format!(
             "next: read INBOX/{loop_id}.md, then `proctor answer {loop_id} \"...\"` and `proctor run`\n"
         )),
         Some(Ending::Gated { loop_id }) => out.push_str(&format!(
-            "next: `proctor answer {loop_id} approve`, then `proctor run`\n"
+            "next: review `{branch}`, `proctor answer {loop_id} approve`, then `proctor run`\n"
         )),
-        _ => {}
+        Some(Ending::Closed) => {
+            let into = summary.start_branch.as_deref().unwrap_or("your branch");
+            out.push_str(&format!(
+                "next: review `{branch}`, then merge it into `{into}` yourself, e.g. `git merge {branch}` with `{into}` checked out\n"
+            ))
+        }
+        None => {}
     }
-    print!("{out}");
+    out
 }
 
 /// What `run --dry-run` prints: the tree, the first exam, the first agent

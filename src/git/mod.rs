@@ -336,6 +336,25 @@ impl GitRepo {
         Ok(paths)
     }
 
+    /// Tracked files whose working-tree or index content differs from
+    /// HEAD (untracked and ignored files are not listed), except paths
+    /// where `skip` is true. Sorted.
+    pub fn changed_tracked_paths(
+        &self,
+        skip: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<String>, GitError> {
+        let statuses = self.statuses(false)?;
+        let mut paths: Vec<String> = statuses
+            .iter()
+            .filter(|e| e.status() != git2::Status::WT_NEW)
+            .map(|e| status_path(e.path_bytes()))
+            .filter(|p| !skip(p))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
+
     /// Index-vs-HEAD and workdir-vs-index changes, untracked files listed
     /// individually, no rename detection (a rename is a delete plus a new
     /// path, which is what staging needs).

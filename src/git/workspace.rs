@@ -467,6 +467,28 @@ impl GitRepo {
         Ok(())
     }
 
+    /// Records `from` as the branch the run on `branch` started from (what
+    /// `proctor land` merges into by default), in the repository's config
+    /// as `branch.<branch>.proctorFrom`: it survives `.proctor/` being
+    /// deleted and goes when the branch does.
+    pub fn record_start_branch(&self, branch: &str, from: &str) -> Result<(), GitError> {
+        let mut config = self.repo.config().map_err(git("open config"))?;
+        config
+            .set_str(&format!("branch.{branch}.proctorFrom"), from)
+            .map_err(git("write config"))
+    }
+
+    /// The branch the run on `branch` started from, if recorded.
+    pub fn start_branch_of(&self, branch: &str) -> Result<Option<String>, GitError> {
+        let mut config = self.repo.config().map_err(git("open config"))?;
+        let snapshot = config.snapshot().map_err(git("read config"))?;
+        match snapshot.get_str(&format!("branch.{branch}.proctorFrom")) {
+            Ok(from) => Ok(Some(from.to_string())),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(git("read config")(e)),
+        }
+    }
+
     /// Every worktree proctor owns in this repository: admin entries whose
     /// directory is (or was) under [`WORKTREES_DIR`], and directories there
     /// git does not know. Sorted by name.

@@ -1,30 +1,58 @@
-//! Branch: the run works on `proctor/<root>`, made from HEAD when it does
-//! not exist; the user's branch is never touched.
+//! Branch: the run works on `proctor/<root>` in its own worktree,
+//! `.proctor/wt/<root>`, made from the branch tip (the branch made from
+//! HEAD when it does not exist). The user's checkout and branch are never
+//! touched.
+
+use std::path::Path;
 
 use super::preflight::Ready;
 use super::RunError;
 use crate::engine::history;
-use crate::git::Oid;
-use crate::state::{self, gate, ledger, Paths};
+use crate::git::{Oid, Workspace};
+use crate::state::{self, ledger, Paths};
 
-/// Switches to the run's branch (creating it at HEAD when needed) and
-/// returns the run's base commit: the branch's fork point.
-pub(super) fn enter(ready: &Ready) -> Result<Oid, RunError> {
+/// The run's worktree, opened, and where the run stands in it.
+pub(super) struct Entered {
+    pub ws: Workspace,
+    /// The run's paths: private state in the checkout, the ledger and the
+    /// journals in the worktree.
+    pub paths: Paths,
+    /// The run's base commit: the branch's fork point.
+    pub base: Oid,
+}
+
+/// Opens the run's worktree (creating the branch at HEAD and the worktree
+/// from the branch tip when needed, reusing both on resume), records the
+/// branch the run started from, and moves the answers recorded since the
+/// last run into the run's ledger.
+pub(super) fn enter(ready: &Ready) -> Result<Entered, RunError> {
     let git = &ready.git;
-    if ready.start_branch.as_deref() != Some(ready.branch.as_str()) {
-        // Answers recorded while another branch was checked out travel along.
-        let carried = carry_answers(&ready.paths);
-        if git.branch_tip(&ready.branch)?.is_none() {
-            git.create_branch(&ready.branch, ready.head)?;
-        }
-        git.switch_to(&ready.branch)?;
-        for line in carried {
-            let _ = state::append_line(&ready.paths.ledger, &line);
+    let name = ready
+        .branch
+        .strip_prefix("proctor/")
+        .unwrap_or(ready.branch.as_str());
+    let ws = git.open_workspace(name, ready.head)?;
+    if let Some(from) = &ready.start_branch {
+        if *from != ready.branch && git.start_branch_of(&ready.branch)?.is_none() {
+            git.record_start_branch(&ready.branch, from)?;
         }
     }
-    let tip = git.head()?.unwrap_or(ready.head);
-    restore_deleted_state(git, tip, &ready.paths)?;
-    Ok(history::base_of(git, tip)?)
+    // A killed run's git lock files would fail the first commit; the run
+    // lock is held, so no other proctor process writes here.
+    ws.clear_stale_locks()?;
+    let paths = Paths::with_work(&ready.root_dir, ws.root());
+    restore_deleted_state(ws.repo(), ws.tip(), ws.root())?;
+    let base = history::base_of(ws.repo(), ws.tip())?;
+    Ok(Entered { ws, paths, base })
+}
+
+/// Moves the answers and approvals `proctor answer` recorded in the
+/// checkout into the run's ledger (committed with the next attempt).
+pub(super) fn take_answers(paths: &Paths) -> Result<usize, RunError> {
+    ledger::move_answers(&paths.answers, &paths.ledger).map_err(|source| RunError::Heal {
+        path: paths.rel(&paths.answers),
+        source,
+    })
 }
 
 /// Puts back the committed state files (ledger, journals) that were
@@ -34,12 +62,12 @@ pub(super) fn enter(ready: &Ready) -> Result<Oid, RunError> {
 pub(super) fn restore_deleted_state(
     git: &crate::git::GitRepo,
     tip: Oid,
-    paths: &Paths,
+    root: &Path,
 ) -> Result<Vec<String>, RunError> {
     let mut restored = Vec::new();
     let deleted = git.dirty_paths(&|p| !p.starts_with(".proctor/") || state::is_private(p))?;
     for rel in deleted {
-        let path = paths.root.join(&rel);
+        let path = root.join(&rel);
         if std::fs::symlink_metadata(&path).is_ok() {
             continue;
         }
@@ -53,33 +81,6 @@ pub(super) fn restore_deleted_state(
         restored.push(rel);
     }
     Ok(restored)
-}
-
-/// Takes the answer lines (answers, approvals, rejections) out of an
-/// untracked working-tree ledger so the branch switch cannot trip over it;
-/// they are appended again after it.
-fn carry_answers(paths: &Paths) -> Vec<String> {
-    let text = std::fs::read(&paths.ledger)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let answers: Vec<String> = text
-        .lines()
-        .filter(|line| {
-            matches!(
-                ledger::parse(line).first(),
-                Some(ledger::Entry::Answer { .. })
-            ) || matches!(
-                gate::parse(line).first(),
-                Some(gate::GateEntry::Approval { .. } | gate::GateEntry::Rejection { .. })
-            )
-        })
-        .map(str::to_string)
-        .collect();
-    if !answers.is_empty() {
-        let _ = state::repair_file(&paths.ledger);
-        let _ = std::fs::remove_file(&paths.ledger);
-    }
-    answers
 }
 
 #[cfg(test)]
@@ -99,10 +100,9 @@ mod tests {
         let git = crate::git::GitRepo::init_with_commit(root, "start").unwrap();
         git.ensure_excluded(&state::EXCLUDE_PATTERNS).unwrap();
         let tip = git.head().unwrap().unwrap();
-        let paths = Paths::new(git.root());
         std::fs::remove_dir_all(root.join(".proctor")).unwrap();
         std::fs::remove_file(root.join("keep.txt")).unwrap();
-        let restored = restore_deleted_state(&git, tip, &paths).unwrap();
+        let restored = restore_deleted_state(&git, tip, git.root()).unwrap();
         assert_eq!(
             restored,
             [".proctor/journal/fix.md", ".proctor/ledger.jsonl"]

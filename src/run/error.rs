@@ -41,16 +41,9 @@ pub enum RunError {
         image: String,
         engine: String,
     },
-    #[error("the working tree has uncommitted changes: {}", first_ten(paths))]
-    Dirty { paths: Vec<String> },
-    /// The user's own uncommitted edits to the exam's materials, on the
-    /// run's branch: the boundary would undo them.
-    #[error(
-        "{} {} uncommitted edits on `{branch}`; proctor pins the exam's materials to the run's base commit and would undo them",
-        ticked(paths),
-        if paths.len() == 1 { "has" } else { "have" }
-    )]
-    ExamEdited { paths: Vec<String>, branch: String },
+    /// The manifest is not in the commit the run's worktree is made from.
+    #[error("`{manifest}` is not committed on the run's branch; the run works in its own worktree, made from commits (tracked files only)")]
+    ManifestUncommitted { manifest: String },
     /// A state file's damage could not be set aside.
     #[error("cannot repair `{path}`: {source}")]
     Heal {
@@ -95,7 +88,7 @@ fn ticked(names: &[String]) -> String {
 }
 
 /// The first ten paths, and how many more there are.
-fn first_ten(paths: &[String]) -> String {
+pub(super) fn first_ten(paths: &[String]) -> String {
     let shown: Vec<&str> = paths.iter().take(10).map(String::as_str).collect();
     let more = if paths.len() > 10 {
         format!(" and {} more", paths.len() - 10)
@@ -123,15 +116,12 @@ impl DomainError for RunError {
             RunError::ImageMissing { image, .. } => format!(
                 "proctor never pulls: import a root filesystem with `proctor image import DIR|ROOTFS.tar.gz --name {image}`, or build or pull the image yourself"
             ),
-            RunError::Dirty { .. } => {
-                "commit or stash them first; proctor commits every attempt and must not mix your edits into them".into()
-            }
+            RunError::ManifestUncommitted { manifest } => format!(
+                "commit it and the files its exam needs (`git add {manifest} && git commit`), then run again"
+            ),
             RunError::EngineGone { .. } => {
                 "the cut-short attempt is settled then: committed as interrupted if it left edits, not charged if it left none".into()
             }
-            RunError::ExamEdited { branch, .. } => format!(
-                "commit them on `{branch}` (a commit of yours becomes the run's new base), or discard them"
-            ),
             RunError::Manifest(e) => return e.hint(),
             RunError::Cage(e) => return e.hint(),
             RunError::Git(e) => return e.hint(),

@@ -18,7 +18,6 @@ use crate::cage::{Cage, DockerCage, EngineKind, RuntimeChoice, LABEL_RUN};
 use crate::engine::events::{Event, Outcome};
 use crate::engine::{Ending, Engine, Report, Settings};
 use crate::exit_codes;
-use crate::git::Oid;
 use crate::leftovers;
 use crate::manifest::{preset, Config, LoopSpec, Manifest, Order};
 use crate::notify;
@@ -33,6 +32,9 @@ mod preflight;
 mod trust;
 
 pub use error::RunError;
+
+/// How `proctor once` names its manifest (it has none).
+pub const ONCE_LABEL: &str = "proctor once";
 
 /// What to run: a directory inside the repository and a validated tree.
 pub struct Request {
@@ -63,6 +65,11 @@ pub struct RunSummary {
     pub branch: String,
     pub start_branch: Option<String>,
     pub run_id: String,
+    /// The run's worktree, relative to the checkout, when the run kept it
+    /// to resume (blocked, gated, interrupted); `None` once it closed.
+    pub worktree: Option<String>,
+    /// The run came from `proctor once` (no manifest, so no `land`).
+    pub once: bool,
 }
 
 /// Where a run's output goes; the caller renders it.
@@ -83,6 +90,11 @@ pub enum Warning {
     ManifestDiffers { branch: String },
     /// Leftover files of dead runs that could not be removed.
     Sweep(String),
+    /// The checkout's uncommitted changes to tracked files: the run
+    /// starts from the HEAD commit without them.
+    Uncommitted { paths: Vec<String> },
+    /// A closed run's worktree could not be removed.
+    WorktreeLeft { path: String, error: String },
 }
 
 impl std::fmt::Display for Warning {
@@ -90,9 +102,18 @@ impl std::fmt::Display for Warning {
         match self {
             Warning::ManifestDiffers { branch } => write!(
                 f,
-                "the manifest you ran differs from the one on `{branch}` at its base commit; this run follows the branch's (commit your change on `{branch}` to use it)"
+                "the manifest you ran differs from the one on `{branch}` at its base commit; this run follows the branch's (to run yours, commit it on your branch and start afresh with `proctor reap && git branch -D {branch}`, or `proctor land` first)"
             ),
             Warning::Sweep(line) => f.write_str(line),
+            Warning::Uncommitted { paths } => write!(
+                f,
+                "uncommitted changes in your checkout are not part of this run (it starts from your last commit): {}",
+                error::first_ten(paths)
+            ),
+            Warning::WorktreeLeft { path, error } => write!(
+                f,
+                "cannot remove the closed run's worktree `{path}` ({error}); `proctor reap` removes it"
+            ),
         }
     }
 }
@@ -144,22 +165,52 @@ pub async fn execute(
             branch: ready.branch,
             start_branch: ready.start_branch,
             run_id: String::new(),
+            worktree: None,
+            once: req.manifest_label == ONCE_LABEL,
         });
     };
     let key = AnswerKey::load_or_create(&key_dir())?;
-    let base = branch::enter(&ready)?;
-    // Before anything appends to them, and with the run's branch (and so
-    // its ledger) checked out.
-    let healed = heal(&ready.paths)?;
-    let trusted = trust::decide(&ready, base, &req, observer)?;
+    let entered = branch::enter(&ready)?;
+    if !ready.uncommitted.is_empty() {
+        observer.warn(Warning::Uncommitted {
+            paths: ready.uncommitted.clone(),
+        });
+    }
+    // Before anything appends to them: the events file in the checkout,
+    // the ledger in the run's worktree.
+    let healed = heal(&entered.paths)?;
+    branch::take_answers(&entered.paths)?;
+    let base = entered.base;
+    let trusted = trust::decide(&ready, entered.ws.repo(), base, &req, observer)?;
     let run_id = random_id(4);
-    observer.begin(&run_id, &ready.paths);
+    observer.begin(&run_id, &entered.paths);
     for (path, was) in healed {
         observer.event(Event::Repaired { path, was });
     }
-    let ran = drive(&ready, &req, &trusted, &key, base, &run_id, opts, observer).await;
+    let ran = drive(
+        &ready, &entered, &req, &trusted, &key, &run_id, opts, observer,
+    )
+    .await;
     let (exit, ending, report) =
         teardown(&ready, &run_id, &req.manifest_label, ran, started, observer).await?;
+    // A closed run's worktree has nothing left to resume: it goes, and
+    // `git worktree list` shows the checkout alone. A blocked, gated or
+    // interrupted run keeps it for the next `proctor run`.
+    let closed = matches!(ending, Some(Ending::Closed));
+    let worktree = ready.paths.rel(entered.ws.root());
+    let name = entered.ws.name().to_string();
+    drop(entered);
+    let kept = if closed {
+        if let Err(e) = ready.git.remove_workspace(&name) {
+            observer.warn(Warning::WorktreeLeft {
+                path: worktree.clone(),
+                error: e.to_string(),
+            });
+        }
+        None
+    } else {
+        Some(worktree)
+    };
     notify(&ready, &trusted, ending.as_ref(), exit, started, observer);
     Ok(RunSummary {
         skipped: false,
@@ -169,6 +220,8 @@ pub async fn execute(
         branch: ready.branch,
         start_branch: ready.start_branch,
         run_id,
+        worktree: kept,
+        once: req.manifest_label == ONCE_LABEL,
     })
 }
 
@@ -193,10 +246,10 @@ type Ran = Option<Result<Ending, crate::engine::EngineError>>;
 #[allow(clippy::too_many_arguments)]
 async fn drive(
     ready: &preflight::Ready,
+    entered: &branch::Entered,
     req: &Request,
     trusted: &trust::Trusted,
     key: &AnswerKey,
-    base: Oid,
     run_id: &str,
     opts: RunOptions,
     observer: &mut dyn Observer,
@@ -220,7 +273,7 @@ async fn drive(
     observer.event(Event::RunStart {
         root: req.root.id.clone(),
         branch: ready.branch.clone(),
-        base: base.to_string(),
+        base: entered.base.to_string(),
         manifest: req.manifest_label.clone(),
         engine: ready.cage.describe(),
         pid: std::process::id(),
@@ -252,7 +305,15 @@ async fn drive(
         }
         observer.event(e)
     };
-    let mut engine = Engine::new(&ready.cage, &ready.git, key, settings, base, &mut emit)?;
+    let mut engine = Engine::in_workspace(
+        &ready.cage,
+        &entered.ws,
+        &ready.root_dir,
+        key,
+        settings,
+        entered.base,
+        &mut emit,
+    )?;
     let ran = tokio::select! {
         r = engine.run(&trusted.root) => Some(r),
         _ = sigint.recv() => None,
@@ -303,7 +364,7 @@ fn engine_gone(during: String, kind: EngineKind, manifest_label: &str) -> RunErr
         EngineKind::Docker => "`sudo systemctl start docker`, or `dockerd &`",
         EngineKind::Podman => "`podman system service --time=0 &`",
     };
-    let again = if manifest_label == "proctor once" {
+    let again = if manifest_label == ONCE_LABEL {
         "run the same `proctor once` again".to_string()
     } else {
         "run `proctor run`".to_string()

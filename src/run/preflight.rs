@@ -28,6 +28,9 @@ pub(super) struct Ready {
     pub branch: String,
     /// The branch checked out when the run started (`None`: detached).
     pub start_branch: Option<String>,
+    /// Tracked files with uncommitted changes in the checkout: the run
+    /// starts from the HEAD commit without them (a warning names them).
+    pub uncommitted: Vec<String>,
 }
 
 /// Refuses a loop that says its exam answers 75 (it sets `check_every`)
@@ -45,7 +48,9 @@ pub fn refuse_untimed_watchers(manifest: &Manifest, root: &LoopSpec) -> Result<(
 
 /// Checks the request against the repository, the host config and the
 /// engine: commits exist, every loop has an agent, approval keys are out of
-/// the agent's reach, every image is there, and the tree is clean.
+/// the agent's reach and every image is there. The checkout's uncommitted
+/// changes do not block a run (it works in its own worktree from a
+/// commit); they are listed for a warning.
 pub(super) async fn check(req: &Request) -> Result<Ready, RunError> {
     let git = GitRepo::open(&req.dir)?;
     let root_dir = git.root().to_path_buf();
@@ -77,12 +82,13 @@ pub(super) async fn check(req: &Request) -> Result<Ready, RunError> {
 
     let branch = format!("proctor/{}", req.root.id);
     let start_branch = git.head_branch()?;
-    if start_branch.as_deref() != Some(branch.as_str()) {
-        let dirty = git.dirty_paths(&|p| p.starts_with(".proctor/") || p.starts_with("INBOX/"))?;
-        if !dirty.is_empty() {
-            return Err(RunError::Dirty { paths: dirty });
-        }
-    }
+    let uncommitted = if git.branch_tip(&branch)?.is_none() {
+        git.changed_tracked_paths(&|p| p.starts_with(".proctor/") || p.starts_with("INBOX/"))?
+    } else {
+        // The run resumes its branch: the checkout's edits were never
+        // going to be in it.
+        Vec::new()
+    };
     Ok(Ready {
         paths: Paths::new(&root_dir),
         git,
@@ -92,6 +98,7 @@ pub(super) async fn check(req: &Request) -> Result<Ready, RunError> {
         cage,
         branch,
         start_branch,
+        uncommitted,
     })
 }
 

@@ -8,7 +8,6 @@ use crate::git::{GitRepo, Oid};
 use crate::manifest::{self, LoopSpec};
 use crate::notify;
 use crate::protect::Rules;
-use crate::state;
 
 /// The trust decisions of a run.
 pub(super) struct Trusted {
@@ -20,33 +19,16 @@ pub(super) struct Trusted {
     pub notifier: notify::Trust,
 }
 
-/// Decides what the run obeys. Refuses when the user has uncommitted edits
-/// to the exam's materials on the run's branch that the boundary would undo.
+/// Decides what the run obeys, from the base commit in the run's
+/// worktree `work` (never from the user's checkout).
 pub(super) fn decide(
     ready: &Ready,
+    work: &GitRepo,
     base: Oid,
     req: &Request,
     observer: &mut dyn Observer,
 ) -> Result<Trusted, RunError> {
-    let git = &ready.git;
-    let (root, rules) = trusted_tree(git, base, req)?;
-    if ready.start_branch.as_deref() == Some(ready.branch.as_str())
-        && !crate::engine::boundary::attempt_interrupted(&ready.paths)
-    {
-        // No attempt was cut short, so uncommitted edits to the exam's
-        // materials are the user's: the boundary would undo them.
-        let edited: Vec<String> = git
-            .dirty_paths(&|p| state::is_private(p))?
-            .into_iter()
-            .filter(|p| rules.watches(p))
-            .collect();
-        if !edited.is_empty() {
-            return Err(RunError::ExamEdited {
-                paths: edited,
-                branch: ready.branch.clone(),
-            });
-        }
-    }
+    let (root, rules) = trusted_tree(work, &ready.root_dir, base, req)?;
     if root != req.root {
         observer.warn(Warning::ManifestDiffers {
             branch: ready.branch.clone(),
@@ -55,7 +37,7 @@ pub(super) fn decide(
     Ok(Trusted {
         root,
         rules,
-        notifier: notify::trusted(git, base, &ready.config),
+        notifier: notify::trusted(work, base, &ready.config),
     })
 }
 
@@ -63,12 +45,27 @@ pub(super) fn decide(
 /// as the base commit has it. A manifest edited in the working tree since
 /// (an agent's edit left behind by a killed run) is not obeyed; the
 /// engine's first check quarantines it and restores the trusted copy.
-fn trusted_tree(git: &GitRepo, base: Oid, req: &Request) -> Result<(LoopSpec, Rules), RunError> {
+fn trusted_tree(
+    git: &GitRepo,
+    checkout: &std::path::Path,
+    base: Oid,
+    req: &Request,
+) -> Result<(LoopSpec, Rules), RunError> {
     let rel = req.manifest_label.as_str();
     let path = git.root().join(rel);
     let in_repo = crate::protect::fsafe::components(rel).is_ok()
         && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file());
     if !in_repo {
+        let in_checkout = checkout.join(rel);
+        if crate::protect::fsafe::components(rel).is_ok()
+            && std::fs::symlink_metadata(&in_checkout).is_ok_and(|m| m.is_file())
+        {
+            // The run works in a worktree made from commits: an exam whose
+            // manifest is not committed would run without its materials.
+            return Err(RunError::ManifestUncommitted {
+                manifest: rel.to_string(),
+            });
+        }
         return Ok((req.root.clone(), Rules::new(req.root.all_protected(), None)));
     }
     let manifest = match git.read_blob_at(base, rel)? {

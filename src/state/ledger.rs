@@ -108,6 +108,47 @@ pub fn answers_for(entries: &[Entry], key: &AnswerKey, loop_id: &str) -> Vec<Ans
     out
 }
 
+/// Moves the answers and approvals `proctor answer` recorded in the
+/// checkout (`answers`, private) into the run's ledger (`ledger`, in the
+/// run's worktree, committed with the next attempt), each line once.
+/// Lines that are neither are dropped. Only the run holding the run lock
+/// calls this; the file is renamed aside first, so an answer recorded
+/// meanwhile lands in a new file for the next run. Returns how many lines
+/// moved.
+pub fn move_answers(answers: &Path, ledger: &Path) -> std::io::Result<usize> {
+    let taking = answers.with_extension(format!("taking-{}", std::process::id()));
+    match std::fs::symlink_metadata(answers) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => {
+            super::repair_file(answers)?;
+            return Ok(0);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    }
+    std::fs::rename(answers, &taking)?;
+    let text = super::jsonl::read_text(&taking);
+    let already = super::jsonl::read_text(ledger);
+    let present: HashSet<&str> = already.lines().collect();
+    let mut moved = 0;
+    for line in text.lines() {
+        let is_answer = matches!(parse(line).first(), Some(Entry::Answer { .. }))
+            || matches!(
+                super::gate::parse(line).first(),
+                Some(
+                    super::gate::GateEntry::Approval { .. }
+                        | super::gate::GateEntry::Rejection { .. }
+                )
+            );
+        if is_answer && !present.contains(line) {
+            super::append_line(ledger, line)?;
+            moved += 1;
+        }
+    }
+    std::fs::remove_file(&taking)?;
+    Ok(moved)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +158,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = AnswerKey::load_or_create(dir.path()).unwrap();
         (dir, key)
+    }
+
+    #[test]
+    fn answers_move_from_the_checkout_into_the_runs_ledger_once() {
+        let (dir, key) = key();
+        let answers = dir.path().join("answers.jsonl");
+        let ledger = dir.path().join("wt/.proctor/ledger.jsonl");
+        let line = serde_json::to_string(&signed_answer(&key, "fix", "try again")).unwrap();
+        std::fs::write(&answers, format!("{line}\nnot an answer\n")).unwrap();
+        assert_eq!(move_answers(&answers, &ledger).unwrap(), 1);
+        assert!(!answers.exists());
+        // The same line recorded again (a copy) is not added twice.
+        std::fs::write(&answers, format!("{line}\n")).unwrap();
+        assert_eq!(move_answers(&answers, &ledger).unwrap(), 0);
+        assert_eq!(answers_for(&read(&ledger), &key, "fix").len(), 1);
+        assert_eq!(move_answers(&answers, &ledger).unwrap(), 0, "nothing left");
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Paths {
     pub lock: PathBuf,
     pub caches: PathBuf,
     pub inbox: PathBuf,
+    /// Answers and approvals recorded by `proctor answer`, in the checkout
+    /// (private): the next run start moves them into the run's ledger.
+    pub answers: PathBuf,
     /// The tree the agent edits and proctor commits.
     pub work: PathBuf,
     /// `work`'s `.proctor/` (the ledger and the journals).
@@ -64,6 +67,7 @@ impl Paths {
             caches: state.join("caches"),
             inbox: root.join("INBOX"),
             attempt: state.join("tmp").join("attempt"),
+            answers: state.join("answers.jsonl"),
             state,
             work: work.to_path_buf(),
             work_state,
@@ -109,8 +113,9 @@ pub fn is_private(rel: &str) -> bool {
         ".proctor/tmp/",
         "INBOX/",
     ];
-    const PRIVATE_FILES: [&str; 4] = [
+    const PRIVATE_FILES: [&str; 5] = [
         ".proctor/events.jsonl",
+        ".proctor/answers.jsonl",
         ".proctor/lock",
         ".proctor/runner.log",
         "INBOX",
@@ -119,8 +124,9 @@ pub fn is_private(rel: &str) -> bool {
 }
 
 /// The `info/exclude` patterns for [`is_private`] paths.
-pub const EXCLUDE_PATTERNS: [&str; 9] = [
+pub const EXCLUDE_PATTERNS: [&str; 10] = [
     "/.proctor/logs/",
+    "/.proctor/answers.jsonl",
     "/.proctor/caches/",
     "/.proctor/quarantine/",
     "/.proctor/wt/",

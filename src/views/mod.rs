@@ -408,8 +408,26 @@ fn apply_cards(node: &mut Node, card_word: &dyn Fn(&str) -> Option<Word>) {
     }
 }
 
+/// Every answer and approval recorded so far: those waiting in the
+/// checkout for the next run, and those already in a run's ledger (in its
+/// worktree under `.proctor/wt/`, or the checkout's own of older runs).
+fn answers_text(paths: &Paths) -> String {
+    let mut text = jsonl::read_text(&paths.answers);
+    text.push('\n');
+    text.push_str(&jsonl::read_text(&paths.ledger));
+    let worktrees = paths.state.join("wt");
+    if let Ok(entries) = std::fs::read_dir(&worktrees) {
+        for entry in entries.flatten() {
+            let ledger = Paths::with_work(&paths.root, &entry.path()).ledger;
+            text.push('\n');
+            text.push_str(&jsonl::read_text(&ledger));
+        }
+    }
+    text
+}
+
 fn card_views(ctx: &Context, replay: &Replay, spec: Option<&LoopSpec>) -> Vec<CardView> {
-    let ledger_text = jsonl::read_text(&ctx.paths.ledger);
+    let ledger_text = answers_text(&ctx.paths);
     let dir = key_dir();
     let answer_key = AnswerKey::load(&dir.join("answer.key")).ok();
     let own = ApproverKey::load(&dir.join("approver.key")).ok();

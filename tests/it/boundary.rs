@@ -15,12 +15,9 @@ echo ok
 "#;
 const FIX: &str = "sed -i 's/\\$1 - \\$2/$1 + $2/' calc.sh\n";
 
+/// `path` as committed at the tip of the run's branch `proctor/fix`.
 fn head_blob(repo: &TestRepo, path: &str) -> Option<String> {
-    let git = git2::Repository::open(repo.path()).unwrap();
-    let tree = git.head().unwrap().peel_to_tree().unwrap();
-    let entry = tree.get_path(std::path::Path::new(path)).ok()?;
-    let blob = git.find_blob(entry.id()).ok()?;
-    Some(String::from_utf8_lossy(blob.content()).into_owned())
+    repo.read_at("proctor/fix", path)
 }
 
 #[test]
@@ -108,6 +105,14 @@ fn a_tamper_committed_earlier_is_caught_on_a_later_run() {
     }
     repo.write("test.sh", "echo ok\n");
     let repo = repo.commit("proctor(fix): run 1\n\nProctor-Loop: fix\nProctor-Run: 1\n");
+    // Back on the user's branch: the run works on `proctor/fix` in its own
+    // worktree.
+    {
+        let git = git2::Repository::open(repo.path()).unwrap();
+        git.set_head("refs/heads/master").unwrap();
+        git.checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
+            .unwrap();
+    }
     let out = repo.proctor(&["run"]);
     assert_eq!(
         out.status.code(),
@@ -243,31 +248,29 @@ fn a_journal_link_to_a_host_file_is_repaired_and_never_read() {
     repo.assert_no_containers();
 }
 
+/// The user's uncommitted edit to the manifest in their checkout is
+/// neither obeyed nor undone: the run follows the manifest its branch
+/// has, says so, and never touches the checkout.
 #[test]
-fn a_users_uncommitted_edit_to_the_manifest_is_refused_not_undone() {
+fn a_users_uncommitted_edit_to_the_manifest_is_left_alone_and_not_obeyed() {
     require_engine();
     let repo = TestRepo::new()
         .manifest("loop: stuck\nagent: 'true'\ndone_when: 'exit 1'\nbudget: 1 run\n")
         .commit("stuck");
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    // On `proctor/stuck` now: the user raises the budget without committing.
+    // The user raises the budget without committing.
     let edited = "loop: stuck\nagent: 'true'\ndone_when: 'exit 1'\nbudget: 2 runs\n";
     repo.write("proctor.yaml", edited);
     let out = repo.proctor(&["run"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("`proctor.yaml` has uncommitted edits") && err.contains("commit them"),
+        err.contains("the manifest you ran differs from the one on `proctor/stuck`"),
         "{err}"
     );
+    assert_eq!(repo.agent_starts(), 1, "the branch's budget of 1 run holds");
     assert_eq!(repo.read("proctor.yaml"), edited, "the user's edit is kept");
-    assert!(!repo.exists(".proctor/quarantine"));
-    // Committed on the branch, the edit is the user's: it becomes the base.
-    let repo = repo.commit("raise the budget");
-    let out = repo.proctor(&["run"]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert_eq!(repo.agent_starts(), 3, "two more runs under the new base");
     assert!(!repo.exists(".proctor/quarantine"));
     repo.assert_no_containers();
 }
@@ -284,7 +287,7 @@ fn an_agents_edit_left_by_a_killed_run_is_quarantined_on_resume() {
         .commit("buggy");
     let mut child = repo.spawn_quiet(&["run"]);
     repo.wait_until("the agent never started", |r| {
-        r.exists("started") && r.read("test.sh") == "echo ok\n"
+        r.wt_exists("fix", "started") && r.wt_read("fix", "test.sh") == "echo ok\n"
     });
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
@@ -309,7 +312,9 @@ fn an_agents_edit_left_by_a_killed_run_is_quarantined_on_resume() {
             ..
         }
     )));
-    assert_eq!(repo.read("test.sh"), TEST);
+    assert_eq!(repo.wt_read("fix", "test.sh"), TEST);
+    assert_eq!(head_blob(&repo, "test.sh").as_deref(), Some(TEST));
+    assert_eq!(repo.read("test.sh"), TEST, "the checkout never changed");
     repo.assert_no_containers();
 }
 

@@ -479,6 +479,40 @@ impl TestRepo {
         .collect()
     }
 
+    /// A file in the run's worktree `.proctor/wt/<name>` (where the agent
+    /// works), empty when absent.
+    pub fn wt_read(&self, name: &str, rel: &str) -> String {
+        self.read(&format!(".proctor/wt/{name}/{rel}"))
+    }
+
+    pub fn wt_exists(&self, name: &str, rel: &str) -> bool {
+        self.exists(&format!(".proctor/wt/{name}/{rel}"))
+    }
+
+    /// A file as committed at the tip of `branch`; `None` when the branch
+    /// or the file does not exist.
+    pub fn read_at(&self, branch: &str, rel: &str) -> Option<String> {
+        let repo = git2::Repository::open(self.dir.path()).unwrap();
+        let reference = repo.find_branch(branch, git2::BranchType::Local).ok()?;
+        let tree = reference.get().peel_to_tree().unwrap();
+        let entry = tree.get_path(Path::new(rel)).ok()?;
+        let blob = repo.find_blob(entry.id()).ok()?;
+        Some(String::from_utf8_lossy(blob.content()).into_owned())
+    }
+
+    /// Names of the linked worktrees `git worktree list` shows (besides
+    /// the checkout).
+    pub fn worktrees(&self) -> Vec<String> {
+        let repo = git2::Repository::open(self.dir.path()).unwrap();
+        let names = repo.worktrees().unwrap();
+        names
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|n| n.to_string())
+            .collect()
+    }
+
     /// Paths `git status` would list (untracked included).
     pub fn status(&self) -> Vec<String> {
         let repo = git2::Repository::open(self.dir.path()).unwrap();

@@ -54,9 +54,14 @@ fn a_failing_test_is_fixed_within_five_runs() {
     assert_eq!(log[0], "proctor(fix): close");
     assert_eq!(log[1], "proctor(fix): run 3");
     assert!(log.contains(&"proctor(fix): run 1".to_string()));
-    assert_eq!(repo.head_branch(), "proctor/fix");
-    // The user's branch is untouched.
+    // The user's checkout and branch are untouched; the closed run's
+    // worktree is gone.
+    assert_eq!(repo.head_branch(), "master");
     assert_eq!(repo.log("master").len(), 2);
+    assert_eq!(repo.read("calc.sh"), CALC);
+    assert_eq!(repo.status(), Vec::<String>::new());
+    assert_eq!(repo.worktrees(), Vec::<String>::new());
+    assert!(stdout(&out).contains("work: branch `proctor/fix` (your branch `master` is untouched)\nnext: review `proctor/fix`, then merge it into `master` yourself"), "{}", stdout(&out));
     // The prompt of run 3 carried the failing output and the journal.
     let prompt = repo.read(".proctor/logs/fix.run3.log");
     assert!(prompt.contains("make test.sh pass"), "{prompt}");
@@ -67,7 +72,12 @@ fn a_failing_test_is_fixed_within_five_runs() {
     );
     // The journal is committed; logs are not.
     let repo_git = git2::Repository::open(repo.path()).unwrap();
-    let tree = repo_git.head().unwrap().peel_to_tree().unwrap();
+    let tree = repo_git
+        .find_branch("proctor/fix", git2::BranchType::Local)
+        .unwrap()
+        .get()
+        .peel_to_tree()
+        .unwrap();
     assert!(tree
         .get_path(std::path::Path::new(".proctor/journal/fix.md"))
         .is_ok());
@@ -277,7 +287,10 @@ fn a_lute_manifest_runs_unchanged() {
     let repo = repo.commit("only lute.yaml");
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(repo.read("calc.sh").contains("$1 + $2"));
+    assert!(repo
+        .read_at("proctor/calc", "calc.sh")
+        .unwrap()
+        .contains("$1 + $2"));
     repo.assert_no_containers();
 }
 
@@ -298,8 +311,14 @@ fn once_runs_without_a_manifest() {
     let repo = buggy("").file("fix.sh", FIX).commit("fix script");
     let out = repo.proctor(ONCE_FIX);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(repo.head_branch(), "proctor/once");
+    assert_eq!(repo.head_branch(), "master");
     assert_eq!(repo.log("proctor/once")[1], "proctor(once): run 1");
+    // No manifest, so no exam for `land` to re-run: it names the merge.
+    let report = stdout(&out);
+    assert!(
+        report.contains("next: review `proctor/once`, then merge it into `master` yourself, e.g. `git merge proctor/once`"),
+        "{report}"
+    );
     repo.assert_no_containers();
 }
 
@@ -351,7 +370,9 @@ fn kill_nine_mid_run_then_rerun_completes() {
         .file("agent.sh", &agent)
         .commit("slow agent");
     let mut child = repo.spawn_quiet(&["run"]);
-    repo.wait_until("the agent never started", |r| r.exists("slow.txt"));
+    repo.wait_until("the agent never started", |r| {
+        r.wt_exists("fix", "slow.txt")
+    });
     // SIGKILL: no cleanup at all.
     let victim = child.id();
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
@@ -417,7 +438,9 @@ fn interrupt_an_editing_agent(signal: i32) -> TestRepo {
         .file("agent.sh", &agent)
         .commit("slow agent");
     let mut child = repo.spawn_quiet(&["run"]);
-    repo.wait_until("the agent never started", |r| r.exists("slow.txt"));
+    repo.wait_until("the agent never started", |r| {
+        r.wt_exists("fix", "slow.txt")
+    });
     unsafe { libc::kill(child.id() as i32, signal) };
     let _ = child.wait();
     let out = repo.proctor(&["run"]);
@@ -477,7 +500,8 @@ fn a_killed_agent_that_left_no_edits_is_not_charged() {
         .commit("slow agent");
     let mut child = repo.spawn_quiet(&["run"]);
     repo.wait_until("the agent never started", |r| {
-        r.read(".proctor/journal/fix.md").contains("started")
+        r.wt_read("fix", ".proctor/journal/fix.md")
+            .contains("started")
     });
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let _ = child.wait();
@@ -512,21 +536,34 @@ fn default_host_dirs() -> Vec<PathBuf> {
     ]
 }
 
+/// A dirty checkout no longer blocks a run: the run works in its own
+/// worktree from the HEAD commit, names the uncommitted edits in a warning,
+/// and leaves them (and untracked files) exactly as they were.
 #[test]
-fn a_dirty_tree_is_refused_with_its_files() {
+fn a_dirty_checkout_is_named_and_left_as_it_is() {
     require_engine();
-    let repo = buggy("loop: fix\nagent: 'true'\ndone_when: sh test.sh\n");
+    let repo = buggy("loop: fix\nagent: sh fix.sh\ndone_when: sh test.sh\nbudget: 2 runs\n")
+        .file("fix.sh", FIX)
+        .commit("fix script");
     repo.write("calc.sh", "changed\n");
     repo.write("notes/new.txt", "new\n");
     let out = repo.proctor(&["run"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
-        err.contains("calc.sh") && err.contains("notes/new.txt"),
+        err.contains("warning: uncommitted changes in your checkout are not part of this run (it starts from your last commit): calc.sh"),
         "{err}"
     );
+    assert!(!err.contains("notes/new.txt"), "{err}");
     assert_eq!(repo.head_branch(), "master");
-    assert!(repo.log("proctor/fix").is_empty());
+    assert_eq!(repo.read("calc.sh"), "changed\n");
+    assert_eq!(repo.read("notes/new.txt"), "new\n");
+    // The run fixed the committed calc.sh, not the user's edit.
+    assert!(repo
+        .read_at("proctor/fix", "calc.sh")
+        .unwrap()
+        .contains("$1 + $2"));
+    repo.assert_no_containers();
 }
 
 #[test]
@@ -727,7 +764,9 @@ fn ctrl_c_removes_the_runs_containers() {
         )
         .commit("slow");
     let mut child = repo.spawn_quiet(&["run"]);
-    repo.wait_until("the agent never started", |r| r.exists("started"));
+    repo.wait_until("the agent never started", |r| {
+        r.wt_exists("slow", "started")
+    });
     let pid = child.id();
     unsafe { libc::kill(pid as i32, libc::SIGINT) };
     let status = child.wait().unwrap();

@@ -101,7 +101,11 @@ fn a_detached_run_survives_sighup_and_finishes() {
         run_end(&repo).is_some()
     });
     assert_eq!(run_end(&repo), Some((Outcome::Closed, 0)));
-    assert!(repo.read("calc.sh").contains("$1 + $2"));
+    assert!(repo
+        .read_at("proctor/fix", "calc.sh")
+        .unwrap()
+        .contains("$1 + $2"));
+    assert_eq!(repo.read("calc.sh"), FIX_CALC, "the checkout is untouched");
     let log = repo.read(".proctor/runner.log");
     assert!(log.contains("closed (exit 0)"), "{log}");
     wait_until("the lock is released", Duration::from_secs(10), || {
@@ -123,7 +127,7 @@ fn stop_ends_this_repos_run_and_its_containers_but_not_another_repos() {
     }
     for repo in [&a, &b] {
         wait_until("the agent starts", Duration::from_secs(60), || {
-            repo.exists("started")
+            repo.wt_exists("slow", "started")
         });
     }
     assert!(containers_of(&a) >= 1 && containers_of(&b) >= 1);
@@ -156,7 +160,11 @@ fn stop_ends_this_repos_run_and_its_containers_but_not_another_repos() {
     // Nothing to stop is not an error; a stopped repository resumes.
     let out = a.proctor(&["stop"]);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(a.head_branch(), "proctor/slow");
+    assert_eq!(a.head_branch(), "master");
+    assert!(
+        a.wt_exists("slow", "started"),
+        "the worktree is kept to resume"
+    );
 
     let out = b.proctor(&["stop"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -280,7 +288,13 @@ fn a_gate_exits_4_seals_only_on_an_authenticated_approve() {
     // plain answer `approve`), files named like approvals, an edited card.
     // None seals.
     let git = git2::Repository::open(repo.path()).unwrap();
-    let commit = git.head().unwrap().target().unwrap().to_string();
+    let commit = git
+        .find_branch("proctor/ship", git2::BranchType::Local)
+        .unwrap()
+        .get()
+        .target()
+        .unwrap()
+        .to_string();
     let own_id = std::fs::read_to_string(repo.home.path().join("keys/approver.pub"))
         .unwrap()
         .split("id=")
@@ -292,7 +306,9 @@ fn a_gate_exits_4_seals_only_on_an_authenticated_approve() {
     let stranger =
         proctor::state::approver::ApproverKey::load_or_create(stranger_dir.path()).unwrap();
     let signed_by_stranger = proctor::state::gate::decision(&stranger, "ship", &commit, "approve");
-    let mut ledger = repo.read(".proctor/ledger.jsonl");
+    // The run's ledger is in its worktree, kept while the gate waits.
+    const LEDGER: &str = ".proctor/wt/ship/.proctor/ledger.jsonl";
+    let mut ledger = repo.read(LEDGER);
     ledger.push_str(&format!(
         "{{\"type\":\"approval\",\"v\":1,\"loop\":\"ship\",\"id\":\"f2\",\"ts\":1,\"commit\":\"{commit}\",\"approver\":\"{own_id}\",\"sig\":\"{}\"}}\n",
         "ab".repeat(64)
@@ -300,7 +316,7 @@ fn a_gate_exits_4_seals_only_on_an_authenticated_approve() {
     ledger.push_str(&serde_json::to_string(&signed_by_stranger).unwrap());
     ledger.push('\n');
     ledger.push_str("{\"type\":\"answer\",\"v\":1,\"loop\":\"ship\",\"id\":\"f3\",\"ts\":1,\"text\":\"approve\",\"hmac\":\"00\"}\n");
-    repo.write(".proctor/ledger.jsonl", &ledger);
+    repo.write(LEDGER, &ledger);
     repo.write("INBOX/ship.approved", "approve\n");
     repo.write(".proctor/approvals/ship", "approve\n");
     let card = repo.read("INBOX/ship.md");
@@ -337,7 +353,12 @@ fn a_gate_exits_4_seals_only_on_an_authenticated_approve() {
         }
     )));
     let git = git2::Repository::open(repo.path()).unwrap();
-    let head = git.head().unwrap().peel_to_commit().unwrap();
+    let head = git
+        .find_branch("proctor/ship", git2::BranchType::Local)
+        .unwrap()
+        .get()
+        .peel_to_commit()
+        .unwrap();
     assert!(head.message().unwrap().contains("Proctor-Approved-By: "));
     // Sealed stays sealed while the exam passes.
     let out = repo.proctor(&["run"]);
@@ -428,8 +449,9 @@ fn a_two_person_gate_needs_two_distinct_trusted_keys() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let git = git2::Repository::open(repo.path()).unwrap();
     let message = git
-        .head()
+        .find_branch("proctor/ship", git2::BranchType::Local)
         .unwrap()
+        .get()
         .peel_to_commit()
         .unwrap()
         .message()
@@ -635,7 +657,7 @@ fn watch_json_has_a_stable_shape_on_running_blocked_gated_and_closed_runs() {
     let out = running.proctor(&["run", "--bg"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     wait_until("the agent starts", Duration::from_secs(60), || {
-        running.exists("started")
+        running.wt_exists("slow", "started")
     });
     let v = json(&running, &["watch", "--json"]);
     check_shape(&v);
@@ -785,7 +807,7 @@ fn two_runs_started_at_the_same_instant_make_one_run() {
         )
     };
     let mut runs = [start(), start()];
-    repo.wait_until("no agent started", |r| r.exists("started"));
+    repo.wait_until("no agent started", |r| r.wt_exists("fix", "started"));
     // The other run refused; the one that took the lock still works.
     let mut refused = Vec::new();
     let runs_cell = std::cell::RefCell::new(&mut runs);
