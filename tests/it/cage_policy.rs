@@ -165,10 +165,10 @@ true
     );
     let mut seen = String::new();
     for name in ["env", "pid1-environ", "paths", "home", "find"] {
-        seen.push_str(&repo.read(&format!("seen/{name}.txt")));
+        seen.push_str(&repo.work(&format!("seen/{name}.txt")));
     }
     assert!(repo
-        .read("seen/env.txt")
+        .work("seen/env.txt")
         .contains("LISTED_VAR=listed-value"));
     assert!(
         !seen.contains("UNSET_VAR"),
@@ -187,7 +187,7 @@ true
     assert!(!seen.contains("PROCTOR_KEY_DIR"), "{seen}");
     // Nothing of the host's home, the key directory or the engine sockets
     // exists in the container at all.
-    let paths = repo.read("seen/paths.txt");
+    let paths = repo.work("seen/paths.txt");
     assert!(
         paths
             .lines()
@@ -215,8 +215,8 @@ stat -c '%a %u' "$HOME" >> seen/home-run$PROCTOR_RUN.txt
     );
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let first = repo.read("seen/home-run1.txt");
-    let second = repo.read("seen/home-run2.txt");
+    let first = repo.work("seen/home-run1.txt");
+    let second = repo.work("seen/home-run2.txt");
     assert!(first.starts_with("home=/tmp/home\n"), "{first}");
     assert!(first.contains("wrote\n"), "{first}");
     // Private to the container's user (the repository's owner).
@@ -241,7 +241,7 @@ fn agent_with_network_none_has_only_loopback(engine: EngineKind) {
     );
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(repo.read("ifaces.txt"), "lo\n");
+    assert_eq!(repo.work("ifaces.txt"), "lo\n");
     repo.assert_no_containers();
 }
 
@@ -456,7 +456,7 @@ true
         ],
     );
     let out = repo.proctor(&["run"]);
-    let seen = |name: &str| repo.read(&format!("seen/{name}.txt"));
+    let seen = |name: &str| repo.work(&format!("seen/{name}.txt"));
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -592,7 +592,7 @@ fn open_agents_of_a_loop_share_one_holder_and_loops_do_not(engine: EngineKind) {
     });
     assert_eq!(status.code(), Some(0));
     let netns = |file: &str| {
-        let text = repo.read(&format!("seen/{file}.txt"));
+        let text = repo.work(&format!("seen/{file}.txt"));
         assert!(text.contains(&body), "{file}: {text}");
         text.lines().next().unwrap_or_default().to_string()
     };
@@ -899,7 +899,7 @@ fn a_killed_run_leaves_its_containers_and_files_to_the_reaper(engine: EngineKind
         r.exists(".proctor/caches/c/slept")
     });
     live.wait_until("the other run's agent never started", |r| {
-        r.exists("started.txt")
+        r.work_exists("started.txt")
     });
     let victim = child.id();
     // SIGKILL: no cleanup at all; the holder, the proxy and their files
@@ -976,7 +976,7 @@ fn an_interrupted_run_leaves_no_files(engine: EngineKind) {
         let scratch = tempfile::tempdir().unwrap();
         let repo = with_temp_dirs(parked_repo(engine), tmp.path(), scratch.path());
         let mut child = repo.spawn_quiet(&["run"]);
-        repo.wait_until("the agent never started", |r| r.exists("started.txt"));
+        repo.wait_until("the agent never started", |r| r.work_exists("started.txt"));
         assert!(
             !common::unshared_private_files(tmp.path()).is_empty(),
             "the run has egress files"
@@ -1002,6 +1002,7 @@ fn agent_cannot_write_git(engine: EngineKind) {
 printf '#!/bin/sh\ntouch /tmp/hooked\n' > .git/hooks/pre-commit 2> seen/git.txt; echo "hook exit $?" >> seen/git.txt
 touch .git/proctor-marker 2>> seen/git.txt; echo "marker exit $?" >> seen/git.txt
 echo '[core]' >> .git/config 2>> seen/git.txt; echo "config exit $?" >> seen/git.txt
+{ echo 'gitdir: /tmp' > .git; } 2>> seen/git.txt; echo "gitfile exit $?" >> seen/git.txt
 echo done > seen/done.txt
 "#;
     let repo = repo(
@@ -1017,16 +1018,28 @@ echo done > seen/done.txt
     let config_before = std::fs::read(repo.path().join(".git/config")).expect("git config");
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let seen = repo.read("seen/git.txt");
-    for line in ["hook exit 0", "marker exit 0", "config exit 0"] {
+    let seen = repo.work("seen/git.txt");
+    // In the run's worktree `.git` is a file naming the admin entry: it is
+    // mounted read-only, so nothing can be created under it or point it
+    // elsewhere.
+    for line in [
+        "hook exit 0",
+        "marker exit 0",
+        "config exit 0",
+        "gitfile exit 0",
+    ] {
         assert!(!seen.contains(line), "{seen}");
     }
     assert!(seen.contains("Read-only file system"), "{seen}");
     assert!(!repo.path().join(".git/hooks/pre-commit").exists());
     assert!(!repo.path().join(".git/proctor-marker").exists());
+    // The only change: the branch the run started from, which proctor
+    // records for `land`.
+    let config_after =
+        std::fs::read_to_string(repo.path().join(".git/config")).expect("git config");
     assert_eq!(
-        std::fs::read(repo.path().join(".git/config")).expect("git config"),
-        config_before
+        config_after.replace("[branch \"proctor/git\"]\n\tproctorFrom = master\n", ""),
+        String::from_utf8(config_before).unwrap()
     );
     repo.assert_no_containers();
 }
@@ -1056,7 +1069,7 @@ for p in /proc/[0-9]*; do tr '\0' ' ' < $p/cmdline 2>/dev/null; echo; done | gre
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // The daemons were running when the agent's command ended...
-    let alive = repo.read("seen/alive.txt");
+    let alive = repo.work("seen/alive.txt");
     for kind in ["bg", "nohup", "setsid", "double"] {
         assert!(
             alive.lines().any(|l| l == format!("{mark}-{kind}")),
@@ -1132,7 +1145,7 @@ while [ ! -s seen/bomb.txt ]; do :; done
     let repo = repo(engine, &[(&script, agent), ("proctor.yaml", &manifest)]);
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let complaints = repo.read("seen/bomb.txt");
+    let complaints = repo.work("seen/bomb.txt");
     assert!(
         complaints.to_lowercase().contains("fork"),
         "the bomb never hit the limit: {complaints}"
@@ -1177,7 +1190,7 @@ fn resources_and_hardening_reach_both_containers(engine: EngineKind) {
     );
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let agent = repo.read("seen/agent.txt");
+    let agent = repo.work("seen/agent.txt");
     let exam = repo.read(".proctor/logs/limits.run1.exam.log");
     let user = proctor::cage::container_user(&repo.path());
     for (who, text) in [("agent", &agent), ("verifier", &exam)] {

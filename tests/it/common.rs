@@ -489,6 +489,38 @@ impl TestRepo {
         self.exists(&format!(".proctor/wt/{name}/{rel}"))
     }
 
+    /// A file as the last run left it: in its worktree when the run kept
+    /// it (blocked, gated, interrupted), else as committed on its branch
+    /// (the one its last `run_start` event names). Empty when absent.
+    pub fn work(&self, rel: &str) -> String {
+        let Some(branch) = self.events().into_iter().rev().find_map(|r| match r.event {
+            Event::RunStart { branch, .. } => Some(branch),
+            _ => None,
+        }) else {
+            return String::new();
+        };
+        let name = branch.trim_start_matches("proctor/");
+        if self.exists(&format!(".proctor/wt/{name}")) {
+            return self.wt_read(name, rel);
+        }
+        self.read_at(&branch, rel).unwrap_or_default()
+    }
+
+    /// Whether `rel` exists where [`TestRepo::work`] reads it.
+    pub fn work_exists(&self, rel: &str) -> bool {
+        let Some(branch) = self.events().into_iter().rev().find_map(|r| match r.event {
+            Event::RunStart { branch, .. } => Some(branch),
+            _ => None,
+        }) else {
+            return false;
+        };
+        let name = branch.trim_start_matches("proctor/");
+        if self.exists(&format!(".proctor/wt/{name}")) {
+            return self.wt_exists(name, rel);
+        }
+        self.read_at(&branch, rel).is_some()
+    }
+
     /// A file as committed at the tip of `branch`; `None` when the branch
     /// or the file does not exist.
     pub fn read_at(&self, branch: &str, rel: &str) -> Option<String> {

@@ -134,7 +134,7 @@ fn imported_rootfs_runs_a_loop(engine: EngineKind) {
     let out = repo.proctor_env(&["run"], &env);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        !repo.exists("leaked"),
+        !repo.work_exists("leaked"),
         "host toolchain visible to the agent"
     );
     let events = repo.events();

@@ -356,7 +356,8 @@ fn remote_once(remote: &Remote, image: &str) -> TestRepo {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(once.log("proctor/once")[1], "proctor(once): run 1");
-    assert!(once.read("calc.sh").contains("$1 + $2"));
+    assert!(once.work("calc.sh").contains("$1 + $2"));
+    assert_eq!(once.read("calc.sh"), CALC, "the checkout is untouched");
     once
 }
 
@@ -412,20 +413,25 @@ fn remote_loop(engine: EngineKind, remote: &Remote, what: &str) {
     assert_eq!(log[1], "proctor(fix): run 2");
     // The agent's edits came back and were committed.
     assert!(
-        repo.read("calc.sh").contains("$1 + $2"),
+        repo.work("calc.sh").contains("$1 + $2"),
         "{}",
-        repo.read("calc.sh")
+        repo.work("calc.sh")
     );
-    assert!(!repo.exists("obsolete.txt"));
-    assert_eq!(repo.read("added/file.txt"), "new\n");
+    assert!(!repo.work_exists("obsolete.txt"));
+    assert_eq!(repo.work("added/file.txt"), "new\n");
     assert!(
-        repo.read(".proctor/journal/fix.md")
+        repo.work(".proctor/journal/fix.md")
             .ends_with("run 1\nrun 2\n"),
         "{}",
-        repo.read(".proctor/journal/fix.md")
+        repo.work(".proctor/journal/fix.md")
     );
     let git = git2::Repository::open(repo.path()).unwrap();
-    let tree = git.head().unwrap().peel_to_tree().unwrap();
+    let tree = git
+        .find_branch("proctor/fix", git2::BranchType::Local)
+        .unwrap()
+        .get()
+        .peel_to_tree()
+        .unwrap();
     assert!(tree.get_path(Path::new("added/file.txt")).is_ok());
     assert!(tree.get_path(Path::new("obsolete.txt")).is_err());
     assert!(tree.get_path(Path::new(".proctor/journal/fix.md")).is_ok());
@@ -436,6 +442,11 @@ fn remote_loop(engine: EngineKind, remote: &Remote, what: &str) {
     );
     assert!(!repo.exists(".proctor/planted"), "the agent wrote .proctor");
     assert!(!repo.exists("INBOX/planted"), "the agent wrote INBOX");
+    assert!(
+        !repo.work_exists(".proctor/planted"),
+        "the agent wrote .proctor"
+    );
+    assert!(!repo.work_exists("INBOX/planted"), "the agent wrote INBOX");
     assert_eq!(repo.status(), Vec::<String>::new());
 
     // `once` over the same remote engine.
