@@ -1,12 +1,13 @@
 //! Exit codes: the one place they are defined (see README, "Exit codes").
 
-/// All loops closed.
+/// All loops closed (`land`: landed, or nothing to land).
 pub const CLOSED: i32 = 0;
 /// Usage or precondition: bad manifest or flag, uncommitted manifest, no engine.
 pub const USAGE: i32 = 1;
 /// Internal or git error.
 pub const INTERNAL: i32 = 2;
-/// Blocked: a budget ran out; see `proctor inbox`, then `proctor answer`.
+/// Blocked: a budget ran out (see `proctor inbox`, then `proctor answer`),
+/// or `land` left the target as it was (conflict, failing merged tree).
 pub const BLOCKED: i32 = 3;
 /// Gated: a passing loop awaits human approval.
 pub const GATED: i32 = 4;

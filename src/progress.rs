@@ -173,6 +173,7 @@ fn apply(inner: &mut Inner, record: &Record) {
                 Phase::Verify => "exam (verify the attempt)",
                 Phase::Confirm => "exam (confirm)",
                 Phase::Baseline => "exam (on the base commit)",
+                Phase::Land => "exam (on the merged tree, to land)",
             };
             inner.activity = Some(Activity {
                 loop_id: loop_id.clone(),

@@ -145,6 +145,7 @@ fn line_of(event: &Event) -> Option<String> {
                 crate::engine::events::Phase::Verify => "verify",
                 crate::engine::events::Phase::Confirm => "confirm",
                 crate::engine::events::Phase::Baseline => "baseline",
+                crate::engine::events::Phase::Land => "land",
             };
             format!(
                 "proctor: {loop_id}: {phase}: exam {word} (exit {exit}{}) on {} in {}{}{}",

@@ -19,6 +19,7 @@ pub mod gauntlet;
 mod image;
 mod inbox;
 mod init;
+mod land;
 mod lint;
 mod logs;
 mod once;
@@ -61,6 +62,7 @@ pub enum Command {
     Watch(watch::Args),
     Inbox(inbox::Args),
     Stop(stop::Args),
+    Land(land::Args),
     Runs(runs::Args),
     Stats(stats::Args),
     Cron(cron::Args),
@@ -125,6 +127,7 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
         Command::Watch(args) => watch::cmd_watch(args),
         Command::Inbox(args) => inbox::cmd_inbox(args),
         Command::Stop(args) => stop::cmd_stop(args).await,
+        Command::Land(args) => land::cmd_land(args).await,
         Command::Runs(args) => runs::cmd_runs(args),
         Command::Stats(args) => stats::cmd_stats(args),
         Command::Cron(args) => cron::cmd_cron(args),

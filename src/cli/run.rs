@@ -246,7 +246,8 @@ pub fn print_report(summary: &RunSummary) {
 
 /// Where the work is and what to do next: the run's branch, the user's
 /// branch (never touched), the worktree kept for a resume, and how the
-/// work reaches the user's branch.
+/// work reaches the user's branch: `proctor land`, or for `once` (no
+/// manifest, so no exam for `land` to re-run) a plain merge.
 fn work_lines(summary: &RunSummary) -> String {
     let branch = &summary.branch;
     let mut out = String::new();
@@ -267,10 +268,19 @@ fn work_lines(summary: &RunSummary) -> String {
         Some(Ending::Gated { loop_id }) => out.push_str(&format!(
             "next: review `{branch}`, `proctor answer {loop_id} approve`, then `proctor run`\n"
         )),
-        Some(Ending::Closed) => {
+        Some(Ending::Closed) if summary.once => {
             let into = summary.start_branch.as_deref().unwrap_or("your branch");
             out.push_str(&format!(
                 "next: review `{branch}`, then merge it into `{into}` yourself, e.g. `git merge {branch}` with `{into}` checked out\n"
+            ))
+        }
+        Some(Ending::Closed) => {
+            let into = match &summary.start_branch {
+                Some(b) if b != branch => format!(" into `{b}`"),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "next: review `{branch}`, then `proctor land` merges it{into} if its exam passes on the merged tree\n"
             ))
         }
         None => {}

@@ -32,6 +32,8 @@ pub enum Phase {
     Confirm,
     /// On the base commit, to learn its test count for `expect_delta`.
     Baseline,
+    /// `proctor land`: on the merged tree, before the target branch moves.
+    Land,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,7 +33,10 @@ impl<C: Cage> Engine<'_, C> {
             phase,
             commit: commit.to_string(),
         });
-        let log = self.paths.logs.join(format!("{id}.run{run}.exam.log"));
+        let log = match phase {
+            Phase::Land => self.paths.logs.join(format!("{id}.land.exam.log")),
+            _ => self.paths.logs.join(format!("{id}.run{run}.exam.log")),
+        };
         let Sitting {
             outcome,
             tree,
@@ -187,6 +190,19 @@ impl<C: Cage> Engine<'_, C> {
             output,
             log: self.paths.rel(&log),
         })
+    }
+
+    /// Administers `spec`'s exam once on `commit`, a candidate no branch
+    /// points at yet (`proctor land`'s merged tree), with every check a
+    /// loop's exam gets. Returns the verdict, the exit code and the output
+    /// (head and tail).
+    pub async fn examine_candidate(
+        &mut self,
+        spec: &LoopSpec,
+        commit: Oid,
+    ) -> Result<(Verdict, i64, String), EngineError> {
+        let exam = self.examine(spec, commit, Phase::Land, 0, 0).await?;
+        Ok((exam.verdict, exam.exit, exam.output))
     }
 
     /// Runs the exam once on an export of `commit`, with the exam's

@@ -10,6 +10,7 @@
 
 mod export;
 mod inspect;
+mod land;
 mod merge;
 mod size;
 #[cfg(test)]
@@ -29,6 +30,7 @@ use git2::{
 
 pub use git2::Oid;
 pub use inspect::{unified_diff, BlobMode, TreeBlob};
+pub use land::LandPlan;
 pub use merge::Merge;
 pub use size::TreeSize;
 pub use workspace::{BranchGuard, Moved, Workspace, WorkspaceEntry, WORKTREES_DIR};

@@ -29,6 +29,9 @@ pub fn fence_for(body: &str) -> String {
 pub enum CardKind {
     Blocked,
     Ready,
+    /// `proctor land` left the target branch as it was (a conflict, or the
+    /// exam failed on the merged tree). Marked `blocked` for the views.
+    NotLanded,
 }
 
 /// One attempt, as the card lists it.
@@ -54,13 +57,13 @@ pub struct Card<'a> {
 impl Card<'_> {
     pub fn render(&self) -> String {
         let id = self.loop_id;
-        let title = match self.kind {
-            CardKind::Blocked => "BLOCKED",
-            CardKind::Ready => "READY",
+        let (title, marker) = match self.kind {
+            CardKind::Blocked => ("BLOCKED", "blocked"),
+            CardKind::Ready => ("READY", "ready"),
+            CardKind::NotLanded => ("NOT LANDED", "blocked"),
         };
         let mut out = format!(
-            "<!-- proctor card v1 {} {id} -->\n# {title}: {id}\n\n{}\n\n",
-            title.to_lowercase(),
+            "<!-- proctor card v1 {marker} {id} -->\n# {title}: {id}\n\n{}\n\n",
             line(&self.reason)
         );
         if let Some(task) = self.task {
@@ -102,6 +105,10 @@ impl Card<'_> {
                  (the next run checks the exam once more before sealing):\n\n    proctor answer {id} approve\n    proctor run\n\n\
                  Any other answer is recorded as a rejection: it unlocks nothing and refreshes no budget.\n"
             )),
+            CardKind::NotLanded => out.push_str(
+                "The target branch is exactly as it was. Bring its changes into the work (or fix \
+                 what fails on the merged tree), then land again:\n\n    proctor land\n",
+            ),
         }
         out
     }

@@ -954,7 +954,7 @@ fn a_killed_run_leaves_its_containers_and_files_to_the_reaper(engine: EngineKind
     for path in &live_files {
         assert!(path.exists(), "a live run's {} was removed", path.display());
     }
-    live.write("go.txt", "");
+    live.write(".proctor/wt/parked/go.txt", "");
     assert_eq!(other.wait().unwrap().code(), Some(0));
     let out = killed.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

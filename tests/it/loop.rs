@@ -61,7 +61,7 @@ fn a_failing_test_is_fixed_within_five_runs() {
     assert_eq!(repo.read("calc.sh"), CALC);
     assert_eq!(repo.status(), Vec::<String>::new());
     assert_eq!(repo.worktrees(), Vec::<String>::new());
-    assert!(stdout(&out).contains("work: branch `proctor/fix` (your branch `master` is untouched)\nnext: review `proctor/fix`, then merge it into `master` yourself"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("work: branch `proctor/fix` (your branch `master` is untouched)\nnext: review `proctor/fix`, then `proctor land` merges it into `master` if its exam passes on the merged tree"), "{}", stdout(&out));
     // The prompt of run 3 carried the failing output and the journal.
     let prompt = repo.read(".proctor/logs/fix.run3.log");
     assert!(prompt.contains("make test.sh pass"), "{prompt}");

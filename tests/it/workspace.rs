@@ -271,4 +271,65 @@ on_both_engines!(
     the_user_keeps_working_while_a_background_run_works,
     a_branch_deleted_mid_run_stops_it_and_the_hint_resumes_it,
     a_run_killed_with_sigkill_resumes_in_its_worktree,
+    land_merges_only_a_merged_tree_that_passes,
 );
+
+/// Issue 11: `proctor land` merges the run's branch into the branch the run
+/// started from only when the root exam passes on the merged tree; a
+/// failing merged tree and a dirty checked-out target leave it as it was.
+fn land_merges_only_a_merged_tree_that_passes(engine: EngineKind) {
+    require_engine();
+    let repo = user_repo(engine, &format!("{FIX}\n"));
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let master = |repo: &TestRepo| repo.log("master");
+
+    // The checked-out target has an uncommitted change: refused, nothing moves.
+    repo.write("calc.sh", "# mine\n");
+    let out = repo.proctor(&["land"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`master` is checked out here with uncommitted changes: calc.sh"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(master(&repo), ["buggy"]);
+    assert_eq!(repo.read("calc.sh"), "# mine\n");
+    repo.write("calc.sh", CALC);
+
+    // Meanwhile `master` gained a test the work does not pass: the merged
+    // tree fails its exam, so `master` stays and a card says why.
+    let stricter = format!("{TEST}[ \"$(add 3 3)\" = 7 ] || {{ echo 'FAIL: add 3 3'; exit 1; }}\n");
+    user_commit(&repo, "test.sh", &stricter, "user: stricter test");
+    let out = repo.proctor(&["land"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(master(&repo), ["user: stricter test", "buggy"]);
+    assert_eq!(repo.read("calc.sh"), CALC);
+    let card = repo.read("INBOX/fix.md");
+    assert!(
+        card.contains("NOT LANDED: fix") && card.contains("FAIL: add 3 3"),
+        "{card}"
+    );
+
+    // Fixed on `master`, the merged tree passes: a merge commit lands, and
+    // the checked-out files follow.
+    let fixed = format!("{TEST}[ \"$(add 3 3)\" = 6 ] || {{ echo 'FAIL: add 3 3'; exit 1; }}\n");
+    user_commit(&repo, "test.sh", &fixed, "user: right test");
+    let out = repo.proctor(&["land"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("landed `proctor/fix` on `master`"),
+        "{}",
+        stdout(&out)
+    );
+    let log = master(&repo);
+    assert_eq!(log[0], "proctor: land proctor/fix into master", "{log:?}");
+    assert!(repo.read("calc.sh").contains("$1 + $2"));
+    assert_eq!(repo.read("test.sh"), fixed);
+    assert_eq!(repo.status(), Vec::<String>::new());
+    assert!(!repo.exists("INBOX/fix.md"));
+    let out = repo.proctor(&["land"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("nothing to land"), "{}", stdout(&out));
+    repo.assert_no_containers();
+}

@@ -256,6 +256,7 @@ fn phase_word(phase: super::events::Phase) -> &'static str {
         Phase::Verify => "verify",
         Phase::Confirm => "confirm",
         Phase::Baseline => "baseline",
+        Phase::Land => "land",
     }
 }
 
