@@ -75,9 +75,9 @@ pub async fn cmd_land(args: Args) -> Result<i32, CommandError> {
     git.ensure_excluded(&state::EXCLUDE_PATTERNS)?;
     let _lock = match RunLock::acquire(&paths.lock) {
         Ok(lock) => lock,
-        Err(LockError::Held { pid }) => {
+        Err(LockError::Held { who, .. }) => {
             return Err(CommandError::hint(
-                format!("a proctor run is active in this repository (pid {pid})"),
+                format!("a proctor run is active in this repository ({who})"),
                 "land once it has ended (`proctor stop` ends it)",
             ))
         }

@@ -368,7 +368,10 @@ fn once_protects_the_files_its_exam_names(engine: proctor::cage::EngineKind) {
         files.contains(&("tests/extra.sh".into(), "protected: `tests/**`".into())),
         "{files:?}"
     );
-    assert_eq!(head_blob(&repo, "run-tests.sh").as_deref(), Some(TEST));
+    assert_eq!(
+        repo.read_at("proctor/once", "run-tests.sh").as_deref(),
+        Some(TEST)
+    );
     assert!(
         stdout(&out).contains("`protected:` `run-tests.sh`, `tests/**`"),
         "{}",

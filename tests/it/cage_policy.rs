@@ -1267,7 +1267,7 @@ fn ptrace_and_namespaces_are_denied_to_agent_and_exam(engine: EngineKind) {
     );
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let agent = repo.read("seen/agent.txt");
+    let agent = repo.work("seen/agent.txt");
     let exam = repo.read(".proctor/logs/seccomp.run1.exam.log");
     for (who, text) in [("agent", &agent), ("exam", &exam)] {
         for denied in [
