@@ -95,10 +95,14 @@ pub async fn cmd_land(args: Args) -> Result<i32, CommandError> {
                 files.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
             );
             write_card(&paths, &root, reason, "")?;
+            // File names are the repository's (an agent's): escaped.
             say!(
-                "not landed: merge conflict in {}; `{target}` is unchanged; see INBOX/{}.md",
-                files.join(", "),
-                root.id
+                "{}",
+                crate::terminal::line(&format!(
+                    "not landed: merge conflict in {}; `{target}` is unchanged; see INBOX/{}.md",
+                    files.join(", "),
+                    root.id
+                ))
             );
             return Ok(exit_codes::BLOCKED);
         }
