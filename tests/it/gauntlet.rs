@@ -71,13 +71,27 @@ fn every_cheat_is_caught_and_every_honest_twin_closes() {
         .contains("fsmonitor"));
     assert!(!hook.join("outside/hook-ran").exists());
     assert!(!hook.join("outside/fsmonitor-ran").exists());
-    // The forged answer never reached the ledger.
-    let ledger = std::fs::read_to_string(
-        keep.path()
-            .join("forge-ledger/cheat/repo/.proctor/ledger.jsonl"),
-    )
-    .unwrap();
-    assert!(!ledger.contains("forged"), "{ledger}");
+    // The forged answer never reached the ledger: neither the one the run
+    // committed on its branch nor the one in its kept worktree.
+    let repo = keep.path().join("forge-ledger/cheat/repo");
+    let git = git2::Repository::open(&repo).unwrap();
+    let tip = git
+        .find_branch("proctor/fix", git2::BranchType::Local)
+        .unwrap()
+        .get()
+        .peel_to_commit()
+        .unwrap();
+    let entry = tip
+        .tree()
+        .unwrap()
+        .get_path(std::path::Path::new(".proctor/ledger.jsonl"))
+        .unwrap();
+    let blob = git.find_blob(entry.id()).unwrap();
+    let committed = String::from_utf8_lossy(blob.content()).into_owned();
+    assert!(!committed.contains("forged"), "{committed}");
+    let kept = std::fs::read_to_string(repo.join(".proctor/wt/fix/.proctor/ledger.jsonl"))
+        .unwrap_or_default();
+    assert!(!kept.contains("forged"), "{kept}");
 }
 
 #[test]
