@@ -6,6 +6,7 @@ use crate::engine::gate::{card_kind, is_inside};
 use crate::engine::short;
 use crate::git::GitRepo;
 use crate::manifest;
+use crate::protect::review::Review;
 use crate::state::approver::{approvers_dir, ApproverKey};
 use crate::state::gate::{self, is_approval};
 use crate::state::key::{key_dir, AnswerKey};
@@ -103,6 +104,18 @@ fn answer_gate(
             "the approver key or the approvers directory is inside the repository, where an agent can read or write it",
             "point `PROCTOR_KEY_DIR` and `PROCTOR_APPROVERS_DIR` outside the repository",
         ));
+    }
+    if is_approval(text) {
+        // The person approves what proctor shows, read from git's objects
+        // without the repository's attributes or diff drivers.
+        let base = crate::engine::history::base_of(git, commit)?;
+        let entries = git.changed_entries(base, commit)?;
+        let review = Review::new(&base.to_string(), &commit.to_string(), &entries);
+        say!(
+            "{}{}",
+            crate::terminal::text(&review.flags_markdown()),
+            crate::terminal::text(&review.body_markdown())
+        );
     }
     let approver = ApproverKey::load_or_create(&dir)?;
     let entry = gate::decision(&approver, loop_id, &commit.to_string(), text);

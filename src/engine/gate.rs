@@ -15,6 +15,7 @@ use super::{io_err, short, Ending, Engine, EngineError};
 use crate::cage::Cage;
 use crate::git::Oid;
 use crate::manifest::{Gate, LoopSpec, Order};
+use crate::protect::review::Review;
 use crate::state;
 use crate::state::approver::{approvers_dir, ApproverKey, Trusted};
 use crate::state::cards::{Card, CardKind, Tried};
@@ -243,6 +244,10 @@ impl<C: Cage> Engine<'_, C> {
                 tally.untrusted.join(", ")
             ));
         }
+        // What the person approves, as proctor reads it: not `git diff`,
+        // which the agent's `.gitattributes` or a diff driver can blind.
+        let entries = self.git.changed_entries(self.base, commit)?;
+        let review = Review::new(&self.base.to_string(), &commit.to_string(), &entries);
         let card = Card {
             kind: CardKind::Ready,
             loop_id: id,
@@ -252,6 +257,7 @@ impl<C: Cage> Engine<'_, C> {
             tried,
             last_failure: "",
             notes: &notes,
+            review: Some(&review),
         };
         let path = card
             .write(&self.paths.inbox)

@@ -719,6 +719,7 @@ impl<'a, C: Cage> Engine<'a, C> {
             tried,
             last_failure: &prompt::head_tail(last_failure, 2048, 4096),
             notes,
+            review: None,
         };
         let path = card
             .write(&self.paths.inbox)

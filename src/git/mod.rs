@@ -29,7 +29,7 @@ use git2::{
 };
 
 pub use git2::Oid;
-pub use inspect::{unified_diff, BlobMode, TreeBlob};
+pub use inspect::{unified_diff, BlobMode, ChangedEntry, EntryKind, Side, TreeBlob};
 pub use land::LandPlan;
 pub use merge::Merge;
 pub use size::TreeSize;

@@ -26,6 +26,7 @@ pub mod fsafe;
 pub mod junit;
 pub mod named;
 pub mod quarantine;
+pub mod review;
 
 use fsafe::Found;
 

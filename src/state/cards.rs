@@ -52,6 +52,9 @@ pub struct Card<'a> {
     pub tried: &'a [Tried],
     pub last_failure: &'a str,
     pub notes: &'a [String],
+    /// For a READY card: proctor's own review of the commit to approve
+    /// (its flags go on top, the diff before "What to do").
+    pub review: Option<&'a crate::protect::review::Review>,
 }
 
 impl Card<'_> {
@@ -66,6 +69,9 @@ impl Card<'_> {
             "<!-- proctor card v1 {marker} {id} -->\n# {title}: {id}\n\n{}\n\n",
             line(&self.reason)
         );
+        if let Some(review) = self.review {
+            out.push_str(&review.flags_markdown());
+        }
         if let Some(task) = self.task {
             out.push_str(&format!("## Task\n\n{}\n\n", text(task.trim())));
         }
@@ -93,6 +99,9 @@ impl Card<'_> {
             let body = text(self.last_failure.trim_end());
             let fence = fence_for(&body);
             out.push_str(&format!("## Last failure\n\n{fence}\n{body}\n{fence}\n\n"));
+        }
+        if let Some(review) = self.review {
+            out.push_str(&review.body_markdown());
         }
         out.push_str("## What to do\n\n");
         match self.kind {
@@ -159,6 +168,7 @@ mod tests {
             tried: &tried,
             last_failure: "FAIL: add(2,2) = 5\n",
             notes: &notes,
+            review: None,
         };
         insta::assert_snapshot!(card.render());
     }
@@ -174,6 +184,7 @@ mod tests {
             tried: &[],
             last_failure: "",
             notes: &[],
+            review: None,
         };
         insta::assert_snapshot!(card.render());
     }

@@ -341,6 +341,12 @@ fn a_gate_exits_4_seals_only_on_an_authenticated_approve() {
     // after the exam passes once more.
     let out = repo.proctor(&["answer", "ship", "approve"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The approver saw proctor's own review of the commit signed.
+    assert!(
+        stdout(&out).contains(&format!("Commit `{commit}` against the run's base")),
+        "{}",
+        stdout(&out)
+    );
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(close_commits(&repo), 1);

@@ -219,3 +219,46 @@ fn time_spent_waiting_at_a_gate_spends_no_time_budget() {
         ]
     );
 }
+
+/// Regression (issue 12): an agent added `* -diff` in a `.gitattributes`,
+/// so `git diff` showed "Binary files differ" and the person approved
+/// what they could not see. The READY card shows proctor's own diff of the
+/// exact commit, ignores the attributes, lists binaries with size and hash,
+/// and flags the meta file at the top.
+#[test]
+fn the_ready_card_shows_proctors_own_diff_and_flags_meta_files() {
+    let repo = Repo::new(SHIP, &[("calc.sh", "add() { echo $(( $1 - $2 )); }\n")]);
+    let cage = repo.cage([
+        Scripted::exam_needs("done"),
+        Scripted::agent_edits(|work| {
+            make_done(work);
+            write(work, ".gitattributes", "* -diff\n");
+            write(work, "calc.sh", "add() { echo $(( $1 + $2 )); }\n");
+            std::fs::write(work.join("blob.bin"), [0u8, 1, 2]).expect("write blob");
+        }),
+        Scripted::exam_needs("done"),
+    ]);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Run::gated("ship"));
+    let card = repo.read("INBOX/ship.md").expect("a READY card");
+    let head = repo
+        .git
+        .head()
+        .expect("head")
+        .expect("a commit")
+        .to_string();
+    let flags = card.find("**Flagged").expect("flags");
+    let task = card.find("## Exam").expect("the exam section");
+    assert!(flags < task, "the flags come first:\n{card}");
+    assert!(
+        card.contains("⚠ `.gitattributes` (added): a meta file"),
+        "{card}"
+    );
+    assert!(card.contains(&format!("Commit `{head}`")), "{card}");
+    assert!(card.contains("+add() { echo $(( $1 + $2 )); }"), "{card}");
+    assert!(
+        card.contains("`blob.bin` (added): binary, 3 bytes, sha256 ae4b3280e56e"),
+        "{card}"
+    );
+    assert!(!card.contains("Binary files"), "{card}");
+}
