@@ -148,6 +148,7 @@ impl<C: Cage> Engine<'_, C> {
                             tried: &[],
                             last_failure: "",
                             notes: &[],
+                            review: None,
                         };
                         let path = card.write(&paths.inbox).map_err(io_err(&paths.inbox))?;
                         send(Event::Card {
