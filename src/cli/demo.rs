@@ -115,6 +115,7 @@ pub async fn cmd_demo(args: Args) -> Result<i32, CommandError> {
                 root: manifest.root,
                 manifest_label: "proctor demo".into(),
                 default_agent: None,
+                mounts: Vec::new(),
             },
             Default::default(),
         )

@@ -37,6 +37,24 @@ pub struct Args {
     /// files `--until` names are protected without it.
     #[arg(long, value_name = "GLOB")]
     pub protect: Vec<String>,
+    /// Pass host variable NAME to the agent (repeatable), as `env:` does. Its
+    /// value is read from your environment, never from the command line,
+    /// where `ps` and your shell history would keep a secret.
+    #[arg(long, value_name = "NAME")]
+    pub env: Vec<String>,
+    /// The agent's network: `none`, `open` (default), or hosts joined by
+    /// commas (`api.openai.com,registry.npmjs.org:443`), reached through
+    /// proctor's egress proxy. The exam's stays `none`.
+    #[arg(long, value_name = "NET")]
+    pub network: Option<String>,
+    /// Mount host PATH at the same path (repeatable; `~` is your home):
+    /// read-only, or writable by the agent with `PATH:rw` (never by the
+    /// exam). E.g. a toolchain, or an agent CLI's login (`~/.codex:rw`).
+    #[arg(long, value_name = "PATH[:rw]")]
+    pub mount: Vec<String>,
+    /// Per-container time limit for the agent and the exam (e.g. `20m`).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
     /// The task, after `--`.
     #[arg(last = true, required = true, value_name = "TASK")]
     pub task: Vec<String>,
@@ -55,6 +73,41 @@ pub async fn cmd_once(args: Args) -> Result<i32, CommandError> {
     });
     if let Some(image) = &args.image {
         doc["image"] = serde_json::Value::String(image.clone());
+    }
+    for name in &args.env {
+        if name.contains('=') {
+            return Err(CommandError::hint(
+                format!("`--env {}`: name the variable only", name.split('=').next().unwrap_or("")),
+                "export it in your shell and pass `--env NAME`: a value on the command line ends up in `ps` and your shell history",
+            ));
+        }
+    }
+    if !args.env.is_empty() {
+        doc["env"] = serde_json::json!(args.env);
+    }
+    if let Some(network) = &args.network {
+        doc["network"] = match network.as_str() {
+            "none" | "open" => serde_json::json!(network),
+            hosts => serde_json::json!(hosts
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .collect::<Vec<_>>()),
+        };
+    }
+    if let Some(timeout) = &args.timeout {
+        doc["timeout"] = serde_json::json!(timeout);
+    }
+    for mount in &args.mount {
+        let path = mount
+            .strip_suffix(":rw")
+            .or_else(|| mount.strip_suffix(":ro"))
+            .unwrap_or(mount);
+        if !(path.starts_with('/') || path == "~" || path.starts_with("~/")) {
+            return Err(CommandError::user(format!(
+                "`--mount {mount}`: not an absolute path; write `/...` or `~/...` (add `:rw` to let the agent write it)"
+            )));
+        }
     }
     let dir = super::cwd()?;
     // The exam's own files are its materials: without them protected, an
@@ -85,6 +138,7 @@ pub async fn cmd_once(args: Args) -> Result<i32, CommandError> {
             root: manifest.root,
             manifest_label: "proctor once".into(),
             default_agent: None,
+            mounts: args.mount.clone(),
         },
         Default::default(),
     )

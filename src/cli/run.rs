@@ -114,6 +114,7 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
             root,
             manifest_label: label,
             default_agent: args.agent,
+            mounts: Vec::new(),
         },
         RunOptions {
             ignore_hangup: args.detached_child,
@@ -185,7 +186,10 @@ impl Observer for Terminal {
                     crate::terminal::line(&warning.to_string())
                 )
             }
-            Warning::Sweep(_) | Warning::Uncommitted { .. } | Warning::WorktreeLeft { .. } => {
+            Warning::Sweep(_)
+            | Warning::Uncommitted { .. }
+            | Warning::WorktreeLeft { .. }
+            | Warning::EnvUnset(_) => {
                 eprintln!("warning: {}", crate::terminal::line(&warning.to_string()))
             }
         }

@@ -414,7 +414,7 @@ impl<C: Cage> Engine<'_, C> {
                 read_only: true,
             },
         ];
-        mounts.extend(self.extra_mounts());
+        mounts.extend(self.extra_mounts(Role::Agent));
         let mut env: Vec<(String, String)> = spec
             .env
             .iter()

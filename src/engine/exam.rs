@@ -389,12 +389,8 @@ impl<C: Cage> Engine<'_, C> {
                 read_only: false,
             });
         }
-        mounts.extend(self.extra_mounts());
-        let mut env = vec![
-            ("PROCTOR_LOOP".into(), spec.id.clone()),
-            ("PROCTOR_COMMIT".into(), commit.to_string()),
-            ("CI".into(), "true".into()),
-        ];
+        mounts.extend(self.extra_mounts(Role::Verifier));
+        let mut env = self.verifier_env(spec, commit);
         if let Some(slot) = self.settings.slot {
             env.push(("PROCTOR_SLOT".into(), slot.to_string()));
         }
@@ -415,6 +411,29 @@ impl<C: Cage> Engine<'_, C> {
             log,
             log_cap: LOG_CAP,
         })
+    }
+}
+
+impl<C: Cage> Engine<'_, C> {
+    /// The exam's environment: the names under `env: {verifier: ...}`
+    /// that are set on the host (a toolchain's `PATH`, `RUSTUP_HOME`,
+    /// `CARGO_HOME`), then proctor's own, which they cannot override.
+    fn verifier_env(&self, spec: &LoopSpec, commit: &str) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = spec
+            .verifier_env
+            .iter()
+            .filter(|name| !matches!(name.as_str(), "PROCTOR_LOOP" | "PROCTOR_COMMIT" | "CI"))
+            .filter_map(|name| {
+                self.settings
+                    .host_env
+                    .get(name)
+                    .map(|v| (name.clone(), v.clone()))
+            })
+            .collect();
+        env.push(("PROCTOR_LOOP".into(), spec.id.clone()));
+        env.push(("PROCTOR_COMMIT".into(), commit.to_string()));
+        env.push(("CI".into(), "true".into()));
+        env
     }
 }
 

@@ -175,8 +175,11 @@ pub struct Settings {
     pub default_agent: Option<String>,
     /// Host variables for the agent (by name, from the manifest's `env:`).
     pub host_env: HashMap<String, String>,
-    /// Extra read-only host mounts from the config.
-    pub extra_mounts: Vec<PathBuf>,
+    /// Extra host mounts from the config (and `once --mount`), `~`
+    /// expanded: read-only unless the user wrote `:rw`, and read-only in
+    /// the verifier whatever they say (code under test never writes the
+    /// host).
+    pub extra_mounts: Vec<HostMount>,
     pub default_timeout: Option<Duration>,
     /// The exam's materials: `protected:` globs and control files.
     pub rules: Rules,
@@ -203,12 +206,46 @@ impl Settings {
                 .unwrap_or_else(|| crate::cage::HOST_IMAGE.to_string()),
             default_agent: None,
             host_env: HashMap::new(),
-            extra_mounts: config.mounts.iter().map(PathBuf::from).collect(),
+            extra_mounts: config.mounts.iter().map(|m| HostMount::parse(m)).collect(),
             default_timeout: config.timeout,
             rules,
             default_resources: config.resources,
             slot: None,
         }
+    }
+}
+
+/// An extra host path mounted at the same path in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostMount {
+    pub path: PathBuf,
+    /// The agent may write it (`PATH:rw`); the verifier never may.
+    pub writable: bool,
+}
+
+impl HostMount {
+    /// `PATH`, `PATH:ro` or `PATH:rw`, with a leading `~` read as `$HOME`
+    /// (the config's check made sure it is absolute or `~/...`).
+    pub fn parse(text: &str) -> HostMount {
+        let (path, writable) = match text.rsplit_once(':') {
+            Some((path, "rw")) => (path, true),
+            Some((path, "ro")) => (path, false),
+            _ => (text, false),
+        };
+        HostMount {
+            path: expand_home(path),
+            writable,
+        }
+    }
+}
+
+/// `~` and `~/...` under `$HOME`; anything else, or no `$HOME`, as written.
+pub fn expand_home(path: &str) -> PathBuf {
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty());
+    match (path, home) {
+        ("~", Some(home)) => PathBuf::from(home),
+        (p, Some(home)) if p.starts_with("~/") => PathBuf::from(home).join(&p[2..]),
+        (p, _) => PathBuf::from(p),
     }
 }
 
@@ -786,14 +823,16 @@ impl<'a, C: Cage> Engine<'a, C> {
         }
     }
 
-    pub(super) fn extra_mounts(&self) -> Vec<Mount> {
+    /// The extra host mounts for a container of `role`: writable only
+    /// where the user said `:rw`, and only for the agent.
+    pub(super) fn extra_mounts(&self, role: Role) -> Vec<Mount> {
         self.settings
             .extra_mounts
             .iter()
-            .map(|p| Mount {
-                host: p.clone(),
-                container: p.to_string_lossy().into_owned(),
-                read_only: true,
+            .map(|m| Mount {
+                host: m.path.clone(),
+                container: m.path.to_string_lossy().into_owned(),
+                read_only: !(m.writable && role == Role::Agent),
             })
             .collect()
     }

@@ -39,8 +39,10 @@ pub struct Config {
     pub engine: Option<String>,
     /// Image for loops that name none.
     pub image: Option<String>,
-    /// Extra host paths mounted read-only into agent containers (agent auth
-    /// enters this way, by name, never implicitly). Absolute or `~/...`.
+    /// Extra host paths mounted into agent and exam containers (agent auth
+    /// and toolchains enter this way, by name, never implicitly). Absolute
+    /// or `~/...`; read-only unless `:rw` (the agent's only: an exam's are
+    /// always read-only).
     pub mounts: Vec<String>,
     /// Judge command: reads a rubric and a diff on stdin, first line `PASS`.
     pub judge: Option<String>,
@@ -148,12 +150,16 @@ fn read(check: &mut Checker, doc: &Node) -> Config {
             }
             "mounts" => {
                 config.mounts = check
-                    .strings(&f, value, "host paths", |p| {
+                    .strings(&f, value, "host paths", |m| {
+                        let p = m
+                            .strip_suffix(":rw")
+                            .or_else(|| m.strip_suffix(":ro"))
+                            .unwrap_or(m);
                         if p.starts_with('/') || p == "~" || p.starts_with("~/") {
                             Ok(())
                         } else {
                             Err(format!(
-                                "`{p}` is not an absolute path; write `/...` or `~/...`"
+                                "`{p}` is not an absolute path; write `/...` or `~/...` (add `:rw` to let the agent write it)"
                             ))
                         }
                     })

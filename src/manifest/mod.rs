@@ -364,6 +364,9 @@ pub struct LoopSpec {
     pub verifier_network: Network,
     /// Host environment variable names passed to the agent (inherited).
     pub env: Vec<String>,
+    /// Host environment variable names passed to the exam (inherited;
+    /// default none): set only through `env: {verifier: ...}`.
+    pub verifier_env: Vec<String>,
     /// Write allow-list globs (inherited); empty = anything.
     pub writes: Vec<String>,
     pub tests: Option<TestsAudit>,

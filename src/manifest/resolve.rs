@@ -25,6 +25,7 @@ struct Inherited {
     network_set: bool,
     verifier_network: Network,
     env: Vec<String>,
+    verifier_env: Vec<String>,
     writes: Vec<String>,
     resources: Resources,
     timeout: Option<Duration>,
@@ -39,6 +40,7 @@ impl Default for Inherited {
             network_set: false,
             verifier_network: Network::None,
             env: Vec::new(),
+            verifier_env: Vec::new(),
             writes: Vec::new(),
             resources: Resources::default(),
             timeout: None,
@@ -141,6 +143,7 @@ impl Resolver {
             network_set: parent.network_set,
             verifier_network: parent.verifier_network.clone(),
             env: parent.env.clone(),
+            verifier_env: parent.verifier_env.clone(),
             writes: parent.writes.clone(),
             tests: None,
             judge: None,
@@ -256,19 +259,33 @@ impl Resolver {
                         }
                     }
                 },
-                "env" => {
-                    if let Some(env) = self.check.strings(&f, value, "variable names", |name| {
-                        if units::is_env_name(name) {
-                            Ok(())
-                        } else {
-                            Err(format!(
-                                "`{name}` is not a variable name (letters, digits and `_`, not starting with a digit); list names, not `NAME=value`"
-                            ))
+                "env" => match &value.value {
+                    // `{agent: [...], verifier: [...]}`, as `network`: each
+                    // side given replaces that side; the other is inherited.
+                    Value::Map(_) => {
+                        let within = format!(" in `env` of {scope}");
+                        let sides =
+                            self.check
+                                .known_entries(value, NETWORK_SIDES, f.path(), &within, |_| None);
+                        for (side, side_value) in sides {
+                            if side_value.value == Value::Null {
+                                continue;
+                            }
+                            if let Some(env) = self.env_names(&f.sub(side), side_value) {
+                                match side {
+                                    "agent" => spec.env = env,
+                                    _ => spec.verifier_env = env,
+                                }
+                            }
                         }
-                    }) {
-                        spec.env = env;
                     }
-                }
+                    // A list is the agent's.
+                    _ => {
+                        if let Some(env) = self.env_names(&f, value) {
+                            spec.env = env;
+                        }
+                    }
+                },
                 "writes" => {
                     if let Some(writes) = self.check.globs(&f, value) {
                         spec.writes = writes;
@@ -331,6 +348,7 @@ impl Resolver {
             network_set: spec.network_set,
             verifier_network: spec.verifier_network.clone(),
             env: spec.env.clone(),
+            verifier_env: spec.verifier_env.clone(),
             writes: spec.writes.clone(),
             resources: spec.resources,
             timeout: spec.timeout,
@@ -473,6 +491,19 @@ impl Resolver {
             return None;
         }
         Some(image)
+    }
+
+    /// A list of host variable names.
+    fn env_names(&mut self, f: &Field, value: &Node) -> Option<Vec<String>> {
+        self.check.strings(f, value, "variable names", |name| {
+            if units::is_env_name(name) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`{name}` is not a variable name (letters, digits and `_`, not starting with a digit); list names, not `NAME=value`"
+                ))
+            }
+        })
     }
 
     fn network(&mut self, field: &Field, node: &Node) -> Option<Network> {

@@ -44,6 +44,9 @@ pub struct Request {
     /// to the repository root, or a name such as `proctor once`).
     pub manifest_label: String,
     pub default_agent: Option<String>,
+    /// Host paths to mount beyond the config's (`once --mount`):
+    /// `PATH[:rw]`.
+    pub mounts: Vec<String>,
 }
 
 /// How [`execute`] runs, beyond the request itself.
@@ -95,6 +98,9 @@ pub enum Warning {
     Uncommitted { paths: Vec<String> },
     /// A closed run's worktree could not be removed.
     WorktreeLeft { path: String, error: String },
+    /// Names under `env:` that are not set on the host: the agent and the
+    /// exam run without them.
+    EnvUnset(Vec<String>),
 }
 
 impl std::fmt::Display for Warning {
@@ -114,6 +120,16 @@ impl std::fmt::Display for Warning {
                 f,
                 "cannot remove the closed run's worktree `{path}` ({error}); `proctor reap` removes it"
             ),
+            Warning::EnvUnset(names) => {
+                let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+                write!(
+                    f,
+                    "{} under `env:` {} not set here: the containers run without {}",
+                    names.join(", "),
+                    if names.len() == 1 { "is" } else { "are" },
+                    if names.len() == 1 { "it" } else { "them" }
+                )
+            }
         }
     }
 }
@@ -286,7 +302,16 @@ async fn drive(
         trusted.rules.clone(),
     );
     settings.default_agent = req.default_agent.clone();
-    settings.host_env = host_env(&req.root, req.default_agent.as_deref());
+    let (env, unset) = host_env(&req.root, req.default_agent.as_deref());
+    if !unset.is_empty() {
+        observer.warn(Warning::EnvUnset(unset));
+    }
+    settings.host_env = env;
+    settings.extra_mounts.extend(
+        req.mounts
+            .iter()
+            .map(|m| crate::engine::HostMount::parse(m)),
+    );
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
@@ -392,10 +417,16 @@ fn heal(paths: &Paths) -> Result<Vec<(String, String)>, RunError> {
     Ok(healed)
 }
 
-/// The host variables the tree's loops pass to their agents, by name:
-/// those under `env:`, and those a preset agent reads.
-fn host_env(root: &LoopSpec, default_agent: Option<&str>) -> HashMap<String, String> {
+/// The host variables the tree's loops pass to their containers, by name
+/// (those under `env:`, for the agent and the exam, and those a preset
+/// agent reads), and the names under `env:` that are not set here (each
+/// once, in order; a preset's are optional).
+fn host_env(
+    root: &LoopSpec,
+    default_agent: Option<&str>,
+) -> (HashMap<String, String>, Vec<String>) {
     let mut env = HashMap::new();
+    let mut unset = Vec::new();
     for spec in root.walk(Order::ParentsFirst) {
         let preset = spec
             .agent
@@ -404,18 +435,22 @@ fn host_env(root: &LoopSpec, default_agent: Option<&str>) -> HashMap<String, Str
             .and_then(preset::chosen)
             .map(|c| c.preset.env)
             .unwrap_or_default();
-        let names = spec
-            .env
-            .iter()
-            .map(String::as_str)
-            .chain(preset.iter().copied());
-        for name in names {
+        for name in preset.iter().copied() {
             if let Ok(value) = std::env::var(name) {
                 env.insert(name.to_owned(), value);
             }
         }
+        for name in spec.env.iter().chain(&spec.verifier_env) {
+            match std::env::var(name) {
+                Ok(value) => {
+                    env.insert(name.clone(), value);
+                }
+                Err(_) if !unset.contains(name) => unset.push(name.clone()),
+                Err(_) => {}
+            }
+        }
     }
-    env
+    (env, unset)
 }
 
 /// Teardown: whatever ended the run, no container of it outlives it.

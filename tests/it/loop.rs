@@ -322,6 +322,97 @@ fn once_runs_without_a_manifest() {
     repo.assert_no_containers();
 }
 
+/// `once` at full strength: a variable by name (its value from the
+/// environment), a writable host mount (`~` expanded), no network and a
+/// timeout, all from flags; an unset name is warned about, not dropped
+/// silently.
+#[test]
+fn once_takes_env_mount_network_and_timeout_from_flags() {
+    require_engine();
+    let repo = TestRepo::new().file("README", "x\n").commit("start");
+    let shared = repo.home.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let agent = format!(
+        "echo \"$ONCE_VAR\" > {0}/seen.txt; ls /sys/class/net > {0}/ifaces.txt; touch done.txt",
+        shared.display()
+    );
+    let out = repo.proctor_env(
+        &[
+            "once",
+            "--until",
+            "test -f done.txt",
+            "--agent",
+            &agent,
+            "--env",
+            "ONCE_VAR",
+            "--env",
+            "ONCE_UNSET",
+            "--mount",
+            "~/shared:rw",
+            "--network",
+            "none",
+            "--timeout",
+            "2m",
+            "--budget",
+            "1 run",
+            "--",
+            "touch done.txt",
+        ],
+        &[("ONCE_VAR", "from-the-environment")],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("warning: `ONCE_UNSET` under `env:` is not set here"),
+        "{err}"
+    );
+    let seen = std::fs::read_to_string(shared.join("seen.txt")).unwrap_or_default();
+    assert_eq!(seen.trim(), "from-the-environment");
+    let ifaces = std::fs::read_to_string(shared.join("ifaces.txt")).unwrap_or_default();
+    assert_eq!(ifaces.split_whitespace().collect::<Vec<_>>(), ["lo"]);
+    repo.assert_no_containers();
+}
+
+#[test]
+fn once_refuses_a_value_on_the_command_line() {
+    let repo = TestRepo::new().file("README", "x\n").commit("start");
+    let out = repo.proctor(&[
+        "once",
+        "--until",
+        "true",
+        "--agent",
+        "true",
+        "--env",
+        "API_KEY=sk-123",
+        "--",
+        "t",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`--env API_KEY`: name the variable only"),
+        "{err}"
+    );
+    assert!(!err.contains("sk-123"), "{err}");
+    let out = repo.proctor(&[
+        "once",
+        "--until",
+        "true",
+        "--agent",
+        "true",
+        "--mount",
+        "relative/dir",
+        "--",
+        "t",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("`--mount relative/dir`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Regression (issue 13): log and warning lines carried colour codes in
 /// captured output. Outside CI, with a colour terminal named in `TERM` and
 /// every log line on, a run and the views print no escape byte to a pipe.

@@ -403,3 +403,58 @@ fn a_link_planted_at_a_log_path_is_replaced_and_reported() {
         );
     }
 }
+
+/// `mounts: ["~/.codex"]` was refused (`~` unexpanded), and no mount could
+/// be writable though Codex writes to its home: `~` is `$HOME`, `:rw` lets
+/// the agent write, and the exam's copy stays read-only.
+#[test]
+fn a_writable_mount_is_the_agents_alone() {
+    use crate::engine::HostMount;
+    let home = std::env::var("HOME").unwrap_or_default();
+    if !home.is_empty() {
+        assert_eq!(
+            HostMount::parse("~/.codex:rw"),
+            HostMount {
+                path: std::path::Path::new(&home).join(".codex"),
+                writable: true
+            }
+        );
+    }
+    assert!(!HostMount::parse("/opt/tools").writable);
+    assert!(!HostMount::parse("/opt/tools:ro").writable);
+    let repo = Repo::new(
+        "loop: m\nagent: fix-it\ndone_when: test -f done\nbudget: 1 runs\nenv: {agent: [A_KEY], verifier: [TOOL_HOME]}\n",
+        &[],
+    );
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::agent_edits(make_done),
+        Scripted::exam(0),
+    ]);
+    let run = repo.run_with(&cage, |s| {
+        s.extra_mounts = vec![
+            HostMount::parse("/opt/login:rw"),
+            HostMount::parse("/opt/tool"),
+        ];
+        s.host_env = [("A_KEY", "k"), ("TOOL_HOME", "/opt/tool")]
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+    });
+    assert_eq!(run.ending, Ending::Closed);
+    let mount = |role: Role, path: &str| {
+        cage.calls_of(role)[0]
+            .mounts
+            .iter()
+            .find(|m| m.container == path)
+            .map(|m| m.read_only)
+    };
+    assert_eq!(mount(Role::Agent, "/opt/login"), Some(false));
+    assert_eq!(mount(Role::Agent, "/opt/tool"), Some(true));
+    assert_eq!(mount(Role::Verifier, "/opt/login"), Some(true));
+    assert_eq!(mount(Role::Verifier, "/opt/tool"), Some(true));
+    let env = |role: Role| cage.calls_of(role)[0].env.clone();
+    let has = |env: &[(String, String)], name: &str| env.iter().any(|(n, _)| n == name);
+    assert!(has(&env(Role::Agent), "A_KEY") && !has(&env(Role::Agent), "TOOL_HOME"));
+    assert!(has(&env(Role::Verifier), "TOOL_HOME") && !has(&env(Role::Verifier), "A_KEY"));
+}

@@ -659,6 +659,25 @@ fn image_env_writes_judge_caches() {
 }
 
 #[test]
+fn env_by_side_reaches_the_exam_only_where_named() {
+    let m = ok("loop: a\ndone_when: x\nenv: {agent: [KEY, PATH], verifier: [PATH, RUSTUP_HOME]}\nloops:\n  - loop: b\n    done_when: y\n    env: [OTHER]\n");
+    assert_eq!(m.root.env, ["KEY", "PATH"]);
+    assert_eq!(m.root.verifier_env, ["PATH", "RUSTUP_HOME"]);
+    // A child's list replaces the agent's side; the exam's is inherited.
+    assert_eq!(m.root.children[0].env, ["OTHER"]);
+    assert_eq!(m.root.children[0].verifier_env, ["PATH", "RUSTUP_HOME"]);
+    // The short form is the agent's alone.
+    assert!(ok("loop: a\ndone_when: x\nenv: [KEY]\n")
+        .root
+        .verifier_env
+        .is_empty());
+    let e = err("loop: a\ndone_when: x\nenv: {exam: [PATH]}\n");
+    assert!(e.contains("exam"), "{e}");
+    let e = err("loop: a\ndone_when: x\nenv: {verifier: [\"A=1\"]}\n");
+    assert!(e.contains("not a variable name"), "{e}");
+}
+
+#[test]
 fn inheritance() {
     let m = ok(r#"
 loop: root
@@ -857,7 +876,7 @@ fn config_did_you_mean() {
         lines[1],
         ".proctor/config.yaml:2:10: `runtime`: expected `runc`, `crun` or `runsc`, got `kata`"
     );
-    assert_eq!(lines[2], ".proctor/config.yaml:3:10: `mounts[0]`: `relative/path` is not an absolute path; write `/...` or `~/...`");
+    assert_eq!(lines[2], ".proctor/config.yaml:3:10: `mounts[0]`: `relative/path` is not an absolute path; write `/...` or `~/...` (add `:rw` to let the agent write it)");
     assert_eq!(lines[3], ".proctor/config.yaml:4:1: unknown key `budget`; `budget` belongs in the manifest (`proctor.yaml`)");
     let e = parse_config("resources: {memroy: 1g}\n", p)
         .unwrap_err()
