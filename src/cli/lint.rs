@@ -133,7 +133,7 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
                     None => "the exam cannot run at all".to_string(),
                 }
             };
-            say!("           {why}");
+            say!("           {}", crate::terminal::line(&why));
         }
         if matches!(class, Class::Fail | Class::Error) {
             show_output(git.root(), &exam.log, &exam.output, args.verbose);
@@ -160,7 +160,8 @@ fn show_output(root: &std::path::Path, log: &str, output: &str, verbose: bool) {
         None => runnable::tail_lines(output, TAIL_LINES),
     };
     for line in lines {
-        say!("           | {line}");
+        // The exam's output is the code under test's: escaped.
+        say!("           | {}", crate::terminal::line(line));
     }
     say!(
         "           output: {log}{}",

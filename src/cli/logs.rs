@@ -118,7 +118,8 @@ pub fn cmd_logs(args: Args) -> Result<i32, CommandError> {
             paths.rel(&log.path),
             if log.exam { "exam" } else { "agent" }
         );
-        print_out(&String::from_utf8_lossy(&text));
+        // Agent and exam output: escaped, so it cannot drive the terminal.
+        print_out(&crate::terminal::text(&String::from_utf8_lossy(&text)));
     }
     Ok(0)
 }
