@@ -172,6 +172,15 @@ fn line_of(event: &Event) -> Option<String> {
             "proctor: {loop_id}: run {run}{}: agent working · log {log}",
             of.map(|o| format!("/{o}")).unwrap_or_default()
         ),
+        Event::AgentWorking {
+            loop_id,
+            run,
+            secs,
+            log,
+        } => format!(
+            "proctor: {loop_id}: run {run}: agent still working after {} · log {log}",
+            crate::engine::fmt_secs(*secs)
+        ),
         Event::AgentEnd {
             loop_id,
             run,

@@ -130,6 +130,17 @@ pub enum Event {
         log: String,
         image: String,
     },
+    /// The agent still works: written by the run every few minutes of an
+    /// agent's silence in the stream (never by the engine's loop).
+    AgentWorking {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        #[serde(rename = "n")]
+        run: u32,
+        /// Since the agent started.
+        secs: f64,
+        log: String,
+    },
     AgentEnd {
         #[serde(rename = "loop")]
         loop_id: String,

@@ -19,6 +19,7 @@ fn kind(event: &Event) -> &'static str {
         Event::CheckStart { .. } => "check_start",
         Event::CheckResult { .. } => "check_result",
         Event::AgentStart { .. } => "agent_start",
+        Event::AgentWorking { .. } => "agent_working",
         Event::AgentEnd { .. } => "agent_end",
         Event::Commit { .. } => "commit",
         Event::Interrupted { .. } => "interrupted",
@@ -39,7 +40,7 @@ fn kind(event: &Event) -> &'static str {
 }
 
 /// How many arms [`kind`] has: every one must have samples.
-const KINDS: usize = 21;
+const KINDS: usize = 22;
 
 #[allow(clippy::too_many_arguments)]
 fn check_result(
@@ -178,6 +179,12 @@ fn samples() -> Vec<Event> {
             of: None,
             log: ".proctor/logs/fix-tests/agent-1.log".into(),
             image: "host".into(),
+        },
+        Event::AgentWorking {
+            loop_id: "fix-tests".into(),
+            run: 3,
+            secs: 360.0,
+            log: ".proctor/logs/fix-tests.run3.log".into(),
         },
         Event::AgentEnd {
             loop_id: "fix-tests".into(),

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -322,13 +322,33 @@ async fn drive(
     } else {
         Some(signal(SignalKind::hangup()).map_err(RunError::Signals)?)
     };
-    // What the run was doing, should the engine go away.
-    let mut last_step = None;
+    // The observer, what the run was doing (should the engine go away) and
+    // the agent at work (for the heartbeat), shared by the engine's events
+    // and the heartbeat below; one task, so never borrowed twice at once.
+    let shared = std::cell::RefCell::new(Shared {
+        observer,
+        last_step: None,
+        working: None,
+    });
     let mut emit = |e: Event| {
+        let mut s = shared.borrow_mut();
         if let Some(step) = step_of(&e) {
-            last_step = Some(step);
+            s.last_step = Some(step);
         }
-        observer.event(e)
+        s.working = match &e {
+            Event::AgentStart {
+                loop_id, run, log, ..
+            } => Some(Working {
+                loop_id: loop_id.clone(),
+                run: *run,
+                log: log.clone(),
+                since: Instant::now(),
+                last_line: Instant::now(),
+            }),
+            Event::AgentEnd { .. } | Event::RunEnd { .. } => None,
+            _ => s.working.take(),
+        };
+        s.observer.event(e)
     };
     let mut engine = Engine::in_workspace(
         &ready.cage,
@@ -339,14 +359,24 @@ async fn drive(
         entered.base,
         &mut emit,
     )?;
-    let ran = tokio::select! {
-        r = engine.run(&trusted.root) => Some(r),
-        _ = sigint.recv() => None,
-        _ = sigterm.recv() => None,
-        _ = hangup(&mut sighup) => None,
+    let ran = {
+        let run = engine.run(&trusted.root);
+        tokio::pin!(run);
+        let mut beat = tokio::time::interval(HEARTBEAT_CHECK);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                r = &mut run => break Some(r),
+                _ = sigint.recv() => break None,
+                _ = sigterm.recv() => break None,
+                _ = hangup(&mut sighup) => break None,
+                _ = beat.tick() => heartbeat(&shared),
+            }
+        }
     };
     let report = std::mem::take(&mut engine.report);
     drop(engine);
+    let last_step = shared.into_inner().last_step;
     let ran = ran.map(|r| {
         r.map_err(|e| match e {
             crate::engine::EngineError::Cage(c) if c.engine_went_away() => {
@@ -358,6 +388,54 @@ async fn drive(
         })
     });
     Ok((ran, report))
+}
+
+/// How long an agent may work without a line in the stream before one says
+/// it still works: a silent agent (a CLI that prints only at its end, or
+/// one waiting on the network) otherwise looks like a hang.
+pub const HEARTBEAT: Duration = Duration::from_secs(180);
+/// How often the run looks whether a heartbeat is due.
+const HEARTBEAT_CHECK: Duration = Duration::from_secs(15);
+
+/// What [`drive`]'s event handler and its heartbeat share.
+struct Shared<'o> {
+    observer: &'o mut dyn Observer,
+    last_step: Option<String>,
+    working: Option<Working>,
+}
+
+/// The agent at work: since when, and when the stream last said so.
+struct Working {
+    loop_id: String,
+    run: u32,
+    log: String,
+    since: Instant,
+    last_line: Instant,
+}
+
+/// An `agent_working` line when the agent at work has had none for
+/// [`HEARTBEAT`].
+fn heartbeat(shared: &std::cell::RefCell<Shared<'_>>) {
+    let mut s = shared.borrow_mut();
+    let Some(w) = s.working.as_mut() else {
+        return;
+    };
+    if !heartbeat_due(w.last_line.elapsed()) {
+        return;
+    }
+    w.last_line = Instant::now();
+    let event = Event::AgentWorking {
+        loop_id: w.loop_id.clone(),
+        run: w.run,
+        secs: w.since.elapsed().as_secs_f64(),
+        log: w.log.clone(),
+    };
+    s.observer.event(event);
+}
+
+/// Whether a heartbeat is due after `quiet` without a line about the agent.
+fn heartbeat_due(quiet: Duration) -> bool {
+    quiet >= HEARTBEAT
 }
 
 /// What the run was doing when `event` was its last step, as the end of
@@ -581,5 +659,19 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("run the same `proctor once` again"), "{line}");
+    }
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::{heartbeat_due, HEARTBEAT};
+    use std::time::Duration;
+
+    #[test]
+    fn a_heartbeat_is_due_after_a_few_quiet_minutes_only() {
+        assert!(!heartbeat_due(Duration::ZERO));
+        assert!(!heartbeat_due(HEARTBEAT - Duration::from_secs(1)));
+        assert!(heartbeat_due(HEARTBEAT));
+        assert!(HEARTBEAT <= Duration::from_secs(300));
     }
 }

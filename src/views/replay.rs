@@ -284,7 +284,9 @@ pub fn replay(records: &[Record]) -> Replay {
             | Event::Interrupted { .. }
             | Event::CapExceeded { .. }
             | Event::TestAudit { .. }
-            | Event::NetworkDenied { .. } => {}
+            | Event::NetworkDenied { .. }
+            // A heartbeat says only that the agent still works.
+            | Event::AgentWorking { .. } => {}
             Event::RunEnd {
                 outcome,
                 exit,
