@@ -218,6 +218,7 @@ fn write_card(
         tried: &[],
         last_failure: output,
         notes: &[],
+        review: None,
     }
     .write(&paths.inbox)
     .map_err(|e| CommandError::Internal {
