@@ -32,8 +32,17 @@ use crate::cage::{libpod, seccomp, CageError, LABEL_REPO, LABEL_ROLE, LABEL_RUN}
 /// After a kill, how long the output stream may take to close.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// After the command exits, how long the rest of its output may take to
-/// arrive. Podman's streams have been seen not to close at all.
-const DRAIN_GRACE: Duration = Duration::from_secs(3);
+/// arrive. Podman's streams have been seen not to close at all, so its
+/// grace is short; Docker's close, but on a loaded machine the engine's
+/// copy of the stream has lagged the exit by more than 3 s (a CI run lost
+/// a short command's whole output), so its grace is long: it costs time
+/// only when the stream is late.
+fn drain_grace(kind: EngineKind) -> Duration {
+    match kind {
+        EngineKind::Docker => Duration::from_secs(20),
+        EngineKind::Podman => Duration::from_secs(3),
+    }
+}
 
 /// One of proctor's containers, as [`DockerCage::list_labelled`] finds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,7 +252,14 @@ impl DockerCage {
         let feed = feed_stdin(attach.input, stdin, deadline, exited_rx.clone());
         let hard_deadline = deadline.checked_add(KILL_GRACE).unwrap_or(deadline);
         let pump = async {
-            let pumped = pump_output(attach.output, sink, hard_deadline, exited_rx).await;
+            let pumped = pump_output(
+                attach.output,
+                sink,
+                hard_deadline,
+                drain_grace(self.kind),
+                exited_rx,
+            )
+            .await;
             // Ignored error: the wait may already be done.
             let _ = eof_tx.send(true);
             pumped
@@ -606,11 +622,12 @@ async fn feed_stdin(
 }
 
 /// Copies the attach stream into the log until it ends, the command has
-/// exited and [`DRAIN_GRACE`] passed, or `hard_deadline`.
+/// exited and its `drain_grace` passed, or `hard_deadline`.
 async fn pump_output(
     mut output: OutputStream,
     sink: &mut LogSink,
     hard_deadline: tokio::time::Instant,
+    drain_grace: Duration,
     mut exited: watch::Receiver<bool>,
 ) -> Result<(), CageError> {
     let mut deadline = hard_deadline;
@@ -632,7 +649,7 @@ async fn pump_output(
             },
             _ = exited.wait_for(|exited| *exited), if !draining => {
                 draining = true;
-                deadline = deadline.min(tokio::time::Instant::now() + DRAIN_GRACE);
+                deadline = deadline.min(tokio::time::Instant::now() + drain_grace);
             }
         }
     }
