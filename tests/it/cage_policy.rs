@@ -18,23 +18,11 @@ use crate::common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, ResourcesUlimits};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
-    StartContainerOptions,
-};
-use common::{cage, on_both_engines, socket, stderr, TestRepo};
-use proctor::cage::{
-    Cage, CageError, EngineKind, Invocation, Labels, Role, RuntimeChoice, HOST_IMAGE,
-};
+use crate::testnet::{default_bridge, TestNet, PORT};
+use bollard::query_parameters::InspectContainerOptions;
+use common::{cage, on_both_engines, runtime, socket, stderr, TestRepo};
+use proctor::cage::{Cage, CageError, EngineKind, Invocation, Labels, Role, RuntimeChoice};
 use proctor::engine::events::Event;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 /// A committed repository whose binary runs against `engine`.
 fn repo(engine: EngineKind, files: &[(&str, &str)]) -> TestRepo {
@@ -245,169 +233,25 @@ fn agent_with_network_none_has_only_loopback(engine: EngineKind) {
     repo.assert_no_containers();
 }
 
-/// A network this test creates, with tiny HTTP servers of its own on it.
-struct TestNet {
-    rt: tokio::runtime::Runtime,
-    docker: bollard::Docker,
-    name: String,
-    containers: Vec<String>,
-}
-
-impl TestNet {
-    fn new(engine: EngineKind, tag: &str) -> TestNet {
-        let rt = runtime();
-        let name = format!(
-            "proctor-test-{tag}-{}-{}",
-            engine.as_str(),
-            std::process::id()
-        );
-        let docker = rt.block_on(async {
-            let docker = common::engine_client(engine).await;
-            let _ = docker.remove_network(&name).await;
-            docker
-                .create_network(NetworkCreateRequest {
-                    name: name.clone(),
-                    driver: Some("bridge".into()),
-                    labels: Some(HashMap::from([("proctor.test".into(), "1".into())])),
-                    ..Default::default()
-                })
-                .await
-                .expect("create the test's network");
-            docker
-        });
-        TestNet {
-            rt,
-            docker,
-            name,
-            containers: Vec::new(),
-        }
-    }
-
-    /// Starts `python3 -m http.server` serving `body` as `/`, in the host
-    /// image, as `nobody`, on this network; returns its address.
-    fn server(&mut self, engine: EngineKind, name: &str, body: &str) -> String {
-        let network = self.name.clone();
-        self.server_on(engine, name, body, &network)
-    }
-
-    /// [`TestNet::server`] on the engine's default bridge (where an `open`
-    /// agent's holder is) instead of this test's network.
-    fn server_on_default_bridge(&mut self, engine: EngineKind, name: &str, body: &str) -> String {
-        let network = match engine {
-            EngineKind::Docker => "bridge",
-            EngineKind::Podman => "podman",
-        };
-        self.server_on(engine, name, body, network)
-    }
-
-    fn server_on(&mut self, engine: EngineKind, name: &str, body: &str, network: &str) -> String {
-        let binds: Vec<String> = ["/usr", "/bin", "/lib", "/lib64"]
-            .iter()
-            .filter_map(|dir| {
-                let source = std::fs::canonicalize(dir).ok()?;
-                Some(format!("{}:{dir}:ro", source.display()))
-            })
-            .collect();
-        let script = format!(
-            "mkdir -p /tmp/www && echo '{body}' > /tmp/www/index.html && cd /tmp/www && exec python3 -m http.server 8000"
-        );
-        let nofile = ResourcesUlimits {
-            name: Some("nofile".into()),
-            soft: Some(1024),
-            hard: Some(1024),
-        };
-        let nproc = ResourcesUlimits {
-            name: Some("nproc".into()),
-            soft: Some(256),
-            hard: Some(256),
-        };
-        let docker = self.docker.clone();
-        let network = network.to_string();
-        let address = self.rt.block_on(async {
-            let image = cage(engine)
-                .await
-                .ensure_image(HOST_IMAGE)
-                .await
-                .expect("host image");
-            let _ = docker
-                .remove_container(
-                    name,
-                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-                )
-                .await;
-            let body = ContainerCreateBody {
-                image: Some(image),
-                cmd: Some(vec!["/bin/sh".into(), "-c".into(), script]),
-                user: Some("65534:65534".into()),
-                env: Some(vec![format!("PATH=/usr/bin:/bin")]),
-                labels: Some(HashMap::from([("proctor.test".into(), "1".into())])),
-                host_config: Some(HostConfig {
-                    binds: Some(binds),
-                    tmpfs: Some(HashMap::from([("/tmp".into(), "rw,mode=1777".into())])),
-                    readonly_rootfs: Some(true),
-                    cap_drop: Some(vec!["ALL".into()]),
-                    network_mode: Some(network.clone()),
-                    ulimits: Some(vec![nofile, nproc]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let options = CreateContainerOptionsBuilder::default().name(name).build();
-            docker
-                .create_container(Some(options), body)
-                .await
-                .expect("create test server");
-            docker
-                .start_container(name, None::<StartContainerOptions>)
-                .await
-                .expect("start test server");
-            let inspect = docker
-                .inspect_container(name, None::<InspectContainerOptions>)
-                .await
-                .expect("inspect test server");
-            inspect
-                .network_settings
-                .and_then(|n| n.networks)
-                .and_then(|mut n| n.remove(&network))
-                .and_then(|e| e.ip_address)
-                .expect("test server address")
-        });
-        self.containers.push(name.to_string());
-        // Ready when it accepts a connection (a container this test made).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect_timeout(
-            &format!("{address}:8000").parse().expect("address"),
-            Duration::from_secs(1),
-        )
-        .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "test server {name} never listened"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        address
-    }
-}
-
-impl Drop for TestNet {
-    fn drop(&mut self) {
-        let docker = self.docker.clone();
-        let containers = std::mem::take(&mut self.containers);
-        let name = self.name.clone();
-        self.rt.block_on(async move {
-            for c in containers {
-                let _ = docker
-                    .remove_container(
-                        &c,
-                        Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-                    )
-                    .await;
-            }
-            let _ = docker.remove_network(&name).await;
-        });
-    }
+/// Starts `python3 -m http.server` serving `body` as `/` on `network`;
+/// returns its address there.
+fn http_server(
+    net: &mut TestNet,
+    engine: EngineKind,
+    name: &str,
+    body: &str,
+    network: &str,
+) -> String {
+    let script = format!(
+        "mkdir -p /tmp/www && echo '{body}' > /tmp/www/index.html && cd /tmp/www && exec python3 -m http.server {PORT}"
+    );
+    net.serve(
+        engine,
+        name,
+        network,
+        vec!["/bin/sh".into(), "-c".into(), script],
+        vec!["PATH=/usr/bin:/bin".into()],
+    )
 }
 
 fn agent_reaches_only_listed_hosts(engine: EngineKind) {
@@ -424,8 +268,9 @@ fn agent_reaches_only_listed_hosts(engine: EngineKind) {
     );
     let allowed_body = marker("allowedbody", engine);
     let denied_body = marker("deniedbody", engine);
-    let allowed_ip = net.server(engine, &allowed, &allowed_body);
-    let denied_ip = net.server(engine, &denied, &denied_body);
+    let network = net.name.clone();
+    let allowed_ip = http_server(&mut net, engine, &allowed, &allowed_body, &network);
+    let denied_ip = http_server(&mut net, engine, &denied, &denied_body, &network);
 
     let agent = format!(
         r#"mkdir -p seen
@@ -567,7 +412,7 @@ fn open_agents_of_a_loop_share_one_holder_and_loops_do_not(engine: EngineKind) {
         engine.as_str(),
         std::process::id()
     );
-    let ip = net.server_on_default_bridge(engine, &server, &body);
+    let ip = http_server(&mut net, engine, &server, &body, default_bridge(engine));
     let agent = format!(
         "mkdir -p seen\n{{ readlink /proc/self/ns/net; curl -fsS -m 20 http://{ip}:8000/; }} > seen/$PROCTOR_LOOP-run$PROCTOR_RUN.txt 2>&1\n"
     );

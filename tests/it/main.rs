@@ -4,6 +4,7 @@
 //! `cargo test --test it loop::a_failing_test_is_fixed_within_five_runs`.
 
 mod common;
+mod testnet;
 
 mod boundary;
 mod cage;

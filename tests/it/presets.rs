@@ -18,16 +18,9 @@
 
 use crate::common;
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, ResourcesUlimits};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
-    StartContainerOptions,
-};
+use crate::testnet::{default_bridge, TestNet, PORT};
 use common::{cage, on_both_engines, socket, stderr, TestRepo};
-use proctor::cage::{Cage, EngineKind, HOST_IMAGE};
+use proctor::cage::EngineKind;
 
 const MOCK: &str = include_str!("model_mock.py");
 
@@ -104,17 +97,17 @@ fn closes_a_loop(
 ) {
     let tag = agent.split_whitespace().next().unwrap_or("agent");
     let mut model = Model::new(engine, tag);
-    let listed = model.start(engine, &model.network.clone(), "listed");
+    let listed = model.start(engine, &model.net.name.clone(), "listed");
     let open = model.start(engine, default_bridge(engine), "open");
     for (mode, url, network) in [
         ("open", format!("http://{open}:8000"), "network: open\n"),
         ("listed", format!("http://{listed}:8000"), ""),
     ] {
-        runtime().block_on(cage(engine));
+        common::runtime().block_on(cage(engine));
         let manifest = format!(
             "loop: fix\ntask: Write the word fixed into fixed.txt.\nagent: {agent}\ndone_when: grep -qx fixed fixed.txt\nbudget: 1 run\ntimeout: 3m\n{network}"
         );
-        let config = format!("egress_network: {}\n", model.network);
+        let config = format!("egress_network: {}\n", model.net.name);
         let repo = TestRepo::new()
             .engine(&socket(engine))
             .file("README.md", "a fixture\n")
@@ -131,7 +124,7 @@ fn closes_a_loop(
             Some(0),
             "{agent} with {mode} network: {}\n--- agent log\n{log}\n--- model\n{}",
             stderr(&out),
-            model.logs(engine)
+            model.logs()
         );
         assert_eq!(committed(&repo, "proctor/fix", "fixed.txt"), "fixed\n");
         assert_eq!(repo.agent_starts(), 1);
@@ -163,147 +156,36 @@ fn committed(repo: &TestRepo, branch: &str, path: &str) -> String {
     String::from_utf8_lossy(blob.content()).into_owned()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn default_bridge(engine: EngineKind) -> &'static str {
-    match engine {
-        EngineKind::Docker => "bridge",
-        EngineKind::Podman => "podman",
-    }
-}
-
 /// The scripted model: containers of the `host` image running
-/// `model_mock.py`, and the network this test made for them.
+/// `model_mock.py` on a network this test made.
 struct Model {
-    rt: tokio::runtime::Runtime,
-    docker: bollard::Docker,
-    network: String,
-    containers: Vec<String>,
+    net: TestNet,
 }
 
 impl Model {
     fn new(engine: EngineKind, tag: &str) -> Model {
-        let rt = runtime();
-        let network = format!(
-            "proctor-test-model-{tag}-{}-{}",
-            engine.as_str(),
-            std::process::id()
-        );
-        let docker = rt.block_on(async {
-            let docker = common::engine_client(engine).await;
-            let _ = docker.remove_network(&network).await;
-            docker
-                .create_network(NetworkCreateRequest {
-                    name: network.clone(),
-                    driver: Some("bridge".into()),
-                    labels: Some(HashMap::from([("proctor.test".into(), "1".into())])),
-                    ..Default::default()
-                })
-                .await
-                .expect("create the test's network");
-            docker
-        });
         Model {
-            rt,
-            docker,
-            network,
-            containers: Vec::new(),
+            net: TestNet::new(engine, &format!("model-{tag}")),
         }
     }
 
     /// Starts the model on `network`; returns the name to reach it by on
     /// the test's own network, or its address on any other.
     fn start(&mut self, engine: EngineKind, network: &str, which: &str) -> String {
-        let name = format!("{}-{which}", self.network);
-        let binds: Vec<String> = ["/usr", "/bin", "/lib", "/lib64"]
-            .iter()
-            .filter_map(|dir| {
-                let source = std::fs::canonicalize(dir).ok()?;
-                Some(format!("{}:{dir}:ro", source.display()))
-            })
-            .collect();
-        let ulimit = |name: &str, n: i64| ResourcesUlimits {
-            name: Some(name.into()),
-            soft: Some(n),
-            hard: Some(n),
-        };
-        let docker = self.docker.clone();
-        let network = network.to_string();
-        let address = self.rt.block_on(async {
-            let image = cage(engine)
-                .await
-                .ensure_image(HOST_IMAGE)
-                .await
-                .expect("host image");
-            let _ = docker
-                .remove_container(
-                    &name,
-                    Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-                )
-                .await;
-            let body = ContainerCreateBody {
-                image: Some(image),
-                cmd: Some(vec!["python3".into(), "-c".into(), MOCK.into()]),
-                user: Some("65534:65534".into()),
-                env: Some(vec![
-                    "PATH=/usr/bin:/bin".into(),
-                    "MOCK_PORT=8000".into(),
-                    "MOCK_MAX_REQUESTS=40".into(),
-                    "MOCK_DEADLINE=300".into(),
-                ]),
-                labels: Some(HashMap::from([("proctor.test".into(), "1".into())])),
-                host_config: Some(HostConfig {
-                    binds: Some(binds),
-                    tmpfs: Some(HashMap::from([("/tmp".into(), "rw,mode=1777".into())])),
-                    readonly_rootfs: Some(true),
-                    cap_drop: Some(vec!["ALL".into()]),
-                    network_mode: Some(network.clone()),
-                    ulimits: Some(vec![ulimit("nofile", 1024), ulimit("nproc", 256)]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let options = CreateContainerOptionsBuilder::default().name(&name).build();
-            docker
-                .create_container(Some(options), body)
-                .await
-                .expect("create the scripted model");
-            docker
-                .start_container(&name, None::<StartContainerOptions>)
-                .await
-                .expect("start the scripted model");
-            docker
-                .inspect_container(&name, None::<InspectContainerOptions>)
-                .await
-                .expect("inspect the scripted model")
-                .network_settings
-                .and_then(|n| n.networks)
-                .and_then(|mut n| n.remove(&network))
-                .and_then(|e| e.ip_address)
-                .expect("the scripted model's address")
-        });
-        self.containers.push(name.clone());
-        // Ready when it accepts a connection (a container this test made).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect_timeout(
-            &format!("{address}:8000").parse().expect("address"),
-            Duration::from_secs(1),
-        )
-        .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the scripted model never listened:\n{}",
-                self.logs(engine)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if network == self.network {
+        let name = format!("{}-{which}", self.net.name);
+        let address = self.net.serve(
+            engine,
+            &name,
+            network,
+            vec!["python3".into(), "-c".into(), MOCK.into()],
+            vec![
+                "PATH=/usr/bin:/bin".into(),
+                format!("MOCK_PORT={PORT}"),
+                "MOCK_MAX_REQUESTS=40".into(),
+                "MOCK_DEADLINE=300".into(),
+            ],
+        );
+        if network == self.net.name {
             name
         } else {
             address
@@ -312,46 +194,7 @@ impl Model {
 
     /// What the models logged (requests and what they answered), for a
     /// failing test's message.
-    fn logs(&self, _engine: EngineKind) -> String {
-        use futures_util::StreamExt;
-        let docker = self.docker.clone();
-        let containers = self.containers.clone();
-        self.rt.block_on(async move {
-            let mut text = String::new();
-            for c in containers {
-                text.push_str(&format!("== {c}\n"));
-                let options = bollard::query_parameters::LogsOptionsBuilder::default()
-                    .stdout(true)
-                    .stderr(true)
-                    .build();
-                let mut stream = docker.logs(&c, Some(options));
-                let read = async {
-                    while let Some(Ok(chunk)) = stream.next().await {
-                        text.push_str(&chunk.to_string());
-                    }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
-            }
-            text
-        })
-    }
-}
-
-impl Drop for Model {
-    fn drop(&mut self) {
-        let docker = self.docker.clone();
-        let containers = std::mem::take(&mut self.containers);
-        let network = self.network.clone();
-        self.rt.block_on(async move {
-            for c in containers {
-                let _ = docker
-                    .remove_container(
-                        &c,
-                        Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-                    )
-                    .await;
-            }
-            let _ = docker.remove_network(&network).await;
-        });
+    fn logs(&self) -> String {
+        self.net.logs()
     }
 }
