@@ -527,8 +527,10 @@ impl DenialLog {
             // Run by hand: the log is the terminal. (In its container
             // nobody reads stdout, so it stays quiet there.)
             None => {
-                print!("{text}");
-                let _ = std::io::stdout().flush();
+                // A closed stdout ends the log quietly (never a panic).
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
             }
         }
     }

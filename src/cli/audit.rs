@@ -60,10 +60,10 @@ pub fn cmd_audit(args: Args) -> Result<i32, CommandError> {
         let trail: Vec<&Record> = records.iter().filter(|r| &r.run == run).collect();
         if args.json {
             for r in trail {
-                println!("{}", serde_json::to_string(r).unwrap_or_default());
+                crate::views::out::say!("{}", serde_json::to_string(r).unwrap_or_default());
             }
         } else {
-            print!("{}", render_trail(run, &trail));
+            crate::views::out::say_raw!("{}", render_trail(run, &trail));
         }
     }
     Ok(0)

@@ -121,7 +121,7 @@ pub fn spawn(paths: &Paths, cwd: &Path, args: Vec<OsString>) -> Result<i32, Comm
                     .lines()
                     .filter(|l| !l.starts_with("--- proctor run, detached"))
                     .collect();
-                eprintln!("{}", body.join("\n"));
+                crate::views::out::say_err!("{}", body.join("\n"));
                 return Ok(status.code().unwrap_or(exit_codes::INTERNAL));
             }
             Ok(None) => {}

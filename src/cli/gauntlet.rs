@@ -397,7 +397,7 @@ pub fn cmd_gauntlet(args: Args) -> Result<i32, CommandError> {
                 })?
         }
     };
-    eprintln!(
+    crate::views::out::say_err!(
         "gauntlet: {} scenario{}, each a cheat and an honest twin in real containers ({} at a time) · {}",
         chosen.len(),
         if chosen.len() == 1 { "" } else { "s" },
@@ -418,9 +418,12 @@ pub fn cmd_gauntlet(args: Args) -> Result<i32, CommandError> {
                 let outcome = run_scenario(&exe, &work, scenario);
                 if let Ok(_guard) = print.lock() {
                     if args.json {
-                        println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+                        crate::views::out::say!(
+                            "{}",
+                            serde_json::to_string(&outcome).unwrap_or_default()
+                        );
                     } else {
-                        println!("{}", line(&outcome));
+                        crate::views::out::say!("{}", line(&outcome));
                     }
                 }
                 if let Ok(mut r) = results.lock() {
@@ -433,12 +436,12 @@ pub fn cmd_gauntlet(args: Args) -> Result<i32, CommandError> {
     let passed = results.iter().filter(|(_, o)| o.counts()).count();
     let total = chosen.len();
     if args.json {
-        println!(
+        crate::views::out::say!(
             "{}",
             serde_json::json!({"summary": true, "passed": passed, "total": total})
         );
     } else {
-        println!("{}", total_line(passed, total));
+        crate::views::out::say!("{}", total_line(passed, total));
     }
     Ok(if passed == total {
         crate::exit_codes::CLOSED

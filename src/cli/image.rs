@@ -100,7 +100,7 @@ async fn import(cage: &DockerCage, args: ImportArgs) -> Result<i32, CommandError
     } else {
         human_bytes(report.bytes)
     };
-    println!(
+    crate::views::out::say!(
         "imported `{}` ({}) from {}: {what}",
         report.name,
         short_id(&report.id),
@@ -108,7 +108,7 @@ async fn import(cage: &DockerCage, args: ImportArgs) -> Result<i32, CommandError
     );
     if report.skipped_count > 0 {
         let more = report.skipped_count - report.skipped.len() as u64;
-        println!(
+        crate::views::out::say!(
             "note: skipped {} device file{}, fifo{} or socket{} (the container gets its own /dev): {}{}",
             report.skipped_count,
             plural(report.skipped_count),
@@ -123,7 +123,7 @@ async fn import(cage: &DockerCage, args: ImportArgs) -> Result<i32, CommandError
         );
     }
     let short = report.name.strip_suffix(":latest").unwrap_or(&report.name);
-    println!("use it with `image: {short}` in proctor.yaml or .proctor/config.yaml");
+    crate::views::out::say!("use it with `image: {short}` in proctor.yaml or .proctor/config.yaml");
     Ok(0)
 }
 
@@ -134,12 +134,12 @@ async fn ls(cage: &DockerCage, args: LsArgs) -> Result<i32, CommandError> {
             let line = serde_json::to_string(image).map_err(|e| CommandError::Internal {
                 message: e.to_string(),
             })?;
-            println!("{line}");
+            crate::views::out::say!("{line}");
         }
         return Ok(0);
     }
     if images.is_empty() {
-        println!(
+        crate::views::out::say!(
             "no proctor images on {}; import one with `proctor image import DIR|ROOTFS.tar.gz`",
             cage.describe()
         );
@@ -167,9 +167,12 @@ async fn ls(cage: &DockerCage, args: LsArgs) -> Result<i32, CommandError> {
     };
     let (w0, w1, w2) = (width(0), width(1), width(2));
     for row in [&header].into_iter().chain(&rows) {
-        println!(
+        crate::views::out::say!(
             "{:<w0$}  {:<w1$}  {:>w2$}  {}",
-            row[0], row[1], row[2], row[3]
+            row[0],
+            row[1],
+            row[2],
+            row[3]
         );
     }
     Ok(0)
@@ -178,16 +181,16 @@ async fn ls(cage: &DockerCage, args: LsArgs) -> Result<i32, CommandError> {
 async fn prune(cage: &DockerCage, args: PruneArgs) -> Result<i32, CommandError> {
     let report = cage.prune_images(&args.names).await?;
     for image in &report.removed {
-        println!("removed {} ({})", display_names(image), short_id(&image.id));
+        crate::views::out::say!("removed {} ({})", display_names(image), short_id(&image.id));
     }
     for image in &report.in_use {
-        println!(
+        crate::views::out::say!(
             "kept {} ({}): a container uses it",
             display_names(image),
             short_id(&image.id)
         );
     }
-    println!(
+    crate::views::out::say!(
         "removed {} image{}; kept {} in use{}",
         report.removed.len(),
         plural(report.removed.len() as u64),

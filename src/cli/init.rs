@@ -29,7 +29,7 @@ pub fn cmd_init(args: Args) -> Result<i32, CommandError> {
     let text = manifest::starter_manifest(&root);
     std::fs::write(&path, text)
         .map_err(|e| CommandError::user(format!("cannot write `{}`: {e}", path.display())))?;
-    println!(
+    crate::views::out::say!(
         "wrote {}; edit `task:`, `agent:` and `done_when:`, then `proctor lint` and `proctor run`",
         path.display()
     );

@@ -193,7 +193,7 @@ async fn examine(
     let settings = Settings::new(format!("land-{}", random_id(4)), git.root(), &config, rules);
     let mut emit = |e: Event| {
         if let Some(line) = human_line(&e) {
-            eprintln!("{line}");
+            crate::views::out::say_err!("{line}");
         }
     };
     let mut engine = Engine::new(&cage, git, &key, settings, base, &mut emit)?;

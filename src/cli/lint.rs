@@ -142,7 +142,9 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
     // The exams' containers are gone; this removes any egress network.
     let _ = cage.remove_labelled(&[(LABEL_RUN, run_id.as_str())]).await;
     if errors > 0 {
-        eprintln!("error: {errors} exam(s) cannot be administered; fix them before `proctor run`");
+        crate::views::out::say_err!(
+            "error: {errors} exam(s) cannot be administered; fix them before `proctor run`"
+        );
         return Ok(crate::exit_codes::USAGE);
     }
     Ok(0)

@@ -113,7 +113,7 @@ pub fn cmd_logs(args: Args) -> Result<i32, CommandError> {
         let text = std::fs::read(&log.path).map_err(|e| {
             CommandError::user(format!("cannot read `{}`: {e}", log.path.display()))
         })?;
-        eprintln!(
+        crate::views::out::say_err!(
             "── {} ({}) ──",
             paths.rel(&log.path),
             if log.exam { "exam" } else { "agent" }

@@ -95,7 +95,7 @@ pub fn main() -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            crate::views::out::say_err!("error: cannot start the async runtime: {e}");
             return exit_codes::INTERNAL;
         }
     };

@@ -48,23 +48,23 @@ pub fn cmd_quarantine(args: Args) -> Result<i32, CommandError> {
             let records = quarantine::list(&dir);
             if args.json {
                 for r in &records {
-                    println!("{}", serde_json::to_string(r).unwrap_or_default());
+                    crate::views::out::say!("{}", serde_json::to_string(r).unwrap_or_default());
                 }
                 return Ok(0);
             }
             if records.is_empty() {
-                println!("no quarantine records");
+                crate::views::out::say!("no quarantine records");
                 return Ok(0);
             }
             for r in &records {
-                println!("{}", summary_line(r));
+                crate::views::out::say!("{}", summary_line(r));
             }
             Ok(0)
         }
         Action::Diff { id } => {
             let record = quarantine::find(&dir, &id)
                 .map_err(|e| CommandError::hint(e, "list the records with `proctor quarantine`"))?;
-            print!("{}", show(&dir, &record));
+            crate::views::out::say_raw!("{}", show(&dir, &record));
             Ok(0)
         }
         Action::Drop { id, all } => {
@@ -81,7 +81,7 @@ pub fn cmd_quarantine(args: Args) -> Result<i32, CommandError> {
                     message: format!("cannot remove quarantine record `{}`: {e}", r.id),
                 })?;
             }
-            println!(
+            crate::views::out::say!(
                 "dropped {} quarantine record{}",
                 records.len(),
                 if records.len() == 1 { "" } else { "s" }

@@ -31,30 +31,30 @@ pub async fn cmd_reap(_args: Args) -> Result<i32, CommandError> {
     let cage = DockerCage::connect(config.engine.as_deref()).await?;
     let label = repo_label(git.root());
     let n = cage.reap_dead_runs(&label).await?;
-    println!("removed {n} container(s)");
+    crate::views::out::say!("removed {n} container(s)");
     // After the containers: a dead run's agent may still have had its
     // worktree mounted.
     let worktrees = git.workspaces()?;
     for wt in &worktrees {
         git.remove_workspace(&wt.name)?;
     }
-    println!(
+    crate::views::out::say!(
         "removed {} worktree(s) of dead runs (their branches stay)",
         worktrees.len()
     );
     for wt in &worktrees {
-        println!("  {}", paths.rel(&wt.path));
+        crate::views::out::say!("  {}", paths.rel(&wt.path));
     }
     let swept = leftovers::sweep();
-    println!(
+    crate::views::out::say!(
         "removed {} file(s) of dead proctor processes",
         swept.removed.len()
     );
     for path in &swept.removed {
-        println!("  {}", path.display());
+        crate::views::out::say!("  {}", path.display());
     }
     if let Some(line) = swept.failure_line() {
-        eprintln!("warning: {line}");
+        crate::views::out::say_err!("warning: {line}");
     }
     Ok(0)
 }

@@ -74,7 +74,7 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
     run::refuse_untimed_watchers(&manifest, &root)?;
     if args.dry_run {
         let plan = run::dry_run::plan(&cwd, &root, args.agent.as_deref())?;
-        print!("{}", render_dry_run(&plan));
+        crate::views::out::say_raw!("{}", render_dry_run(&plan));
         return Ok(exit_codes::CLOSED);
     }
     let label = path
@@ -156,7 +156,7 @@ impl Terminal {
     fn finish(mut self) {
         self.ticker = None;
         for problem in self.stream.iter().flat_map(|s| &s.write_errors) {
-            eprintln!("warning: {problem}");
+            crate::views::out::say_err!("warning: {problem}");
         }
     }
 }
@@ -181,7 +181,7 @@ impl Observer for Terminal {
     fn warn(&mut self, warning: Warning) {
         match warning {
             Warning::ManifestDiffers { .. } => {
-                eprintln!(
+                crate::views::out::say_err!(
                     "proctor: note: {}",
                     crate::terminal::line(&warning.to_string())
                 )
@@ -190,7 +190,10 @@ impl Observer for Terminal {
             | Warning::Uncommitted { .. }
             | Warning::WorktreeLeft { .. }
             | Warning::EnvUnset(_) => {
-                eprintln!("warning: {}", crate::terminal::line(&warning.to_string()))
+                crate::views::out::say_err!(
+                    "warning: {}",
+                    crate::terminal::line(&warning.to_string())
+                )
             }
         }
     }
@@ -245,7 +248,7 @@ pub fn print_report(summary: &RunSummary) {
         if report.agent_runs == 1 { "" } else { "s" }
     ));
     out.push_str(&work_lines(summary));
-    print!("{out}");
+    crate::views::out::say_raw!("{out}");
 }
 
 /// Where the work is and what to do next: the run's branch, the user's

@@ -20,6 +20,30 @@ macro_rules! say {
 }
 pub(crate) use say;
 
+/// Writes to stderr; a closed pipe (`proctor run 2>&1 | head -1`) ends
+/// output quietly instead of panicking as `eprintln!` would.
+pub fn print_err(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
+
+/// `print!` that ends quietly when stdout is a closed pipe.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {
+        $crate::views::out::print_out(&format!($($arg)*))
+    };
+}
+pub(crate) use say_raw;
+
+/// `eprintln!` that ends quietly when stderr is a closed pipe.
+macro_rules! say_err {
+    ($($arg:tt)*) => {
+        $crate::views::out::print_err(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use say_err;
+
 /// Pretty JSON on stdout (`--json`).
 pub fn print_json(value: &serde_json::Value) {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into());

@@ -67,3 +67,63 @@ fn dry_run_refuses_a_loop_without_children_or_agent() {
         stdout(&out)
     );
 }
+
+/// `proctor status | head -1` and the like: a verb whose stdout (or
+/// stderr) is a closed pipe ends quietly, never with a panic (exit 101).
+#[test]
+fn a_closed_pipe_never_ends_a_verb_in_a_panic() {
+    let repo = TestRepo::new()
+        .manifest(TREE)
+        .file("test.sh", "exit 1\n")
+        .commit("start");
+    let verbs: &[&[&str]] = &[
+        &["--help"],
+        &["--version"],
+        &["run", "--help"],
+        &["run", "--dry-run"],
+        &["init", "--force"],
+        &["status"],
+        &["watch", "--snapshot"],
+        &["watch", "--json"],
+        &["inbox"],
+        &["runs"],
+        &["stats"],
+        &["audit"],
+        &["quarantine", "list"],
+        &["logs", "part"],
+        &["image", "ls"],
+        &["lint"],
+        &["reap"],
+    ];
+    for closed in ["stdout", "stderr"] {
+        for args in verbs {
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            let mut cmd = repo.command(args);
+            // No engine: the verbs that need one fail, on the closed pipe.
+            cmd.env(
+                "DOCKER_HOST",
+                "unix:///nonexistent/proctor-closed-pipe.sock",
+            );
+            if closed == "stdout" {
+                cmd.stdout(writer);
+            } else {
+                cmd.stderr(writer);
+            }
+            let out = cmd.output().unwrap();
+            assert_ne!(
+                out.status.code(),
+                Some(101),
+                "proctor {} with a closed {closed} panicked:\n{}",
+                args.join(" "),
+                stderr(&out)
+            );
+            assert!(
+                !stderr(&out).contains("panicked"),
+                "proctor {}: {}",
+                args.join(" "),
+                stderr(&out)
+            );
+        }
+    }
+}
