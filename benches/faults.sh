@@ -174,6 +174,13 @@ judge() {
   # they do not pile up).
   orphan=$(docker -H "$engine" ps -aq --filter "label=proctor.repo=$(label_of "$dir")" 2>/dev/null | wc -l)
   if [ "$orphan" -gt 0 ]; then
+    # What each leftover is, before it goes: its name, role, run, state,
+    # age and labels (kept in $WORK/orphans.txt as well as printed).
+    docker -H "$engine" ps -aq --filter "label=proctor.repo=$(label_of "$dir")" |
+      xargs -r docker -H "$engine" inspect --format \
+        '  leftover {{.Name}} role={{index .Config.Labels "proctor.role"}} run={{index .Config.Labels "proctor.run"}} state={{.State.Status}} exit={{.State.ExitCode}} created={{.Created}} started={{.State.StartedAt}} finished={{.State.FinishedAt}} labels={{json .Config.Labels}}' 2>&1 |
+      tee -a "$WORK/orphans.txt" >&2
+    printf '  (checked at %s)\n' "$(date -u +%H:%M:%S.%N)" | tee -a "$WORK/orphans.txt" >&2
     docker -H "$engine" ps -aq --filter "label=proctor.repo=$(label_of "$dir")" |
       xargs -r docker -H "$engine" rm -f >/dev/null 2>&1
   fi
