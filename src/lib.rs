@@ -3,6 +3,7 @@
 //! runs in a fresh container; the host process only manages git, budgets,
 //! state and the answer-auth key.
 
+pub mod attest;
 pub mod cage;
 pub mod cli;
 pub mod cron;

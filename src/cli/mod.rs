@@ -11,6 +11,7 @@ use crate::exit_codes;
 mod error;
 pub use error::CommandError;
 mod answer;
+mod attest;
 mod audit;
 mod cron;
 mod demo;
@@ -19,6 +20,7 @@ pub mod gauntlet;
 mod image;
 mod inbox;
 mod init;
+mod key;
 mod land;
 mod lint;
 mod logs;
@@ -67,6 +69,8 @@ pub enum Command {
     Stats(stats::Args),
     Cron(cron::Args),
     Image(image::Args),
+    Key(key::Args),
+    Attest(attest::Args),
 }
 
 /// Parses the command line, runs the verb, and returns the exit code.
@@ -132,6 +136,8 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
         Command::Stats(args) => stats::cmd_stats(args),
         Command::Cron(args) => cron::cmd_cron(args),
         Command::Image(args) => image::cmd_image(args).await,
+        Command::Key(args) => key::cmd_key(args),
+        Command::Attest(args) => attest::cmd_attest(args).await,
     }
 }
 

@@ -682,6 +682,11 @@ impl GitRepo {
         Ok(Some(entry).filter(|e| e.kind() == Some(ObjectType::Blob)))
     }
 
+    /// Whether `oid` names a commit in this repository.
+    pub fn has_commit(&self, oid: Oid) -> bool {
+        self.repo.find_commit(oid).is_ok()
+    }
+
     /// Whether `ancestor` is reachable from `of`. A commit counts as its own
     /// ancestor, as in `git merge-base --is-ancestor`.
     pub fn is_ancestor(&self, ancestor: Oid, of: Oid) -> Result<bool, GitError> {

@@ -210,6 +210,23 @@ impl Watch {
         self.base
     }
 
+    /// SHA-256 over every watched blob of the base commit (path, mode and
+    /// content hash, in path order), hex, and how many there are: the exam's
+    /// materials as an attestation names them.
+    pub fn digest(&self) -> (String, usize) {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for (path, trusted) in &self.trusted {
+            let mode = match trusted.mode {
+                BlobMode::File => "100644",
+                BlobMode::Exec => "100755",
+                BlobMode::Link => "120000",
+            };
+            hasher.update(format!("{mode} {} {path}\n", hex::encode(trusted.sha256)));
+        }
+        (hex::encode(hasher.finalize()), self.trusted.len())
+    }
+
     /// Watched paths present in the base commit.
     pub fn trusted_paths(&self) -> impl Iterator<Item = &str> {
         self.trusted.keys().map(String::as_str)

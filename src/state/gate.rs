@@ -193,6 +193,65 @@ impl Tally {
     }
 }
 
+/// One approval or rejection whose signature verified under a trusted key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub approved: bool,
+    pub approver: String,
+    /// Unix milliseconds.
+    pub ts: i64,
+    pub commit: String,
+    /// A rejection's text (empty for an approval).
+    pub text: String,
+}
+
+/// Every verified decision on `loop_id`, in ledger order (forgeries and
+/// unknown approvers left out).
+pub fn decisions(entries: &[GateEntry], trusted: &Trusted, loop_id: &str) -> Vec<Decision> {
+    let mut out = Vec::new();
+    for entry in entries {
+        let (approved, l, id, ts, commit, approver, text, sig) = match entry {
+            GateEntry::Approval {
+                loop_id: l,
+                id,
+                ts,
+                commit,
+                approver,
+                sig,
+                ..
+            } => (true, l, id, *ts, commit, approver, "", sig),
+            GateEntry::Rejection {
+                loop_id: l,
+                id,
+                ts,
+                commit,
+                approver,
+                text,
+                sig,
+                ..
+            } => (false, l, id, *ts, commit, approver, text.as_str(), sig),
+            _ => continue,
+        };
+        let kind = if approved { "approval" } else { "rejection" };
+        if l == loop_id
+            && trusted.verify(
+                approver,
+                &decision_message(kind, l, commit, id, ts, text),
+                sig,
+            )
+        {
+            out.push(Decision {
+                approved,
+                approver: approver.clone(),
+                ts,
+                commit: commit.clone(),
+                text: text.to_string(),
+            });
+        }
+    }
+    out
+}
+
 /// Counts approvals of `commit` for `loop_id`, in ledger order: a trusted
 /// rejection clears the approvals before it; a repeated approver counts once.
 pub fn tally(entries: &[GateEntry], trusted: &Trusted, loop_id: &str, commit: &str) -> Tally {

@@ -6,6 +6,7 @@
 mod common;
 mod testnet;
 
+mod attest;
 mod boundary;
 mod cage;
 mod cage_policy;
