@@ -1,21 +1,25 @@
 //! `proctor attest`: a signed in-toto statement of a closed run, and its
 //! verification.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 use super::CommandError;
 use crate::attest::dsse::{self, IN_TOTO_PAYLOAD_TYPE};
 use crate::attest::key::{parse_public, AttestKey};
-use crate::attest::statement::{self, Sources};
+use crate::attest::statement::{self, Predicate, Sources, Statement};
 use crate::attest::verify::{self, Status};
-use crate::engine::events;
+use crate::cage::Cage;
+use crate::engine::events::{self, Event, Phase, Verdict};
+use crate::engine::{Engine, Settings};
 use crate::exit_codes;
 use crate::git::GitRepo;
-use crate::manifest;
+use crate::manifest::{self, Manifest};
+use crate::protect::{Rules, Watch};
 use crate::state::approver::{approvers_dir, ApproverKey, Trusted};
-use crate::state::key::{key_dir, AnswerKey};
+use crate::state::key::{key_dir, random_id, AnswerKey};
 use crate::state::Paths;
-use crate::views::out::{print_out, say};
+use crate::views::out::{print_out, say, say_err};
 
 /// Write a signed attestation of a closed run (the latest by default): an
 /// in-toto Statement v1 in a DSSE envelope, signed with this host's
@@ -28,7 +32,9 @@ use crate::views::out::{print_out, say};
 /// (exit 1). With `--verify FILE`: checks the signature, the statement,
 /// that the subject is the closing commit, that the commits exist here,
 /// and the event chain against `.proctor/events.jsonl` when it holds the
-/// run; exit 0 only if every check passes (1 otherwise, naming it).
+/// run; exit 0 only if every check passes (1 otherwise, naming it). With
+/// `--rerun` as well: runs each recorded exam again (exit 0 only if every
+/// verdict reproduces).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The run id (or a unique prefix of it); default the latest run.
@@ -44,13 +50,18 @@ pub struct Args {
     /// export` prints it); default this host's own key.
     #[arg(long, value_name = "FILE", requires = "verify")]
     pub key: Option<PathBuf>,
+    /// With `--verify`: run each loop's recorded exam again on the commit
+    /// it decided, in a fresh verifier container of the recorded image, and
+    /// say per loop whether the verdict reproduces (exit 0 only if all do).
+    #[arg(long, requires = "verify")]
+    pub rerun: bool,
 }
 
 pub async fn cmd_attest(args: Args) -> Result<i32, CommandError> {
     let git = GitRepo::open(&super::cwd()?)?;
     let paths = Paths::new(git.root());
     match &args.verify {
-        Some(file) => verify_file(&args, file, &git, &paths),
+        Some(file) => verify_file(&args, file, &git, &paths).await,
         None => attest(&args, &git, &paths),
     }
 }
@@ -89,7 +100,7 @@ fn attest(args: &Args, git: &GitRepo, paths: &Paths) -> Result<i32, CommandError
             std::fs::write(file, &json).map_err(|e| {
                 CommandError::user(format!("cannot write `{}`: {e}", file.display()))
             })?;
-            eprintln!(
+            say_err!(
                 "attested run {run}: loop `{}` closed on {} ({} loop{}); written to {}",
                 statement.predicate.root,
                 statement.predicate.head,
@@ -106,7 +117,7 @@ fn attest(args: &Args, git: &GitRepo, paths: &Paths) -> Result<i32, CommandError
     Ok(exit_codes::CLOSED)
 }
 
-fn verify_file(
+async fn verify_file(
     args: &Args,
     file: &std::path::Path,
     git: &GitRepo,
@@ -145,7 +156,10 @@ fn verify_file(
     }
     if result.passed() {
         say!("verified: {}", file.display());
-        Ok(exit_codes::CLOSED)
+        match (&result.statement, args.rerun) {
+            (Some(statement), true) => rerun(statement, git).await,
+            _ => Ok(exit_codes::CLOSED),
+        }
     } else {
         let failed: Vec<&str> = result
             .checks
@@ -153,11 +167,150 @@ fn verify_file(
             .filter(|c| c.status == Status::Failed)
             .map(|c| c.name)
             .collect();
-        eprintln!(
+        say_err!(
             "error: `{}` does not verify: {} failed",
             file.display(),
             failed.join(", ")
         );
+        if args.rerun {
+            say_err!("no exam was re-run: the attestation does not verify");
+        }
         Ok(exit_codes::USAGE)
     }
+}
+
+/// Re-runs each loop's deciding exam (its last one that was not the base
+/// commit's baseline count) on the commit it ran on, with the loop as the
+/// base commit's manifest has it, in a fresh verifier container of the
+/// recorded image; a verdict reproduces when the exam gives the recorded
+/// verdict in the recorded image, with the exam's materials unchanged.
+async fn rerun(statement: &Statement, git: &GitRepo) -> Result<i32, CommandError> {
+    let p = &statement.predicate;
+    let base = parse_oid(&p.base)?;
+    let manifest_text = git.read_blob_at(base, &p.manifest)?.ok_or_else(|| {
+        CommandError::user(format!(
+            "the base commit {} has no `{}`: nothing to re-run",
+            p.base, p.manifest
+        ))
+    })?;
+    let manifest = manifest::parse(
+        &String::from_utf8_lossy(&manifest_text),
+        &git.root().join(&p.manifest),
+    )?;
+    let rules = Rules::new(manifest.all_protected(), Some(&p.manifest));
+    let (materials, _) = Watch::new(git, base, &rules)?.digest();
+    let config = manifest::load_config(git.root())?;
+    let cage = crate::run::connect_cage(&config).await?;
+    let key = AnswerKey::load_or_create(&key_dir())?;
+    let settings = Settings::new(
+        format!("rerun-{}", random_id(4)),
+        git.root(),
+        &config,
+        rules,
+    );
+    let seen: RefCell<Vec<Event>> = RefCell::new(Vec::new());
+    let mut emit = |e: Event| seen.borrow_mut().push(e);
+    let mut engine = Engine::new(&cage, git, &key, settings, base, &mut emit)?;
+    let result = rerun_loops(&mut engine, p, &manifest, &materials, &seen).await;
+    drop(engine);
+    // Before any error returns: nothing of the re-run outlives it.
+    cage.settle().await;
+    if result? {
+        say!("reproduced: every recorded verdict holds");
+        Ok(exit_codes::CLOSED)
+    } else {
+        say_err!("error: a recorded verdict does not reproduce");
+        Ok(exit_codes::USAGE)
+    }
+}
+
+/// Each loop's re-run, reported as it ends; whether all reproduced.
+async fn rerun_loops<C: Cage>(
+    engine: &mut Engine<'_, C>,
+    p: &Predicate,
+    manifest: &Manifest,
+    materials: &str,
+    seen: &RefCell<Vec<Event>>,
+) -> Result<bool, CommandError> {
+    let mut all = true;
+    for record in &p.loops {
+        let id = &record.id;
+        let Some(decided) = record
+            .verdicts
+            .iter()
+            .rev()
+            .find(|v| v.phase != Phase::Baseline)
+        else {
+            say!("skip rerun `{id}`: no exam of the loop was recorded");
+            continue;
+        };
+        let why_not = if record.materials.sha256 != materials {
+            Some("the exam's materials at the base commit are not the recorded ones".to_string())
+        } else {
+            match manifest.find_loop(id) {
+                None => Some(format!(
+                    "the manifest at the base commit has no loop `{id}`"
+                )),
+                Some(spec) if spec.done_when != record.exam => Some(format!(
+                    "the manifest at the base commit names another exam: `{}`",
+                    spec.done_when
+                )),
+                Some(_) => None,
+            }
+        };
+        if let Some(why) = why_not {
+            all = false;
+            say!("FAIL rerun `{id}`: {}", crate::terminal::line(&why));
+            continue;
+        }
+        let Some(mut spec) = manifest.find_loop(id).cloned() else {
+            continue;
+        };
+        // The recorded image: by its id, except the built-in host image,
+        // which is found by name (and its id compared below).
+        if record.image != crate::cage::HOST_IMAGE {
+            spec.image = Some(decided.image_digest.clone());
+        } else {
+            spec.image = Some(record.image.clone());
+        }
+        let commit = parse_oid(&decided.commit)?;
+        seen.borrow_mut().clear();
+        let (verdict, exit, _) = engine.examine_candidate(&spec, commit).await?;
+        let ran_in = seen.borrow().iter().rev().find_map(|e| match e {
+            Event::CheckResult { image, .. } => Some(image.clone()),
+            _ => None,
+        });
+        let ran_in = ran_in.unwrap_or_default();
+        let verdict_name = |v: Verdict| format!("{v:?}").to_lowercase();
+        if ran_in != decided.image_digest {
+            all = false;
+            say!(
+                "FAIL rerun `{id}`: the exam ran in image {ran_in}, not the recorded {}",
+                decided.image_digest
+            );
+        } else if verdict != decided.verdict {
+            all = false;
+            say!(
+                "FAIL rerun `{id}`: `{}` on {} gave {} (exit {exit}); the attestation recorded {} (exit {})",
+                crate::terminal::line(&record.exam),
+                decided.commit,
+                verdict_name(verdict),
+                verdict_name(decided.verdict),
+                decided.exit
+            );
+        } else {
+            say!(
+                "ok   rerun `{id}`: `{}` on {} gave {} (exit {exit}) again, in image {ran_in}",
+                crate::terminal::line(&record.exam),
+                decided.commit,
+                verdict_name(verdict)
+            );
+        }
+    }
+    Ok(all)
+}
+
+fn parse_oid(text: &str) -> Result<crate::git::Oid, CommandError> {
+    crate::git::Oid::from_str(text)
+        .map_err(|_| CommandError::user(format!("`{text}` is not a commit id")))
 }

@@ -7,6 +7,7 @@ use base64::Engine as _;
 use common::{require_engine, stderr, stdout, TestRepo};
 use proctor::attest::dsse::{self, Envelope, IN_TOTO_PAYLOAD_TYPE};
 use proctor::attest::key::AttestKey;
+use proctor::cage::EngineKind;
 
 const CALC: &str = "add() { echo $(( $1 - $2 )); }\n";
 const TEST: &str = ". ./calc.sh\n[ \"$(add 2 2)\" = 4 ] || { echo \"FAIL: add 2 2 printed $(add 2 2)\"; exit 1; }\necho ok\n";
@@ -229,3 +230,59 @@ fn a_run_that_did_not_close_is_not_attested() {
     );
     assert!(!repo.exists("att.json"));
 }
+
+/// `--rerun` on `engine`: the recorded verdict reproduces; once the exam's
+/// file outside the commit (in a verifier cache) is gone, it does not.
+fn rerun_reproduces_and_catches_an_exam_that_no_longer_holds(engine: EngineKind) {
+    require_engine();
+    let repo = TestRepo::new()
+        .engine(&common::socket(engine))
+        .file("calc.sh", CALC)
+        .file("test.sh", TEST)
+        .file("agent.sh", FIX)
+        .manifest("loop: fix\ntask: make test.sh pass\nagent: sh agent.sh\ndone_when: sh test.sh && test -f /cache/data/ok\nbudget: 3 runs\ncaches: [data]\n")
+        .commit("buggy");
+    // Outside every commit: the exam passes only while this file exists.
+    repo.write(".proctor/caches/data/ok", "");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = repo.proctor(&["attest", "-o", "att.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let out = repo.proctor(&["attest", "--verify", "att.json", "--rerun"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("ok   rerun `fix`: `sh test.sh && test -f /cache/data/ok` on "),
+        "{text}"
+    );
+    assert!(
+        text.contains("gave pass (exit 0) again, in image sha256:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("reproduced: every recorded verdict holds"),
+        "{text}"
+    );
+
+    std::fs::remove_file(repo.path().join(".proctor/caches/data/ok")).unwrap();
+    let out = repo.proctor(&["attest", "--verify", "att.json", "--rerun"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("FAIL rerun `fix`: `sh test.sh && test -f /cache/data/ok` on "),
+        "{text}"
+    );
+    assert!(
+        text.contains(" gave fail (exit 1); the attestation recorded pass (exit 0)"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains("a recorded verdict does not reproduce"),
+        "{}",
+        stderr(&out)
+    );
+    repo.assert_no_containers();
+}
+
+common::on_both_engines!(rerun_reproduces_and_catches_an_exam_that_no_longer_holds);
