@@ -10,6 +10,7 @@ pub mod cron;
 pub mod engine;
 pub mod exit_codes;
 pub mod git;
+pub mod judge;
 pub mod leftovers;
 pub mod manifest;
 pub mod notify;

@@ -89,6 +89,7 @@ pub fn colourise(event: &Event, line: String) -> String {
         | Event::Card { .. }
         | Event::Quarantine { .. }
         | Event::TestAudit { passed: false, .. }
+        | Event::Judged { pass: false, .. }
         | Event::NetworkDenied { .. }
         | Event::CapExceeded { .. } => "31",
         Event::Repaired { .. } => "33",
@@ -378,6 +379,29 @@ fn line_of(event: &Event) -> Option<String> {
                 (true, _) => format!("proctor: {loop_id}: test audit: {counted}"),
                 (false, Some(r)) => format!("proctor: {loop_id}: test audit failed: {r}"),
                 (false, None) => format!("proctor: {loop_id}: test audit failed: {counted}"),
+            }
+        }
+        Event::Judged {
+            loop_id,
+            commit,
+            pass,
+            reason,
+            secs,
+            log,
+            ..
+        } => {
+            let first = reason.lines().next().unwrap_or("");
+            if *pass {
+                format!(
+                    "proctor: {loop_id}: the judge raised no veto on {} ({}) · {log}",
+                    crate::engine::short(commit),
+                    crate::engine::fmt_secs(*secs)
+                )
+            } else {
+                format!(
+                    "proctor: {loop_id}: the judge vetoed the pass on {}: {first} · {log}",
+                    crate::engine::short(commit)
+                )
             }
         }
     })

@@ -51,6 +51,11 @@ impl Scripted {
         Scripted::new(Role::Verifier, Box::new(move |_| exit))
     }
 
+    /// A judge that exits `exit` (its answer is its [`Scripted::output`]).
+    pub fn judge(exit: i64) -> Scripted {
+        Scripted::new(Role::Judge, Box::new(move |_| exit))
+    }
+
     /// An exam whose exit code `judge` computes from the exported tree.
     pub fn exam_of(judge: impl FnOnce(&Path) -> i64 + Send + 'static) -> Scripted {
         Scripted::new(Role::Verifier, Box::new(judge))

@@ -33,6 +33,10 @@ pub use import::{
     default_name, image_reference, ImageInfo, ImportReport, PruneReport, LABEL_IMAGE,
 };
 
+/// A judge's working directory: its own empty `$HOME` tmpfs (a judge
+/// gets no tree).
+pub const JUDGE_WORKDIR: &str = spec::HOME_DIR;
+
 /// Label keys every proctor container carries.
 pub const LABEL_REPO: &str = "proctor.repo";
 pub const LABEL_RUN: &str = "proctor.run";
@@ -106,6 +110,8 @@ pub fn container_user(root: &std::path::Path) -> String {
 pub enum Role {
     Agent,
     Verifier,
+    /// A judge: no tree, stdin only (see `crate::judge`).
+    Judge,
 }
 
 impl Role {
@@ -113,6 +119,7 @@ impl Role {
         match self {
             Role::Agent => "agent",
             Role::Verifier => "verifier",
+            Role::Judge => "judge",
         }
     }
 }

@@ -143,6 +143,17 @@ pub fn boundary_decisions(trail: &[&Record]) -> Vec<String> {
             Event::Repaired { path, was } => {
                 out.push(format!("repaired `{path}`: it was {was}"));
             }
+            Event::Judged {
+                loop_id,
+                pass: false,
+                reason,
+                commit,
+                ..
+            } => out.push(format!(
+                "loop `{loop_id}`: the judge vetoed the pass on {}: {}",
+                crate::engine::short(commit),
+                reason.lines().next().unwrap_or("")
+            )),
             Event::TestAudit {
                 loop_id,
                 passed: false,

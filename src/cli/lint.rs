@@ -17,7 +17,9 @@ use crate::views::out::say;
 /// 75 without a time budget, a missing command, runner module, toolchain or
 /// network). Fails (exit 1) on any error, because an exam must be
 /// administrable before work begins. A failing exam's last lines are shown
-/// with the path of its whole output.
+/// with the path of its whole output. A loop's judge (`judge:`) is asked
+/// only with `--judges` (it usually calls a paid model); a loop with
+/// `judge:` and no judge in `.proctor/config.yaml` is an error.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The manifest (default: proctor.yaml, else lute.yaml).
@@ -25,6 +27,10 @@ pub struct Args {
     /// Show a failing exam's whole output, not only its last lines.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Also ask each loop's judge once about a passing exam (on HEAD's
+    /// empty diff: a check that the judge runs and answers).
+    #[arg(long)]
+    pub judges: bool,
 }
 
 /// Lines of a failing exam's output `lint` shows without `-v`.
@@ -84,6 +90,7 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
         )
     })?;
     let config = manifest::load_config(git.root())?;
+    run::refuse_unjudged(&manifest.root, &config)?;
     let cage = run::connect_cage(&config).await?;
     let key = AnswerKey::load_or_create(&key_dir())?;
     let run_id = format!("lint-{}", random_id(3));
@@ -96,6 +103,9 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
     let loops = manifest.root.walk(Order::ChildrenFirst);
     let mut ignore = |_e| {};
     let mut engine = Engine::new(&cage, &git, &key, settings, head, &mut ignore)?;
+    if !args.judges {
+        engine = engine.without_judges();
+    }
     let mut errors = 0;
     say!(
         "administering {} exam(s) on the committed tree of HEAD ({})",
@@ -138,6 +148,21 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
         if matches!(class, Class::Fail | Class::Error) {
             show_output(git.root(), &exam.log, &exam.output, args.verbose);
         }
+        if spec.judge.is_some() {
+            let line = match &exam.ruling {
+                Some(r) if r.pass => "judge: no veto".to_string(),
+                Some(r) => {
+                    if judge_cannot_run(&r.reason) {
+                        errors += 1;
+                    }
+                    format!("judge: veto: {}", r.reason.lines().next().unwrap_or(""))
+                }
+                None if args.judges => "judge: not asked (the exam did not pass)".to_string(),
+                None => "judge: not asked (`proctor lint --judges` asks it once)".to_string(),
+            };
+            // The judge's words are a model's, about an agent's diff: escaped.
+            say!("           {}", crate::terminal::line(&line));
+        }
     }
     // The exams' containers are gone; this removes any egress network.
     let _ = cage.remove_labelled(&[(LABEL_RUN, run_id.as_str())]).await;
@@ -148,6 +173,14 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
         return Ok(crate::exit_codes::USAGE);
     }
     Ok(0)
+}
+
+/// Whether a veto says the judge itself could not run (its container,
+/// or its command missing): the judge is then not administrable.
+fn judge_cannot_run(reason: &str) -> bool {
+    reason.starts_with("the judge could not run")
+        || reason.starts_with("the judge exited 126")
+        || reason.starts_with("the judge exited 127")
 }
 
 /// A failing exam's output: its last lines (all of the log with

@@ -250,6 +250,30 @@ pub enum Event {
     /// A state path was not what the host writes (a link, a directory, a
     /// FIFO) and was replaced.
     Repaired { path: String, was: String },
+    /// The judge's ruling on a pass: no veto, or a veto with its reason
+    /// (a judge can only take a pass away).
+    Judged {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        /// Runs spent on the loop when the judged exam ran.
+        #[serde(rename = "n")]
+        run: u32,
+        /// The commit under judgement (its diff from the run's base).
+        commit: String,
+        /// No veto: first line exactly `PASS` and exit 0.
+        pass: bool,
+        /// The judge's first lines (or what went wrong).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        reason: String,
+        exit: i64,
+        timed_out: bool,
+        secs: f64,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        container: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        image: String,
+        log: String,
+    },
     /// What the exam's JUnit report counted, and the audit's verdict.
     TestAudit {
         #[serde(rename = "loop")]
@@ -410,6 +434,19 @@ mod tests {
             Event::Repaired {
                 path: ".proctor/journal/fix.md".into(),
                 was: "a symlink to `/etc/passwd`".into(),
+            },
+            Event::Judged {
+                loop_id: "fix".into(),
+                run: 2,
+                commit: "c".into(),
+                pass: false,
+                reason: "FAIL\nthe test was deleted".into(),
+                exit: 0,
+                timed_out: false,
+                secs: 1.5,
+                container: "j".into(),
+                image: "sha256:i".into(),
+                log: ".proctor/logs/fix.run2.judge.log".into(),
             },
             Event::TestAudit {
                 loop_id: "fix".into(),

@@ -117,6 +117,19 @@ impl<C: Cage> Engine<'_, C> {
             }
         }
         drop(tree);
+        // A second opinion on a pass, which can only take it away. The
+        // base commit's own check and `land`'s are the exam's alone.
+        let mut ruling = None;
+        if self.judging
+            && verdict == Verdict::Pass
+            && matches!(phase, Phase::Precheck | Phase::Verify | Phase::Confirm)
+        {
+            ruling = self.judge(spec, commit, run).await?;
+            if let Some(veto) = ruling.as_ref().filter(|r| !r.pass) {
+                verdict = Verdict::Fail;
+                reason = Some(format!("the judge vetoed it: {}", veto.reason));
+            }
+        }
         let mut output = outcome.output_head.clone();
         if !outcome.output_tail.is_empty() {
             output.push_str("\n[…]\n");
@@ -189,6 +202,7 @@ impl<C: Cage> Engine<'_, C> {
             secs: outcome.duration.as_secs_f64(),
             output,
             log: self.paths.rel(&log),
+            ruling,
         })
     }
 

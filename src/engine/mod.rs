@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::cage::{Cage, CageError, Labels, Mount, Role};
 use crate::git::{BranchGuard, GitError, GitRepo, Oid, Workspace};
-use crate::manifest::{Config, LoopSpec, Resources};
+use crate::manifest::{Config, JudgeConfig, LoopSpec, Resources};
 use crate::protect::{Rules, Watch};
 use crate::state::cards::{self, Card, CardKind, Tried};
 use crate::state::key::AnswerKey;
@@ -28,6 +28,7 @@ pub mod events;
 mod exam;
 pub mod gate;
 pub mod history;
+mod judging;
 mod parallel;
 mod policy;
 pub mod prompt;
@@ -188,6 +189,11 @@ pub struct Settings {
     /// A parallel child's `PROCTOR_SLOT` (1..N), in its agent's and
     /// exam's environment.
     pub slot: Option<u32>,
+    /// The config's judge, asked about every pass of a loop with `judge:`.
+    pub judge: Option<JudgeConfig>,
+    /// The host variables the judge gets (the names its config lists that
+    /// are set here).
+    pub judge_env: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -211,6 +217,13 @@ impl Settings {
             rules,
             default_resources: config.resources,
             slot: None,
+            judge: config.judge.clone(),
+            judge_env: config
+                .judge
+                .iter()
+                .flat_map(|j| &j.env)
+                .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
+                .collect(),
         }
     }
 }
@@ -306,6 +319,9 @@ pub struct Engine<'a, C: Cage> {
     /// A parallel child's parent's ledger, where answers and approvals to
     /// the child are written too.
     outer_ledger: Option<PathBuf>,
+    /// Whether a pass is put to the loop's judge (`lint` asks only with
+    /// `--judges`).
+    judging: bool,
     pub report: Report,
 }
 
@@ -318,6 +334,8 @@ pub struct Administered {
     pub output: String,
     /// The whole output's log file, relative to the repository.
     pub log: String,
+    /// The judge's ruling on a pass, when it was asked.
+    pub ruling: Option<crate::judge::Ruling>,
 }
 
 /// The result of one administration of an exam.
@@ -329,6 +347,8 @@ pub(crate) struct Exam {
     output: String,
     /// The log file, relative to the repository.
     log: String,
+    /// The judge's ruling on the exam's pass, when it was asked.
+    ruling: Option<crate::judge::Ruling>,
 }
 
 impl<'a, C: Cage> Engine<'a, C> {
@@ -374,6 +394,7 @@ impl<'a, C: Cage> Engine<'a, C> {
             root_id: String::new(),
             concurrent: false,
             outer_ledger: None,
+            judging: true,
             report,
         })
     }
@@ -412,6 +433,12 @@ impl<'a, C: Cage> Engine<'a, C> {
         })
     }
 
+    /// An engine that never asks a judge (`lint` without `--judges`).
+    pub fn without_judges(mut self) -> Engine<'a, C> {
+        self.judging = false;
+        self
+    }
+
     /// The engine reading time from `clock` and waiting on it (tests
     /// inject one they move).
     pub fn with_clock(mut self, clock: &'a dyn Clock) -> Engine<'a, C> {
@@ -432,6 +459,7 @@ impl<'a, C: Cage> Engine<'a, C> {
             secs: exam.secs,
             output: exam.output,
             log: exam.log,
+            ruling: exam.ruling,
         })
     }
 

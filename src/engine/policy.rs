@@ -130,9 +130,18 @@ impl<C: Cage> Engine<'_, C> {
                 return NetworkPolicy::Hosts(hosts);
             }
         }
+        let judge_network;
         let network = match role {
             Role::Agent => &spec.network,
             Role::Verifier => &spec.verifier_network,
+            Role::Judge => {
+                judge_network = self
+                    .settings
+                    .judge
+                    .as_ref()
+                    .map_or(Network::None, |j| j.network.clone());
+                &judge_network
+            }
         };
         match network {
             Network::None => NetworkPolicy::None,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::check::{Checker, Field};
 use super::node::{self, Node, Value};
-use super::{ManifestError, Resources, LOOP_KEYS};
+use super::{units, ManifestError, Network, Resources, LOOP_KEYS};
 
 /// Where the config lives, relative to the repo root.
 pub const CONFIG_PATH: &str = ".proctor/config.yaml";
@@ -44,8 +44,9 @@ pub struct Config {
     /// or `~/...`; read-only unless `:rw` (the agent's only: an exam's are
     /// always read-only).
     pub mounts: Vec<String>,
-    /// Judge command: reads a rubric and a diff on stdin, first line `PASS`.
-    pub judge: Option<String>,
+    /// The judge: a command that reads a rubric and a diff on stdin and
+    /// answers `PASS` on its first line (anything else is a veto).
+    pub judge: Option<JudgeConfig>,
     /// Shell command run on the host when a loop blocks or gates.
     pub on_halt: Option<String>,
     /// Defaults under every loop's own `resources`.
@@ -57,6 +58,38 @@ pub struct Config {
     /// The engine network through which the egress proxy reaches the hosts
     /// a loop's `network:` lists; `None` = the engine's default bridge.
     pub egress_network: Option<String>,
+}
+
+/// The keys of the long form of `judge:`.
+pub const JUDGE_KEYS: &[&str] = &["command", "env", "network", "timeout"];
+
+/// Default limit on one judge's answer.
+pub const JUDGE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// The config's `judge:`: `judge: CMD`, or
+/// `judge: {command: CMD, env: [NAMES], network: none|open|[hosts], timeout: 5m}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeConfig {
+    /// Shell command run in the judge's container.
+    pub command: String,
+    /// Host variable names passed to the judge (its model's API key).
+    pub env: Vec<String>,
+    /// The judge's network; default `none`.
+    pub network: Network,
+    /// Limit on one answer; default [`JUDGE_TIMEOUT`].
+    pub timeout: Duration,
+}
+
+impl JudgeConfig {
+    /// A judge running `command` with every default.
+    pub fn command(command: impl Into<String>) -> JudgeConfig {
+        JudgeConfig {
+            command: command.into(),
+            env: Vec::new(),
+            network: Network::None,
+            timeout: JUDGE_TIMEOUT,
+        }
+    }
 }
 
 /// Reads `<repo_root>/.proctor/config.yaml`; a missing file is the default
@@ -123,7 +156,7 @@ fn read(check: &mut Checker, doc: &Node) -> Config {
         match key {
             "engine" => config.engine = check.text(&f, value),
             "image" => config.image = check.text(&f, value),
-            "judge" => config.judge = check.text(&f, value),
+            "judge" => config.judge = judge(check, &f, value),
             "on_halt" => config.on_halt = check.text(&f, value),
             "timeout" => config.timeout = check.duration(&f, value),
             "egress_network" => config.egress_network = check.text(&f, value),
@@ -169,4 +202,67 @@ fn read(check: &mut Checker, doc: &Node) -> Config {
         }
     }
     config
+}
+
+/// `judge:`: a command, or the long form with [`JUDGE_KEYS`].
+fn judge(check: &mut Checker, f: &Field, value: &Node) -> Option<JudgeConfig> {
+    if !matches!(value.value, Value::Map(_)) {
+        return check.text(f, value).map(JudgeConfig::command);
+    }
+    let entries = check.known_entries(value, JUDGE_KEYS, f.path(), " in `judge`", |_| None);
+    let mut command = None;
+    let mut judge = JudgeConfig::command("");
+    for (key, node) in entries {
+        if node.value == Value::Null {
+            continue;
+        }
+        let sub = f.sub(key);
+        match key {
+            "command" => command = check.text(&sub, node),
+            "env" => {
+                judge.env = check
+                    .strings(&sub, node, "variable names", |name| {
+                        if units::is_env_name(name) {
+                            Ok(())
+                        } else {
+                            Err(format!("`{name}` is not a variable name (letters, digits and `_`, not starting with a digit); list names, not `NAME=value`"))
+                        }
+                    })
+                    .unwrap_or_default()
+            }
+            "network" => match &node.value {
+                Value::Str(s) if s == "none" => judge.network = Network::None,
+                Value::Str(s) if s == "open" => judge.network = Network::Open,
+                Value::Seq(items) if !items.is_empty() => {
+                    if let Some(hosts) = check.strings(&sub, node, "hosts", units::check_host) {
+                        judge.network = Network::Hosts(hosts);
+                    }
+                }
+                _ => check.bad(
+                    &sub,
+                    node,
+                    format!(
+                        "expected `none`, `open` or a list of hosts (`host` or `host:port`), got {}",
+                        node.describe()
+                    ),
+                ),
+            },
+            "timeout" => {
+                if let Some(timeout) = check.duration(&sub, node) {
+                    judge.timeout = timeout;
+                }
+            }
+            _ => {}
+        }
+    }
+    match command {
+        Some(command) => {
+            judge.command = command;
+            Some(judge)
+        }
+        None => {
+            check.bad(f, value, "the judge needs a `command`");
+            None
+        }
+    }
 }

@@ -32,6 +32,7 @@ fn kind(event: &Event) -> &'static str {
         Event::Quarantine { .. } => "quarantine",
         Event::Repaired { .. } => "repaired",
         Event::TestAudit { .. } => "test_audit",
+        Event::Judged { .. } => "judged",
         Event::Gate { .. } => "gate",
         Event::Notify { .. } => "notify",
         Event::Fork { .. } => "fork",
@@ -40,7 +41,7 @@ fn kind(event: &Event) -> &'static str {
 }
 
 /// How many arms [`kind`] has: every one must have samples.
-const KINDS: usize = 22;
+const KINDS: usize = 23;
 
 #[allow(clippy::too_many_arguments)]
 fn check_result(
@@ -102,6 +103,22 @@ fn test_audit(
         baseline,
         passed,
         reason: reason.map(str::to_string),
+    }
+}
+
+fn judged(pass: bool, reason: &str) -> Event {
+    Event::Judged {
+        loop_id: "fix-tests".into(),
+        run: 2,
+        commit: COMMIT.into(),
+        pass,
+        reason: reason.into(),
+        exit: if reason.contains("timeout") { -1 } else { 0 },
+        timed_out: reason.contains("timeout"),
+        secs: 2.5,
+        container: "0123456789ab".into(),
+        image: "sha256:abc".into(),
+        log: ".proctor/logs/fix-tests.run2.judge.log".into(),
     }
 }
 
@@ -325,6 +342,9 @@ fn samples() -> Vec<Event> {
         ),
         test_audit(Some(counts(10, 1, 1, 0)), Some(12), false, None),
         test_audit(None, None, false, None),
+        judged(true, ""),
+        judged(false, "FAIL\ntest_add was deleted"),
+        judged(false, "the judge gave no answer within its 300s timeout"),
         gate(GateStatus::Ready, &[], 1, None),
         gate(GateStatus::Ready, &["alice"], 2, None),
         gate(GateStatus::Sealed, &["alice", "bob"], 2, None),

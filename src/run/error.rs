@@ -17,6 +17,13 @@ pub enum RunError {
     NoCommits,
     #[error("loop `{0}` has no `agent`")]
     NoAgent(String),
+    /// A loop asks for a judge (`judge:` in the manifest) and the host
+    /// config names none: never a silent no-op.
+    #[error(
+        "loop {} has `judge:` (a rubric that may veto a pass) but `.proctor/config.yaml` names no `judge` command",
+        ticked(ids)
+    )]
+    NoJudge { ids: Vec<String> },
     #[error("no loop `{id}` in `{}`", manifest.display())]
     NoSuchLoop { id: String, manifest: PathBuf },
     #[error(
@@ -102,6 +109,7 @@ impl DomainError for RunError {
     fn hint(&self) -> Option<String> {
         Some(match self {
             RunError::NoCommits => "commit your work once, then run proctor".into(),
+            RunError::NoJudge { .. } => "name the judge in `.proctor/config.yaml` (`judge: CMD`, or `judge: {command: CMD, env: [NAMES], network: open, timeout: 5m}`) and commit it, or remove `judge:` from the loop".into(),
             RunError::NoAgent(_) => {
                 "set `agent:` in the manifest (it is inherited by child loops) or pass `--agent CMD`".into()
             }

@@ -33,6 +33,25 @@ pub(super) struct Ready {
     pub uncommitted: Vec<String>,
 }
 
+/// Refuses loops that ask for a judge (`judge:`) when the config names
+/// none: a rubric nobody reads must not look like a second opinion.
+pub fn refuse_unjudged(root: &LoopSpec, config: &Config) -> Result<(), RunError> {
+    if config.judge.is_some() {
+        return Ok(());
+    }
+    let ids: Vec<String> = root
+        .walk(Order::ParentsFirst)
+        .into_iter()
+        .filter(|spec| spec.judge.is_some())
+        .map(|spec| spec.id.clone())
+        .collect();
+    if ids.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::NoJudge { ids })
+    }
+}
+
 /// Refuses a loop that says its exam answers 75 (it sets `check_every`)
 /// but has no time budget: waiting spends no runs, so nothing would end it.
 pub fn refuse_untimed_watchers(manifest: &Manifest, root: &LoopSpec) -> Result<(), RunError> {
@@ -77,6 +96,7 @@ pub(super) async fn check(req: &Request) -> Result<Ready, RunError> {
         }
     }
     let config = manifest::load_config(&root_dir)?;
+    refuse_unjudged(&req.root, &config)?;
     let cage = connect_cage(&config).await?.with_background_removal();
     check_images(&cage, &loops, config.image.as_deref()).await?;
 

@@ -284,6 +284,7 @@ pub fn replay(records: &[Record]) -> Replay {
             | Event::Interrupted { .. }
             | Event::CapExceeded { .. }
             | Event::TestAudit { .. }
+            | Event::Judged { .. }
             | Event::NetworkDenied { .. }
             // A heartbeat says only that the agent still works.
             | Event::AgentWorking { .. } => {}

@@ -14,6 +14,7 @@ mod caps;
 mod dry_run;
 mod gauntlet;
 mod images;
+mod judge;
 mod r#loop;
 mod parallel;
 mod presets;

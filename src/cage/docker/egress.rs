@@ -82,10 +82,10 @@ pub(crate) fn shares_holder(inv: &Invocation) -> bool {
 }
 
 /// Whether a container of `inv` gets a holder of its own for its one run:
-/// a verifier with a host list, which must reach the proxy but never shares
-/// a namespace.
+/// a verifier or a judge with a host list, which must reach the proxy but
+/// never shares a namespace.
 pub(crate) fn needs_private_holder(inv: &Invocation) -> bool {
-    inv.labels.role == Role::Verifier && matches!(inv.network, NetworkPolicy::Hosts(_))
+    inv.labels.role != Role::Agent && matches!(inv.network, NetworkPolicy::Hosts(_))
 }
 
 /// Settings and live state of the network side of a [`DockerCage`].

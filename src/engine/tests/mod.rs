@@ -24,6 +24,7 @@ mod budgets;
 mod caps;
 mod gates;
 mod interrupted;
+mod judged;
 mod parallel;
 mod presets;
 mod unrunnable;
@@ -133,6 +134,8 @@ impl Repo {
             rules,
             default_resources: Resources::default(),
             slot: None,
+            judge: None,
+            judge_env: Vec::new(),
         };
         tweak(&mut settings);
         let mut events = Vec::new();

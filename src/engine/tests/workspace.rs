@@ -55,6 +55,8 @@ fn run_in(repo: &Repo, ws: &Workspace, cage: &FakeCage) -> WsRun {
         rules,
         default_resources: Resources::default(),
         slot: None,
+        judge: None,
+        judge_env: Vec::new(),
     };
     let mut events = Vec::new();
     let mut emit = |e: Event| events.push(e);

@@ -844,7 +844,7 @@ fn config_reads_every_field() {
             engine: Some("podman".into()),
             image: Some("proctor/agent:1".into()),
             mounts: vec!["~/.config/codex".into(), "/etc/ssl/certs".into()],
-            judge: Some("claude -p".into()),
+            judge: Some(crate::manifest::JudgeConfig::command("claude -p")),
             on_halt: Some("notify-send proctor".into()),
             resources: Resources {
                 memory: Some(4 << 30),
@@ -856,6 +856,36 @@ fn config_reads_every_field() {
             egress_network: Some("corp-egress".into()),
         }
     );
+}
+
+#[test]
+fn config_judge_long_form_names_env_network_and_timeout() {
+    let p = Path::new(".proctor/config.yaml");
+    let c = parse_config(
+        "judge:\n  command: sh judge.sh\n  env: [OPENAI_API_KEY]\n  network: [api.openai.com]\n  timeout: 90s\n",
+        p,
+    )
+    .unwrap();
+    assert_eq!(
+        c.judge,
+        Some(crate::manifest::JudgeConfig {
+            command: "sh judge.sh".into(),
+            env: vec!["OPENAI_API_KEY".into()],
+            network: Network::Hosts(vec!["api.openai.com".into()]),
+            timeout: Duration::from_secs(90),
+        })
+    );
+    let short = parse_config("judge: claude -p\n", p)
+        .unwrap()
+        .judge
+        .unwrap();
+    assert_eq!(short.network, Network::None);
+    let e = parse_config("judge: {env: [A=b], netwrok: open}\n", p)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown key `netwrok` in `judge`"), "{e}");
+    assert!(e.contains("`A=b` is not a variable name"), "{e}");
+    assert!(e.contains("the judge needs a `command`"), "{e}");
 }
 
 #[test]
