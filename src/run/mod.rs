@@ -531,6 +531,23 @@ fn host_env(
     (env, unset)
 }
 
+/// The run's own containers and what dead runs of the repository left.
+async fn remove_containers(ready: &preflight::Ready, run_id: &str) {
+    // The run's containers are gone already; this removes its egress
+    // networks and proxies, and after a signal whatever the dropped engine
+    // future left behind.
+    let _ = ready.cage.remove_labelled(&[(LABEL_RUN, run_id)]).await;
+    // The start-up reap sees only the containers that exist at that
+    // moment: a run killed while the engine still worked on its create
+    // calls gets those containers after the reap (a suspect for the two
+    // left behind a completed resume in the 7d0bbc1 fault run). Reaping
+    // again at the end removes them within one run, whatever their state.
+    let _ = ready
+        .cage
+        .reap_dead_runs(&crate::cage::repo_label(&ready.root_dir))
+        .await;
+}
+
 /// Teardown: whatever ended the run, no container of it outlives it.
 /// Returns the exit code and the ending; an engine error is recorded as the
 /// run's end and returned.
@@ -548,14 +565,11 @@ async fn teardown(
     let (ran, report) = match ran {
         Ok(ran) => ran,
         Err(e) => {
-            let _ = ready.cage.remove_labelled(&[(LABEL_RUN, run_id)]).await;
+            remove_containers(ready, run_id).await;
             return Err(e);
         }
     };
-    // Containers are gone already; this removes the run's egress networks
-    // and proxies, and after a signal whatever the dropped engine future
-    // left behind.
-    let _ = ready.cage.remove_labelled(&[(LABEL_RUN, run_id)]).await;
+    remove_containers(ready, run_id).await;
     let (exit, ending) = match ran {
         None => (exit_codes::INTERRUPTED, None),
         Some(Err(e)) => {
