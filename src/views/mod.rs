@@ -79,12 +79,12 @@ impl Context {
     /// load is left out (views then show the loops the events name).
     pub fn load(root: &Path, file: Option<&Path>) -> Context {
         let paths = Paths::new(root);
-        let manifest = file
-            .map(Path::to_path_buf)
-            .or_else(|| manifest::find(root))
-            .and_then(|p| manifest::load(&p).ok());
         let text = jsonl::read_text(&paths.events);
         let records = events::parse(&text);
+        let manifest = match file {
+            Some(file) => manifest::load(file).ok(),
+            None => run_manifest(root, &records),
+        };
         let raw = raw_types(&text);
         let holder = lock::holder(&paths.lock);
         let cards = read_cards(&paths);
@@ -98,6 +98,43 @@ impl Context {
             now: crate::state::now(),
         }
     }
+}
+
+/// The manifest of the latest run: the file its `run_start` names (a run
+/// of `run --file other.yaml` shows `other.yaml`'s tree), none after
+/// `once` (its one loop is drawn from the events), the usual one when no
+/// run is recorded or the named file is gone or no longer has the run's
+/// root loop.
+fn run_manifest(root: &Path, records: &[Record]) -> Option<Manifest> {
+    let usual = || manifest::find(root).and_then(|p| manifest::load(&p).ok());
+    let latest = records.iter().rev().find_map(|r| match &r.event {
+        events::Event::RunStart {
+            root: id, manifest, ..
+        } => Some((id, manifest)),
+        _ => None,
+    });
+    let Some((id, label)) = latest else {
+        return usual();
+    };
+    if label == crate::run::ONCE_LABEL {
+        return None;
+    }
+    let has_root = |m: &Manifest| m.find_loop(id).is_some();
+    // The label is relative to the repository; never follow it out.
+    let named = Path::new(label);
+    let inside = named.is_relative()
+        && named
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if inside {
+        if let Some(m) = manifest::load(&root.join(named))
+            .ok()
+            .filter(|m| has_root(m))
+        {
+            return Some(m);
+        }
+    }
+    usual().filter(|m| has_root(m))
 }
 
 /// Every line's `type` and `run`, also of event types this version does
@@ -242,6 +279,9 @@ pub struct View {
     pub tree: Node,
     pub cards: Vec<CardView>,
     pub now: f64,
+    /// The command that resumes the latest run: `proctor run`, `proctor
+    /// run --file FILE`, or the same `proctor once` again.
+    pub rerun: String,
 }
 
 impl View {
@@ -263,13 +303,16 @@ impl View {
             (None, Some(start)) => replay.last_ts.map(|t| (t - start).max(0.0)),
             _ => None,
         };
-        let spec = ctx.manifest.as_ref().map(|m| {
-            replay
-                .root
-                .as_deref()
-                .and_then(|id| m.find_loop(id))
-                .unwrap_or(&m.root)
-        });
+        // The run's root loop, never another loop of the manifest: a
+        // manifest without it (another file's run, `once`) draws the loops
+        // the events name.
+        let spec = ctx
+            .manifest
+            .as_ref()
+            .and_then(|m| match replay.root.as_deref() {
+                Some(id) => m.find_loop(id),
+                None => Some(&m.root),
+            });
         let root_id = spec
             .map(|s| s.id.clone())
             .or_else(|| replay.root.clone())
@@ -290,7 +333,8 @@ impl View {
             None => flat(&root_id, &replay),
         };
         apply_cards(&mut tree, &card_word);
-        let cards = card_views(ctx, &replay, spec);
+        let rerun = rerun(replay.manifest.as_deref());
+        let cards = card_views(ctx, &replay, spec, &rerun);
         View {
             root: root_id.clone(),
             branch: replay
@@ -308,6 +352,15 @@ impl View {
             tree,
             cards,
             now: ctx.now,
+            rerun,
+        }
+    }
+
+    /// [`View::rerun`] inside a sentence: "`proctor run` resumes it".
+    pub fn rerun_phrase(&self) -> String {
+        match self.rerun.strip_prefix("run ") {
+            Some(once) if self.rerun == ONCE_AGAIN => once.to_string(),
+            _ => format!("`{}`", self.rerun),
         }
     }
 
@@ -343,8 +396,23 @@ impl View {
                 None => format!("review `{0}`, then merge it into your branch", self.branch),
             },
             RunOutcome::None => "proctor run".into(),
-            _ => "proctor run".into(),
+            _ => self.rerun.clone(),
         }
+    }
+}
+
+/// How a `once` run resumes: its arguments are not recorded.
+const ONCE_AGAIN: &str = "run the same `proctor once` again";
+
+/// The command that resumes a run of manifest `label` (as its
+/// `run_start` names it).
+fn rerun(label: Option<&str>) -> String {
+    match label {
+        Some(crate::run::ONCE_LABEL) => ONCE_AGAIN.into(),
+        Some(label) if !manifest::MANIFEST_NAMES.contains(&label) => {
+            format!("proctor run --file {label}")
+        }
+        _ => "proctor run".into(),
     }
 }
 
@@ -372,16 +440,20 @@ fn node(spec: &LoopSpec, depth: usize, replay: &Replay) -> Node {
     }
 }
 
-/// Without a manifest: the root, with every other loop the events name
-/// under it.
+/// Without a manifest: the root, with every other loop the latest run
+/// touched under it (all the events name when no run started).
 fn flat(root: &str, replay: &Replay) -> Node {
+    let loops = if replay.root.is_some() {
+        &replay.latest
+    } else {
+        &replay.order
+    };
     Node {
         id: root.to_string(),
         depth: 0,
         state: replay.loops.get(root).cloned().unwrap_or_default(),
         budget_runs: None,
-        children: replay
-            .order
+        children: loops
             .iter()
             .filter(|id| id.as_str() != root)
             .map(|id| Node {
@@ -426,7 +498,12 @@ fn answers_text(paths: &Paths) -> String {
     text
 }
 
-fn card_views(ctx: &Context, replay: &Replay, spec: Option<&LoopSpec>) -> Vec<CardView> {
+fn card_views(
+    ctx: &Context,
+    replay: &Replay,
+    spec: Option<&LoopSpec>,
+    rerun: &str,
+) -> Vec<CardView> {
     let ledger_text = answers_text(&ctx.paths);
     let dir = key_dir();
     let answer_key = AnswerKey::load(&dir.join("answer.key")).ok();
@@ -463,7 +540,7 @@ fn card_views(ctx: &Context, replay: &Replay, spec: Option<&LoopSpec>) -> Vec<Ca
                 (answered, Vec::new())
             };
             let next = if answered {
-                "proctor run".to_string()
+                rerun.to_string()
             } else if gated {
                 format!("proctor answer {id} approve")
             } else {
@@ -519,5 +596,50 @@ mod tests {
         assert_eq!(utc(0.0), "1970-01-01 00:00:00Z");
         assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00Z");
         assert_eq!(utc(1_700_000_000.0), "2023-11-14 22:13:20Z");
+    }
+
+    fn started(root: &str, manifest: &str) -> Vec<Record> {
+        events::parse(&format!(
+            r#"{{"v":1,"ts":1.0,"run":"r","type":"run_start","root":"{root}","branch":"proctor/{root}","base":"b","manifest":"{manifest}","engine":"docker","pid":1}}"#
+        ))
+    }
+
+    #[test]
+    fn views_read_the_manifest_the_latest_run_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("proctor.yaml"),
+            "loop: main\ndone_when: 'true'\nagent: a\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("other.yaml"),
+            "loop: other\ndone_when: 'true'\nagent: a\n",
+        )
+        .unwrap();
+        let id = |m: Option<Manifest>| m.map(|m| m.root.id);
+        assert_eq!(id(run_manifest(root, &[])), Some("main".into()));
+        assert_eq!(
+            id(run_manifest(root, &started("main", "proctor.yaml"))),
+            Some("main".into())
+        );
+        assert_eq!(
+            id(run_manifest(root, &started("other", "other.yaml"))),
+            Some("other".into())
+        );
+        // `once` has no manifest: its loop comes from the events.
+        assert_eq!(
+            id(run_manifest(root, &started("once", "proctor once"))),
+            None
+        );
+        // A label that leaves the repository is never read.
+        assert_eq!(id(run_manifest(root, &started("x", "../other.yaml"))), None);
+        // The file gone: not another tree in its place.
+        std::fs::remove_file(root.join("other.yaml")).unwrap();
+        assert_eq!(
+            id(run_manifest(root, &started("other", "other.yaml"))),
+            None
+        );
     }
 }

@@ -119,6 +119,9 @@ impl Default for LoopState {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Replay {
     pub root: Option<String>,
+    /// The latest run's manifest as its `run_start` names it: a path
+    /// relative to the repository, or `proctor once`.
+    pub manifest: Option<String>,
     pub branch: Option<String>,
     /// The commit the work branch forked from.
     pub base: Option<String>,
@@ -131,12 +134,17 @@ pub struct Replay {
     pub loops: HashMap<String, LoopState>,
     /// Loop ids in the order they first appeared.
     pub order: Vec<String>,
+    /// Loop ids the latest run touched, in that order.
+    pub latest: Vec<String>,
 }
 
 impl Replay {
     fn state(&mut self, id: &str) -> &mut LoopState {
         if !self.loops.contains_key(id) {
             self.order.push(id.to_string());
+        }
+        if !self.latest.iter().any(|l| l == id) {
+            self.latest.push(id.to_string());
         }
         self.loops.entry(id.to_string()).or_default()
     }
@@ -165,11 +173,14 @@ pub fn replay(records: &[Record]) -> Replay {
                 root,
                 branch,
                 base,
+                manifest,
                 pid,
                 ..
             } => {
                 r.idle();
                 r.root = Some(root.clone());
+                r.manifest = Some(manifest.clone());
+                r.latest.clear();
                 r.branch = Some(branch.clone());
                 r.base = Some(base.clone());
                 r.run_id = Some(record.run.clone());

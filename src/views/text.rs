@@ -78,8 +78,9 @@ pub fn run_line(view: &View) -> String {
                 .unwrap_or_default()
         ),
         _ => format!(
-            "run {id}: ended without a final event (killed?) after {}; `proctor run` resumes it",
-            fmt_secs(view.secs.unwrap_or(0.0))
+            "run {id}: ended without a final event (killed?) after {}; {} resumes it",
+            fmt_secs(view.secs.unwrap_or(0.0)),
+            view.rerun_phrase()
         ),
     }
 }
@@ -177,7 +178,10 @@ pub fn inbox(view: &View, colour: bool) -> String {
             ));
         }
         if card.answered {
-            out.push_str("    answered: applies on the next `proctor run`\n");
+            out.push_str(&format!(
+                "    answered: applies on the next {}\n",
+                view.rerun_phrase().replace(" again", "")
+            ));
         } else {
             out.push_str(&format!("    next: {}\n", line(&card.next)));
             if card.gated {
@@ -186,7 +190,7 @@ pub fn inbox(view: &View, colour: bool) -> String {
                     card.card.loop_id
                 ));
             } else {
-                out.push_str("    then: proctor run\n");
+                out.push_str(&format!("    then: {}\n", view.rerun));
             }
         }
     }

@@ -258,3 +258,63 @@ fn stats_of_three_runs_one_live() {
 fn stats_with_none_recorded() {
     insta::assert_snapshot!(stats_summary(&history::stats(&[], &[], None)));
 }
+
+/// A `once` run (loop `once`, no manifest of its own), blocked, in a
+/// repository whose `proctor.yaml` has another tree.
+const ONCE_RUN: &str = r#"{"v":1,"ts":1764920000.0,"run":"0ce0ce01","type":"run_start","root":"once","branch":"proctor/once","base":"0123456789abcdef0123456789abcdef01234567","manifest":"proctor once","engine":"docker 27.5.1","pid":4545}
+{"v":1,"ts":1764920003.0,"run":"0ce0ce01","type":"check_result","loop":"once","phase":"precheck","verdict":"fail","exit":1,"timed_out":false,"secs":1.0,"commit":"0123456789abcdef0123456789abcdef01234567","container":"f1","image":"host","log":".proctor/logs/once.run0.exam.log"}
+{"v":1,"ts":1764920004.0,"run":"0ce0ce01","type":"agent_start","loop":"once","n":1,"of":1,"log":".proctor/logs/once.run1.log","image":"host"}
+{"v":1,"ts":1764920010.0,"run":"0ce0ce01","type":"agent_end","loop":"once","n":1,"exit":0,"timed_out":false,"secs":6.0,"edits":true,"container":"f2","image":"sha256:0123"}
+{"v":1,"ts":1764920011.0,"run":"0ce0ce01","type":"commit","loop":"once","n":1,"commit":"4444444444444444444444444444444444444444"}
+{"v":1,"ts":1764920013.0,"run":"0ce0ce01","type":"check_result","loop":"once","phase":"verify","verdict":"fail","exit":1,"timed_out":false,"secs":1.0,"commit":"4444444444444444444444444444444444444444","container":"f3","image":"host","log":".proctor/logs/once.run1.exam.log"}
+{"v":1,"ts":1764920014.0,"run":"0ce0ce01","type":"card","loop":"once","kind":"blocked","path":"INBOX/once.md","reason":"the run budget (1 run) is spent"}
+{"v":1,"ts":1764920015.0,"run":"0ce0ce01","type":"run_end","outcome":"blocked","exit":3,"secs":15.0}
+"#;
+
+/// A run of `run --file other.yaml` (loop `other`), killed mid-agent.
+const OTHER_FILE_RUN: &str = r#"{"v":1,"ts":1764930000.0,"run":"07e2f11e","type":"run_start","root":"other","branch":"proctor/other","base":"0123456789abcdef0123456789abcdef01234567","manifest":"other.yaml","engine":"docker 27.5.1","pid":4646}
+{"v":1,"ts":1764930003.0,"run":"07e2f11e","type":"check_result","loop":"other","phase":"precheck","verdict":"fail","exit":1,"timed_out":false,"secs":1.0,"commit":"0123456789abcdef0123456789abcdef01234567","container":"g1","image":"host","log":".proctor/logs/other.run0.exam.log"}
+{"v":1,"ts":1764930004.0,"run":"07e2f11e","type":"agent_start","loop":"other","n":1,"of":3,"log":".proctor/logs/other.run1.log","image":"host"}
+"#;
+
+#[test]
+fn status_and_inbox_after_once_show_the_once_loop_not_the_manifests_tree() {
+    let ctx = context(
+        &[RUN_1, ONCE_RUN],
+        // The repository's proctor.yaml, which the `once` run did not use.
+        Some(manifest()),
+        None,
+        vec![card(
+            "once",
+            "blocked",
+            "BLOCKED: once",
+            "The run budget (1 run) is spent and the exam still fails.",
+        )],
+        1_764_920_100.0,
+    );
+    let status = status(&ctx);
+    assert!(!status.contains("fix-tests"), "{status}");
+    insta::assert_snapshot!(status);
+    insta::assert_snapshot!(inbox(&View::build(&ctx), false));
+}
+
+#[test]
+fn status_after_a_killed_run_of_another_file_names_that_file() {
+    let ctx = context(
+        &[RUN_1, OTHER_FILE_RUN],
+        None,
+        None,
+        vec![],
+        1_764_930_100.0,
+    );
+    let status = status(&ctx);
+    assert!(
+        status.contains("`proctor run --file other.yaml` resumes it"),
+        "{status}"
+    );
+    assert!(
+        status.contains("next: proctor run --file other.yaml"),
+        "{status}"
+    );
+    insta::assert_snapshot!(status);
+}
