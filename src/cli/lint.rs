@@ -89,6 +89,9 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
             "commit once, then lint",
         )
     })?;
+    // The exams' logs go under `.proctor/`: keep them out of `git status`
+    // and `git add -A`, as a run does (lint left `.proctor/` untracked).
+    git.ensure_excluded(&crate::state::EXCLUDE_PATTERNS)?;
     let config = manifest::load_config(git.root())?;
     run::refuse_unjudged(&manifest.root, &config)?;
     let cage = run::connect_cage(&config).await?;

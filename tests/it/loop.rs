@@ -740,6 +740,8 @@ fn lint_classifies_every_exam() {
         text.contains("output: .proctor/logs/failing.run0.exam.log"),
         "{text}"
     );
+    // Nothing git would commit is left behind (the logs are excluded).
+    assert!(repo.status().is_empty(), "{:?}", repo.status());
     repo.assert_no_containers();
 }
 
