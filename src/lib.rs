@@ -18,6 +18,7 @@ pub mod progress;
 pub mod protect;
 pub mod render;
 pub mod run;
+pub mod serve;
 pub mod state;
 pub mod terminal;
 pub mod views;

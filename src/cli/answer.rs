@@ -44,34 +44,42 @@ pub fn cmd_answer(args: Args) -> Result<i32, CommandError> {
     if text.trim().is_empty() {
         return Err(CommandError::user("the answer is empty"));
     }
-    let loaded = manifest::find(git.root()).and_then(|p| manifest::load(&p).ok());
-    let known_in_manifest = loaded
-        .as_ref()
-        .map(|m| m.find_loop(&args.loop_id).is_some());
-    let has_card = paths.card_for(&args.loop_id).exists();
-    let card = std::fs::read_to_string(paths.card_for(&args.loop_id)).unwrap_or_default();
-    let gated = loaded
-        .as_ref()
-        .and_then(|m| m.find_loop(&args.loop_id))
-        .is_some_and(|spec| spec.gate.is_some())
-        || matches!(card_kind(&card), Some("ready"));
-    if gated {
-        return answer_gate(&git, &paths, &args.loop_id, &text);
+    if is_gated(&git, &paths, &args.loop_id) {
+        let decided = decide_gate(&git, &paths, &args.loop_id, &text, None)?;
+        if let Some(review) = &decided.review {
+            // The person approves what proctor shows, read from git's
+            // objects without the repository's attributes or diff drivers.
+            say!(
+                "{}{}",
+                crate::terminal::text(&review.flags_markdown()),
+                crate::terminal::text(&review.body_markdown())
+            );
+        }
+        let GateDecision {
+            loop_id,
+            branch,
+            commit,
+            approver,
+            public_path,
+            review,
+        } = decided;
+        let at = short(&commit);
+        if review.is_some() {
+            say!(
+                "approved loop `{loop_id}` at commit {at} on `{branch}` as approver {approver}; the next `proctor run` checks the exam once more and seals the gate if it still passes"
+            );
+            say!(
+                "(another host counts this approval once it trusts your public key: copy `{}` into its approvers directory)",
+                public_path.display()
+            );
+        } else {
+            say!(
+                "recorded a rejection of loop `{loop_id}` at commit {at} by approver {approver}: it unlocks nothing and refreshes no budget; change what needs changing, then `proctor run` examines the new state"
+            );
+        }
+        return Ok(0);
     }
-    if known_in_manifest == Some(false) && !has_card {
-        return Err(CommandError::hint(
-            format!(
-                "no loop `{}` in the manifest and no card `INBOX/{}.md`",
-                args.loop_id, args.loop_id
-            ),
-            "`ls INBOX/` shows the loops waiting for an answer",
-        ));
-    }
-    let key = AnswerKey::load_or_create(&key_dir())?;
-    let entry = ledger::signed_answer(&key, &args.loop_id, &text);
-    ledger::append(&paths.answers, &entry).map_err(|e| CommandError::Internal {
-        message: format!("cannot write `{}`: {e}", paths.answers.display()),
-    })?;
+    record_answer(&git, &paths, &args.loop_id, &text)?;
     say!(
         "recorded the answer for loop `{}`: it goes into the next prompt and refreshes the loop's budget once; continue with `proctor run`",
         args.loop_id
@@ -79,13 +87,68 @@ pub fn cmd_answer(args: Args) -> Result<i32, CommandError> {
     Ok(0)
 }
 
-/// Signs an approval or a rejection of the commit under review.
-fn answer_gate(
+/// Whether `loop_id` is gated (`gate:` in the manifest, or a READY card):
+/// its answer is an approval or a rejection, signed with the approver key.
+pub(crate) fn is_gated(git: &GitRepo, paths: &Paths, loop_id: &str) -> bool {
+    let card = std::fs::read_to_string(paths.card_for(loop_id)).unwrap_or_default();
+    manifest::find(git.root())
+        .and_then(|p| manifest::load(&p).ok())
+        .as_ref()
+        .and_then(|m| m.find_loop(loop_id))
+        .is_some_and(|spec| spec.gate.is_some())
+        || matches!(card_kind(&card), Some("ready"))
+}
+
+/// Signs an answer to a blocked loop with the answer-auth key and leaves
+/// it in `.proctor/answers.jsonl` for the next run.
+pub(crate) fn record_answer(
     git: &GitRepo,
     paths: &Paths,
     loop_id: &str,
     text: &str,
-) -> Result<i32, CommandError> {
+) -> Result<(), CommandError> {
+    if text.trim().is_empty() {
+        return Err(CommandError::user("the answer is empty"));
+    }
+    let known_in_manifest = manifest::find(git.root())
+        .and_then(|p| manifest::load(&p).ok())
+        .map(|m| m.find_loop(loop_id).is_some());
+    if known_in_manifest == Some(false) && !paths.card_for(loop_id).exists() {
+        return Err(CommandError::hint(
+            format!("no loop `{loop_id}` in the manifest and no card `INBOX/{loop_id}.md`"),
+            "`ls INBOX/` shows the loops waiting for an answer",
+        ));
+    }
+    let key = AnswerKey::load_or_create(&key_dir())?;
+    let entry = ledger::signed_answer(&key, loop_id, text);
+    ledger::append(&paths.answers, &entry).map_err(|e| CommandError::Internal {
+        message: format!("cannot write `{}`: {e}", paths.answers.display()),
+    })
+}
+
+/// A gate decision as recorded.
+pub(crate) struct GateDecision {
+    pub loop_id: String,
+    pub branch: String,
+    /// The commit the decision is bound to (the run branch's tip).
+    pub commit: String,
+    pub approver: String,
+    pub public_path: std::path::PathBuf,
+    /// The change approved (`None` for a rejection).
+    pub review: Option<Review>,
+}
+
+/// Signs an approval or a rejection of the commit under review: the tip
+/// of the run's branch. `shown` is the commit the person was shown (the
+/// web view's page); when the branch has moved on since, nothing is
+/// signed, so a stale page cannot approve a newer commit.
+pub(crate) fn decide_gate(
+    git: &GitRepo,
+    paths: &Paths,
+    loop_id: &str,
+    text: &str,
+    shown: Option<&str>,
+) -> Result<GateDecision, CommandError> {
     let Some(branch) = run_branch(git, paths) else {
         return Err(CommandError::hint(
             format!("loop `{loop_id}` is gated, and an approval binds to the commit under review, but no run of this repository has a branch yet"),
@@ -98,6 +161,18 @@ fn answer_gate(
             "`proctor run` makes it again",
         )
     })?;
+    if let Some(shown) = shown {
+        if shown != commit.to_string() {
+            return Err(CommandError::hint(
+                format!(
+                    "the page showed commit {}, but `{branch}` is now at {}: nothing was signed",
+                    short(shown),
+                    short(&commit.to_string())
+                ),
+                "reload the page and review the new commit",
+            ));
+        }
+    }
     let dir = key_dir();
     if is_inside(&dir, git.root()) || is_inside(&approvers_dir(), git.root()) {
         return Err(CommandError::hint(
@@ -105,45 +180,35 @@ fn answer_gate(
             "point `PROCTOR_KEY_DIR` and `PROCTOR_APPROVERS_DIR` outside the repository",
         ));
     }
-    if is_approval(text) {
-        // The person approves what proctor shows, read from git's objects
-        // without the repository's attributes or diff drivers.
+    let review = if is_approval(text) {
         let base = crate::engine::history::base_of(git, commit)?;
         let entries = git.changed_entries(base, commit)?;
-        let review = Review::new(&base.to_string(), &commit.to_string(), &entries);
-        say!(
-            "{}{}",
-            crate::terminal::text(&review.flags_markdown()),
-            crate::terminal::text(&review.body_markdown())
-        );
-    }
+        Some(Review::new(
+            &base.to_string(),
+            &commit.to_string(),
+            &entries,
+        ))
+    } else {
+        None
+    };
     let approver = ApproverKey::load_or_create(&dir)?;
     let entry = gate::decision(&approver, loop_id, &commit.to_string(), text);
     gate::append(&paths.answers, &entry).map_err(|e| CommandError::Internal {
         message: format!("cannot write `{}`: {e}", paths.answers.display()),
     })?;
-    let at = short(&commit.to_string());
-    if is_approval(text) {
-        say!(
-            "approved loop `{loop_id}` at commit {at} on `{branch}` as approver {}; the next `proctor run` checks the exam once more and seals the gate if it still passes",
-            approver.id
-        );
-        say!(
-            "(another host counts this approval once it trusts your public key: copy `{}` into its approvers directory)",
-            approver.public_path.display()
-        );
-    } else {
-        say!(
-            "recorded a rejection of loop `{loop_id}` at commit {at} by approver {}: it unlocks nothing and refreshes no budget; change what needs changing, then `proctor run` examines the new state",
-            approver.id
-        );
-    }
-    Ok(0)
+    Ok(GateDecision {
+        loop_id: loop_id.to_string(),
+        branch,
+        commit: commit.to_string(),
+        approver: approver.id.clone(),
+        public_path: approver.public_path.clone(),
+        review,
+    })
 }
 
 /// The branch of the latest run (as its `run_start` event names it), else
 /// `proctor/<root>` of the manifest's root loop.
-fn run_branch(git: &GitRepo, paths: &Paths) -> Option<String> {
+pub(crate) fn run_branch(git: &GitRepo, paths: &Paths) -> Option<String> {
     let from_events = crate::engine::events::read(&paths.events)
         .into_iter()
         .rev()

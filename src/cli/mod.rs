@@ -30,6 +30,7 @@ mod quarantine;
 mod reap;
 pub mod run;
 mod runs;
+mod serve;
 mod stats;
 mod status;
 mod stop;
@@ -71,6 +72,7 @@ pub enum Command {
     Image(image::Args),
     Key(key::Args),
     Attest(attest::Args),
+    Serve(serve::Args),
 }
 
 /// Parses the command line, runs the verb, and returns the exit code.
@@ -138,6 +140,7 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
         Command::Image(args) => image::cmd_image(args).await,
         Command::Key(args) => key::cmd_key(args),
         Command::Attest(args) => attest::cmd_attest(args).await,
+        Command::Serve(args) => serve::cmd_serve(args).await,
     }
 }
 

@@ -83,6 +83,14 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
         .display()
         .to_string();
     let paths = Paths::new(git.root());
+    // The web view's fleet page lists this repository from now on.
+    let registry = state::registry::registry_file();
+    if let Err(e) = state::registry::register(&registry, git.root()) {
+        tracing::warn!(
+            "cannot add this repository to `{}`: {e}",
+            registry.display()
+        );
+    }
     if args.skip_if_running {
         if let Some(who) = lock::holder_info(&paths.lock) {
             crate::views::out::say!(

@@ -16,6 +16,7 @@ pub mod jsonl;
 pub mod key;
 pub mod ledger;
 pub mod lock;
+pub mod registry;
 
 /// Where proctor keeps its state inside a repository.
 ///
