@@ -181,7 +181,8 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 }
 
 /// Headers every page carries: no framing (a framed approve button could
-/// be clicked by a page on top), no referrer (the URL holds the token),
+/// be clicked by a page on top), a referrer only to this server (the URL holds the token; `no-referrer`
+/// would make a browser send `Origin: null` with the forms),
 /// no caching, scripts only from this server.
 fn html(body: String) -> Response {
     let mut response = (StatusCode::OK, body).into_response();
@@ -193,7 +194,7 @@ fn html(body: String) -> Response {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(

@@ -19,6 +19,7 @@ mod r#loop;
 mod parallel;
 mod presets;
 mod remote;
+mod serve;
 mod unattended;
 mod warm;
 mod workspace;
