@@ -442,3 +442,6 @@ async fn answer(
         Err(r) => r,
     }
 }
+
+#[cfg(test)]
+mod tests;
