@@ -354,7 +354,7 @@ fn a_browser_follows_a_run_live_and_approves_its_gate() {
 
 /// The web view listens on the host's loopback only: from a container on
 /// the loop's network, the host's address on that network (its default
-/// gateway) and the server's port refuse the connection, while a listener
+/// gateway) and the server's port cannot be connected to (refused here), while a listener
 /// the test opens on all addresses is reached the same way (so the route
 /// is there, and only the web view is out of reach).
 fn no_container_reaches_the_web_view(engine: EngineKind) {
@@ -414,7 +414,7 @@ open('reach.txt', 'w').write('%s serve=%s open=%s\n' % (gw, reach(int(sys.argv[1
         "the host's address on the loop's network is reachable: {reach}"
     );
     assert!(
-        reach.contains(" serve=ConnectionRefusedError"),
+        reach.contains(" serve=") && !reach.contains(" serve=connected"),
         "the web view is not: {reach}"
     );
     repo.assert_no_containers();
