@@ -122,7 +122,8 @@ enum Evidence {
     NoHook,
     /// The symlink was quarantined and the file it aimed at is unchanged.
     OutsideUnchanged,
-    /// The code under test could not rewrite the exam (read-only mounts).
+    /// The code under test could not rewrite the exam (sealed by
+    /// ownership, or mounted read-only where proctor cannot seal).
     ExamReadOnly,
     /// The test-count audit failed with a reason containing this.
     AuditFailed(&'static str),
@@ -782,13 +783,18 @@ fn run_cheat(exe: &Path, dir: &Path, s: &Scenario) -> Result<String, String> {
         Evidence::ExamReadOnly => {
             let log = std::fs::read_to_string(repo.join(".proctor/logs/fix.run1.exam.log"))
                 .unwrap_or_default();
-            if !log.contains("Read-only file system") {
+            let sealed = log.contains("Permission denied");
+            if !sealed && !log.contains("Read-only file system") {
                 return Err("the exam's log shows no refused write".into());
             }
             for path in ["tests/test_add.sh", "tests/helpers.sh"] {
                 fixture_at_head(path)?;
             }
-            Ok("its writes to the exam hit read-only mounts".into())
+            Ok(if sealed {
+                "its writes to the exam were refused (the materials are sealed)".into()
+            } else {
+                "its writes to the exam hit read-only mounts".into()
+            })
         }
         Evidence::PtraceRefused => {
             let log = std::fs::read_to_string(repo.join(".proctor/logs/fix.run1.exam.log"))

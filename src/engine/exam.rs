@@ -11,6 +11,7 @@ use crate::leftovers::{exam_prefix, ScratchDir};
 use crate::manifest::LoopSpec;
 use crate::protect::fsafe::{self, Found};
 use crate::protect::junit;
+use crate::protect::seal::{self, Sealed};
 use crate::protect::Stamps;
 use crate::state;
 
@@ -170,7 +171,7 @@ impl<C: Cage> Engine<'_, C> {
         });
         if verdict == Verdict::Pass {
             self.report.verified.push(format!(
-                "loop `{id}`: `{}` exited 0 in verifier container {} (image {}, network {}, exam materials read-only) on commit {}",
+                "loop `{id}`: `{}` exited 0 in verifier container {} (image {}, network {}, exam materials unwritable) on commit {}",
                 spec.done_when,
                 short(&outcome.container_id),
                 short(outcome.image_id.trim_start_matches("sha256:")),
@@ -220,7 +221,8 @@ impl<C: Cage> Engine<'_, C> {
     }
 
     /// Runs the exam once on an export of `commit`, with the exam's
-    /// materials mounted read-only. Returns the outcome, the exported
+    /// materials sealed (see `protect::seal`) or, when proctor cannot
+    /// seal, mounted read-only. Returns the outcome, the exported
     /// tree (for the after-exam checks; removed when dropped) and the
     /// stamps of its watched files taken just before the exam started.
     async fn sit(
@@ -248,9 +250,21 @@ impl<C: Cage> Engine<'_, C> {
             fsafe::make_dir(tree.path(), &audit.junit).map_err(io_err(tree.path()))?;
         }
         give_to(tree.path(), &self.settings.user);
-        // After the hand-over (a `chown` changes an inode's change time).
+        // The materials are sealed by ownership when proctor may give files
+        // away (any number of them, and the exam's containers can start
+        // ahead); else they are mounted read-only, up to a limit.
+        let sealed = match numeric_user(&self.settings.user) {
+            Some(ids) => seal::seal(tree.path(), self.watch.trusted_paths(), ids)
+                .map_err(io_err(tree.path()))?,
+            None => Sealed::NotPermitted,
+        };
+        // After the hand-over and the seal (a `chown` changes an inode's
+        // change time).
         let stamps = self.watch.stamps(tree.path());
-        let readonly = self.readonly_mounts(tree.path());
+        let readonly = match sealed {
+            Sealed::Done(_) => Vec::new(),
+            Sealed::NotPermitted => self.readonly_mounts(tree.path()),
+        };
         self.last_exam_covered = Some(!readonly.is_empty());
         let mut invocation = self.exam_invocation(
             spec,
@@ -494,6 +508,12 @@ fn free_bytes(dir: &Path) -> Option<u64> {
         return None;
     }
     Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
+}
+
+/// The numeric `uid:gid` a container runs as, if it is one.
+fn numeric_user(user: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = user.split_once(':')?;
+    Some((uid.parse().ok()?, gid.parse().ok()?))
 }
 
 /// Makes a host directory the container user's, so an exam or a cache can

@@ -871,7 +871,7 @@ fn guarded_line(rules: &Rules, watch: &Watch) -> String {
     let globs: Vec<String> = rules.protected.iter().map(|g| format!("`{g}`")).collect();
     let files = watch.trusted_paths().count();
     format!(
-        "the exam's materials ({files} file{} in base commit {}: {}control files {}) are hashed (SHA-256) against that commit before and after every exam and after every agent run; edits are quarantined and the trusted copies restored; they are read-only in the verifier",
+        "the exam's materials ({files} file{} in base commit {}: {}control files {}) are hashed (SHA-256) against that commit before and after every exam and after every agent run; edits are quarantined and the trusted copies restored; they are unwritable in the verifier (sealed by ownership, or mounted read-only when proctor is not root)",
         if files == 1 { "" } else { "s" },
         short(&watch.base().to_string()),
         if globs.is_empty() {

@@ -27,14 +27,16 @@ pub mod junit;
 pub mod named;
 pub mod quarantine;
 pub mod review;
+pub mod seal;
 
 use fsafe::Found;
 
 /// Manifest names and the host config: always part of the exam's materials.
 pub const CONTROL_FILES: [&str; 3] = ["proctor.yaml", "lute.yaml", ".proctor/config.yaml"];
 
-/// At most this many read-only mounts are added to a verifier container;
-/// past it the after-exam hash check alone guards the rest.
+/// At most this many read-only mounts are added to a verifier container
+/// when the materials cannot be [sealed](seal) (proctor is not root); past
+/// it the after-exam checks alone guard the rest.
 pub const MAX_READONLY_MOUNTS: usize = 200;
 
 /// What to guard, as the manifest and the command line say.

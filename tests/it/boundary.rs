@@ -6,7 +6,7 @@
 use crate::common;
 
 use common::{require_engine, stderr, stdout, TestRepo};
-use proctor::engine::events::{Event, Phase, Verdict};
+use proctor::engine::events::{Event, Phase};
 
 const CALC: &str = "add() { echo $(( $1 - $2 )); }\n";
 const TEST: &str = r#". ./calc.sh
@@ -140,34 +140,29 @@ fn a_tamper_committed_earlier_is_caught_on_a_later_run() {
 }
 
 #[test]
-fn an_exam_whose_materials_change_while_it_runs_is_not_a_pass() {
+fn an_exam_cannot_repoint_a_protected_link() {
     require_engine();
-    // `check.sh` is a protected symlink (links are never mounted read-only);
-    // the exam re-points it and exits 0. The after-exam hash voids the pass.
+    // `check.sh` is a protected symlink (a link cannot be mounted read-only):
+    // the exam tries to re-point it and then runs it. The link is sealed,
+    // so the re-point fails and the real check decides.
     let repo = TestRepo::new()
         .file("real.sh", "exit 1\n")
-        .manifest("loop: fix\nagent: cat\ndone_when: 'ln -sfn /dev/null check.sh; exit 0'\nbudget: 1 run\nprotected: [check.sh, real.sh]\n");
+        .manifest("loop: fix\nagent: cat\ndone_when: 'ln -sfn /dev/null check.sh; sh check.sh'\nbudget: 1 run\nprotected: [check.sh, real.sh]\n");
     std::os::unix::fs::symlink("real.sh", repo.path().join("check.sh")).unwrap();
     let repo = repo.commit("linked exam");
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    let reasons: Vec<String> = repo
+    let exits: Vec<i64> = repo
         .events()
         .into_iter()
         .filter_map(|r| match r.event {
-            Event::CheckResult {
-                exit: 0,
-                verdict: Verdict::Fail,
-                reason: Some(reason),
-                ..
-            } => Some(reason),
+            Event::CheckResult { exit, .. } => Some(exit),
             _ => None,
         })
         .collect();
-    assert!(!reasons.is_empty(), "a zero exit must not have passed");
-    assert!(reasons[0].contains("check.sh"), "{reasons:?}");
-    let prompt = repo.read(".proctor/logs/fix.run1.log");
-    assert!(prompt.contains("not a pass"), "{prompt}");
+    assert_eq!(exits, [1, 1], "the real check failed both times");
+    let log = repo.read(".proctor/logs/fix.run1.exam.log");
+    assert!(log.contains("ln:"), "the re-point was refused: {log}");
     repo.assert_no_containers();
 }
 
@@ -462,8 +457,8 @@ fn agent_and_exam_text_reaches_no_surface_raw(engine: proctor::cage::EngineKind)
 }
 
 /// A repository with 1,000 protected tests next to an unprotected file in
-/// the same directory (more than the verifier's read-only mounts cover),
-/// whose exam is `exam`.
+/// the same directory (more than read-only mounts could cover), whose
+/// exam is `exam`.
 fn thousand_protected(engine: proctor::cage::EngineKind, exam: &str) -> TestRepo {
     let mut repo = TestRepo::new()
         .engine(&common::socket(engine))
@@ -479,38 +474,49 @@ fn thousand_protected(engine: proctor::cage::EngineKind, exam: &str) -> TestRepo
 /// Regression (issue 12): past 200 protected paths the verifier mounted no
 /// more read-only, and an exam that rewrote an unmounted test and put it
 /// back (content and mtime) before exiting 0 passed the after-exam hash.
-/// The rewrite is caught (a new inode change time); the honest twin, which
-/// writes only the unprotected file next to the tests, closes.
+/// Now every one of 1,000 protected files is unwritable inside the
+/// verifier (write, append, replace, rename, remove, chmod all refused)
+/// while the unprotected file next to them stays writable; the real test
+/// decides. The honest twin, which writes only that file, closes.
 fn a_protected_file_rewritten_and_restored_during_the_exam_is_caught(
     engine: proctor::cage::EngineKind,
 ) {
     require_engine();
     let cheat = thousand_protected(
         engine,
-        "cp -p tests/t0999.sh /tmp/keep\necho 'exit 0' > tests/t0999.sh\nsh tests/t0999.sh\ncat /tmp/keep > tests/t0999.sh\ntouch -r /tmp/keep tests/t0999.sh\necho seen > tests/notes.txt\n",
+        concat!(
+            "n=0\n",
+            "for f in tests/t*.sh; do\n",
+            "  (echo 'exit 0' > \"$f\") 2>/dev/null && n=$((n+1))\n",
+            "done\n",
+            "f=tests/t0999.sh\n",
+            "(echo 'exit 0' >> $f) 2>/dev/null && n=$((n+1))\n",
+            "(echo 'exit 0' > /tmp/t && mv -f /tmp/t $f) 2>/dev/null && n=$((n+1))\n",
+            "(cp -p $f /tmp/keep && rm -f $f && echo 'exit 0' > $f) 2>/dev/null && n=$((n+1))\n",
+            "(mv $f tests/moved.sh) 2>/dev/null && n=$((n+1))\n",
+            "(chmod u+w $f) 2>/dev/null && n=$((n+1))\n",
+            "(ln -sf /dev/null $f) 2>/dev/null && n=$((n+1))\n",
+            "echo \"protected writes that succeeded: $n\"\n",
+            "echo seen > tests/notes.txt && echo 'unprotected write: ok'\n",
+            "echo fresh > tests/new.txt && echo 'new file: ok'\n",
+            "sh $f\n",
+        ),
     );
     let out = cheat.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    let reasons: Vec<String> = cheat
+    let log = cheat.read(".proctor/logs/many.run1.exam.log");
+    assert!(log.contains("protected writes that succeeded: 0"), "{log}");
+    assert!(log.contains("unprotected write: ok"), "{log}");
+    assert!(log.contains("new file: ok"), "{log}");
+    let exits: Vec<i64> = cheat
         .events()
         .into_iter()
         .filter_map(|r| match r.event {
-            Event::CheckResult {
-                exit: 0,
-                verdict: Verdict::Fail,
-                reason: Some(reason),
-                ..
-            } => Some(reason),
+            Event::CheckResult { exit, .. } => Some(exit),
             _ => None,
         })
         .collect();
-    assert!(!reasons.is_empty(), "a zero exit must not have passed");
-    assert!(
-        reasons[0].contains("rewritten while it ran and put back")
-            && reasons[0].contains("tests/t0999.sh"),
-        "{reasons:?}"
-    );
-    assert!(!reasons[0].contains("tests/notes.txt"), "{reasons:?}");
+    assert_eq!(exits, [1, 1], "the real test decided both exams");
     cheat.assert_no_containers();
 
     let twin = thousand_protected(engine, "echo seen > tests/notes.txt\nexit 0\n");

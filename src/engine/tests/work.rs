@@ -272,6 +272,92 @@ fn an_exam_that_rewrites_its_own_materials_does_not_pass() {
     assert!(run.report.verified.is_empty(), "{:?}", run.report.verified);
 }
 
+#[test]
+fn an_exam_that_rewrites_its_materials_and_puts_them_back_does_not_pass() {
+    // The seal keeps a real exam from writing its materials; this fake one
+    // acts as proctor's own user, so the after-exam check is what is left.
+    let repo = Repo::new(
+        "loop: fix\nagent: fix-it\ndone_when: sh test.sh\nbudget: 1 run\nprotected: [test.sh]\n",
+        &[("test.sh", "exit 1\n")],
+    );
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::agent(0),
+        Scripted::exam_of(|tree| {
+            let path = tree.join("test.sh");
+            let before = std::fs::metadata(&path).expect("test.sh");
+            write(tree, "test.sh", "exit 0\n");
+            write(tree, "test.sh", "exit 1\n");
+            let file = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open");
+            file.set_modified(before.modified().expect("mtime"))
+                .expect("mtime");
+            0
+        }),
+    ]);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Run::blocked("fix"));
+    assert_eq!(
+        run.trace(),
+        [
+            "fix: precheck exit 1",
+            "fix: agent 1",
+            "fix: verify exit 0",
+            "fix: blocked card"
+        ]
+    );
+    let reason = run.events.iter().find_map(|e| match e {
+        crate::engine::events::Event::CheckResult {
+            reason: Some(r), ..
+        } => Some(r.clone()),
+        _ => None,
+    });
+    assert!(
+        reason.as_deref().is_some_and(
+            |r| r.contains("rewritten while it ran and put back") && r.contains("test.sh")
+        ),
+        "{reason:?}"
+    );
+}
+
+#[test]
+fn the_exams_materials_are_sealed_not_mounted_when_proctor_is_root() {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let repo = Repo::new(
+        "loop: fix\nagent: fix-it\ndone_when: sh test.sh\nbudget: 1 run\nprotected: [\"tests/a*\"]\n",
+        &[("tests/a.sh", "exit 0\n"), ("tests/notes.txt", "mine\n")],
+    );
+    let cage = repo.cage([Scripted::exam_of(|tree| {
+        let a = std::fs::metadata(tree.join("tests/a.sh")).expect("a.sh");
+        let notes = std::fs::metadata(tree.join("tests/notes.txt")).expect("notes");
+        let dir = std::fs::metadata(tree.join("tests")).expect("tests");
+        let sealed = a.uid() != notes.uid()
+            && a.mode() & 0o222 == 0
+            && notes.mode() & 0o200 != 0
+            && dir.mode() & 0o1000 != 0;
+        i64::from(!sealed)
+    })]);
+    let run = repo.run(&cage);
+    assert_eq!(
+        run.ending,
+        crate::engine::Ending::Closed,
+        "{:?}",
+        run.trace()
+    );
+    let calls = cage.calls();
+    let exam = calls
+        .iter()
+        .find(|c| c.labels.role == Role::Verifier)
+        .expect("an exam");
+    assert_eq!(exam.mounts.iter().filter(|m| m.read_only).count(), 0);
+}
+
 const NESTED: &str = "loop: root\nagent: fix-it\ndone_when: test -f a && test -f b\nbudget: 2 runs\nloops:\n  - loop: a\n    done_when: test -f a\n    budget: 2 runs\n  - loop: b\n    done_when: test -f b\n    budget: 2 runs\n";
 
 #[test]
