@@ -247,3 +247,40 @@ fn check_events(out: &mut Verification, statement: &Statement, events: Option<&s
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::TestRunner;
+
+    /// An envelope is untrusted input: any bytes, and any signed payload
+    /// that is not proctor's statement, fail a named check, never panic.
+    #[test]
+    fn any_input_fails_a_named_check_without_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = GitRepo::init_with_commit(&dir.path().join("repo"), "base").unwrap();
+        let key = super::super::key::AttestKey::load_or_create(&dir.path().join("keys")).unwrap();
+        let mut runner = TestRunner::default();
+        runner
+            .run(&proptest::collection::vec(any::<u8>(), 0..300), |bytes| {
+                let result = verify(&bytes, &key.public(), &git, None);
+                prop_assert!(!result.passed());
+                Ok(())
+            })
+            .unwrap();
+        runner
+            .run(&"\\{.{0,200}", |text| {
+                let envelope = dsse::seal(&key, IN_TOTO_PAYLOAD_TYPE, text.as_bytes());
+                let bytes = serde_json::to_vec(&envelope).unwrap();
+                let result = verify(&bytes, &key.public(), &git, Some(&text));
+                prop_assert!(!result.passed());
+                prop_assert!(result
+                    .checks
+                    .iter()
+                    .any(|c| c.name == "signature" && c.status == Status::Passed));
+                Ok(())
+            })
+            .unwrap();
+    }
+}

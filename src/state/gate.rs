@@ -391,6 +391,31 @@ mod tests {
     }
 
     #[test]
+    fn decisions_keep_only_verified_lines_of_the_loop_with_who_and_when() {
+        let (_d, alice, _) = keys();
+        let (_e, mallory, _) = keys();
+        let empty = tempfile::tempdir().unwrap();
+        let trusted = Trusted::load(Some(&alice), empty.path());
+        let approve = decision(&alice, "ship", "c1", "approve");
+        let reject = decision(&alice, "ship", "c1", "not yet");
+        let other_loop = decision(&alice, "docs", "c1", "approve");
+        let untrusted = decision(&mallory, "ship", "c1", "approve");
+        let mut forged = decision(&alice, "ship", "c1", "approve");
+        if let GateEntry::Approval { commit, .. } = &mut forged {
+            *commit = "c2".into();
+        }
+        let text = lines(&[approve.clone(), reject, other_loop, untrusted, forged]);
+        let got = decisions(&parse(&text), &trusted, "ship");
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].approved && got[0].approver == alice.id && got[0].commit == "c1");
+        if let GateEntry::Approval { ts, .. } = approve {
+            assert_eq!(got[0].ts, ts);
+        }
+        assert!(!got[1].approved);
+        assert_eq!(got[1].text, "not yet");
+    }
+
+    #[test]
     fn approvals_count_per_commit_and_per_person() {
         let (_d, alice, _) = keys();
         let (_e, bob, _) = keys();
