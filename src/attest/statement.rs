@@ -89,6 +89,9 @@ pub struct LoopRecord {
     pub closed_on: Option<String>,
     /// Every exam of the loop in the run, in order.
     pub verdicts: Vec<VerdictRecord>,
+    /// The judge's rulings on the loop's passes (a judge can only veto).
+    #[serde(default)]
+    pub judges: Vec<JudgeRecord>,
     /// Authenticated human answers to the loop (by the host's answer-auth key).
     pub answers: Vec<AnswerRecord>,
     /// Trusted approvers' signed decisions on the loop's gate.
@@ -114,6 +117,23 @@ pub struct VerdictRecord {
     pub ts: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JudgeRecord {
+    /// The commit under judgement.
+    pub commit: String,
+    /// No veto (first line exactly `PASS`, exit 0).
+    pub pass: bool,
+    pub exit: i64,
+    pub timed_out: bool,
+    /// The id of the image the judge ran in.
+    pub image_digest: String,
+    /// Unix seconds.
+    pub ts: f64,
+    /// The judge's first lines, for a veto.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -313,6 +333,30 @@ pub fn build(src: &Sources<'_>, run: &str) -> Result<Statement, AttestError> {
                 _ => None,
             })
             .collect();
+        let judges: Vec<JudgeRecord> = records
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::Judged {
+                    loop_id,
+                    commit,
+                    pass,
+                    reason,
+                    exit,
+                    timed_out,
+                    image,
+                    ..
+                } if *loop_id == spec.id => Some(JudgeRecord {
+                    commit: commit.clone(),
+                    pass: *pass,
+                    exit: *exit,
+                    timed_out: *timed_out,
+                    image_digest: image.clone(),
+                    ts: r.ts,
+                    reason: reason.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
         let close = closes.get(spec.id.as_str());
         if verdicts.is_empty() && close.is_none() {
             continue;
@@ -321,13 +365,13 @@ pub fn build(src: &Sources<'_>, run: &str) -> Result<Statement, AttestError> {
             src,
             spec,
             verdicts,
+            judges,
             close.copied(),
             Materials {
                 sha256: materials_sha.clone(),
                 files: materials_files,
             },
-            &ledger_entries,
-            &gate_entries,
+            (&ledger_entries, &gate_entries),
         ));
     }
 
@@ -362,10 +406,10 @@ fn loop_record(
     src: &Sources<'_>,
     spec: &LoopSpec,
     verdicts: Vec<VerdictRecord>,
+    judges: Vec<JudgeRecord>,
     close: Option<(u32, &str)>,
     materials: Materials,
-    ledger_entries: &[ledger::Entry],
-    gate_entries: &[gate::GateEntry],
+    (ledger_entries, gate_entries): (&[ledger::Entry], &[gate::GateEntry]),
 ) -> LoopRecord {
     // The image of the exam that decided: the last one that was not the
     // base commit's baseline count.
@@ -406,6 +450,7 @@ fn loop_record(
         runs: close.map(|(runs, _)| runs),
         closed_on: close.map(|(_, commit)| commit.to_string()),
         verdicts,
+        judges,
         answers,
         approvals,
     }

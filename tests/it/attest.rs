@@ -23,7 +23,8 @@ fn closed_run() -> TestRepo {
         .file("calc.sh", CALC)
         .file("test.sh", TEST)
         .file("agent.sh", FIX)
-        .manifest("loop: fix\ntask: make test.sh pass\nagent: sh agent.sh\ndone_when: sh test.sh\nbudget: 3 runs\nprotected: [test.sh]\n")
+        .file(".proctor/config.yaml", "judge: \"cat >/dev/null; echo PASS\"\n")
+        .manifest("loop: fix\ntask: make test.sh pass\nagent: sh agent.sh\ndone_when: sh test.sh\nbudget: 3 runs\nprotected: [test.sh]\njudge: the fix is minimal\n")
         .commit("buggy");
     let out = repo.proctor(&["run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -105,7 +106,7 @@ fn a_closed_run_attests_and_verifies_and_any_tamper_fails() {
     assert_eq!(fix["exam"], "sh test.sh");
     assert_eq!(fix["network"], "none");
     assert_eq!(fix["runs"], 1);
-    assert_eq!(fix["materials"]["files"], 2, "{fix}"); // test.sh and proctor.yaml
+    assert_eq!(fix["materials"]["files"], 3, "{fix}"); // test.sh, proctor.yaml, the config
     assert!(
         fix["image_digest"].as_str().unwrap().starts_with("sha256:"),
         "{fix}"
@@ -113,6 +114,10 @@ fn a_closed_run_attests_and_verifies_and_any_tamper_fails() {
     let verdicts = fix["verdicts"].as_array().unwrap();
     assert_eq!(verdicts.first().unwrap()["verdict"], "fail"); // the precheck on base
     assert_eq!(verdicts.last().unwrap()["verdict"], "pass");
+    let judges = fix["judges"].as_array().unwrap();
+    assert_eq!(judges.len(), 1, "{fix}");
+    assert_eq!(judges[0]["pass"], true);
+    assert_eq!(judges[0]["commit"], verdicts.last().unwrap()["commit"]);
 
     // Proctor verifies it, the event chain included.
     let (code, text) = verify(&repo, "att.json");
