@@ -41,10 +41,17 @@ impl<C: Cage> Engine<'_, C> {
             .map(|a| a.text)
             .collect();
         let journal_rel = self.paths.rel(&journal_path);
+        // The runs allowed now: each answer refreshes the budget once (as
+        // `budget_spent` counts), so run 3 after one refresh of 2 reads
+        // "run 3/4", not "run 3/2".
+        let allowed = spec
+            .budget
+            .runs
+            .map(|cap| cap.saturating_mul(1 + answers.len() as u32));
         let text = prompt::build(&prompt::PromptParts {
             spec,
             run,
-            cap: spec.budget.runs,
+            cap: allowed,
             failure,
             answers: &answers,
             journal_rel: &journal_rel,
@@ -57,7 +64,7 @@ impl<C: Cage> Engine<'_, C> {
         (self.emit)(Event::AgentStart {
             loop_id: id.clone(),
             run,
-            of: spec.budget.runs,
+            of: allowed,
             log: self.paths.rel(&log),
             image: image.clone(),
         });

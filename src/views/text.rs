@@ -118,7 +118,9 @@ fn detail(node: &Node, now: f64, card: Option<&str>) -> String {
         );
     }
     if s.doing != Some(Doing::Agent) && (s.runs > 0 || node.budget_runs.is_some()) {
-        parts.push(match node.budget_runs {
+        // The allowance the latest agent ran under (answers refresh it)
+        // outranks the manifest's cap: never "3/2 runs".
+        parts.push(match s.of.max(node.budget_runs) {
             Some(cap) => format!("{}/{cap} runs", s.runs),
             None => format!("{} run{}", s.runs, if s.runs == 1 { "" } else { "s" }),
         });

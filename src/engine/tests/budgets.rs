@@ -378,6 +378,8 @@ fn an_authenticated_answer_refreshes_a_spent_budget_and_reaches_the_prompt() {
     let prompt = &prompts(&cage)[0];
     assert!(prompt.contains("- the bug is in calc.sh"), "{prompt}");
     assert!(!prompt.contains("forged"), "{prompt}");
+    // Run 2 of the refreshed allowance, never "run 2 of 1".
+    assert!(prompt.contains("run 2 of 2"), "{prompt}");
 }
 
 #[test]
