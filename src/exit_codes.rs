@@ -7,7 +7,8 @@ pub const USAGE: i32 = 1;
 /// Internal or git error.
 pub const INTERNAL: i32 = 2;
 /// Blocked: a budget ran out (see `proctor inbox`, then `proctor answer`),
-/// or `land` left the target as it was (conflict, failing merged tree).
+/// `land` left the target as it was (conflict, failing merged tree), or
+/// `plan` ran out of rounds before its proposal was ready.
 pub const BLOCKED: i32 = 3;
 /// Gated: a passing loop awaits human approval.
 pub const GATED: i32 = 4;

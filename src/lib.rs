@@ -14,6 +14,7 @@ pub mod judge;
 pub mod leftovers;
 pub mod manifest;
 pub mod notify;
+pub mod plan;
 pub mod progress;
 pub mod protect;
 pub mod render;

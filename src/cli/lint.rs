@@ -36,30 +36,7 @@ pub struct Args {
 /// Lines of a failing exam's output `lint` shows without `-v`.
 const TAIL_LINES: usize = 10;
 
-/// How an exam answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    Pass,
-    Fail,
-    NotYet,
-    Error,
-}
-
-/// How an exam answered, from its exit code and output: a failure that
-/// says the exam could not run (a missing command, module, toolchain or
-/// network) is an error.
-pub fn classify(exit: i64, timed_out: bool, has_wall_budget: bool, output: &str) -> Class {
-    if !timed_out && runnable::cannot_run(exit, output).is_some() {
-        return Class::Error;
-    }
-    match exit {
-        _ if timed_out => Class::Fail,
-        0 => Class::Pass,
-        75 if has_wall_budget => Class::NotYet,
-        75 | 126 | 127 => Class::Error,
-        _ => Class::Fail,
-    }
-}
+pub use crate::engine::runnable::{classify, Class};
 
 pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
     let cwd = super::cwd()?;

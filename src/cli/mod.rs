@@ -25,6 +25,7 @@ mod land;
 mod lint;
 mod logs;
 mod once;
+mod plan;
 mod proxy;
 mod quarantine;
 mod reap;
@@ -50,6 +51,7 @@ pub struct Cli {
 pub enum Command {
     Run(run::Args),
     Once(once::Args),
+    Plan(plan::Args),
     Answer(answer::Args),
     Demo(demo::Args),
     Init(init::Args),
@@ -119,6 +121,7 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
     match command {
         Command::Run(args) => run::cmd_run(args).await,
         Command::Once(args) => once::cmd_once(args).await,
+        Command::Plan(args) => plan::cmd_plan(args).await,
         Command::Answer(args) => answer::cmd_answer(args),
         Command::Demo(args) => demo::cmd_demo(args).await,
         Command::Init(args) => init::cmd_init(args),

@@ -422,32 +422,8 @@ impl<C: Cage> Engine<'_, C> {
             },
         ];
         mounts.extend(self.extra_mounts(Role::Agent));
-        let mut env: Vec<(String, String)> = spec
-            .env
-            .iter()
-            .filter_map(|name| {
-                self.settings
-                    .host_env
-                    .get(name)
-                    .map(|v| (name.clone(), v.clone()))
-            })
-            .collect();
-        // A preset passes the variables its CLI reads (when set on the
-        // host) and those that make it run unattended.
         let chosen = preset::chosen(&agent);
-        if let Some(chosen) = &chosen {
-            for name in chosen.preset.env {
-                if env.iter().any(|(n, _)| n == name) {
-                    continue;
-                }
-                if let Some(value) = self.settings.host_env.get(*name) {
-                    env.push(((*name).to_owned(), value.clone()));
-                }
-            }
-            for (name, value) in chosen.preset.set {
-                env.push(((*name).to_owned(), (*value).to_owned()));
-            }
-        }
+        let mut env = self.agent_env(spec, chosen.as_ref());
         env.push(("PROCTOR_LOOP".into(), spec.id.clone()));
         env.push(("PROCTOR_RUN".into(), run.to_string()));
         if let Some(slot) = self.settings.slot {
@@ -473,5 +449,39 @@ impl<C: Cage> Engine<'_, C> {
             log,
             log_cap: LOG_CAP,
         })
+    }
+
+    /// The agent's environment: the loop's `env:` names set on the host,
+    /// and for a preset the variables its CLI reads (when set on the host)
+    /// and those that make it run unattended.
+    pub(super) fn agent_env(
+        &self,
+        spec: &LoopSpec,
+        chosen: Option<&preset::Chosen>,
+    ) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .filter_map(|name| {
+                self.settings
+                    .host_env
+                    .get(name)
+                    .map(|v| (name.clone(), v.clone()))
+            })
+            .collect();
+        if let Some(chosen) = chosen {
+            for name in chosen.preset.env {
+                if env.iter().any(|(n, _)| n == name) {
+                    continue;
+                }
+                if let Some(value) = self.settings.host_env.get(*name) {
+                    env.push(((*name).to_owned(), value.clone()));
+                }
+            }
+            for (name, value) in chosen.preset.set {
+                env.push(((*name).to_owned(), (*value).to_owned()));
+            }
+        }
+        env
     }
 }

@@ -30,9 +30,11 @@ pub mod gate;
 pub mod history;
 mod judging;
 mod parallel;
+mod planner;
 mod policy;
 pub mod prompt;
 pub mod runnable;
+pub use planner::PlannerRun;
 #[cfg(test)]
 mod tests;
 mod warm;

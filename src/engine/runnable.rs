@@ -143,6 +143,31 @@ pub fn tail_lines(output: &str, lines: usize) -> Vec<&str> {
     tail
 }
 
+/// How an exam answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Pass,
+    Fail,
+    NotYet,
+    Error,
+}
+
+/// How an exam answered, from its exit code and output: a failure that
+/// says the exam could not run (a missing command, module, toolchain or
+/// network) is an error.
+pub fn classify(exit: i64, timed_out: bool, has_wall_budget: bool, output: &str) -> Class {
+    if !timed_out && cannot_run(exit, output).is_some() {
+        return Class::Error;
+    }
+    match exit {
+        _ if timed_out => Class::Fail,
+        0 => Class::Pass,
+        75 if has_wall_budget => Class::NotYet,
+        75 | 126 | 127 => Class::Error,
+        _ => Class::Fail,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

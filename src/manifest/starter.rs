@@ -228,3 +228,13 @@ pub fn starter_manifest(repo_root: &Path) -> String {
     line("#     done_when: \"...\"");
     out
 }
+
+/// The build systems the repository at `repo_root` shows and the exam each
+/// suggests, as `(evidence, exam command)`: what `init` infers, for
+/// `proctor plan`'s briefing.
+pub fn detected_exams(repo_root: &Path) -> Vec<(&'static str, &'static str)> {
+    detect(repo_root)
+        .into_iter()
+        .map(|kind| (kind.evidence(), kind.exam()))
+        .collect()
+}

@@ -499,7 +499,7 @@ fn heal(paths: &Paths) -> Result<Vec<(String, String)>, RunError> {
 /// (those under `env:`, for the agent and the exam, and those a preset
 /// agent reads), and the names under `env:` that are not set here (each
 /// once, in order; a preset's are optional).
-fn host_env(
+pub fn host_env(
     root: &LoopSpec,
     default_agent: Option<&str>,
 ) -> (HashMap<String, String>, Vec<String>) {
