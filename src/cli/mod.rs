@@ -24,6 +24,7 @@ mod key;
 mod land;
 mod lint;
 mod logs;
+mod mcp;
 mod once;
 mod plan;
 mod proxy;
@@ -75,6 +76,7 @@ pub enum Command {
     Key(key::Args),
     Attest(attest::Args),
     Serve(serve::Args),
+    Mcp(mcp::Args),
 }
 
 /// Parses the command line, runs the verb, and returns the exit code.
@@ -144,6 +146,7 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
         Command::Key(args) => key::cmd_key(args),
         Command::Attest(args) => attest::cmd_attest(args).await,
         Command::Serve(args) => serve::cmd_serve(args).await,
+        Command::Mcp(args) => mcp::cmd_mcp(args).await,
     }
 }
 

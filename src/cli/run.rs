@@ -54,10 +54,13 @@ pub struct Args {
     pub detached_child: bool,
 }
 
-pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
-    let cwd = super::cwd()?;
-    let git = GitRepo::open(&cwd)?;
-    let path = match &args.file {
+/// The manifest `args` names, else the repository's.
+fn manifest_path(
+    cwd: &std::path::Path,
+    git: &GitRepo,
+    args: &Args,
+) -> Result<PathBuf, CommandError> {
+    Ok(match &args.file {
         Some(file) => cwd.join(file),
         None => manifest::find(git.root()).ok_or_else(|| {
             CommandError::hint(
@@ -68,7 +71,45 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
                 "write one with `proctor init`, or run an ad-hoc loop with `proctor once`",
             )
         })?,
-    };
+    })
+}
+
+/// `proctor run --bg` without a foreground run to fall back on: checks the
+/// manifest, then starts the detached run (for `proctor mcp`).
+pub fn start_detached(args: &Args) -> Result<i32, CommandError> {
+    let cwd = super::cwd()?;
+    let git = GitRepo::open(&cwd)?;
+    let path = manifest_path(&cwd, &git, args)?;
+    let manifest = manifest::load(&path)?;
+    let root = run::select_root(&manifest, args.root.as_deref())?;
+    run::refuse_untimed_watchers(&manifest, &root)?;
+    detach_run(&git, &cwd, args, &path)
+}
+
+/// Starts the detached run unless a run already holds the lock.
+fn detach_run(
+    git: &GitRepo,
+    cwd: &std::path::Path,
+    args: &Args,
+    path: &std::path::Path,
+) -> Result<i32, CommandError> {
+    let paths = Paths::new(git.root());
+    if let Some(info) = lock::holder_info(&paths.lock) {
+        return Err(LockError::Held {
+            pid: info.pid,
+            who: info.to_string(),
+        }
+        .into());
+    }
+    git.ensure_excluded(&state::EXCLUDE_PATTERNS)?;
+    let file = args.file.as_ref().map(|_| path);
+    detach::spawn(&paths, cwd, detach::child_args(args, file))
+}
+
+pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
+    let cwd = super::cwd()?;
+    let git = GitRepo::open(&cwd)?;
+    let path = manifest_path(&cwd, &git, &args)?;
     let manifest = manifest::load(&path)?;
     let root = run::select_root(&manifest, args.root.as_deref())?;
     run::refuse_untimed_watchers(&manifest, &root)?;
@@ -104,16 +145,7 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
         // parent set this already; a detached run never ends on SIGHUP.
         unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
     } else if detach::should_detach(args.bg, args.plain, detach::interactive()) {
-        if let Some(info) = lock::holder_info(&paths.lock) {
-            return Err(LockError::Held {
-                pid: info.pid,
-                who: info.to_string(),
-            }
-            .into());
-        }
-        git.ensure_excluded(&state::EXCLUDE_PATTERNS)?;
-        let file = args.file.as_ref().map(|_| path.as_path());
-        return detach::spawn(&paths, &cwd, detach::child_args(&args, file));
+        return detach_run(&git, &cwd, &args, &path);
     }
     drop(git);
     let summary = execute(

@@ -16,6 +16,7 @@ mod gauntlet;
 mod images;
 mod judge;
 mod r#loop;
+mod mcp;
 mod parallel;
 mod presets;
 mod remote;
