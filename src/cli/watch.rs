@@ -3,7 +3,7 @@
 //! exam, so watching cannot disturb a run.
 
 use std::io::{IsTerminal, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::CommandError;
@@ -14,7 +14,7 @@ use crate::render::{colourise, human_line};
 use crate::state::{lock, Paths};
 use crate::terminal::{self, stdout_colour};
 use crate::views::out::{print_json, print_out};
-use crate::views::{json, text, ManifestFile, View};
+use crate::views::{denoise, json, text, ManifestFile, View};
 
 const POLL: Duration = Duration::from_millis(200);
 
@@ -22,7 +22,8 @@ const POLL: Duration = Duration::from_millis(200);
 /// N of M, elapsed time, what it waits on), starting from the beginning of
 /// the latest run; exits with that run's exit code when it ends.
 /// `--snapshot` prints the loop tree once; `--json` prints the stable JSON
-/// shape once (see the README). Read-only: no exam is run.
+/// shape once (see the README); `--filter LOG` prints a log de-noised.
+/// Read-only: no exam is run.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print the loop tree once and exit 0.
@@ -32,11 +33,41 @@ pub struct Args {
     /// tree, cards) and exit 0.
     #[arg(long)]
     pub json: bool,
+    /// Print the log file LOG (`-`: standard input) with every block of
+    /// lines repeated back to back shown once and its count (`×N`); a log
+    /// without repeats prints unchanged. E.g. `.proctor/logs/<loop>.run3.log`.
+    #[arg(long, value_name = "LOG", conflicts_with_all = ["snapshot", "json"])]
+    pub filter: Option<PathBuf>,
     #[command(flatten)]
     pub manifest: ManifestFile,
 }
 
+/// `--filter LOG`: the de-noised log, escaped (an agent or the code under
+/// test wrote it).
+fn filter(log: &Path) -> Result<i32, CommandError> {
+    let bytes = if log == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes).map_err(|e| {
+            CommandError::user(format!("--filter: cannot read standard input: {e}"))
+        })?;
+        bytes
+    } else {
+        std::fs::read(log).map_err(|e| {
+            CommandError::hint(
+                format!("--filter: cannot read `{}`: {e}", log.display()),
+                "the logs of a run are in `.proctor/logs/` (`proctor logs LOOP` names the latest)",
+            )
+        })?
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    print_out(&terminal::text(&denoise::collapse(&text)));
+    Ok(0)
+}
+
 pub fn cmd_watch(args: Args) -> Result<i32, CommandError> {
+    if let Some(log) = &args.filter {
+        return filter(log);
+    }
     let ctx = args.manifest.context(&super::cwd()?)?;
     if args.json {
         print_json(&json::to_json(&View::build(&ctx)));

@@ -18,6 +18,7 @@ use crate::state::approver::{approvers_dir, ApproverKey, Trusted};
 use crate::state::key::{key_dir, AnswerKey};
 use crate::state::{gate, jsonl, ledger, lock, Paths};
 
+pub mod denoise;
 pub mod history;
 pub mod json;
 pub mod out;
