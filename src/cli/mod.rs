@@ -13,6 +13,7 @@ pub use error::CommandError;
 mod answer;
 mod attest;
 mod audit;
+mod completions;
 mod cron;
 mod demo;
 mod detach;
@@ -77,6 +78,7 @@ pub enum Command {
     Attest(attest::Args),
     Serve(serve::Args),
     Mcp(mcp::Args),
+    Completions(completions::Args),
 }
 
 /// Parses the command line, runs the verb, and returns the exit code.
@@ -147,6 +149,7 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
         Command::Attest(args) => attest::cmd_attest(args).await,
         Command::Serve(args) => serve::cmd_serve(args).await,
         Command::Mcp(args) => mcp::cmd_mcp(args).await,
+        Command::Completions(args) => completions::cmd_completions(args),
     }
 }
 
