@@ -6,6 +6,7 @@
 mod common;
 mod testnet;
 
+mod action;
 mod attest;
 mod boundary;
 mod cage;
