@@ -53,6 +53,14 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
     let manifest = manifest::load(&path)?;
     run::refuse_untimed_watchers(&manifest, &manifest.root)?;
     say!("{}: manifest valid", path.display());
+    for spec in manifest.root.walk(Order::ParentsFirst) {
+        if spec.judged_only().is_some() {
+            crate::views::out::say_err!(
+                "warning: loop `{}` is judged, not examined: its `done_when` is a judge's rubric (Lute's `judge: ...`), so no exam's exit code backs its close, only a judge's word; give it an exam (a shell command) and keep the rubric as `judge:`, which can then only veto",
+                spec.id
+            );
+        }
+    }
     for schedule in &manifest.schedules {
         say!(
             "  schedule `{}` runs loop `{}` (`proctor cron sync` installs it)",
@@ -93,6 +101,14 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
         &head.to_string()[..12]
     );
     for spec in &loops {
+        if spec.judged_only().is_some() && !args.judges {
+            say!(
+                "  judged   {}: `{}` (not asked: `proctor lint --judges` asks the judge once)",
+                spec.id,
+                spec.done_when
+            );
+            continue;
+        }
         let exam = engine.administer_once(spec, head).await?;
         let exit = exam.exit;
         let class = classify(

@@ -21,6 +21,7 @@ pub mod gauntlet;
 mod image;
 mod inbox;
 mod init;
+mod judge;
 mod key;
 mod land;
 mod lint;
@@ -58,6 +59,7 @@ pub enum Command {
     Demo(demo::Args),
     Init(init::Args),
     Lint(lint::Args),
+    Judge(judge::Args),
     Logs(logs::Args),
     Reap(reap::Args),
     Quarantine(quarantine::Args),
@@ -130,6 +132,7 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
         Command::Demo(args) => demo::cmd_demo(args).await,
         Command::Init(args) => init::cmd_init(args),
         Command::Lint(args) => lint::cmd_lint(args).await,
+        Command::Judge(args) => judge::cmd_judge(args).await,
         Command::Logs(args) => logs::cmd_logs(args),
         Command::Reap(args) => reap::cmd_reap(args).await,
         Command::Quarantine(args) => quarantine::cmd_quarantine(args),

@@ -28,6 +28,9 @@ impl<C: Cage> Engine<'_, C> {
         run: u32,
         streak: u32,
     ) -> Result<Exam, EngineError> {
+        if spec.judged_only().is_some() {
+            return self.examine_by_judge(spec, commit, phase, run).await;
+        }
         let id = spec.id.clone();
         (self.emit)(Event::CheckStart {
             loop_id: id.clone(),

@@ -2,8 +2,8 @@
 //! with no tree (an empty working directory, the rubric and the candidate
 //! diff on stdin). It can only take a pass away: see `crate::judge`.
 
-use super::events::Event;
-use super::{io_err, short, Engine, EngineError, LOG_CAP};
+use super::events::{Event, Phase, Verdict};
+use super::{io_err, short, Engine, EngineError, Exam, LOG_CAP};
 use crate::cage::{Cage, Invocation, Role, JUDGE_WORKDIR};
 use crate::git::Oid;
 use crate::judge::{self, Ruling};
@@ -98,7 +98,15 @@ impl<C: Cage> Engine<'_, C> {
             &outcome.output_head,
         );
         self.emit_ruling(spec, commit, run, &ruling, Some(&outcome), &log);
-        if ruling.pass {
+        if ruling.pass && spec.judged_only().is_some() {
+            self.report.verified.push(format!(
+                "loop `{id}`: judged, not examined: the judge (`{}`) answered `PASS` on commit {} (judge container {}, no tree, network {}); no exam ran",
+                config.command,
+                short(&commit.to_string()),
+                short(&outcome.container_id),
+                self.network_for(spec, Role::Judge).describe(),
+            ));
+        } else if ruling.pass {
             self.report.verified.push(format!(
                 "loop `{id}`: the judge (`{}`) raised no veto on commit {} (judge container {}, no tree, network {})",
                 config.command,
@@ -108,6 +116,98 @@ impl<C: Cage> Engine<'_, C> {
             ));
         }
         Ok(Some(ruling))
+    }
+
+    /// Asks the judge about `commit` (its diff from the engine's base)
+    /// once, outside any loop's run: `proctor judge`.
+    pub async fn judge_once(
+        &mut self,
+        spec: &LoopSpec,
+        commit: Oid,
+    ) -> Result<Ruling, EngineError> {
+        let ruling = self.judge(spec, commit, 0).await?;
+        Ok(ruling.unwrap_or(Ruling {
+            pass: false,
+            reason: "no rubric was given".into(),
+        }))
+    }
+
+    /// Lute's judge as a loop's only exam (`done_when: "judge: ..."`): no
+    /// verifier runs, the judge's answer is the verdict (the one place a
+    /// judge grants a pass, as Lute did), and the report marks the loop
+    /// judged, not examined.
+    pub(super) async fn examine_by_judge(
+        &mut self,
+        spec: &LoopSpec,
+        commit: Oid,
+        phase: Phase,
+        run: u32,
+    ) -> Result<Exam, EngineError> {
+        let id = spec.id.clone();
+        (self.emit)(Event::CheckStart {
+            loop_id: id.clone(),
+            phase,
+            commit: commit.to_string(),
+        });
+        let log = self.paths.logs.join(format!("{id}.run{run}.judge.log"));
+        let ruling = if self.judging {
+            self.judge(spec, commit, run).await?
+        } else {
+            None
+        };
+        let reason = match &ruling {
+            Some(r) if r.pass => None,
+            Some(r) => Some(format!("the judge vetoed it: {}", r.reason)),
+            None => Some("the judge was not asked".to_string()),
+        };
+        let verdict = if reason.is_none() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        let exit = i64::from(verdict != Verdict::Pass);
+        let output = reason
+            .as_ref()
+            .map(|why| {
+                format!("[proctor: loop `{id}` is judged, not examined (its `done_when` is a judge's rubric): {why}]\n")
+            })
+            .unwrap_or_default();
+        let commit_text = commit.to_string();
+        (self.emit)(Event::CheckResult {
+            loop_id: id.clone(),
+            phase,
+            verdict,
+            exit,
+            timed_out: false,
+            secs: 0.0,
+            commit: commit_text.clone(),
+            container: String::new(),
+            image: String::new(),
+            log: self.paths.rel(&log),
+            streak: None,
+            reason: reason.clone(),
+        });
+        let unverified = format!(
+            "loop `{id}` is judged, not examined: its `done_when` is a judge's rubric (Lute's `judge: ...`), so no exam's exit code backs its verdict, only the judge's word"
+        );
+        if !self.report.unverified.contains(&unverified) {
+            self.report.unverified.push(unverified);
+        }
+        if let (Some(why), true) = (&reason, phase != Phase::Precheck) {
+            self.report.boundary.push(format!(
+                "loop `{id}`: attempt at commit {} rejected: {why}",
+                short(&commit_text)
+            ));
+        }
+        Ok(Exam {
+            verdict,
+            exit,
+            timed_out: false,
+            secs: 0.0,
+            output,
+            log: self.paths.rel(&log),
+            ruling,
+        })
     }
 
     fn emit_ruling(

@@ -73,7 +73,10 @@ impl<C: Cage> Engine<'_, C> {
                     step = Step::Exam;
                 }
                 Step::Exam => {
-                    self.prepare_exam(spec, seq);
+                    // A judged-only loop has no exam to prepare.
+                    if spec.judged_only().is_none() {
+                        self.prepare_exam(spec, seq);
+                    }
                     seq += 1;
                     step = Step::Agent;
                 }

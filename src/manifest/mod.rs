@@ -244,7 +244,19 @@ pub enum Order {
     ChildrenFirst,
 }
 
+/// How Lute writes a judge as a loop's only exam: `done_when: "judge: <rubric>"`.
+pub const JUDGE_EXAM_PREFIX: &str = "judge:";
+
 impl LoopSpec {
+    /// Lute's judge-only exam: `Some(rubric)` when `done_when` is
+    /// `judge: <rubric>`. Such a loop is judged, not examined: no exam
+    /// runs, the judge's answer is its verdict, and the report says so.
+    pub fn judged_only(&self) -> Option<&str> {
+        self.done_when
+            .strip_prefix(JUDGE_EXAM_PREFIX)
+            .map(str::trim)
+    }
+
     /// This loop and every loop under it, in `order`.
     pub fn walk(&self, order: Order) -> Vec<&LoopSpec> {
         self.walk_with_depth(order)

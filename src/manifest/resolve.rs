@@ -333,6 +333,24 @@ impl Resolver {
                 );
             }
         }
+        if let Some(rubric) = spec.judged_only() {
+            // Lute's judge as the only exam: the rubric is the judge's.
+            if rubric.is_empty() {
+                self.check.bad(
+                    &field("done_when"),
+                    node,
+                    "`judge:` needs a rubric after it, e.g. `done_when: \"judge: the README explains every flag\"`",
+                );
+            } else if spec.judge.is_some() {
+                self.check.bad(
+                    &field("judge"),
+                    node,
+                    "this loop's `done_when` is already a judge's rubric (`judge: ...`); keep one of them",
+                );
+            } else {
+                spec.judge = Some(rubric.to_string());
+            }
+        }
         if !done_when_seen {
             self.check.bad(
                 &field("done_when"),

@@ -115,8 +115,6 @@ fn a_judge_vetoes_until_its_first_line_is_pass(engine: proctor::cage::EngineKind
     repo.assert_no_containers();
 }
 
-common::on_both_engines!(a_judge_vetoes_until_its_first_line_is_pass);
-
 #[test]
 fn a_rubric_without_a_judge_is_a_lint_and_run_error_naming_the_field() {
     let repo = TestRepo::new()
@@ -136,3 +134,86 @@ fn a_rubric_without_a_judge_is_a_lint_and_run_error_naming_the_field() {
     }
     assert!(!repo.exists(".proctor/events.jsonl"));
 }
+
+/// Lute's judge: passes a diff that adds `docs.md`, vetoes anything else.
+const LUTE_JUDGE: &str = r#"case "$(cat)" in
+*"+++ b/docs.md"*) echo PASS ;;
+*) echo "FAIL: docs.md is missing"; exit 0 ;;
+esac
+"#;
+
+fn a_lute_manifest_judged_by_its_rubric_runs_unchanged(engine: proctor::cage::EngineKind) {
+    require_engine();
+    let scripts = tempfile::tempdir().unwrap();
+    let dir = std::fs::canonicalize(scripts.path()).unwrap();
+    std::fs::write(dir.join("judge.sh"), LUTE_JUDGE).unwrap();
+    let config = format!(
+        "mounts: [\"{d}\"]\njudge: sh {d}/judge.sh\n",
+        d = dir.display()
+    );
+    let repo = TestRepo::new()
+        .engine(&common::socket(engine))
+        .file(
+            "agent.sh",
+            "cat >/dev/null\necho '# Flags' > docs.md\n",
+        )
+        .file(".proctor/config.yaml", &config)
+        .file(
+            "lute.yaml",
+            "loop: docs\ntask: document the flags\nagent: sh agent.sh\ndone_when: \"judge: the docs explain every flag\"\nbudget: 3 runs\n",
+        )
+        .commit("start");
+    // `lint` warns, and asks the judge only with `--judges`.
+    let out = repo.proctor(&["lint"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: loop `docs` is judged, not examined"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(common::stdout(&out).contains("not asked: `proctor lint --judges`"));
+    let out = repo.proctor(&["lint", "--judges"]);
+    assert!(
+        common::stdout(&out).contains("judge: veto: FAIL: docs.md is missing"),
+        "{}",
+        common::stdout(&out)
+    );
+    // `proctor judge` on HEAD's diff, by hand: a veto exits 3.
+    let out = repo.proctor(&["judge", "--", "the docs explain every flag"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(common::stdout(&out).contains("FAIL: docs.md is missing"));
+    // The run: the judge is the exam; no verifier runs.
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(repo.agent_starts(), 1);
+    let events = repo.events();
+    let judged: Vec<bool> = events
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::Judged { pass, .. } => Some(*pass),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(judged, [false, true]);
+    assert!(events.iter().all(|r| !matches!(
+        &r.event,
+        Event::CheckResult { container, .. } if !container.is_empty()
+    )));
+    assert!(
+        common::stdout(&out).contains("loop `docs` is judged, not examined"),
+        "{}",
+        common::stdout(&out)
+    );
+    // By hand on a commit that adds the docs: exit 0.
+    repo.write("docs.md", "# Flags\n");
+    let repo = repo.commit("docs");
+    let out = repo.proctor(&["judge", "--", "the docs explain every flag"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(common::stdout(&out).starts_with("PASS"));
+    repo.assert_no_containers();
+}
+
+common::on_both_engines!(
+    a_judge_vetoes_until_its_first_line_is_pass,
+    a_lute_manifest_judged_by_its_rubric_runs_unchanged
+);

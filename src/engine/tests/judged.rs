@@ -151,3 +151,52 @@ fn a_rubric_without_a_judge_configured_is_never_a_silent_pass() {
         "{rulings:?}"
     );
 }
+
+#[test]
+fn a_lute_judge_as_the_only_exam_runs_no_verifier_and_is_judged_not_examined() {
+    let repo = Repo::new(
+        "loop: docs\nagent: fix-it\ndone_when: \"judge: the README explains every flag\"\nbudget: 3 runs\n",
+        &[],
+    );
+    let cage = repo.cage([
+        Scripted::judge(0).output("FAIL\nno flag is explained\n"),
+        Scripted::agent_edits(make_done),
+        Scripted::judge(0).output("PASS\n"),
+    ]);
+    let run = repo.run_with(&cage, with_judge);
+    assert_eq!(run.ending, Ending::Closed);
+    assert!(cage.calls_of(Role::Verifier).is_empty());
+    let stdin = String::from_utf8_lossy(
+        cage.calls_of(Role::Judge)[0]
+            .stdin
+            .as_deref()
+            .unwrap_or_default(),
+    )
+    .into_owned();
+    assert!(
+        stdin.contains("RUBRIC:\nthe README explains every flag\n"),
+        "{stdin}"
+    );
+    let prompts = prompts(&cage);
+    assert!(
+        prompts[0].contains("no flag is explained"),
+        "{}",
+        prompts[0]
+    );
+    assert!(
+        run.report
+            .unverified
+            .iter()
+            .any(|l| l.contains("loop `docs` is judged, not examined")),
+        "{:?}",
+        run.report.unverified
+    );
+    assert!(
+        run.report
+            .verified
+            .iter()
+            .any(|l| l.contains("judged, not examined: the judge (`sh /judge.sh`) answered `PASS`")),
+        "{:?}",
+        run.report.verified
+    );
+}

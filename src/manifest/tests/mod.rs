@@ -889,6 +889,24 @@ fn config_judge_long_form_names_env_network_and_timeout() {
 }
 
 #[test]
+fn a_lute_judge_as_done_when_is_the_loops_rubric() {
+    let m = ok("loop: docs\ndone_when: \"judge: the README explains every flag\"\n");
+    assert_eq!(m.root.judged_only(), Some("the README explains every flag"));
+    assert_eq!(
+        m.root.judge.as_deref(),
+        Some("the README explains every flag")
+    );
+    assert_eq!(
+        ok("loop: a\ndone_when: sh judge.sh\n").root.judged_only(),
+        None
+    );
+    let e = err("loop: docs\ndone_when: \"judge: a\"\njudge: b\n");
+    assert!(e.contains("already a judge's rubric"), "{e}");
+    let e = err("loop: docs\ndone_when: \"judge:\"\n");
+    assert!(e.contains("`judge:` needs a rubric"), "{e}");
+}
+
+#[test]
 fn config_did_you_mean() {
     let p = Path::new(".proctor/config.yaml");
     let e = parse_config(
