@@ -92,7 +92,7 @@ pub fn colourise(event: &Event, line: String) -> String {
         | Event::Judged { pass: false, .. }
         | Event::NetworkDenied { .. }
         | Event::CapExceeded { .. } => "31",
-        Event::Repaired { .. } => "33",
+        Event::Repaired { .. } | Event::ExamReview { .. } => "33",
         Event::CheckResult { .. } | Event::Wait { .. } | Event::Gate { .. } => "33",
         _ => return line,
     };
@@ -381,6 +381,10 @@ fn line_of(event: &Event) -> Option<String> {
                 (false, None) => format!("proctor: {loop_id}: test audit failed: {counted}"),
             }
         }
+        Event::ExamReview { loop_id, findings } => format!(
+            "proctor: {loop_id}: warning: exam review: {}",
+            findings.join("; ")
+        ),
         Event::Judged {
             loop_id,
             commit,

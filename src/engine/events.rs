@@ -250,6 +250,14 @@ pub enum Event {
     /// A state path was not what the host writes (a link, a directory, a
     /// FIFO) and was replaced.
     Repaired { path: String, was: String },
+    /// The exam reviewed before the loop's first agent run: each finding
+    /// names a way the exam could pass without the task being done (today:
+    /// files the exam's command names that no rule protects).
+    ExamReview {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        findings: Vec<String>,
+    },
     /// The judge's ruling on a pass: no veto, or a veto with its reason
     /// (a judge can only take a pass away).
     Judged {
@@ -434,6 +442,12 @@ mod tests {
             Event::Repaired {
                 path: ".proctor/journal/fix.md".into(),
                 was: "a symlink to `/etc/passwd`".into(),
+            },
+            Event::ExamReview {
+                loop_id: "fix".into(),
+                findings: vec![
+                    "the exam `sh test.sh` names `test.sh`, which no rule protects".into(),
+                ],
             },
             Event::Judged {
                 loop_id: "fix".into(),

@@ -509,6 +509,8 @@ impl<'a, C: Cage> Engine<'a, C> {
         let mut idle_runs = 0u32;
         let mut notes: Vec<String> = Vec::new();
         let mut first_exam = true;
+        // Whether the exam was reviewed before this loop's first agent.
+        let mut reviewed = false;
         // The last failure (exit code and output, digits masked) and how
         // many attempts in a row left it exactly as it was.
         let mut last_failure: Option<(i64, String)> = None;
@@ -630,6 +632,11 @@ impl<'a, C: Cage> Engine<'a, C> {
             }
             if let Some(reason) = self.budget_spent(spec) {
                 return self.block(spec, reason, &tried, &exam.output, &notes);
+            }
+            if !std::mem::replace(&mut reviewed, true)
+                && self.runs.get(id).copied().unwrap_or(0) == 0
+            {
+                self.review_exam(spec)?;
             }
             self.warm_up(spec, Step::Agent);
             let (run, agent_exit, secs, edits) = self.attempt(spec, &exam.output, &notes).await?;

@@ -33,6 +33,7 @@ fn kind(event: &Event) -> &'static str {
         Event::Repaired { .. } => "repaired",
         Event::TestAudit { .. } => "test_audit",
         Event::Judged { .. } => "judged",
+        Event::ExamReview { .. } => "exam_review",
         Event::Gate { .. } => "gate",
         Event::Notify { .. } => "notify",
         Event::Fork { .. } => "fork",
@@ -41,7 +42,7 @@ fn kind(event: &Event) -> &'static str {
 }
 
 /// How many arms [`kind`] has: every one must have samples.
-const KINDS: usize = 23;
+const KINDS: usize = 24;
 
 #[allow(clippy::too_many_arguments)]
 fn check_result(
@@ -342,6 +343,12 @@ fn samples() -> Vec<Event> {
         ),
         test_audit(Some(counts(10, 1, 1, 0)), Some(12), false, None),
         test_audit(None, None, false, None),
+        Event::ExamReview {
+            loop_id: "fix-tests".into(),
+            findings: vec![
+                "the exam `sh test.sh` names `test.sh`, which no rule protects: an agent may edit what its exam runs (add it to `protected:`)".into(),
+            ],
+        },
         judged(true, ""),
         judged(false, "FAIL\ntest_add was deleted"),
         judged(false, "the judge gave no answer within its 300s timeout"),

@@ -296,6 +296,7 @@ pub fn replay(records: &[Record]) -> Replay {
             | Event::CapExceeded { .. }
             | Event::TestAudit { .. }
             | Event::Judged { .. }
+            | Event::ExamReview { .. }
             | Event::NetworkDenied { .. }
             // A heartbeat says only that the agent still works.
             | Event::AgentWorking { .. } => {}

@@ -200,3 +200,50 @@ fn a_lute_judge_as_the_only_exam_runs_no_verifier_and_is_judged_not_examined() {
         run.report.verified
     );
 }
+
+fn reviews(run: &Run) -> Vec<String> {
+    run.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ExamReview { findings, .. } => Some(findings.join("; ")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_exam_whose_files_no_rule_protects_is_named_before_the_first_agent() {
+    let script = || {
+        [
+            Scripted::exam(1),
+            Scripted::agent(0),
+            Scripted::exam(1),
+            Scripted::agent(0),
+            Scripted::exam(1),
+        ]
+    };
+    let open = Repo::new(
+        "loop: fix\nagent: fix-it\ndone_when: sh test.sh\nbudget: 2 runs\n",
+        &[("test.sh", "exit 1\n")],
+    );
+    let cage = open.cage(script());
+    let run = open.run(&cage);
+    let found = reviews(&run);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("the exam `sh test.sh` names `test.sh`, which no rule protects"),
+        "{found:?}"
+    );
+    assert!(run
+        .report
+        .unverified
+        .iter()
+        .any(|l| l.starts_with("loop `fix`: the exam `sh test.sh` names `test.sh`")));
+    // Its protected twin raises nothing.
+    let guarded = Repo::new(
+        "loop: fix\nagent: fix-it\ndone_when: sh test.sh\nprotected: [test.sh]\nbudget: 2 runs\n",
+        &[("test.sh", "exit 1\n")],
+    );
+    let cage = guarded.cage(script());
+    assert!(reviews(&guarded.run(&cage)).is_empty());
+}
