@@ -32,6 +32,7 @@ pub use host_image::{HOST_IMAGE, HOST_IMAGE_REF};
 pub use import::{
     default_name, image_reference, ImageInfo, ImportReport, PruneReport, LABEL_IMAGE,
 };
+pub use spec::DEFAULT_PATH;
 
 /// A judge's working directory: its own empty `$HOME` tmpfs (a judge
 /// gets no tree).

@@ -19,8 +19,7 @@ use super::seccomp;
 use super::Limits;
 
 /// `PATH` for commands when the invocation does not set one.
-pub(crate) const DEFAULT_PATH: &str =
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The command's `$HOME`: its own tmpfs inside `/tmp`, owned by the
 /// container's user, gone with the container.

@@ -1,16 +1,25 @@
-//! `proctor init`: a commented starter manifest.
+//! `proctor init`: a commented starter manifest, and the host config that
+//! makes its exam run on this machine's toolchain.
 
 use super::CommandError;
 use crate::git::GitRepo;
-use crate::manifest;
+use crate::manifest::{self, toolchain, CONFIG_PATH};
+use crate::views::out::say;
 
 /// Write a commented starter `proctor.yaml`, with an exam inferred from the
-/// repository where possible (Cargo, npm, pytest or make).
+/// repository where possible (Cargo, Go, npm, pytest or make), and, when
+/// the exam's toolchain or dependencies are ones the `host` image cannot
+/// see (rustup under ~/.cargo, pyenv, a venv, nvm, node_modules),
+/// `.proctor/config.yaml` with the mounts and variables that make it run.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Overwrite an existing `proctor.yaml`.
+    /// Overwrite an existing `proctor.yaml` (and the config `init` would write).
     #[arg(long)]
     pub force: bool,
+    /// The agent to write in `agent:`: a preset (`codex`, `claude`,
+    /// `mini-swe-agent`) or a command; default `codex`.
+    #[arg(long, value_name = "CMD")]
+    pub agent: Option<String>,
 }
 
 pub fn cmd_init(args: Args) -> Result<i32, CommandError> {
@@ -26,12 +35,77 @@ pub fn cmd_init(args: Args) -> Result<i32, CommandError> {
             "pass `--force` to overwrite it",
         ));
     }
-    let text = manifest::starter_manifest(&root);
-    std::fs::write(&path, text)
-        .map_err(|e| CommandError::user(format!("cannot write `{}`: {e}", path.display())))?;
-    crate::views::out::say!(
-        "wrote {}; edit `task:`, `agent:` and `done_when:`, then `proctor lint` and `proctor run`",
-        path.display()
+    let text = manifest::starter_manifest_with(&root, args.agent.as_deref());
+    // What init writes must load, whatever `--agent` held.
+    manifest::parse(&text, &path)?;
+    write(&path, &text)?;
+    say!("wrote {}", path.display());
+    write_toolchain_config(&root, args.force)?;
+    say!(
+        "next: edit `task:`{}, commit, then `proctor lint` and `proctor run`",
+        if args.agent.is_some() {
+            ""
+        } else {
+            " and `agent:`"
+        }
     );
     Ok(0)
+}
+
+/// `.proctor/config.yaml` for the exam's toolchain: written when it is
+/// needed and absent (or with `force`), else shown for the user to merge.
+fn write_toolchain_config(root: &std::path::Path, force: bool) -> Result<(), CommandError> {
+    let host = toolchain::HostEnv::current();
+    let Some((_, found)) = toolchain::for_repo(root, &host) else {
+        return Ok(());
+    };
+    for line in &found.missing {
+        say!("warning: {line}");
+    }
+    if found.is_empty() {
+        for line in &found.found {
+            say!("toolchain: {line} (the `host` image sees it)");
+        }
+        return Ok(());
+    }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let body = found.config_yaml(home.as_deref());
+    let config = root.join(CONFIG_PATH);
+    if config.exists() && !force {
+        say!(
+            "`{}` exists; to run the exam on this machine's toolchain it needs:",
+            config.display()
+        );
+        for line in body.lines() {
+            say!("  {line}");
+        }
+        return Ok(());
+    }
+    let text = format!(
+        "# .proctor/config.yaml: written by `proctor init` for this machine.\n\
+         # The `host` image sees /usr, /bin and /lib* only; these mounts\n\
+         # (read-only) and variables (agent and exam) make the toolchain and\n\
+         # dependencies below visible. Keys: docs/manifest.md#host-config-proctorconfigyaml\n\
+         {body}"
+    );
+    // The same check `run` makes: what init writes must load.
+    manifest::parse_config(&text, &config)?;
+    if let Some(dir) = config.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CommandError::user(format!("cannot create `{}`: {e}", dir.display())))?;
+    }
+    write(&config, &text)?;
+    say!(
+        "wrote {} (the exam's toolchain on this machine):",
+        config.display()
+    );
+    for line in &found.found {
+        say!("  {line}");
+    }
+    Ok(())
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<(), CommandError> {
+    std::fs::write(path, text)
+        .map_err(|e| CommandError::user(format!("cannot write `{}`: {e}", path.display())))
 }

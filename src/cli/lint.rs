@@ -86,7 +86,21 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
         manifest.all_protected(),
         path.strip_prefix(git.root()).ok().and_then(|p| p.to_str()),
     );
-    let settings = Settings::new(run_id.clone(), git.root(), &config, rules);
+    let mut settings = Settings::new(run_id.clone(), git.root(), &config, rules);
+    // The exam gets the host variables `env: {verifier: [...]}` names, as
+    // in a run: a toolchain's `PATH` must reach lint's exams too.
+    let (env, unset) = run::host_env(&manifest.root, None);
+    if !unset.is_empty() {
+        say!(
+            "warning: not set here, so not passed: {}",
+            unset
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    settings.host_env = env;
     // Children before their parent, the order loops close in.
     let loops = manifest.root.walk(Order::ChildrenFirst);
     let mut ignore = |_e| {};
@@ -140,6 +154,7 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
                 }
             };
             say!("           {}", crate::terminal::line(&why));
+            suggest_toolchain(git.root(), &config);
         }
         if matches!(class, Class::Fail | Class::Error) {
             show_output(git.root(), &exam.log, &exam.output, args.verbose);
@@ -177,6 +192,36 @@ fn judge_cannot_run(reason: &str) -> bool {
     reason.starts_with("the judge could not run")
         || reason.starts_with("the judge exited 126")
         || reason.starts_with("the judge exited 127")
+}
+
+/// When an exam cannot run and this machine has its toolchain where the
+/// `host` image cannot see it, the config lines `init` would write (once).
+fn suggest_toolchain(root: &std::path::Path, config: &manifest::Config) {
+    let host = manifest::toolchain::HostEnv::current();
+    let Some((_, found)) = manifest::toolchain::for_repo(root, &host) else {
+        return;
+    };
+    let missing_mount = found.mounts.iter().any(|m| {
+        !config
+            .mounts
+            .iter()
+            .any(|c| crate::engine::HostMount::parse(c).path == std::path::Path::new(m))
+    });
+    let missing_env = found
+        .env
+        .iter()
+        .any(|(name, _)| !config.env.iter().any(|(n, _)| n == name));
+    if !missing_mount && !missing_env {
+        return;
+    }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    say!(
+        "           this machine's toolchain for it: add to `{}`:",
+        manifest::CONFIG_PATH
+    );
+    for line in found.config_yaml(home.as_deref()).lines() {
+        say!("           | {}", crate::terminal::line(line));
+    }
 }
 
 /// A failing exam's output: its last lines (all of the log with

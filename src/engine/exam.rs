@@ -425,6 +425,7 @@ impl<C: Cage> Engine<'_, C> {
         if let Some(slot) = self.settings.slot {
             env.push(("PROCTOR_SLOT".into(), slot.to_string()));
         }
+        let env = super::with_toolchain_env(&self.settings.toolchain_env, env);
         Ok(Invocation {
             image: self.image_for(spec),
             command: spec.done_when.clone(),

@@ -183,6 +183,10 @@ pub struct Settings {
     /// the verifier whatever they say (code under test never writes the
     /// host).
     pub extra_mounts: Vec<HostMount>,
+    /// The config's `env:` (a mounted toolchain's `PATH`, `CARGO_HOME`...),
+    /// `~` expanded: set in every agent and exam container, under the
+    /// manifest's host variables and proctor's own.
+    pub toolchain_env: Vec<(String, String)>,
     pub default_timeout: Option<Duration>,
     /// The exam's materials: `protected:` globs and control files.
     pub rules: Rules,
@@ -215,6 +219,11 @@ impl Settings {
             default_agent: None,
             host_env: HashMap::new(),
             extra_mounts: config.mounts.iter().map(|m| HostMount::parse(m)).collect(),
+            toolchain_env: config
+                .env
+                .iter()
+                .map(|(name, value)| (name.clone(), expand_home_parts(value)))
+                .collect(),
             default_timeout: config.timeout,
             rules,
             default_resources: config.resources,
@@ -262,6 +271,37 @@ pub fn expand_home(path: &str) -> PathBuf {
         (p, Some(home)) if p.starts_with("~/") => PathBuf::from(home).join(&p[2..]),
         (p, _) => PathBuf::from(p),
     }
+}
+
+/// `value` with each `:`-separated part that is `~` or opens with `~/`
+/// under `$HOME` (a `PATH`-like list of toolchain directories).
+pub fn expand_home_parts(value: &str) -> String {
+    value
+        .split(':')
+        .map(|part| {
+            if part == "~" || part.starts_with("~/") {
+                expand_home(part).to_string_lossy().into_owned()
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// `env` with the config's toolchain variables first, each dropped where
+/// `env` already sets it (the engine would otherwise get the name twice).
+pub(crate) fn with_toolchain_env(
+    toolchain: &[(String, String)],
+    env: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = toolchain
+        .iter()
+        .filter(|(name, _)| !env.iter().any(|(n, _)| n == name))
+        .cloned()
+        .collect();
+    all.extend(env);
+    all
 }
 
 /// One run of the engine over a loop tree.

@@ -20,6 +20,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "engine",
     "image",
     "mounts",
+    "env",
     "judge",
     "on_halt",
     "resources",
@@ -44,6 +45,13 @@ pub struct Config {
     /// or `~/...`; read-only unless `:rw` (the agent's only: an exam's are
     /// always read-only).
     pub mounts: Vec<String>,
+    /// Toolchain variables set in every agent and exam container, as
+    /// written (`NAME: value`, in file order): the `PATH`, `CARGO_HOME`,
+    /// `VIRTUAL_ENV` a per-user toolchain mounted by `mounts` needs. Values,
+    /// not host names: the file is committed, so never a secret (those go
+    /// by name under the manifest's `env:`). A `~` opening a
+    /// `:`-separated part is `$HOME`.
+    pub env: Vec<(String, String)>,
     /// The judge: a command that reads a rubric and a diff on stdin and
     /// answers `PASS` on its first line (anything else is a veto).
     pub judge: Option<JudgeConfig>,
@@ -181,6 +189,7 @@ fn read(check: &mut Checker, doc: &Node) -> Config {
                     }
                 }
             }
+            "env" => config.env = toolchain_env(check, &f, value),
             "mounts" => {
                 config.mounts = check
                     .strings(&f, value, "host paths", |m| {
@@ -265,4 +274,53 @@ fn judge(check: &mut Checker, f: &Field, value: &Node) -> Option<JudgeConfig> {
             None
         }
     }
+}
+
+/// The config's `env:`: a mapping of variable names to string values.
+fn toolchain_env(check: &mut Checker, f: &Field, value: &Node) -> Vec<(String, String)> {
+    let Value::Map(entries) = &value.value else {
+        check.bad(
+            f,
+            value,
+            format!(
+                "expected a mapping of variable names to values (`PATH: /opt/x/bin:/usr/bin`), got {}",
+                value.describe()
+            ),
+        );
+        return Vec::new();
+    };
+    let mut env = Vec::new();
+    for (key, val) in entries {
+        let Some(name) = key.as_str().filter(|n| super::units::is_env_name(n)) else {
+            check.bad(
+                f,
+                key,
+                format!(
+                    "{} is not a variable name (`[A-Za-z_][A-Za-z0-9_]*`)",
+                    key.describe()
+                ),
+            );
+            continue;
+        };
+        let sub = f.sub(name);
+        if matches!(
+            name,
+            "HOME" | "PROCTOR_LOOP" | "PROCTOR_RUN" | "PROCTOR_COMMIT" | "PROCTOR_SLOT" | "CI"
+        ) {
+            check.bad(
+                &sub,
+                key,
+                format!("`{name}` is proctor's to set in a container"),
+            );
+            continue;
+        }
+        if let Some(text) = check.text(&sub, val) {
+            if text.contains('\0') {
+                check.bad(&sub, val, "a value cannot hold a NUL character");
+                continue;
+            }
+            env.push((name.to_owned(), text));
+        }
+    }
+    env
 }

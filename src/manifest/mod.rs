@@ -25,6 +25,7 @@ mod node;
 pub mod preset;
 mod resolve;
 mod starter;
+pub mod toolchain;
 mod units;
 
 #[cfg(test)]
@@ -32,7 +33,7 @@ mod tests;
 
 pub use check::RESOURCES_KEYS;
 pub use config::{load_config, parse_config, Config, JudgeConfig, CONFIG_KEYS, CONFIG_PATH};
-pub use starter::{detected_exams, starter_manifest};
+pub use starter::{detected_exams, starter_manifest, starter_manifest_with};
 pub use units::{
     check_cron, format_duration, format_memory, is_kebab, parse_budget, parse_duration,
     parse_memory, to_kebab, DEFAULT_BUDGET, DEFAULT_CHECK_EVERY,

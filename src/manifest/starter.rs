@@ -6,21 +6,15 @@ use std::path::Path;
 
 use super::units;
 
-/// What kind of project the repo looks like, and so what its exam is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Cargo,
-    Npm,
-    Pytest,
-    Make,
-}
+use super::toolchain::Ecosystem as Kind;
 
 impl Kind {
-    fn exam(self) -> &'static str {
+    pub(crate) fn exam(self) -> &'static str {
         match self {
             Kind::Cargo => "cargo test",
             Kind::Npm => "npm test",
             Kind::Pytest => "python3 -m pytest -q",
+            Kind::Go => "go test ./...",
             Kind::Make => "make test",
         }
     }
@@ -30,6 +24,7 @@ impl Kind {
             Kind::Cargo => "Cargo.toml",
             Kind::Npm => "the `test` script in package.json",
             Kind::Pytest => "Python tests",
+            Kind::Go => "go.mod",
             Kind::Make => "the `test` target in the Makefile",
         }
     }
@@ -40,6 +35,7 @@ impl Kind {
             Kind::Cargo => "rust:1",
             Kind::Npm => "node:22",
             Kind::Pytest => "python:3.12",
+            Kind::Go => "golang:1",
             Kind::Make => "debian:stable",
         }
     }
@@ -48,10 +44,15 @@ impl Kind {
 /// Test directories that, when present, are suggested as `protected`.
 const TEST_DIRS: &[&str] = &["tests", "test", "__tests__", "spec"];
 
-fn detect(root: &Path) -> Vec<Kind> {
+/// The ecosystems the repository at `root` is tested with, the likeliest
+/// first.
+pub fn detect(root: &Path) -> Vec<Kind> {
     let mut kinds = Vec::new();
     if root.join("Cargo.toml").is_file() {
         kinds.push(Kind::Cargo);
+    }
+    if root.join("go.mod").is_file() {
+        kinds.push(Kind::Go);
     }
     if has_npm_test(root) {
         kinds.push(Kind::Npm);
@@ -123,7 +124,7 @@ fn loop_id(root: &Path) -> String {
 }
 
 /// YAML double-quoted form of `s` (JSON strings are valid YAML).
-fn quoted(s: &str) -> String {
+pub(crate) fn quoted(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_owned())
 }
 
@@ -132,6 +133,12 @@ fn quoted(s: &str) -> String {
 /// make) and a placeholder to replace otherwise. The text always passes
 /// [`super::parse`].
 pub fn starter_manifest(repo_root: &Path) -> String {
+    starter_manifest_with(repo_root, None)
+}
+
+/// [`starter_manifest`] with `agent` (a preset name or a command) in place
+/// of the `codex` preset.
+pub fn starter_manifest_with(repo_root: &Path, agent: Option<&str>) -> String {
     let kinds = detect(repo_root);
     let id = loop_id(repo_root);
     let mut out = String::new();
@@ -156,7 +163,10 @@ pub fn starter_manifest(repo_root: &Path) -> String {
     line("# or any command that reads the prompt on stdin, edits the working tree");
     line("# (/work in its container) and exits, e.g. `sh scripts/my-agent.sh`.");
     line("# It must be installed in the image.");
-    line("agent: codex");
+    match agent {
+        Some(agent) => line(&format!("agent: {}", quoted(agent))),
+        None => line("agent: codex"),
+    }
     line("");
     line("# The exam: a shell command run in a fresh container on the committed tree.");
     line("# Exit 0 = done, 75 = not yet (check again later), anything else = not done.");

@@ -22,6 +22,7 @@ mod parallel;
 mod presets;
 mod remote;
 mod serve;
+mod toolchain;
 mod unattended;
 mod warm;
 mod workspace;

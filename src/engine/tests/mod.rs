@@ -130,6 +130,7 @@ impl Repo {
             default_agent: None,
             host_env: Default::default(),
             extra_mounts: Vec::new(),
+            toolchain_env: Vec::new(),
             default_timeout: None,
             rules,
             default_resources: Resources::default(),

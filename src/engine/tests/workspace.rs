@@ -51,6 +51,7 @@ fn run_in(repo: &Repo, ws: &Workspace, cage: &FakeCage) -> WsRun {
         default_agent: None,
         host_env: Default::default(),
         extra_mounts: Vec::new(),
+        toolchain_env: Vec::new(),
         default_timeout: None,
         rules,
         default_resources: Resources::default(),

@@ -834,7 +834,7 @@ fn config_reads_every_field() {
     std::fs::create_dir(dir.path().join(".proctor")).unwrap();
     std::fs::write(
         dir.path().join(CONFIG_PATH),
-        "engine: podman\nimage: proctor/agent:1\nmounts: [\"~/.config/codex\", /etc/ssl/certs]\njudge: claude -p\non_halt: notify-send proctor\nresources: {memory: 4g, pids: 512}\nruntime: runsc\ntimeout: 2h\negress_network: corp-egress\n",
+        "engine: podman\nimage: proctor/agent:1\nmounts: [\"~/.config/codex\", /etc/ssl/certs]\njudge: claude -p\non_halt: notify-send proctor\nresources: {memory: 4g, pids: 512}\nruntime: runsc\ntimeout: 2h\negress_network: corp-egress\nenv: {PATH: \"~/.cargo/bin:/usr/bin\", CARGO_HOME: ~/.cargo}\n",
     )
     .unwrap();
     let c = load_config(dir.path()).unwrap();
@@ -844,6 +844,10 @@ fn config_reads_every_field() {
             engine: Some("podman".into()),
             image: Some("proctor/agent:1".into()),
             mounts: vec!["~/.config/codex".into(), "/etc/ssl/certs".into()],
+            env: vec![
+                ("PATH".into(), "~/.cargo/bin:/usr/bin".into()),
+                ("CARGO_HOME".into(), "~/.cargo".into()),
+            ],
             judge: Some(crate::manifest::JudgeConfig::command("claude -p")),
             on_halt: Some("notify-send proctor".into()),
             resources: Resources {
@@ -904,6 +908,19 @@ fn a_lute_judge_as_done_when_is_the_loops_rubric() {
     assert!(e.contains("already a judge's rubric"), "{e}");
     let e = err("loop: docs\ndone_when: \"judge:\"\n");
     assert!(e.contains("`judge:` needs a rubric"), "{e}");
+}
+
+#[test]
+fn config_env_refuses_bad_names_and_proctors_own() {
+    let p = Path::new(".proctor/config.yaml");
+    let e = parse_config("env: {HOME: /x, \"A-B\": y, OK: \"\"}\n", p)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`HOME` is proctor's to set"), "{e}");
+    assert!(e.contains("is not a variable name"), "{e}");
+    assert!(e.contains("must not be empty"), "{e}");
+    let e = parse_config("env: [PATH]\n", p).unwrap_err().to_string();
+    assert!(e.contains("expected a mapping of variable names"), "{e}");
 }
 
 #[test]

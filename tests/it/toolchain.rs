@@ -1,0 +1,163 @@
+//! From `proctor init` to a closed loop, per ecosystem, with no hand edit:
+//! `init` finds the exam's toolchain and dependencies on this machine
+//! (rustup under ~/.cargo, a venv, node_modules, Go) and writes the
+//! manifest and `.proctor/config.yaml`; a scripted shell agent fixes the
+//! failing test; the exam runs with no network in the `host` image.
+
+use crate::common;
+
+use common::{on_both_engines, require_engine, socket, stderr, stdout, TestRepo};
+use proctor::cage::EngineKind;
+
+/// `init --agent FIX`, commit, `lint` (the exam runs and fails: not an
+/// error), `run`: closed at run 1.
+fn init_lint_run(engine: EngineKind, repo: TestRepo, fix: &str, config_needed: bool) {
+    require_engine();
+    let repo = repo.engine(&socket(engine));
+    let out = repo.proctor(&["init", "--agent", fix]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        repo.exists(".proctor/config.yaml"),
+        config_needed,
+        "{}",
+        stdout(&out)
+    );
+    let repo = repo.commit("proctor init");
+    let out = repo.proctor(&["lint"]);
+    let lint = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{lint}{}", stderr(&out));
+    assert!(lint.contains("  fail "), "{lint}");
+    let out = repo.proctor(&["run", "--plain"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let branch = repo
+        .events()
+        .iter()
+        .find_map(|r| match &r.event {
+            proctor::engine::events::Event::RunStart { branch, .. } => Some(branch.clone()),
+            _ => None,
+        })
+        .expect("a run_start event");
+    let log = repo.log(&branch);
+    assert!(log.iter().any(|l| l.ends_with(": run 1")), "{log:?}");
+    repo.assert_no_containers();
+}
+
+fn cargo_with_rustup(engine: EngineKind) {
+    let repo = TestRepo::new()
+        .file(
+            "Cargo.toml",
+            "[package]\nname = \"adder\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        )
+        .file(
+            "src/lib.rs",
+            "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n\n#[test]\nfn adds() {\n    assert_eq!(add(2, 2), 4);\n}\n",
+        )
+        .file(".gitignore", "/target\n");
+    // rustup under a HOME (the machine's own ~/.cargo) needs the config;
+    // a distribution's cargo under /usr does not.
+    let per_user = which("cargo").is_some_and(|p| !p.starts_with("/usr"));
+    init_lint_run(engine, repo, "sed -i 's/a - b/a + b/' src/lib.rs", per_user);
+}
+
+fn pytest_in_a_venv(engine: EngineKind) {
+    let repo = TestRepo::new()
+        .file("calc.py", "def add(a, b):\n    return a - b\n")
+        .file(
+            "tests/test_calc.py",
+            "from calc import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n",
+        )
+        .file(
+            "pyproject.toml",
+            "[tool.pytest.ini_options]\npythonpath = [\".\"]\n",
+        )
+        .file(".gitignore", ".venv/\n__pycache__/\n.pytest_cache/\n");
+    // A venv over the system interpreter, which has pytest (`.ci/run`
+    // installs python3-pytest): git-ignored, so the exam sees it only
+    // through the mount init writes.
+    let made = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "venv",
+            "--without-pip",
+            "--system-site-packages",
+            ".venv",
+        ])
+        .current_dir(repo.path())
+        .status()
+        .expect("/usr/bin/python3 runs");
+    assert!(made.success(), "python3 -m venv failed");
+    let pytest = std::process::Command::new(repo.path().join(".venv/bin/python3"))
+        .args(["-c", "import pytest"])
+        .status()
+        .unwrap();
+    assert!(
+        pytest.success(),
+        "the system python3 has no pytest: `apt-get install python3-pytest` (.ci/run does)"
+    );
+    init_lint_run(engine, repo, "sed -i 's/a - b/a + b/' calc.py", true);
+}
+
+fn npm_with_node_modules(engine: EngineKind) {
+    assert!(
+        which("node").is_some(),
+        "no node: `apt-get install nodejs npm` (.ci/run does)"
+    );
+    let repo = TestRepo::new()
+        .file(
+            "package.json",
+            r#"{"name": "calc", "version": "1.0.0", "scripts": {"test": "node test.js"}, "dependencies": {"pad-two": "1.0.0"}}"#,
+        )
+        .file("calc.js", "exports.add = (a, b) => a - b;\n")
+        .file(
+            "test.js",
+            "const pad = require('pad-two');\nconst { add } = require('./calc');\nif (pad(add(2, 2)) !== '04') { console.error('add(2, 2) = ' + add(2, 2)); process.exit(1); }\nconsole.log('ok');\n",
+        )
+        .file(".gitignore", "node_modules/\n")
+        // What `npm install` left: git-ignored, so never in a commit.
+        .file(
+            "node_modules/pad-two/package.json",
+            r#"{"name": "pad-two", "version": "1.0.0", "main": "index.js"}"#,
+        )
+        .file(
+            "node_modules/pad-two/index.js",
+            "module.exports = (n) => String(n).padStart(2, '0');\n",
+        );
+    init_lint_run(engine, repo, "sed -i 's/a - b/a + b/' calc.js", true);
+}
+
+fn go_module(engine: EngineKind) {
+    assert!(
+        which("go").is_some(),
+        "no go: `apt-get install golang-go` (.ci/run does)"
+    );
+    let repo = TestRepo::new()
+        .file("go.mod", "module example.com/calc\n\ngo 1.19\n")
+        .file("calc.go", "package calc\n\nfunc Add(a, b int) int { return a - b }\n")
+        .file(
+            "calc_test.go",
+            "package calc\n\nimport \"testing\"\n\nfunc TestAdd(t *testing.T) {\n\tif Add(2, 2) != 4 {\n\t\tt.Fatal(Add(2, 2))\n\t}\n}\n",
+        );
+    // Go's offline settings (GOPROXY=off, GOTOOLCHAIN=local) go in the config.
+    init_lint_run(engine, repo, "sed -i 's/a - b/a + b/' calc.go", true);
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var("PATH")
+        .ok()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+on_both_engines!(
+    cargo_with_rustup,
+    pytest_in_a_venv,
+    npm_with_node_modules,
+    go_module
+);
