@@ -7,10 +7,13 @@ use crate::manifest::{self, toolchain, CONFIG_PATH};
 use crate::views::out::say;
 
 /// Write a commented starter `proctor.yaml`, with an exam inferred from the
-/// repository where possible (Cargo, Go, npm, pytest or make), and, when
-/// the exam's toolchain or dependencies are ones the `host` image cannot
-/// see (rustup under ~/.cargo, pyenv, a venv, nvm, node_modules),
-/// `.proctor/config.yaml` with the mounts and variables that make it run.
+/// repository where possible (Cargo, Go, npm, pytest or make), and the
+/// `.proctor/config.yaml` that exam needs on this machine.
+///
+/// The config is written when the exam's toolchain or dependencies are
+/// ones the `host` image cannot see (rustup under ~/.cargo, pyenv, a venv,
+/// nvm, node_modules): read-only mounts and the variables that point at
+/// them. An existing config is kept and the lines it needs are shown.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Overwrite an existing `proctor.yaml` (and the config `init` would write).
