@@ -23,6 +23,11 @@ pub struct Args {
     /// `mini-swe-agent`) or a command; default `codex`.
     #[arg(long, value_name = "CMD")]
     pub agent: Option<String>,
+    /// Start from a template instead of inferring the exam: `cargo`, `npm`,
+    /// `pytest`, `go`, `make`, or `migration` (a parent exam over parallel
+    /// children, one per top directory of the code).
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
 }
 
 pub fn cmd_init(args: Args) -> Result<i32, CommandError> {
@@ -38,12 +43,27 @@ pub fn cmd_init(args: Args) -> Result<i32, CommandError> {
             "pass `--force` to overwrite it",
         ));
     }
-    let text = manifest::starter_manifest_with(&root, args.agent.as_deref());
+    let (text, eco) = match &args.template {
+        Some(name) => {
+            let text = manifest::templates::template(name, &root, args.agent.as_deref())
+                .ok_or_else(|| {
+                    CommandError::user(format!(
+                        "unknown template `{name}`; the templates are {}",
+                        manifest::templates::TEMPLATES.join(", ")
+                    ))
+                })?;
+            (text, manifest::templates::ecosystem(name, &root))
+        }
+        None => (
+            manifest::starter_manifest_with(&root, args.agent.as_deref()),
+            manifest::starter::detect(&root).first().copied(),
+        ),
+    };
     // What init writes must load, whatever `--agent` held.
     manifest::parse(&text, &path)?;
     write(&path, &text)?;
     say!("wrote {}", path.display());
-    write_toolchain_config(&root, args.force)?;
+    write_toolchain_config(&root, eco, args.force)?;
     say!(
         "next: edit `task:`{}, commit, then `proctor lint` and `proctor run`",
         if args.agent.is_some() {
@@ -57,11 +77,15 @@ pub fn cmd_init(args: Args) -> Result<i32, CommandError> {
 
 /// `.proctor/config.yaml` for the exam's toolchain: written when it is
 /// needed and absent (or with `force`), else shown for the user to merge.
-fn write_toolchain_config(root: &std::path::Path, force: bool) -> Result<(), CommandError> {
-    let host = toolchain::HostEnv::current();
-    let Some((_, found)) = toolchain::for_repo(root, &host) else {
+fn write_toolchain_config(
+    root: &std::path::Path,
+    eco: Option<toolchain::Ecosystem>,
+    force: bool,
+) -> Result<(), CommandError> {
+    let Some(eco) = eco else {
         return Ok(());
     };
+    let found = toolchain::detect(eco, root, &toolchain::HostEnv::current());
     for line in &found.missing {
         say!("warning: {line}");
     }

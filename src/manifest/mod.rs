@@ -24,7 +24,8 @@ mod hint;
 mod node;
 pub mod preset;
 mod resolve;
-mod starter;
+pub(crate) mod starter;
+pub mod templates;
 pub mod toolchain;
 mod units;
 

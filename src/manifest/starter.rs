@@ -107,7 +107,7 @@ fn has_make_test(root: &Path) -> bool {
 }
 
 /// The loop id for a repo: its directory name in kebab-case, else `main`.
-fn loop_id(root: &Path) -> String {
+pub(crate) fn loop_id(root: &Path) -> String {
     let name = root
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -227,7 +227,7 @@ pub fn starter_manifest_with(repo_root: &Path, agent: Option<&str>) -> String {
     line("# gate: human                # wait for `proctor answer <id> approve` before closing");
     line("# tests: {junit: target/junit, min: 1}   # audit test counts in the exam's JUnit XML");
     line("# judge: \"the change is minimal and keeps the public API\"   # may veto a pass, never grant one");
-    line("# caches: [deps]             # named volumes the exam may reuse (a trust trade-off)");
+    line("# caches: [deps]             # host folder .proctor/caches/deps every exam reads and writes (code under test can plant files)");
     line("");
     line("# Child loops close first, each under its own exam; then this loop's exam");
     line("# checks the whole. Children inherit agent, image, network, env, writes,");
