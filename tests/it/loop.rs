@@ -844,6 +844,15 @@ fn the_demo_shows_cheats_rejected_and_an_honest_fix_accepted() {
         text.contains("deletes the failing test was not accepted"),
         "{text}"
     );
+    // The deletion is stopped by the quarantine of the protected test.
+    assert!(
+        text.contains("its edit of tests/test_add.sh (protected: `tests/**`) was quarantined"),
+        "{text}"
+    );
+    assert!(
+        text.contains("blocked (exit 3) is the good outcome"),
+        "{text}"
+    );
     assert!(text.contains("the loop closed"), "{text}");
     assert!(text.contains("not verified"), "{text}");
 }
