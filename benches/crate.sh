@@ -47,16 +47,7 @@ PROCTOR=$(realpath "$TARGET/release/proctor")
 work=$(mktemp -d /tmp/proctor-crate-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-if [ -z "${LUTE:-}" ]; then
-  if command -v lute >/dev/null 2>&1; then
-    LUTE=$(command -v lute)
-  else
-    log "installing Lute (luteloops 0.2.1) into a throwaway venv"
-    python3 -m venv "$work/lute-venv"
-    "$work/lute-venv/bin/pip" install --quiet luteloops==0.2.1
-    LUTE="$work/lute-venv/bin/lute"
-  fi
-fi
+. benches/lib/lute.sh
 
 lines=$(find "$source/src" -name '*.rs' -exec cat {} + | wc -l)
 

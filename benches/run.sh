@@ -62,16 +62,7 @@ LATENCY=$(realpath "$TARGET/release/examples/cage_latency")
 work=$(mktemp -d /tmp/proctor-bench-XXXXXX)
 trap 'stop_sampler; rm -rf "$work"' EXIT
 
-if [ -z "${LUTE:-}" ]; then
-  if command -v lute >/dev/null 2>&1; then
-    LUTE=$(command -v lute)
-  else
-    log "installing Lute (luteloops 0.2.1) into a throwaway venv"
-    python3 -m venv "$work/lute-venv"
-    "$work/lute-venv/bin/pip" install --quiet luteloops==0.2.1
-    LUTE="$work/lute-venv/bin/lute"
-  fi
-fi
+. benches/lib/lute.sh
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
