@@ -213,8 +213,8 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/{token}/app.js", get(app_js))
         .route("/{token}/repo/{id}", get(repo_page))
         .route("/{token}/repo/{id}/events", get(repo_events))
-        .route("/{token}/repo/{id}/approve", post(approve))
-        .route("/{token}/repo/{id}/answer", post(answer))
+        .route("/{token}/repo/{id}/approve", post(decide::<ApproveForm>))
+        .route("/{token}/repo/{id}/answer", post(decide::<AnswerForm>))
         .fallback(|| async { refuse(StatusCode::NOT_FOUND, "not found") })
         .with_state(server)
 }
@@ -394,51 +394,60 @@ struct AnswerForm {
     csrf: String,
 }
 
+/// A form that records a person's decision: which of the server's
+/// [`Decisions`] it goes through, and how a refused one is answered.
+/// Approving and answering differ only in these; the guards, the lookup
+/// and the way back are one path ([`decide`]).
+trait DecisionForm: serde::de::DeserializeOwned + Send + 'static {
+    const DECISION: fn(&Decisions) -> &Decide;
+    /// The status of a decision the command line's path refused.
+    const REFUSED: StatusCode;
+    /// (loop, the commit the page showed or the answer's text, CSRF token).
+    fn into_parts(self) -> [String; 3];
+}
+
+impl DecisionForm for ApproveForm {
+    const DECISION: fn(&Decisions) -> &Decide = |d| &d.approve;
+    const REFUSED: StatusCode = StatusCode::CONFLICT;
+    fn into_parts(self) -> [String; 3] {
+        [self.loop_id, self.commit, self.csrf]
+    }
+}
+
+impl DecisionForm for AnswerForm {
+    const DECISION: fn(&Decisions) -> &Decide = |d| &d.answer;
+    const REFUSED: StatusCode = StatusCode::BAD_REQUEST;
+    fn into_parts(self) -> [String; 3] {
+        [self.loop_id, self.text, self.csrf]
+    }
+}
+
 fn back_to(token: &str, id: &str, note: &str) -> Response {
     let location = format!("/{token}/repo/{id}?note={}", page::url_encode(note));
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
-async fn approve(
+/// `approve` and `answer`: admitted (token, Host, Origin, CSRF), the
+/// repository found, the decision recorded off the async threads, then
+/// back to the run's page with the note.
+async fn decide<F: DecisionForm>(
     State(s): State<Arc<Server>>,
     UrlPath((token, id)): UrlPath<(String, String)>,
     headers: HeaderMap,
-    Form(form): Form<ApproveForm>,
+    Form(form): Form<F>,
 ) -> Response {
-    if let Err(r) = s.admit_form(&token, &headers, &form.csrf) {
+    let [loop_id, value, csrf] = form.into_parts();
+    if let Err(r) = s.admit_form(&token, &headers, &csrf) {
         return r.into_response();
     }
     let Some(root) = s.fleet.find(&id) else {
         return refuse(StatusCode::NOT_FOUND, "no such repository");
     };
     let server = Arc::clone(&s);
-    let result =
-        blocking(move || (server.decisions.approve)(&root, &form.loop_id, &form.commit)).await;
+    let result = blocking(move || (F::DECISION(&server.decisions))(&root, &loop_id, &value)).await;
     match result {
         Ok(Ok(note)) => back_to(&token, &id, &note),
-        Ok(Err(message)) => refuse(StatusCode::CONFLICT, &message),
-        Err(r) => r,
-    }
-}
-
-async fn answer(
-    State(s): State<Arc<Server>>,
-    UrlPath((token, id)): UrlPath<(String, String)>,
-    headers: HeaderMap,
-    Form(form): Form<AnswerForm>,
-) -> Response {
-    if let Err(r) = s.admit_form(&token, &headers, &form.csrf) {
-        return r.into_response();
-    }
-    let Some(root) = s.fleet.find(&id) else {
-        return refuse(StatusCode::NOT_FOUND, "no such repository");
-    };
-    let server = Arc::clone(&s);
-    let result =
-        blocking(move || (server.decisions.answer)(&root, &form.loop_id, &form.text)).await;
-    match result {
-        Ok(Ok(note)) => back_to(&token, &id, &note),
-        Ok(Err(message)) => refuse(StatusCode::BAD_REQUEST, &message),
+        Ok(Err(message)) => refuse(F::REFUSED, &message),
         Err(r) => r,
     }
 }
