@@ -13,8 +13,8 @@ use super::{
     SCHEDULE_KEYS, TESTS_KEYS, TOP_KEYS,
 };
 
-/// The keys of `network`'s mapping form.
-const NETWORK_SIDES: &[&str] = &["agent", "verifier"];
+/// The keys of the mapping form of `network` and `env`.
+const SIDES: &[&str] = &["agent", "verifier"];
 
 /// What a child takes from its parent when it does not set the field itself.
 #[derive(Debug, Clone)]
@@ -228,64 +228,25 @@ impl Resolver {
                         spec.image = Some(image);
                     }
                 }
-                "network" => match &value.value {
-                    // `{agent: ..., verifier: ...}`: each side that is
-                    // given replaces that side; the other is inherited.
-                    Value::Map(_) => {
-                        let within = format!(" in `network` of {scope}");
-                        let sides =
-                            self.check
-                                .known_entries(value, NETWORK_SIDES, f.path(), &within, |_| None);
-                        for (side, side_value) in sides {
-                            if side_value.value == Value::Null {
-                                continue;
-                            }
-                            if let Some(network) = self.network(&f.sub(side), side_value) {
-                                match side {
-                                    "agent" => {
-                                        spec.network = network;
-                                        spec.network_set = true;
-                                    }
-                                    _ => spec.verifier_network = network,
-                                }
-                            }
-                        }
+                "network" => {
+                    let (agent, verifier) = self.per_side(&f, value, key, &scope, Self::network);
+                    if let Some(network) = agent {
+                        spec.network = network;
+                        spec.network_set = true;
                     }
-                    // The short forms are the agent's network.
-                    _ => {
-                        if let Some(network) = self.network(&f, value) {
-                            spec.network = network;
-                            spec.network_set = true;
-                        }
+                    if let Some(network) = verifier {
+                        spec.verifier_network = network;
                     }
-                },
-                "env" => match &value.value {
-                    // `{agent: [...], verifier: [...]}`, as `network`: each
-                    // side given replaces that side; the other is inherited.
-                    Value::Map(_) => {
-                        let within = format!(" in `env` of {scope}");
-                        let sides =
-                            self.check
-                                .known_entries(value, NETWORK_SIDES, f.path(), &within, |_| None);
-                        for (side, side_value) in sides {
-                            if side_value.value == Value::Null {
-                                continue;
-                            }
-                            if let Some(env) = self.env_names(&f.sub(side), side_value) {
-                                match side {
-                                    "agent" => spec.env = env,
-                                    _ => spec.verifier_env = env,
-                                }
-                            }
-                        }
+                }
+                "env" => {
+                    let (agent, verifier) = self.per_side(&f, value, key, &scope, Self::env_names);
+                    if let Some(env) = agent {
+                        spec.env = env;
                     }
-                    // A list is the agent's.
-                    _ => {
-                        if let Some(env) = self.env_names(&f, value) {
-                            spec.env = env;
-                        }
+                    if let Some(env) = verifier {
+                        spec.verifier_env = env;
                     }
-                },
+                }
                 "writes" => {
                     if let Some(writes) = self.check.globs(&f, value) {
                         spec.writes = writes;
@@ -509,6 +470,39 @@ impl Resolver {
             return None;
         }
         Some(image)
+    }
+
+    /// `network` and `env`, as (the agent's, the verifier's). The mapping
+    /// `{agent: ..., verifier: ...}` gives each side it names (a side not
+    /// given, or left empty, is inherited); any other form is the agent's.
+    fn per_side<T>(
+        &mut self,
+        f: &Field,
+        value: &Node,
+        key: &str,
+        scope: &str,
+        read: fn(&mut Self, &Field, &Node) -> Option<T>,
+    ) -> (Option<T>, Option<T>) {
+        if !matches!(value.value, Value::Map(_)) {
+            return (read(self, f, value), None);
+        }
+        let within = format!(" in `{key}` of {scope}");
+        let sides = self
+            .check
+            .known_entries(value, SIDES, f.path(), &within, |_| None);
+        let (mut agent, mut verifier) = (None, None);
+        for (side, side_value) in sides {
+            if side_value.value == Value::Null {
+                continue;
+            }
+            if let Some(read) = read(self, &f.sub(side), side_value) {
+                match side {
+                    "agent" => agent = Some(read),
+                    _ => verifier = Some(read),
+                }
+            }
+        }
+        (agent, verifier)
     }
 
     /// A list of host variable names.
