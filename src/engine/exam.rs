@@ -522,7 +522,7 @@ fn numeric_user(user: &str) -> Option<(u32, u32)> {
 
 /// Makes a host directory the container user's, so an exam or a cache can
 /// write where it runs. Only root needs (and can do) this.
-fn give_to(dir: &Path, user: &str) {
+pub(super) fn give_to(dir: &Path, user: &str) {
     let Some((uid, gid)) = user.split_once(':') else {
         return;
     };

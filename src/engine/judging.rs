@@ -118,52 +118,6 @@ impl<C: Cage> Engine<'_, C> {
         Ok(Some(ruling))
     }
 
-    /// Reviews the loop's exam before its first agent run: the files its
-    /// command names (as `once` protects them) that no rule protects are
-    /// named in a warning and the report, since an agent could make the
-    /// exam pass by editing what it runs.
-    pub(super) fn review_exam(&mut self, spec: &LoopSpec) -> Result<(), EngineError> {
-        if spec.judged_only().is_some() {
-            return Ok(());
-        }
-        let named = crate::protect::named::named_by(&spec.done_when, &self.paths.work);
-        let mut open: Vec<String> = Vec::new();
-        for glob in &named {
-            let Ok(set) = crate::manifest::compile_globs(&[glob]) else {
-                continue;
-            };
-            for blob in self
-                .git
-                .blobs_matching(self.watch.base(), &|p| set.is_match(p))?
-            {
-                if !self.watch.watches(&blob.path) && !open.contains(&blob.path) {
-                    open.push(blob.path);
-                }
-            }
-        }
-        if open.is_empty() {
-            return Ok(());
-        }
-        let mut shown: Vec<String> = open.iter().take(5).map(|p| format!("`{p}`")).collect();
-        if open.len() > 5 {
-            shown.push(format!("{} more", open.len() - 5));
-        }
-        let finding = format!(
-            "the exam `{}` names {}, which no rule protects: an agent may edit what its exam runs (add {} to `protected:`)",
-            spec.done_when,
-            shown.join(", "),
-            if open.len() == 1 { "it" } else { "them" }
-        );
-        (self.emit)(Event::ExamReview {
-            loop_id: spec.id.clone(),
-            findings: vec![finding.clone()],
-        });
-        self.report
-            .unverified
-            .push(format!("loop `{}`: {finding}", spec.id));
-        Ok(())
-    }
-
     /// Asks the judge about `commit` (its diff from the engine's base)
     /// once, outside any loop's run: `proctor judge`.
     pub async fn judge_once(

@@ -33,6 +33,7 @@ mod parallel;
 mod planner;
 mod policy;
 pub mod prompt;
+pub(super) mod review;
 pub mod runnable;
 pub use planner::PlannerRun;
 #[cfg(test)]
@@ -200,6 +201,11 @@ pub struct Settings {
     /// The host variables the judge gets (the names its config lists that
     /// are set here).
     pub judge_env: Vec<(String, String)>,
+    /// Whether the exam review before a loop's first agent runs the exam
+    /// on a stripped and an empty tree (one verifier container; see
+    /// `review.rs`). Always on in a run; the engine's decision tests turn
+    /// it off unless they script that container.
+    pub review_trees: bool,
 }
 
 impl Settings {
@@ -235,6 +241,7 @@ impl Settings {
                 .flat_map(|j| &j.env)
                 .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
                 .collect(),
+            review_trees: true,
         }
     }
 }
@@ -676,7 +683,7 @@ impl<'a, C: Cage> Engine<'a, C> {
             if !std::mem::replace(&mut reviewed, true)
                 && self.runs.get(id).copied().unwrap_or(0) == 0
             {
-                self.review_exam(spec)?;
+                self.review_exam(spec).await?;
             }
             self.warm_up(spec, Step::Agent);
             let (run, agent_exit, secs, edits) = self.attempt(spec, &exam.output, &notes).await?;

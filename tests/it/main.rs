@@ -21,6 +21,7 @@ mod mcp;
 mod parallel;
 mod presets;
 mod remote;
+mod review;
 mod serve;
 mod toolchain;
 mod unattended;

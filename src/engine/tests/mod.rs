@@ -27,6 +27,7 @@ mod interrupted;
 mod judged;
 mod parallel;
 mod presets;
+mod review;
 mod unrunnable;
 mod work;
 mod workspace;
@@ -137,6 +138,7 @@ impl Repo {
             slot: None,
             judge: None,
             judge_env: Vec::new(),
+            review_trees: false,
         };
         tweak(&mut settings);
         let mut events = Vec::new();

@@ -58,6 +58,7 @@ fn run_in(repo: &Repo, ws: &Workspace, cage: &FakeCage) -> WsRun {
         slot: None,
         judge: None,
         judge_env: Vec::new(),
+        review_trees: false,
     };
     let mut events = Vec::new();
     let mut emit = |e: Event| events.push(e);
