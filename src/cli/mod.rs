@@ -17,6 +17,7 @@ mod completions;
 mod cron;
 mod demo;
 mod detach;
+mod estimate;
 pub mod gauntlet;
 mod image;
 mod inbox;
@@ -55,6 +56,7 @@ pub enum Command {
     Run(run::Args),
     Once(once::Args),
     Plan(plan::Args),
+    Estimate(estimate::Args),
     Answer(answer::Args),
     Demo(demo::Args),
     Init(init::Args),
@@ -128,6 +130,7 @@ async fn dispatch(command: Command) -> Result<i32, CommandError> {
         Command::Run(args) => run::cmd_run(args).await,
         Command::Once(args) => once::cmd_once(args).await,
         Command::Plan(args) => plan::cmd_plan(args).await,
+        Command::Estimate(args) => estimate::cmd_estimate(args),
         Command::Answer(args) => answer::cmd_answer(args),
         Command::Demo(args) => demo::cmd_demo(args).await,
         Command::Init(args) => init::cmd_init(args),

@@ -1,5 +1,5 @@
 //! Views: read-only pictures of a repository's runs for `status`, `watch`,
-//! `inbox`, `runs` and `stats`.
+//! `inbox`, `runs`, `stats` and `estimate`.
 //!
 //! They are rendered from `.proctor/events.jsonl`, the cards in `INBOX/`
 //! and, to count approvals and answers, the ledger. A view never runs an
@@ -19,6 +19,7 @@ use crate::state::key::{key_dir, AnswerKey};
 use crate::state::{gate, jsonl, ledger, lock, Paths};
 
 pub mod denoise;
+pub mod estimate;
 pub mod history;
 pub mod json;
 pub mod out;

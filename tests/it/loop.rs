@@ -87,6 +87,33 @@ fn a_failing_test_is_fixed_within_five_runs() {
     assert!(stdout(&out).contains("verified:"));
     // proctor's runtime state (events, logs, lock, cards) stays out of `git status`.
     assert_eq!(repo.status(), Vec::<String>::new());
+    // `estimate` reads the recorded run: one close, after 3 runs.
+    let est = repo.proctor(&["estimate", "--json"]);
+    assert_eq!(est.status.code(), Some(0), "{}", stderr(&est));
+    let json: serde_json::Value = serde_json::from_slice(&est.stdout).unwrap();
+    let fix = &json["loops"][0];
+    assert_eq!(fix["loop_id"], "fix");
+    assert_eq!(fix["exam"], "sh test.sh");
+    assert_eq!(fix["history"]["closes"], 1);
+    assert_eq!(fix["history"]["runs_worst"], 3);
+    assert_eq!(fix["history"]["blocked"], 0);
+    assert_eq!(fix["history"]["agent_runs"], 3);
+    let est = repo.proctor(&["estimate"]);
+    assert!(
+        stdout(&est).contains("loop `fix` (exam `sh test.sh`)\n  1 close: runs median 3, worst 3;"),
+        "{}",
+        stdout(&est)
+    );
+    // A proposal with no history gets the past loop with a like exam.
+    repo.write("new.yaml", "loop: fix-more\ndone_when: sh test.sh --all\n");
+    let est = repo.proctor(&["estimate", "new.yaml", "--json"]);
+    assert_eq!(est.status.code(), Some(0), "{}", stderr(&est));
+    let json: serde_json::Value = serde_json::from_slice(&est.stdout).unwrap();
+    let new = &json["loops"][0];
+    assert_eq!(new["loop_id"], "fix-more");
+    assert!(new["history"].is_null(), "{new}");
+    assert_eq!(new["nearest"][0]["loop_id"], "fix");
+    assert_eq!(new["nearest"][0]["summary"]["closes"], 1);
     repo.assert_no_containers();
 }
 

@@ -11,7 +11,7 @@ use crate::manifest::{self, Manifest};
 use crate::state::Paths;
 use crate::views::{history, raw_types, CardFile, Context, View};
 
-const MANIFEST: &str = "loop: release
+pub(crate) const MANIFEST: &str = "loop: release
 done_when: make release-check
 gate: {human: 2}
 loops:
@@ -53,7 +53,7 @@ pub(crate) const RUN_1: &str = r#"{"v":1,"ts":1764900000.0,"run":"5e1f0a2b","typ
 
 /// Run 2, an hour later, after an answer: `docs` and `deploy-ready` close,
 /// the root's exam passes and its gate waits for two approvals (exit 4).
-const RUN_2: &str = r#"{"v":1,"ts":1764903600.0,"run":"9c3d7e10","type":"run_start","root":"release","branch":"proctor/release","base":"0123456789abcdef0123456789abcdef01234567","manifest":"proctor.yaml","engine":"docker 27.5.1","pid":4343}
+pub(crate) const RUN_2: &str = r#"{"v":1,"ts":1764903600.0,"run":"9c3d7e10","type":"run_start","root":"release","branch":"proctor/release","base":"0123456789abcdef0123456789abcdef01234567","manifest":"proctor.yaml","engine":"docker 27.5.1","pid":4343}
 {"v":1,"ts":1764903604.0,"run":"9c3d7e10","type":"check_result","loop":"docs","phase":"precheck","verdict":"fail","exit":2,"timed_out":false,"secs":1.0,"commit":"2222222222222222222222222222222222222222","container":"d1","image":"host","log":".proctor/logs/docs/check-2.log"}
 {"v":1,"ts":1764903605.0,"run":"9c3d7e10","type":"agent_start","loop":"docs","n":3,"of":4,"log":".proctor/logs/docs/agent-3.log","image":"host"}
 {"v":1,"ts":1764903680.0,"run":"9c3d7e10","type":"agent_end","loop":"docs","n":3,"exit":0,"timed_out":false,"secs":75.0,"edits":true,"container":"d2","image":"sha256:0123"}
@@ -70,7 +70,7 @@ const RUN_2: &str = r#"{"v":1,"ts":1764903600.0,"run":"9c3d7e10","type":"run_sta
 
 /// Run 3, live (its pid holds the lock): `fix-tests` is rechecked and its
 /// agent is at work.
-const RUN_3: &str = r#"{"v":1,"ts":1764910800.0,"run":"c0ffee01","type":"run_start","root":"release","branch":"proctor/release","base":"0123456789abcdef0123456789abcdef01234567","manifest":"proctor.yaml","engine":"podman 5.4.2","pid":4444}
+pub(crate) const RUN_3: &str = r#"{"v":1,"ts":1764910800.0,"run":"c0ffee01","type":"run_start","root":"release","branch":"proctor/release","base":"0123456789abcdef0123456789abcdef01234567","manifest":"proctor.yaml","engine":"podman 5.4.2","pid":4444}
 {"v":1,"ts":1764910804.0,"run":"c0ffee01","type":"check_result","loop":"fix-tests","phase":"precheck","verdict":"fail","exit":101,"timed_out":false,"secs":3.0,"commit":"3333333333333333333333333333333333333333","container":"e1","image":"host","log":".proctor/logs/fix-tests/check-1.log"}
 {"v":1,"ts":1764910808.0,"run":"c0ffee01","type":"agent_start","loop":"fix-tests","n":2,"of":5,"log":".proctor/logs/fix-tests/agent-2.log","image":"host"}
 "#;
@@ -108,7 +108,7 @@ fn ready_release() -> CardFile {
     )
 }
 
-fn manifest() -> Manifest {
+pub(crate) fn manifest() -> Manifest {
     match manifest::parse(MANIFEST, Path::new("proctor.yaml")) {
         Ok(m) => m,
         Err(e) => panic!("the fixture manifest does not parse: {e}"),
