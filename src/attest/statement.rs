@@ -253,17 +253,59 @@ pub fn build(src: &Sources<'_>, run: &str) -> Result<Statement, AttestError> {
             });
         }
     };
-    let closes: BTreeMap<&str, (u32, &str)> = records
-        .iter()
-        .filter_map(|r| match &r.event {
+    let mut closes: BTreeMap<&str, (u32, &str)> = BTreeMap::new();
+    let mut verdicts: BTreeMap<&str, Vec<VerdictRecord>> = BTreeMap::new();
+    let mut judges: BTreeMap<&str, Vec<JudgeRecord>> = BTreeMap::new();
+    for r in &records {
+        match &r.event {
             Event::Close {
                 loop_id,
                 runs,
                 commit,
-            } => Some((loop_id.as_str(), (*runs, commit.as_str()))),
-            _ => None,
-        })
-        .collect();
+            } => {
+                closes.insert(loop_id, (*runs, commit));
+            }
+            Event::CheckResult {
+                loop_id,
+                phase,
+                verdict,
+                exit,
+                timed_out,
+                commit,
+                image,
+                reason,
+                ..
+            } => verdicts.entry(loop_id).or_default().push(VerdictRecord {
+                phase: *phase,
+                commit: commit.clone(),
+                verdict: *verdict,
+                exit: *exit,
+                timed_out: *timed_out,
+                image_digest: image.clone(),
+                ts: r.ts,
+                reason: reason.clone(),
+            }),
+            Event::Judged {
+                loop_id,
+                commit,
+                pass,
+                reason,
+                exit,
+                timed_out,
+                image,
+                ..
+            } => judges.entry(loop_id).or_default().push(JudgeRecord {
+                commit: commit.clone(),
+                pass: *pass,
+                exit: *exit,
+                timed_out: *timed_out,
+                image_digest: image.clone(),
+                ts: r.ts,
+                reason: reason.clone(),
+            }),
+            _ => {}
+        }
+    }
     let head = closes
         .get(root.as_str())
         .map(|(_, commit)| commit.to_string())
@@ -307,56 +349,8 @@ pub fn build(src: &Sources<'_>, run: &str) -> Result<Statement, AttestError> {
 
     let mut loops = Vec::new();
     for spec in root_spec.walk(Order::ChildrenFirst) {
-        let verdicts: Vec<VerdictRecord> = records
-            .iter()
-            .filter_map(|r| match &r.event {
-                Event::CheckResult {
-                    loop_id,
-                    phase,
-                    verdict,
-                    exit,
-                    timed_out,
-                    commit,
-                    image,
-                    reason,
-                    ..
-                } if *loop_id == spec.id => Some(VerdictRecord {
-                    phase: *phase,
-                    commit: commit.clone(),
-                    verdict: *verdict,
-                    exit: *exit,
-                    timed_out: *timed_out,
-                    image_digest: image.clone(),
-                    ts: r.ts,
-                    reason: reason.clone(),
-                }),
-                _ => None,
-            })
-            .collect();
-        let judges: Vec<JudgeRecord> = records
-            .iter()
-            .filter_map(|r| match &r.event {
-                Event::Judged {
-                    loop_id,
-                    commit,
-                    pass,
-                    reason,
-                    exit,
-                    timed_out,
-                    image,
-                    ..
-                } if *loop_id == spec.id => Some(JudgeRecord {
-                    commit: commit.clone(),
-                    pass: *pass,
-                    exit: *exit,
-                    timed_out: *timed_out,
-                    image_digest: image.clone(),
-                    ts: r.ts,
-                    reason: reason.clone(),
-                }),
-                _ => None,
-            })
-            .collect();
+        let verdicts = verdicts.remove(spec.id.as_str()).unwrap_or_default();
+        let judges = judges.remove(spec.id.as_str()).unwrap_or_default();
         let close = closes.get(spec.id.as_str());
         if verdicts.is_empty() && close.is_none() {
             continue;
