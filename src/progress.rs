@@ -286,6 +286,7 @@ mod tests {
                     manifest: "proctor.yaml".into(),
                     engine: "docker".into(),
                     pid: 1,
+                    once: None,
                 },
             ),
         );

@@ -69,7 +69,7 @@ impl crate::exit_codes::DomainError for AttestError {
                 Some("only a run whose loops all closed (exit 0) can be attested".into())
             }
             AttestError::NoManifest { .. } => Some(
-                "`proctor once` records no manifest; attest a `proctor run` of a committed `proctor.yaml`".into(),
+                "attest a run of a committed manifest, or a `proctor once` run of this version (earlier ones did not record their loop)".into(),
             ),
             _ => None,
         }

@@ -67,6 +67,12 @@ pub struct Predicate {
     /// Every loop the run examined, children before parents.
     pub loops: Vec<LoopRecord>,
     pub events: EventChain,
+    /// A `proctor once` run's loop (it has no manifest file): the document
+    /// its flags made, as the run recorded it (JSON, the agent command
+    /// left out). `manifest` is then `proctor once` and `manifest_sha256`
+    /// the SHA-256 of this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub once: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,7 +214,7 @@ pub fn build(src: &Sources<'_>, run: &str) -> Result<Statement, AttestError> {
     let unknown = || AttestError::UnknownRun {
         run: run.to_string(),
     };
-    let (start_ts, root, branch, base, manifest_rel, engine) = records
+    let (start_ts, root, branch, base, manifest_rel, engine, once) = records
         .iter()
         .find_map(|r| match &r.event {
             Event::RunStart {
@@ -217,6 +223,7 @@ pub fn build(src: &Sources<'_>, run: &str) -> Result<Statement, AttestError> {
                 base,
                 manifest,
                 engine,
+                once,
                 ..
             } => Some((
                 r.ts,
@@ -225,6 +232,7 @@ pub fn build(src: &Sources<'_>, run: &str) -> Result<Statement, AttestError> {
                 base.clone(),
                 manifest.clone(),
                 engine.clone(),
+                once.clone(),
             )),
             _ => None,
         })
@@ -318,26 +326,15 @@ pub fn build(src: &Sources<'_>, run: &str) -> Result<Statement, AttestError> {
     let base_oid = oid(&base)?;
     let head_oid = oid(&head)?;
 
-    let manifest_text = crate::protect::fsafe::components(&manifest_rel)
-        .ok()
-        .and_then(|_| src.git.read_blob_at(base_oid, &manifest_rel).transpose())
-        .transpose()?
-        .ok_or_else(|| AttestError::NoManifest {
-            run: run.to_string(),
-            manifest: manifest_rel.clone(),
-        })?;
-    let manifest = manifest::parse(
-        &String::from_utf8_lossy(&manifest_text),
-        &src.git.root().join(&manifest_rel),
-    )?;
-    let root_spec = manifest
+    let obeyed = Obeyed::read(src.git, base_oid, &manifest_rel, once.as_deref(), run)?;
+    let root_spec = obeyed
+        .manifest
         .find_loop(&root)
         .ok_or_else(|| AttestError::NoManifest {
             run: run.to_string(),
             manifest: manifest_rel.clone(),
         })?;
-    let rules = Rules::new(manifest.all_protected(), Some(&manifest_rel));
-    let (materials_sha, materials_files) = Watch::new(src.git, base_oid, &rules)?.digest();
+    let (materials_sha, materials_files) = Watch::new(src.git, base_oid, &obeyed.rules)?.digest();
 
     let ledger_text = src
         .git
@@ -384,7 +381,7 @@ pub fn build(src: &Sources<'_>, run: &str) -> Result<Statement, AttestError> {
             root,
             branch,
             manifest: manifest_rel,
-            manifest_sha256: hex::encode(crate::protect::fsafe::sha256(&manifest_text)),
+            manifest_sha256: hex::encode(crate::protect::fsafe::sha256(&obeyed.text)),
             engine,
             base,
             head,
@@ -392,8 +389,59 @@ pub fn build(src: &Sources<'_>, run: &str) -> Result<Statement, AttestError> {
             ended: end_ts,
             loops,
             events: events_chain,
+            once,
         },
     })
+}
+
+/// The loop tree a run obeyed, the text it was read from, and the rules
+/// that pinned its exam's materials: a `proctor once` run's recorded loop,
+/// else the manifest as the base commit holds it (the copy the run obeyed,
+/// never the working tree's).
+pub struct Obeyed {
+    pub text: Vec<u8>,
+    pub manifest: manifest::Manifest,
+    pub rules: Rules,
+}
+
+impl Obeyed {
+    pub fn read(
+        git: &GitRepo,
+        base: Oid,
+        manifest_rel: &str,
+        once: Option<&str>,
+        run: &str,
+    ) -> Result<Obeyed, AttestError> {
+        if let Some(doc) = once {
+            // As `proctor once` parsed it; no manifest file is among the
+            // materials, as in the run.
+            let manifest = manifest::parse(doc, Path::new(manifest_rel))?;
+            let rules = Rules::new(manifest.all_protected(), None);
+            return Ok(Obeyed {
+                text: doc.as_bytes().to_vec(),
+                manifest,
+                rules,
+            });
+        }
+        let text = crate::protect::fsafe::components(manifest_rel)
+            .ok()
+            .and_then(|_| git.read_blob_at(base, manifest_rel).transpose())
+            .transpose()?
+            .ok_or_else(|| AttestError::NoManifest {
+                run: run.to_string(),
+                manifest: manifest_rel.to_string(),
+            })?;
+        let manifest = manifest::parse(
+            &String::from_utf8_lossy(&text),
+            &git.root().join(manifest_rel),
+        )?;
+        let rules = Rules::new(manifest.all_protected(), Some(manifest_rel));
+        Ok(Obeyed {
+            text,
+            manifest,
+            rules,
+        })
+    }
 }
 
 fn loop_record(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::CommandError;
 use crate::attest::dsse::{self, IN_TOTO_PAYLOAD_TYPE};
 use crate::attest::key::{parse_public, AttestKey};
-use crate::attest::statement::{self, Predicate, Sources, Statement};
+use crate::attest::statement::{self, Obeyed, Predicate, Sources, Statement};
 use crate::attest::verify::{self, Status};
 use crate::cage::Cage;
 use crate::engine::events::{self, Event, Phase, Verdict};
@@ -15,7 +15,7 @@ use crate::engine::{Engine, Settings};
 use crate::exit_codes;
 use crate::git::GitRepo;
 use crate::manifest::{self, Manifest};
-use crate::protect::{Rules, Watch};
+use crate::protect::Watch;
 use crate::state::approver::{approvers_dir, ApproverKey, Trusted};
 use crate::state::key::{key_dir, random_id, AnswerKey};
 use crate::state::Paths;
@@ -187,17 +187,9 @@ async fn verify_file(
 async fn rerun(statement: &Statement, git: &GitRepo) -> Result<i32, CommandError> {
     let p = &statement.predicate;
     let base = parse_oid(&p.base)?;
-    let manifest_text = git.read_blob_at(base, &p.manifest)?.ok_or_else(|| {
-        CommandError::user(format!(
-            "the base commit {} has no `{}`: nothing to re-run",
-            p.base, p.manifest
-        ))
-    })?;
-    let manifest = manifest::parse(
-        &String::from_utf8_lossy(&manifest_text),
-        &git.root().join(&p.manifest),
-    )?;
-    let rules = Rules::new(manifest.all_protected(), Some(&p.manifest));
+    let Obeyed {
+        manifest, rules, ..
+    } = Obeyed::read(git, base, &p.manifest, p.once.as_deref(), &p.run)?;
     let (materials, _) = Watch::new(git, base, &rules)?.digest();
     let config = manifest::load_config(git.root())?;
     let cage = crate::run::connect_cage(&config).await?;

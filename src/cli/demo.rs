@@ -112,6 +112,7 @@ pub async fn cmd_demo(args: Args) -> Result<i32, CommandError> {
         let manifest = manifest::parse(&doc.to_string(), Path::new("proctor demo"))?;
         let summary = execute(
             Request {
+                once: None,
                 dir: dir.clone(),
                 root: manifest.root,
                 manifest_label: "proctor demo".into(),

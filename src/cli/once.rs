@@ -132,6 +132,13 @@ pub async fn cmd_once(args: Args) -> Result<i32, CommandError> {
         message: e.to_string(),
     })?;
     let manifest = manifest::parse(&text, Path::new("proctor once"))?;
+    // What `attest` needs of the loop, recorded when the run starts: the
+    // same document, less the agent command (it may carry a token, and no
+    // verdict depends on it).
+    let mut recorded = doc;
+    if let Some(fields) = recorded.as_object_mut() {
+        fields.remove("agent");
+    }
     let summary = execute(
         Request {
             dir,
@@ -139,6 +146,7 @@ pub async fn cmd_once(args: Args) -> Result<i32, CommandError> {
             manifest_label: "proctor once".into(),
             default_agent: None,
             mounts: args.mount.clone(),
+            once: Some(recorded.to_string()),
         },
         Default::default(),
     )

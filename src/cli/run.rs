@@ -150,6 +150,7 @@ pub async fn cmd_run(args: Args) -> Result<i32, CommandError> {
     drop(git);
     let summary = execute(
         Request {
+            once: None,
             dir: cwd,
             root,
             manifest_label: label,

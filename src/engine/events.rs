@@ -87,6 +87,11 @@ pub enum Event {
         manifest: String,
         engine: String,
         pid: u32,
+        /// A `proctor once` run's loop, which has no manifest file: the
+        /// document its flags made (JSON, the agent command left out), so
+        /// `attest` can name and re-run its exam.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        once: Option<String>,
     },
     /// Leftovers of dead runs removed at the start of a run: this
     /// repository's containers, and the files of any dead proctor process

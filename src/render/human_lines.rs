@@ -143,6 +143,7 @@ fn samples() -> Vec<Event> {
             manifest: "proctor.yaml".into(),
             engine: "docker 27.5.1".into(),
             pid: 4242,
+            once: None,
         },
         Event::Reaped {
             containers: 2,

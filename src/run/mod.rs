@@ -47,6 +47,9 @@ pub struct Request {
     /// Host paths to mount beyond the config's (`once --mount`):
     /// `PATH[:rw]`.
     pub mounts: Vec<String>,
+    /// `proctor once`'s loop document, recorded in `run_start` (see
+    /// `Event::RunStart::once`); `None` for a manifest's run.
+    pub once: Option<String>,
 }
 
 /// How [`execute`] runs, beyond the request itself.
@@ -293,6 +296,7 @@ async fn drive(
         manifest: req.manifest_label.clone(),
         engine: ready.cage.describe(),
         pid: std::process::id(),
+        once: req.once.clone(),
     });
 
     let mut settings = Settings::new(

@@ -339,6 +339,7 @@ mod tests {
                     manifest: "proctor.yaml".into(),
                     engine: "docker".into(),
                     pid: 7,
+                    once: None,
                 },
             ),
             rec(

@@ -67,6 +67,28 @@ fn verify_independently(repo: &TestRepo, file: &str, key: &str) -> std::process:
     out
 }
 
+/// `file` verifies with proctor, the event chain included, and with an
+/// independent implementation (securesystemslib) under the exported public
+/// key `attest.pub`; its subject is commit `tip`.
+fn assert_verifies_both_ways(repo: &TestRepo, file: &str, tip: &str) {
+    let (code, text) = verify(repo, file);
+    assert_eq!(code, Some(0), "{text}");
+    for check in ["signature", "subject", "commits", "events"] {
+        assert!(text.contains(&format!("ok   {check}: ")), "{check}: {text}");
+    }
+    let out = verify_independently(repo, file, "attest.pub");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("https://in-toto.io/Statement/v1\nurn:proctor:verdict:v1\n{tip}\n")
+    );
+}
+
 #[test]
 fn a_closed_run_attests_and_verifies_and_any_tamper_fails() {
     require_engine();
@@ -119,25 +141,7 @@ fn a_closed_run_attests_and_verifies_and_any_tamper_fails() {
     assert_eq!(judges[0]["pass"], true);
     assert_eq!(judges[0]["commit"], verdicts.last().unwrap()["commit"]);
 
-    // Proctor verifies it, the event chain included.
-    let (code, text) = verify(&repo, "att.json");
-    assert_eq!(code, Some(0), "{text}");
-    for check in ["signature", "subject", "commits", "events"] {
-        assert!(text.contains(&format!("ok   {check}: ")), "{check}: {text}");
-    }
-    // So does an independent implementation (securesystemslib), with the
-    // exported public key.
-    let out = verify_independently(&repo, "att.json", "attest.pub");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("https://in-toto.io/Statement/v1\nurn:proctor:verdict:v1\n{tip}\n")
-    );
+    assert_verifies_both_ways(&repo, "att.json", &tip);
 
     // A changed byte in the statement: the signature fails, for both.
     let mut changed = env.clone();
@@ -291,3 +295,83 @@ fn rerun_reproduces_and_catches_an_exam_that_no_longer_holds(engine: EngineKind)
 }
 
 common::on_both_engines!(rerun_reproduces_and_catches_an_exam_that_no_longer_holds);
+
+/// A `proctor once` run is a run: its loop (from flags, no manifest file)
+/// is recorded when it starts, so it attests, verifies (proctor and the
+/// independent library) and re-runs like a manifest's run.
+#[test]
+fn a_closed_once_run_attests_verifies_and_reruns() {
+    require_engine();
+    let repo = TestRepo::new()
+        .file("calc.sh", CALC)
+        .file("test.sh", TEST)
+        .file("agent.sh", FIX)
+        .commit("buggy");
+    let out = repo.proctor(&[
+        "once",
+        "--until",
+        "sh test.sh",
+        "--agent",
+        "sh agent.sh",
+        "--budget",
+        "3 runs",
+        "--",
+        "make test.sh pass",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let tip = git2::Repository::open(repo.path())
+        .unwrap()
+        .revparse_single("proctor/once")
+        .unwrap()
+        .id()
+        .to_string();
+    let out = repo.proctor(&["key", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    repo.write("attest.pub", &stdout(&out));
+
+    let out = repo.proctor(&["attest", "-o", "att.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let statement = payload(&envelope(&repo, "att.json"));
+    assert_eq!(statement["subject"][0]["digest"]["gitCommit"], tip.as_str());
+    let p = &statement["predicate"];
+    assert_eq!(p["manifest"], "proctor once");
+    // The loop as the flags made it, less the agent command.
+    let once: serde_json::Value = serde_json::from_str(p["once"].as_str().unwrap()).unwrap();
+    assert_eq!(once["loop"], "once", "{once}");
+    assert_eq!(once["task"], "make test.sh pass", "{once}");
+    assert_eq!(once["done_when"], "sh test.sh", "{once}");
+    assert_eq!(once["budget"], "3 runs", "{once}");
+    assert_eq!(once["protected"], serde_json::json!(["test.sh"]), "{once}");
+    assert!(once.get("agent").is_none(), "{once}");
+    assert_eq!(
+        p["manifest_sha256"],
+        hex::encode(proctor::protect::fsafe::sha256(
+            p["once"].as_str().unwrap().as_bytes()
+        ))
+    );
+    let fix = &p["loops"][0];
+    assert_eq!(fix["loop"], "once");
+    assert_eq!(fix["exam"], "sh test.sh");
+    assert_eq!(fix["network"], "none");
+    assert_eq!(fix["runs"], 1);
+    assert_eq!(fix["materials"]["files"], 1, "{fix}"); // test.sh, named by --until
+    assert_eq!(
+        fix["verdicts"].as_array().unwrap().last().unwrap()["verdict"],
+        "pass"
+    );
+
+    assert_verifies_both_ways(&repo, "att.json", &tip);
+
+    let out = repo.proctor(&["attest", "--verify", "att.json", "--rerun"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("ok   rerun `once`: `sh test.sh` on "),
+        "{text}"
+    );
+    assert!(
+        text.contains("reproduced: every recorded verdict holds"),
+        "{text}"
+    );
+    repo.assert_no_containers();
+}
