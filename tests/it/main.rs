@@ -19,6 +19,7 @@ mod judge;
 mod r#loop;
 mod mcp;
 mod parallel;
+mod plan;
 mod presets;
 mod remote;
 mod review;
