@@ -1,7 +1,7 @@
 //! Resource caps end to end (issue 12, item 4): an attempt over a cap of
 //! `resources:` is rejected before its commit, undone and counted; the
-//! container's `/tmp` is size-limited. Real binary, scripted agent, both
-//! engines.
+//! container's `/tmp` and `$HOME` are size-limited (writing past the cap
+//! fails with ENOSPC). Real binary, scripted agent, both engines.
 
 use crate::common;
 
@@ -15,14 +15,19 @@ echo ok
 "#;
 
 /// Run 1 writes a 2 GiB sparse file, run 2 writes 80 files into a tree
-/// capped at 50, run 3 fixes the bug and tries to fill its 1 MiB `/tmp`.
+/// capped at 50, run 3 fixes the bug and tries to write 4 MiB into each of
+/// its 1 MiB tmpfs mounts, `/tmp` and `$HOME`, recording how each failed.
 const AGENT: &str = r#"cat >/dev/null
 case "$PROCTOR_RUN" in
 1) truncate -s 2G big.bin
    echo 'add() { echo $(( $1 + $2 )); }' > calc.sh ;;
 2) mkdir -p gen; i=0; while [ $i -lt 80 ]; do echo $i > gen/$i; i=$((i+1)); done ;;
 *) sed -i 's/\$1 - \$2/$1 + $2/' calc.sh
-   if dd if=/dev/zero of=/tmp/fill bs=64k count=64 2>/dev/null; then echo uncapped > tmp-check; else echo capped > tmp-check; fi ;;
+   for d in /tmp "$HOME"; do
+     if out=$(dd if=/dev/zero of="$d/fill" bs=64k count=64 2>&1); then echo "$d: uncapped"
+     else case "$out" in *"No space left on device"*) echo "$d: ENOSPC" ;; *) echo "$d: $out" ;; esac; fi
+     rm -f "$d/fill"
+   done > tmp-check ;;
 esac
 "#;
 
@@ -101,12 +106,17 @@ fn over_caps_are_rejected_undone_and_counted(engine: proctor::cage::EngineKind) 
     assert!(tip.get_path(std::path::Path::new("gen")).is_err());
     let grown = objects_bytes(&repo.path()) - before;
     assert!(grown < 1 << 20, ".git/objects grew by {grown} bytes");
-    // The agent's /tmp is capped (run 3 wrote what it found).
+    // The agent's /tmp and $HOME are capped tmpfs mounts: writing past
+    // the limit fails with ENOSPC inside the container (run 3 wrote what
+    // it found).
     let check = tip
         .get_path(std::path::Path::new("tmp-check"))
         .expect("run 3 committed tmp-check");
     let blob = git.find_blob(check.id()).unwrap();
-    assert_eq!(String::from_utf8_lossy(blob.content()), "capped\n");
+    assert_eq!(
+        String::from_utf8_lossy(blob.content()),
+        "/tmp: ENOSPC\n/tmp/home: ENOSPC\n"
+    );
     repo.assert_no_containers();
 }
 
