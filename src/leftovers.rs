@@ -11,6 +11,9 @@
 //!   in hex);
 //! - exam scratch trees `proctor-exam-<pid>-<run>-<random>` in `/dev/shm`,
 //!   the temp directory, or `PROCTOR_TMPDIR` ([`exam_prefix`]);
+//! - a copy-on-write mount's upper layer on Docker,
+//!   `proctor-layer-<pid>-<random>`, in `PROCTOR_TMPDIR` or the temp
+//!   directory ([`layer_prefix`]), for as long as its container exists;
 //! - `proctor-demo-<pid>-<random>` and `proctor-gauntlet-<pid>-<random>`
 //!   in the temp directory ([`scratch_prefix`]).
 //!
@@ -41,6 +44,12 @@ pub fn exam_prefix(run_id: &str) -> String {
     format!("{EXAM}{:x}-{run_id}-", std::process::id())
 }
 
+/// The name prefix of the directory holding a copy-on-write mount's upper
+/// layer for one Docker container (see `cage::Access::CopyOnWrite`).
+pub fn layer_prefix() -> String {
+    format!("{LAYER}{:x}-", std::process::id())
+}
+
 /// The name prefix of the scratch directory of `proctor demo` (`what` =
 /// `demo`) or `proctor gauntlet` (`gauntlet`).
 pub fn scratch_prefix(what: &str) -> String {
@@ -49,6 +58,7 @@ pub fn scratch_prefix(what: &str) -> String {
 
 const EXAM: &str = "proctor-exam-";
 const DEMO: &str = "proctor-demo-";
+const LAYER: &str = "proctor-layer-";
 const GAUNTLET: &str = "proctor-gauntlet-";
 
 /// Which kind of directory an entry was found in.
@@ -101,6 +111,9 @@ pub fn owner(place: Place, name: &str) -> Option<Owner> {
         Place::Scratch => {
             if let Some(rest) = name.strip_prefix(EXAM) {
                 return pid(rest, 3);
+            }
+            if let Some(rest) = name.strip_prefix(LAYER) {
+                return pid(rest, 2);
             }
             let rest = name
                 .strip_prefix(DEMO)
@@ -369,6 +382,16 @@ mod tests {
             ),
             Some(std::process::id())
         );
+        assert_eq!(
+            pid_of(Place::Scratch, &format!("{}Ab3xYz", layer_prefix())),
+            Some(std::process::id())
+        );
+        assert_eq!(
+            pid_of(Place::Scratch, "proctor-layer-2a-Ab3xYz"),
+            Some(0x2a)
+        );
+        assert_eq!(pid_of(Place::Scratch, "proctor-layer-Ab3xYz"), None);
+        assert_eq!(pid_of(Place::Private, "proctor-layer-2a-Ab3xYz"), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod host_image;
 mod import;
 mod libpod;
 mod output;
+mod overlay;
 pub mod proxy;
 mod seccomp;
 mod spec;
@@ -153,12 +154,29 @@ impl NetworkPolicy {
     }
 }
 
-/// A host path bind-mounted into the container.
+/// A host path mounted into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
     pub host: PathBuf,
     pub container: String,
-    pub read_only: bool,
+    pub access: Access,
+}
+
+/// What a container may do to a mounted host folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads and writes reach the host folder (a bind mount).
+    ReadWrite,
+    /// Reads only; a write fails.
+    ReadOnly,
+    /// The container sees the host folder and may write over it, but every
+    /// write lands in a layer of the container's own (an overlay: Podman's
+    /// overlay volume, on Docker a volume of the `local` driver with
+    /// `type=overlay` over a per-container upper directory), discarded
+    /// with the container: the host folder never changes, and the next
+    /// container sees none of it. On the tar path (a remote engine) the
+    /// folder is uploaded and never taken back, which comes to the same.
+    CopyOnWrite,
 }
 
 /// The labels that tie a container to a repo, a run, a loop and a role.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, MountVolumeOptions,
-    ResourcesUlimits,
+    MountVolumeOptionsDriverConfig, ResourcesUlimits,
 };
 use serde_json::{json, Value};
 
@@ -106,6 +106,49 @@ pub(crate) struct BindSpec {
     pub read_only: bool,
 }
 
+/// A host folder mounted copy-on-write ([`Access::CopyOnWrite`](super::Access)):
+/// an overlay whose lower layer is `lower` and whose writes go to a layer
+/// of the container's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OverlaySpec {
+    /// The host folder (canonical), never written.
+    pub lower: PathBuf,
+    pub target: String,
+    /// Docker only: a fresh host directory for this one container, holding
+    /// the overlay's `upper` and `work` directories (see `overlay.rs`).
+    /// Set just before the create call; `None` while the spec is only
+    /// planned or compared (Podman keeps its layer itself).
+    pub scratch: Option<PathBuf>,
+}
+
+impl OverlaySpec {
+    /// The `local` volume driver's options for Docker: an overlay mount
+    /// over `lower` with this container's upper layer. Without a scratch
+    /// directory, a read-only overlay of `lower` alone (never created:
+    /// only compared).
+    fn docker_driver_options(&self) -> HashMap<String, String> {
+        let lower = self.lower.to_string_lossy();
+        let o = match &self.scratch {
+            Some(scratch) => format!(
+                "lowerdir={lower},upperdir={},workdir={}",
+                scratch.join(OVERLAY_UPPER).to_string_lossy(),
+                scratch.join(OVERLAY_WORK).to_string_lossy()
+            ),
+            None => format!("lowerdir={lower}"),
+        };
+        HashMap::from([
+            ("type".to_string(), "overlay".to_string()),
+            ("device".to_string(), "overlay".to_string()),
+            ("o".to_string(), o),
+        ])
+    }
+}
+
+/// The overlay's upper and work directories inside an [`OverlaySpec`]'s
+/// scratch directory (the same file system, as overlayfs requires).
+pub(crate) const OVERLAY_UPPER: &str = "upper";
+pub(crate) const OVERLAY_WORK: &str = "work";
+
 /// Everything the engine needs to create one container.
 #[derive(Debug, Clone)]
 pub(crate) struct ContainerSpec {
@@ -136,6 +179,8 @@ pub(crate) struct ContainerSpec {
     /// Container paths that get an anonymous volume, removed with the
     /// container (the tar path: trees are uploaded there before start).
     pub volumes: Vec<String>,
+    /// Host folders mounted copy-on-write.
+    pub overlays: Vec<OverlaySpec>,
     /// On Docker, whether a container without network skips libnetwork
     /// (and so gets no `/etc/hosts`; the bind-mount path mounts its own).
     pub skip_network_stack: bool,
@@ -244,6 +289,24 @@ impl ContainerSpec {
             volume_options: Some(MountVolumeOptions {
                 no_copy: Some(true),
                 labels: Some(self.labels.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }));
+        // An anonymous volume of the `local` driver mounting an overlay:
+        // created with the container, unmounted when it stops and removed
+        // with it (`v=true`), labelled like the tar path's volumes.
+        mounts.extend(self.overlays.iter().map(|overlay| Mount {
+            target: Some(overlay.target.clone()),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(false),
+            volume_options: Some(MountVolumeOptions {
+                no_copy: Some(true),
+                labels: Some(self.labels.clone()),
+                driver_config: Some(MountVolumeOptionsDriverConfig {
+                    name: Some("local".into()),
+                    options: Some(overlay.docker_driver_options()),
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -379,6 +442,12 @@ impl ContainerSpec {
                 "Dest": target,
                 "Options": ["nocopy"],
             })).collect::<Vec<_>>(),
+            // `-v SRC:DST:O`: Podman keeps the upper layer in the
+            // container's own storage and removes it with the container.
+            "overlay_volumes": self.overlays.iter().map(|overlay| json!({
+                "source": overlay.lower.to_string_lossy(),
+                "destination": overlay.target,
+            })).collect::<Vec<_>>(),
             "resource_limits": resources,
             "r_limits": [
                 { "type": "nofile", "soft": limits.nofile, "hard": limits.nofile },
@@ -434,6 +503,7 @@ pub(super) mod tests {
                 read_only: true,
             }],
             volumes: Vec::new(),
+            overlays: Vec::new(),
             skip_network_stack: true,
             network: NetMode::None,
             limits: Limits::default(),
@@ -464,6 +534,52 @@ pub(super) mod tests {
         assert_eq!(security[0], "no-new-privileges");
         assert_eq!(security[1], seccomp::docker_security_opt());
         assert_eq!(body.stdin_once, Some(true));
+    }
+
+    #[test]
+    fn a_copy_on_write_folder_is_an_overlay_on_both_engines() {
+        let mut spec = spec();
+        spec.overlays = vec![OverlaySpec {
+            lower: "/repo/.proctor/caches/deps".into(),
+            target: "/cache/deps".into(),
+            scratch: Some("/tmp/proctor-layer-1-x".into()),
+        }];
+        // Docker: an anonymous `local` volume mounting the overlay, removed
+        // with the container.
+        let mounts = spec.docker_body(None).host_config.unwrap().mounts.unwrap();
+        let volume = mounts
+            .iter()
+            .find(|m| m.target.as_deref() == Some("/cache/deps"))
+            .expect("the overlay's volume");
+        assert_eq!(volume.typ, Some(MountType::VOLUME));
+        assert_eq!(volume.source, None);
+        let driver = volume
+            .volume_options
+            .as_ref()
+            .and_then(|v| v.driver_config.clone())
+            .expect("driver options");
+        assert_eq!(driver.name.as_deref(), Some("local"));
+        let options = driver.options.unwrap();
+        assert_eq!(options["type"], "overlay");
+        assert_eq!(
+            options["o"],
+            "lowerdir=/repo/.proctor/caches/deps,upperdir=/tmp/proctor-layer-1-x/upper,workdir=/tmp/proctor-layer-1-x/work"
+        );
+        // Never a bind of the folder itself.
+        assert!(!mounts
+            .iter()
+            .any(|m| m.source.as_deref() == Some("/repo/.proctor/caches/deps")));
+        // Podman: an overlay volume; the layer is Podman's own.
+        let body = spec.libpod_body(None, Path::new("/p/seccomp.json"));
+        assert_eq!(
+            body["overlay_volumes"],
+            json!([{ "source": "/repo/.proctor/caches/deps", "destination": "/cache/deps" }])
+        );
+        assert!(!body["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["destination"] == "/cache/deps"));
     }
 
     #[test]

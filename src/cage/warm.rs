@@ -95,7 +95,7 @@ impl WarmPool {
         if entries.iter().any(|e| e.key == key) {
             return;
         }
-        let gated = gated(spec);
+        let mut gated = gated(spec);
         let task = handle.spawn(async move {
             if let Some(before) = before {
                 if let Err(error) = before.await {
@@ -104,7 +104,12 @@ impl WarmPool {
                 }
             }
             // Armed before the create call, like a cold launch.
-            let guard = RemovalGuard::new(engine.docker.clone(), gated.name.clone());
+            let mut guard = RemovalGuard::new(engine.docker.clone(), gated.name.clone());
+            if let Err(error) = guard.make_layers(engine.kind, &mut gated) {
+                guard.remove_now().await;
+                tracing::debug!(%error, "not starting a container ahead of need");
+                return Err(error);
+            }
             match create_attach_start(&engine, &gated, runtime.as_deref()).await {
                 Ok((id, attach)) => Ok(Launched { id, guard, attach }),
                 Err(error) => {

@@ -4,7 +4,7 @@ use super::boundary::{self, MarkedAttempt};
 use super::events::Event;
 use super::policy::{Breach, TreeCaps};
 use super::{history, io_err, prompt, short, Engine, EngineError, AGENT_TIMEOUT, LOG_CAP};
-use crate::cage::{Cage, Invocation, Mount, Outcome, Role};
+use crate::cage::{Access, Cage, Invocation, Mount, Outcome, Role};
 use crate::manifest::{preset, LoopSpec};
 use crate::state::{self, ledger};
 
@@ -391,14 +391,14 @@ impl<C: Cage> Engine<'_, C> {
             Mount {
                 host: root.clone(),
                 container: "/work".into(),
-                read_only: false,
+                access: Access::ReadWrite,
             },
             // An agent must not plant hooks or config that anything later
             // runs (in a worktree `.git` is a file naming the admin entry).
             Mount {
                 host: root.join(".git"),
                 container: "/work/.git".into(),
-                read_only: true,
+                access: Access::ReadOnly,
             },
             // proctor's records (the ledger, and outside a worktree also
             // events, logs and quarantine) are the host's: an agent can read
@@ -406,19 +406,19 @@ impl<C: Cage> Engine<'_, C> {
             Mount {
                 host: self.paths.work_state.clone(),
                 container: "/work/.proctor".into(),
-                read_only: true,
+                access: Access::ReadOnly,
             },
             // The journal is the agent's memory across runs.
             Mount {
                 host: self.paths.journal.clone(),
                 container: "/work/.proctor/journal".into(),
-                read_only: false,
+                access: Access::ReadWrite,
             },
             // Cards are written by the host only.
             Mount {
                 host: self.paths.inbox.clone(),
                 container: "/work/INBOX".into(),
-                read_only: true,
+                access: Access::ReadOnly,
             },
         ];
         mounts.extend(self.extra_mounts(Role::Agent));

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::events::{Event, QuarantinedFile};
 use super::{io_err, short, Engine, EngineError};
-use crate::cage::{Cage, Mount};
+use crate::cage::{Access, Cage, Mount};
 use crate::git::{BlobMode, Oid};
 use crate::manifest::LoopSpec;
 use crate::protect::fsafe::{self, Found};
@@ -185,7 +185,7 @@ impl<C: Cage> Engine<'_, C> {
             .map(|rel| Mount {
                 host: tree.join(&rel),
                 container: format!("/work/{rel}"),
-                read_only: true,
+                access: Access::ReadOnly,
             })
             .collect()
     }

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use super::events::{Event, Phase, Verdict};
 use super::{fmt_secs, io_err, short, Engine, EngineError, Exam, EXAM_TIMEOUT, LOG_CAP};
-use crate::cage::{Cage, Invocation, Mount, Outcome, Role};
+use crate::cage::{Access, Cage, Invocation, Mount, Outcome, Role};
 use crate::git::Oid;
 use crate::leftovers::{exam_prefix, ScratchDir};
 use crate::manifest::LoopSpec;
@@ -396,6 +396,13 @@ impl<C: Cage> Engine<'_, C> {
     /// `readonly` inside it, the caches the loop declares, the verifier's
     /// network (default none) and no agent environment. Also what `warm.rs`
     /// prepares ahead, so the two cannot drift apart.
+    ///
+    /// A cache is written only by the exam of the base commit (the user's
+    /// code, trusted like the exam itself); every other exam, whose tree
+    /// an agent wrote, gets it copy-on-write: it reads the cache warm and
+    /// its writes vanish with its container, so nothing the code under
+    /// test plants there reaches a later exam. An exam prepared ahead
+    /// (`commit` not known yet) is one of the latter.
     pub(super) fn exam_invocation(
         &self,
         spec: &LoopSpec,
@@ -407,17 +414,27 @@ impl<C: Cage> Engine<'_, C> {
         let mut mounts = vec![Mount {
             host: tree.to_path_buf(),
             container: "/work".into(),
-            read_only: false,
+            access: Access::ReadWrite,
         }];
         mounts.extend(readonly);
+        let cache_access = if commit == self.watch.base().to_string() {
+            Access::ReadWrite
+        } else {
+            Access::CopyOnWrite
+        };
         for cache in &spec.caches {
             let dir = self.paths.caches.join(cache);
             state::ensure_dir(&dir).map_err(io_err(&dir))?;
-            give_to(&dir, &self.settings.user);
+            match cache_access {
+                Access::ReadWrite => give_to(&dir, &self.settings.user),
+                // The copy's root is the folder's: the exam may write
+                // there. What is inside stays as the trusted exam left it.
+                _ => give_root_to(&dir, &self.settings.user),
+            }
             mounts.push(Mount {
                 host: dir,
                 container: format!("/cache/{cache}"),
-                read_only: false,
+                access: cache_access,
             });
         }
         mounts.extend(self.extra_mounts(Role::Verifier));
@@ -520,19 +537,31 @@ fn numeric_user(user: &str) -> Option<(u32, u32)> {
     Some((uid.parse().ok()?, gid.parse().ok()?))
 }
 
+/// The numeric `uid:gid` to give host directories to, when this process
+/// is root (only root needs, and can, give files away).
+fn give_ids(user: &str) -> Option<(u32, u32)> {
+    let ids = numeric_user(user)?;
+    // SAFETY: geteuid has no preconditions.
+    (unsafe { libc::geteuid() } == 0).then_some(ids)
+}
+
+/// Makes a host directory itself (not what is in it) the container user's.
+fn give_root_to(dir: &Path, user: &str) {
+    let Some((uid, gid)) = give_ids(user) else {
+        return;
+    };
+    if let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) {
+        // SAFETY: c is a valid NUL-terminated path; lchown never follows links.
+        unsafe { libc::lchown(c.as_ptr(), uid, gid) };
+    }
+}
+
 /// Makes a host directory the container user's, so an exam or a cache can
 /// write where it runs. Only root needs (and can do) this.
 pub(super) fn give_to(dir: &Path, user: &str) {
-    let Some((uid, gid)) = user.split_once(':') else {
+    let Some((uid, gid)) = give_ids(user) else {
         return;
     };
-    let (Ok(uid), Ok(gid)) = (uid.parse::<u32>(), gid.parse::<u32>()) else {
-        return;
-    };
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return;
-    }
     fn walk(path: &Path, uid: u32, gid: u32) {
         if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
             // SAFETY: c is a valid NUL-terminated path; lchown never follows links.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use crate::cage::{Cage, CageError, Labels, Mount, Role};
+use crate::cage::{Access, Cage, CageError, Labels, Mount, Role};
 use crate::git::{BranchGuard, GitError, GitRepo, Oid, Workspace};
 use crate::manifest::{Config, JudgeConfig, LoopSpec, Resources};
 use crate::protect::{Rules, Watch};
@@ -916,7 +916,11 @@ impl<'a, C: Cage> Engine<'a, C> {
             .map(|m| Mount {
                 host: m.path.clone(),
                 container: m.path.to_string_lossy().into_owned(),
-                read_only: !(m.writable && role == Role::Agent),
+                access: if m.writable && role == Role::Agent {
+                    Access::ReadWrite
+                } else {
+                    Access::ReadOnly
+                },
             })
             .collect()
     }

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{io_err, Engine, EngineError, AGENT_TIMEOUT, LOG_CAP};
-use crate::cage::{Cage, Invocation, Mount, Role};
+use crate::cage::{Access, Cage, Invocation, Mount, Role};
 use crate::manifest::{preset, LoopSpec};
 use crate::state;
 
@@ -47,13 +47,13 @@ impl<C: Cage> Engine<'_, C> {
         let mut mounts = vec![Mount {
             host: tree.to_path_buf(),
             container: "/work".into(),
-            read_only: true,
+            access: Access::ReadOnly,
         }];
         for rel in writable {
             mounts.push(Mount {
                 host: tree.join(rel),
                 container: format!("/work/{rel}"),
-                read_only: false,
+                access: Access::ReadWrite,
             });
         }
         mounts.extend(self.extra_mounts(Role::Agent));

@@ -227,7 +227,7 @@ pub fn starter_manifest_with(repo_root: &Path, agent: Option<&str>) -> String {
     line("# gate: human                # wait for `proctor answer <id> approve` before closing");
     line("# tests: {junit: target/junit, min: 1}   # audit test counts in the exam's JUnit XML");
     line("# judge: \"the change is minimal and keeps the public API\"   # may veto a pass, never grant one");
-    line("# caches: [deps]             # host folder .proctor/caches/deps every exam reads and writes (code under test can plant files)");
+    line("# caches: [deps]             # host folder .proctor/caches/deps at /cache/deps: the base commit's exam fills it, other exams get a throwaway copy");
     line("");
     line("# Child loops close first, each under its own exam; then this loop's exam");
     line("# checks the whole. Children inherit agent, image, network, env, writes,");

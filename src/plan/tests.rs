@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::{plan, Outcome, Request, Step, GRAPH, PROPOSAL};
 use crate::cage::fake::{FakeCage, Scripted};
-use crate::cage::Role;
+use crate::cage::{Access, Role};
 use crate::git::GitRepo;
 use crate::manifest::Config;
 use crate::state::key::AnswerKey;
@@ -121,17 +121,17 @@ fn a_good_proposal_is_checked_reviewed_and_ready() {
         .iter()
         .find(|m| m.container == "/work")
         .unwrap();
-    assert!(work.read_only);
+    assert_eq!(work.access, Access::ReadOnly);
     let writable: Vec<&str> = agent
         .mounts
         .iter()
-        .filter(|m| !m.read_only)
+        .filter(|m| m.access != Access::ReadOnly)
         .map(|m| m.container.as_str())
         .collect();
     assert_eq!(writable, ["/work/proctor.proposed.yaml"]);
     // The critic's tree is read-only whole.
     let critic = &cage.calls_of(Role::Agent)[1];
-    assert!(critic.mounts.iter().all(|m| m.read_only));
+    assert!(critic.mounts.iter().all(|m| m.access == Access::ReadOnly));
     // Nothing was written into the checkout: the caller writes the proposal.
     assert!(!repo.git.root().join(PROPOSAL).exists());
 }

@@ -378,8 +378,73 @@ fn once_protects_the_files_its_exam_names(engine: proctor::cage::EngineKind) {
 common::on_both_engines!(
     once_protects_the_files_its_exam_names,
     agent_and_exam_text_reaches_no_surface_raw,
-    a_protected_file_rewritten_and_restored_during_the_exam_is_caught
+    a_protected_file_rewritten_and_restored_during_the_exam_is_caught,
+    an_agents_exam_cannot_poison_the_cache_the_base_commits_exam_fills
 );
+
+/// `caches:`: the exam on the base commit (the user's code) fills the
+/// cache; the exam of an agent's commit reads it warm, and what it plants,
+/// rewrites or deletes there reaches neither the next exam nor the host.
+fn an_agents_exam_cannot_poison_the_cache_the_base_commits_exam_fills(
+    engine: proctor::cage::EngineKind,
+) {
+    require_engine();
+    // What the code under test does depends on the agent's `stage` file:
+    // none on the base commit, `poison` after run 1, `check` after run 2.
+    let exam = r#"c=/cache/c
+case "$(cat stage 2>/dev/null)" in
+  "") echo warm > $c/artifact; echo keep > $c/keep; mkdir -p $c/deps; echo dep > $c/deps/lib; exit 1 ;;
+  poison)
+    [ "$(cat $c/artifact)" = warm ] && echo "read the cache warm"
+    echo planted > $c/planted; echo poisoned > $c/artifact; rm $c/keep
+    echo poisoned > $c/deps/lib; mkdir $c/more
+    echo "planted: $(ls $c | tr '\n' ' ')"; exit 1 ;;
+  check)
+    echo "sees: $(ls $c | tr '\n' ' ')$(cat $c/artifact $c/deps/lib | tr '\n' ' ')"
+    [ ! -e $c/planted ] && [ ! -e $c/more ] && [ -f $c/keep ] && [ "$(cat $c/artifact)" = warm ] && [ "$(cat $c/deps/lib)" = dep ] ;;
+esac
+"#;
+    let agent = "cat >/dev/null
+if [ -f stage ]; then echo check > stage; else echo poison > stage; fi
+";
+    let scratch = tempfile::tempdir().unwrap();
+    let repo = TestRepo::new()
+        .engine(&common::socket(engine))
+        .env("PROCTOR_TMPDIR", scratch.path())
+        .file("exam.sh", exam)
+        .file("agent.sh", agent)
+        .manifest("loop: fix\nagent: sh agent.sh\ndone_when: sh exam.sh\nbudget: 3 runs\nnetwork: none\ncaches: [c]\n")
+        .commit("fixture");
+    let out = repo.proctor(&["run"]);
+    let poison = repo.read(".proctor/logs/fix.run1.exam.log");
+    let check = repo.read(".proctor/logs/fix.run2.exam.log");
+    // The poisoning exam read the base's cache and wrote over all of it.
+    assert!(poison.contains("read the cache warm"), "{poison}");
+    assert!(
+        poison.contains("planted: artifact deps more planted"),
+        "{poison}"
+    );
+    // The next exam saw the cache as the base commit's exam left it.
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\npoisoning exam: {poison}\nchecking exam: {check}",
+        stderr(&out)
+    );
+    assert_eq!(repo.agent_starts(), 2);
+    // On the host: the base commit's writes, nothing else.
+    let cache = ".proctor/caches/c";
+    assert_eq!(repo.read(&format!("{cache}/artifact")), "warm\n");
+    assert_eq!(repo.read(&format!("{cache}/keep")), "keep\n");
+    assert_eq!(repo.read(&format!("{cache}/deps/lib")), "dep\n");
+    assert_eq!(
+        common::entries(&repo.path().join(cache)),
+        ["artifact", "deps", "keep"]
+    );
+    // Every copy's layer went with its container.
+    assert_eq!(common::entries(scratch.path()), Vec::<String>::new());
+    repo.assert_no_containers();
+}
 
 /// Regression (issue 12): escape sequences and newlines in file names and
 /// in agent and exam output reached the terminal raw in `run`, `audit`,

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::{cage, on_both_engines, test_repo_label, verifier_labels};
 use proctor::cage::{
-    Cage, CageError, DockerCage, EngineKind, Invocation, Mount, NetworkPolicy, Role, HOST_IMAGE,
-    LABEL_REPO,
+    Access, Cage, CageError, DockerCage, EngineKind, Invocation, Mount, NetworkPolicy, Role,
+    HOST_IMAGE, LABEL_REPO,
 };
 
 /// The uid:gid commands run as: not root, and not the test process's.
@@ -237,7 +237,7 @@ async fn bind_mounts_honour_read_only(engine: EngineKind) {
     inv.mounts = vec![Mount {
         host: shared.clone(),
         container: "/work".into(),
-        read_only: false,
+        access: Access::ReadWrite,
     }];
     inv.workdir = "/work".into();
     let (outcome, log) = f.run(inv.clone()).await;
@@ -247,7 +247,7 @@ async fn bind_mounts_honour_read_only(engine: EngineKind) {
         "written\n"
     );
 
-    inv.mounts[0].read_only = true;
+    inv.mounts[0].access = Access::ReadOnly;
     inv.command = "cat /work/out.txt && echo again > /work/out.txt".into();
     let (outcome, log) = f.run(inv).await;
     assert_ne!(outcome.exit_code, 0, "read-only bind was writable: {log}");
@@ -349,7 +349,7 @@ async fn failed_start_leaves_nothing(engine: EngineKind) {
     inv.mounts = vec![Mount {
         host: f.dir.path().to_path_buf(),
         container: "/etc/passwd/proctor-cannot-exist".into(),
-        read_only: true,
+        access: Access::ReadOnly,
     }];
     let result = f.cage.run(inv).await;
     assert!(result.is_err(), "start should fail: {result:?}");

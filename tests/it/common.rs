@@ -609,6 +609,7 @@ pub fn host_files_of(pid: u32, dirs: &[impl AsRef<Path>]) -> Vec<PathBuf> {
         format!("egress-{pid:x}-"),
         format!("relay-{pid:x}-"),
         format!("proctor-exam-{pid:x}-"),
+        format!("proctor-layer-{pid:x}-"),
         format!("proctor-demo-{pid:x}-"),
         format!("proctor-gauntlet-{pid:x}-"),
     ];

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::on_both_engines;
-use proctor::cage::{Cage, DockerCage, EngineKind, Invocation, Limits, Mount, LABEL_REPO};
+use proctor::cage::{Access, Cage, DockerCage, EngineKind, Invocation, Limits, Mount, LABEL_REPO};
 
 struct Fixture {
     cage: DockerCage,
@@ -52,7 +52,7 @@ impl Fixture {
             mounts: vec![Mount {
                 host: self.work(),
                 container: "/work".into(),
-                read_only: false,
+                access: Access::ReadWrite,
             }],
             env: vec![("PROCTOR_COMMIT".into(), "placeholder".into())],
             ..Invocation::plain(command, labels, self.dir.path().join("run.log"))
@@ -112,7 +112,66 @@ on_both_engines!(
     exit_codes_and_timeouts_hold_through_the_gate,
     a_prepared_containers_deadline_starts_with_its_command,
     no_network_still_resolves_localhost,
+    a_prepared_container_mounts_a_folder_copy_on_write,
 );
+
+/// A copy-on-write mount on a prepared container: the same container
+/// serves the run, reads the folder, writes to a layer of its own, and
+/// the folder and the next container never see the writes; on Docker the
+/// layer's host directory goes with the container.
+async fn a_prepared_container_mounts_a_folder_copy_on_write(engine: EngineKind) {
+    let f = Fixture::new("cow", engine).await;
+    let cache = f.dir.path().join("cache");
+    std::fs::create_dir(&cache).expect("mkdir");
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    std::fs::write(cache.join("kept"), "base\n").expect("write");
+    std::fs::set_permissions(cache.join("kept"), std::fs::Permissions::from_mode(0o666))
+        .expect("chmod");
+    let with_cache = |command: &str| {
+        let mut inv = f.inv(command);
+        inv.mounts.push(Mount {
+            host: cache.clone(),
+            container: "/cache".into(),
+            access: Access::CopyOnWrite,
+        });
+        inv
+    };
+    let command = "cat /cache/kept; echo planted > /cache/new; echo changed > /cache/kept; \
+                   cat /cache/kept; grep -o 'upperdir=[^,]*' /proc/self/mountinfo || true";
+    f.cage.prepare(&with_cache(command), &Limits::default());
+    let prepared = f.prepared_and_running().await;
+    let outcome = f.cage.run(with_cache(command)).await.expect("run");
+    assert_eq!(outcome.exit_code, 0, "{}", f.log());
+    assert_eq!(
+        outcome.container_id, prepared,
+        "the prepared container was not used"
+    );
+    let log = f.log();
+    assert!(log.starts_with("base\nchanged\n"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(cache.join("kept")).unwrap(),
+        "base\n"
+    );
+    assert_eq!(common::entries(&cache), ["kept"]);
+    let next = f
+        .cage
+        .run(with_cache("cat /cache/kept; test ! -e /cache/new"))
+        .await
+        .expect("next run");
+    assert_eq!(next.exit_code, 0, "{}", f.log());
+    assert_eq!(f.log(), "base\n");
+    f.settle_and_check().await;
+    if engine == EngineKind::Docker {
+        // (The first overlay in the table is the container's root.)
+        let upper = log
+            .lines()
+            .filter_map(|l| l.strip_prefix("upperdir="))
+            .find(|dir| dir.contains("/proctor-layer-"))
+            .unwrap_or_else(|| panic!("no proctor layer in the mount table: {log}"));
+        let layer = Path::new(upper).parent().expect("the layer directory");
+        assert!(!layer.exists(), "{} is left behind", layer.display());
+    }
+}
 
 async fn no_network_still_resolves_localhost(engine: EngineKind) {
     let f = Fixture::new("localhost", engine).await;

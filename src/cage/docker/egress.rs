@@ -385,6 +385,7 @@ impl Sidecars {
             stdin: true,
             binds: self.binds.clone(),
             volumes: Vec::new(),
+            overlays: Vec::new(),
             skip_network_stack: true,
             network,
             limits,

@@ -27,7 +27,8 @@ use crate::cage::host_image::unique_suffix;
 use crate::cage::output::LogSink;
 use crate::cage::spec::ContainerSpec;
 use crate::cage::transfer::{self, TransferPlan};
-use crate::cage::{libpod, seccomp, CageError, LABEL_REPO, LABEL_ROLE, LABEL_RUN};
+use crate::cage::{libpod, overlay, seccomp, CageError, LABEL_REPO, LABEL_ROLE, LABEL_RUN};
+use crate::leftovers::ScratchDir;
 
 /// After a kill, how long the output stream may take to close.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -161,7 +162,11 @@ impl DockerCage {
             spec.name = format!("proctor-{}-{}", spec.role, unique_suffix());
             // Armed before the create call: if this future is dropped while
             // the create is in flight, the container is still removed.
-            let guard = RemovalGuard::new(self.docker.clone(), spec.name.clone());
+            let mut guard = RemovalGuard::new(self.docker.clone(), spec.name.clone());
+            if let Err(error) = guard.make_layers(self.kind, &mut spec) {
+                guard.remove_now().await;
+                return Err(error);
+            }
             match self
                 .create_attach_start(&spec, runtime.as_deref(), transfer)
                 .await
@@ -517,6 +522,9 @@ pub(in crate::cage) struct RemovalGuard {
     docker: Docker,
     name: String,
     armed: bool,
+    /// Host directories the container uses (copy-on-write layers, see
+    /// `overlay.rs`), removed after it.
+    layers: Vec<ScratchDir>,
 }
 
 impl RemovalGuard {
@@ -525,7 +533,19 @@ impl RemovalGuard {
             docker,
             name,
             armed: true,
+            layers: Vec::new(),
         }
+    }
+
+    /// Makes the host directories of `spec`'s copy-on-write mounts (on
+    /// Docker) and keeps them until the container is removed.
+    pub(in crate::cage) fn make_layers(
+        &mut self,
+        kind: EngineKind,
+        spec: &mut ContainerSpec,
+    ) -> Result<(), CageError> {
+        self.layers = overlay::make_layers(kind, spec)?;
+        Ok(())
     }
 
     /// Forgets the container: the caller removed it.
@@ -537,6 +557,7 @@ impl RemovalGuard {
         remove_container(&self.docker, &self.name, false).await;
         // Only now: if this future is dropped mid-removal, `drop` retries.
         self.armed = false;
+        remove_layers_now(std::mem::take(&mut self.layers)).await;
     }
 }
 
@@ -553,9 +574,22 @@ impl Drop for RemovalGuard {
         };
         let docker = self.docker.clone();
         let name = std::mem::take(&mut self.name);
+        let layers = std::mem::take(&mut self.layers);
         runtime.spawn(async move {
             remove_container(&docker, &name, true).await;
+            remove_layers_now(layers).await;
         });
+    }
+}
+
+/// Removes a removed container's layer directories off the async threads
+/// (a build cache's upper layer can hold many files).
+async fn remove_layers_now(layers: Vec<ScratchDir>) {
+    if layers.is_empty() {
+        return;
+    }
+    if let Err(error) = tokio::task::spawn_blocking(move || overlay::remove_layers(layers)).await {
+        tracing::warn!(%error, "removing copy-on-write layers did not finish");
     }
 }
 

@@ -12,12 +12,13 @@ use super::egress::{self, Holder};
 use super::{lock, DockerCage, EngineKind, Transfer};
 use crate::cage::address::EngineAddress;
 use crate::cage::host_image::{parse_numeric_user, toolchain_binds};
+use crate::cage::overlay;
 use crate::cage::spec::{
-    container_deadline, BindSpec, ContainerSpec, NetMode, DEFAULT_PATH, HOME_DIR,
+    container_deadline, BindSpec, ContainerSpec, NetMode, OverlaySpec, DEFAULT_PATH, HOME_DIR,
 };
 use crate::cage::transfer::TransferPlan;
 use crate::cage::{
-    Cage, CageError, Invocation, Limits, NetworkPolicy, HOST_IMAGE, LABEL_LOOP, LABEL_REPO,
+    Access, Cage, CageError, Invocation, Limits, NetworkPolicy, HOST_IMAGE, LABEL_LOOP, LABEL_REPO,
     LABEL_ROLE, LABEL_RUN,
 };
 
@@ -112,6 +113,7 @@ impl DockerCage {
         }
 
         let mut binds: Vec<BindSpec> = Vec::new();
+        let mut overlays: Vec<OverlaySpec> = Vec::new();
         let tar = self.transfer == Transfer::Tar;
         if tar && inv.image == HOST_IMAGE {
             return Err(self.host_image_refusal());
@@ -144,11 +146,22 @@ impl DockerCage {
             }
             // An explicit mount replaces a toolchain mount at the same place.
             binds.retain(|b| b.target != mount.container);
-            binds.push(BindSpec {
-                source,
-                target: mount.container.clone(),
-                read_only: mount.read_only,
-            });
+            overlays.retain(|o: &OverlaySpec| o.target != mount.container);
+            match mount.access {
+                Access::CopyOnWrite => {
+                    overlay::check_lower(self.kind, &source)?;
+                    overlays.push(OverlaySpec {
+                        lower: source,
+                        target: mount.container.clone(),
+                        scratch: None,
+                    });
+                }
+                access => binds.push(BindSpec {
+                    source,
+                    target: mount.container.clone(),
+                    read_only: access == Access::ReadOnly,
+                }),
+            }
         }
 
         // Docker makes no `/etc/hosts` for a container whose network is
@@ -221,6 +234,7 @@ impl DockerCage {
             stdin: inv.stdin.is_some(),
             binds,
             volumes: Vec::new(),
+            overlays,
             // The tar path cannot mount an `/etc/hosts`; Docker makes one.
             skip_network_stack: !tar,
             network,
@@ -321,7 +335,10 @@ impl DockerCage {
                     ),
                 });
             }
-            mounts.push((source, mount.container.clone(), mount.read_only));
+            // A copy-on-write folder is uploaded and never taken back:
+            // the container may write over it, the host never sees it.
+            let read_only = mount.access != Access::ReadWrite;
+            mounts.push((source, mount.container.clone(), read_only));
         }
         let owner = parse_numeric_user(&inv.user).map(|(u, g)| (u64::from(u), u64::from(g)));
         TransferPlan::new(&mounts, owner)

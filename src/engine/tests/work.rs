@@ -3,7 +3,7 @@
 
 use super::{make_done, prompts, write, Repo, Run};
 use crate::cage::fake::Scripted;
-use crate::cage::Role;
+use crate::cage::{Access, Role};
 use crate::engine::Ending;
 
 #[test]
@@ -355,7 +355,13 @@ fn the_exams_materials_are_sealed_not_mounted_when_proctor_is_root() {
         .iter()
         .find(|c| c.labels.role == Role::Verifier)
         .expect("an exam");
-    assert_eq!(exam.mounts.iter().filter(|m| m.read_only).count(), 0);
+    assert_eq!(
+        exam.mounts
+            .iter()
+            .filter(|m| m.access == Access::ReadOnly)
+            .count(),
+        0
+    );
 }
 
 const NESTED: &str = "loop: root\nagent: fix-it\ndone_when: test -f a && test -f b\nbudget: 2 runs\nloops:\n  - loop: a\n    done_when: test -f a\n    budget: 2 runs\n  - loop: b\n    done_when: test -f b\n    budget: 2 runs\n";
@@ -533,7 +539,7 @@ fn a_writable_mount_is_the_agents_alone() {
             .mounts
             .iter()
             .find(|m| m.container == path)
-            .map(|m| m.read_only)
+            .map(|m| m.access == Access::ReadOnly)
     };
     assert_eq!(mount(Role::Agent, "/opt/login"), Some(false));
     assert_eq!(mount(Role::Agent, "/opt/tool"), Some(true));
@@ -543,4 +549,48 @@ fn a_writable_mount_is_the_agents_alone() {
     let has = |env: &[(String, String)], name: &str| env.iter().any(|(n, _)| n == name);
     assert!(has(&env(Role::Agent), "A_KEY") && !has(&env(Role::Agent), "TOOL_HOME"));
     assert!(has(&env(Role::Verifier), "TOOL_HOME") && !has(&env(Role::Verifier), "A_KEY"));
+}
+
+#[test]
+fn only_the_base_commits_exam_writes_a_cache_the_others_get_it_copy_on_write() {
+    let repo = Repo::new(
+        "loop: fix\nagent: fix-it\ndone_when: test -f done\nbudget: 3 runs\ncaches: [deps]\n",
+        &[],
+    );
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::agent(0),
+        Scripted::exam(1),
+        Scripted::agent_edits(make_done),
+        Scripted::exam(0),
+    ]);
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Ending::Closed, "{:?}", run.trace());
+    let cache = |inv: &crate::cage::Invocation| {
+        inv.mounts
+            .iter()
+            .find(|m| m.container == "/cache/deps")
+            .map(|m| m.access)
+    };
+    let exams = cage.calls_of(Role::Verifier);
+    assert_eq!(exams.len(), 3);
+    // The check on the base commit: the user's code fills the cache.
+    assert_eq!(cache(&exams[0]), Some(Access::ReadWrite));
+    // The agent's commits: read warm, written to a copy that is thrown away.
+    assert_eq!(cache(&exams[1]), Some(Access::CopyOnWrite));
+    assert_eq!(cache(&exams[2]), Some(Access::CopyOnWrite));
+    // Exams prepared ahead are agents' exams too, so they match.
+    let prepared: Vec<_> = cage
+        .prepared()
+        .into_iter()
+        .filter(|i| i.labels.role == Role::Verifier)
+        .collect();
+    assert!(prepared
+        .iter()
+        .all(|i| cache(i) == Some(Access::CopyOnWrite)));
+    // Agents never see a cache.
+    assert!(cage
+        .calls_of(Role::Agent)
+        .iter()
+        .all(|i| cache(i).is_none()));
 }
