@@ -433,7 +433,7 @@ impl<C: Cage> Engine<'_, C> {
             }
             mounts.push(Mount {
                 host: dir,
-                container: format!("/cache/{cache}"),
+                container: format!("{CACHE_ROOT}/{cache}"),
                 access: cache_access,
             });
         }
@@ -483,6 +483,20 @@ impl<C: Cage> Engine<'_, C> {
         env.push(("PROCTOR_COMMIT".into(), commit.to_string()));
         env.push(("CI".into(), "true".into()));
         env
+    }
+}
+
+/// Where the loop's caches are in an exam's container.
+const CACHE_ROOT: &str = "/cache";
+
+/// Makes an exam's caches copy-on-write: for an exam on the base commit's
+/// code that is not the base commit's exam (the review's stripped trees).
+pub(super) fn throwaway_caches(inv: &mut Invocation) {
+    let root = format!("{CACHE_ROOT}/");
+    for mount in &mut inv.mounts {
+        if mount.access == Access::ReadWrite && mount.container.starts_with(&root) {
+            mount.access = Access::CopyOnWrite;
+        }
     }
 }
 

@@ -115,6 +115,9 @@ impl<C: Cage> Engine<'_, C> {
         let mut invocation =
             self.exam_invocation(spec, &base.to_string(), tree.path(), Vec::new(), log)?;
         invocation.command = review_script(&spec.done_when, &invocation.workdir);
+        // Trees made from the base commit, not the base commit: what the
+        // exam writes to a cache on them is not the warm state to keep.
+        super::exam::throwaway_caches(&mut invocation);
         invocation.timeout = self.within_wall(spec, invocation.timeout).0;
         let limits = self.limits_for(spec);
         let outcome = self.cage.run_with_limits(invocation, &limits).await?;

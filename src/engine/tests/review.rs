@@ -4,7 +4,7 @@
 
 use super::{make_done, Repo, Run};
 use crate::cage::fake::Scripted;
-use crate::cage::Role;
+use crate::cage::{Access, Role};
 use crate::engine::events::Event;
 use crate::engine::review::review_exit;
 use crate::engine::Ending;
@@ -150,4 +150,38 @@ fn a_resumed_loop_and_a_green_one_are_not_reviewed_again() {
     let run = green.run_with(&cage, |s| s.review_trees = true);
     assert_eq!(run.ending, Ending::Closed);
     assert_eq!(cage.calls().len(), 1);
+}
+
+#[test]
+fn the_reviews_trees_get_the_caches_copy_on_write() {
+    let manifest = format!("{CHECKED}caches: [deps]\n");
+    let repo = Repo::new(&manifest, &files());
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::exam(review_exit(false, false)),
+        Scripted::agent_edits(make_done),
+        Scripted::exam(0),
+    ]);
+    let run = repo.run_with(&cage, |s| s.review_trees = true);
+    assert_eq!(run.ending, Ending::Closed);
+    let access: Vec<_> = cage
+        .calls_of(Role::Verifier)
+        .iter()
+        .map(|inv| {
+            inv.mounts
+                .iter()
+                .find(|m| m.container == "/cache/deps")
+                .map(|m| m.access)
+        })
+        .collect();
+    // The base commit's exam fills it; the review's stripped and empty
+    // trees and the agent's commit only get a copy.
+    assert_eq!(
+        access,
+        [
+            Some(Access::ReadWrite),
+            Some(Access::CopyOnWrite),
+            Some(Access::CopyOnWrite)
+        ]
+    );
 }
