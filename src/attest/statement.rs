@@ -523,3 +523,90 @@ pub fn read_events(path: &Path) -> Result<String, AttestError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::events::EVENTS_VERSION;
+
+    /// The events of a closed `proctor once` run on `commit`, whose
+    /// `run_start` recorded `once`.
+    fn once_events(commit: &str, once: Option<&str>) -> String {
+        let events = [
+            Event::RunStart {
+                root: "once".into(),
+                branch: "proctor/once".into(),
+                base: commit.into(),
+                manifest: "proctor once".into(),
+                engine: "docker".into(),
+                pid: 1,
+                once: once.map(str::to_string),
+            },
+            Event::Close {
+                loop_id: "once".into(),
+                runs: 0,
+                commit: commit.into(),
+            },
+            Event::RunEnd {
+                outcome: Outcome::Closed,
+                exit: 0,
+                secs: 1.0,
+            },
+        ];
+        events
+            .into_iter()
+            .map(|event| {
+                let record = Record {
+                    v: EVENTS_VERSION,
+                    ts: 1.0,
+                    run: "r1".into(),
+                    event,
+                };
+                serde_json::to_string(&record).unwrap() + "\n"
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_once_run_is_attested_from_its_recorded_loop_and_one_that_recorded_none_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("repo")).unwrap();
+        std::fs::write(dir.path().join("repo/test.sh"), "exit 0\n").unwrap();
+        let git = GitRepo::init_with_commit(&dir.path().join("repo"), "base").unwrap();
+        let commit = git.head().unwrap().unwrap().to_string();
+        let answer_key = AnswerKey::load_or_create(&dir.path().join("keys")).unwrap();
+        let approvers = Trusted::default();
+        let statement = |events: &str| {
+            build(
+                &Sources {
+                    git: &git,
+                    events,
+                    answer_key: &answer_key,
+                    approvers: &approvers,
+                    default_image: "host".into(),
+                },
+                "r1",
+            )
+        };
+
+        let doc = r#"{"loop":"once","done_when":"sh test.sh","protected":["test.sh"]}"#;
+        let s = statement(&once_events(&commit, Some(doc))).unwrap();
+        let p = &s.predicate;
+        assert_eq!(p.manifest, "proctor once");
+        assert_eq!(p.once.as_deref(), Some(doc));
+        assert_eq!(
+            p.manifest_sha256,
+            hex::encode(crate::protect::fsafe::sha256(doc.as_bytes()))
+        );
+        assert_eq!(p.loops.len(), 1);
+        assert_eq!(p.loops[0].exam, "sh test.sh");
+        assert_eq!(p.loops[0].image, "host");
+        assert_eq!(p.loops[0].materials.files, 1);
+
+        let refused = statement(&once_events(&commit, None)).unwrap_err();
+        assert!(
+            matches!(&refused, AttestError::NoManifest { manifest, .. } if manifest == "proctor once"),
+            "{refused}"
+        );
+    }
+}
