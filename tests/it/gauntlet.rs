@@ -132,13 +132,15 @@ fn the_mount_and_seccomp_sensitive_cheats_are_caught_on_podman_too() {
             "ptrace-runner",
             "--only",
             "ignored-secret",
+            "--only",
+            "symlink-state",
         ],
         &[("DOCKER_HOST", PODMAN)],
     );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     assert!(
-        text.contains("gauntlet: 5/5 caught with honest twins passing"),
+        text.contains("gauntlet: 6/6 caught with honest twins passing"),
         "{text}"
     );
 }
