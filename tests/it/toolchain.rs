@@ -50,9 +50,13 @@ fn init_lint_run(engine: EngineKind, repo: TestRepo, fix: &str, config_needed: b
     repo.assert_no_containers();
 }
 
+/// A fixture repository, the shell command that fixes its failing test,
+/// and whether `init` writes a `.proctor/config.yaml` for it here.
+type Fixture = (TestRepo, &'static str, bool);
+
 /// A cargo package whose one test fails; the fix; whether init writes a
 /// config for it here.
-fn cargo_fixture() -> (TestRepo, &'static str, bool) {
+fn cargo_fixture() -> Fixture {
     let repo = TestRepo::new()
         .file(
             "Cargo.toml",
@@ -76,7 +80,7 @@ fn cargo_with_rustup(engine: EngineKind) {
 
 /// A Python module whose pytest test fails, with a venv over the system
 /// interpreter (which has pytest).
-fn pytest_fixture() -> (TestRepo, &'static str, bool) {
+fn pytest_fixture() -> Fixture {
     let repo = TestRepo::new()
         .file("calc.py", "def add(a, b):\n    return a - b\n")
         .file(
@@ -120,7 +124,7 @@ fn pytest_in_a_venv(engine: EngineKind) {
 }
 
 /// An npm package whose test fails, with a dependency in node_modules.
-fn npm_fixture() -> (TestRepo, &'static str, bool) {
+fn npm_fixture() -> Fixture {
     assert!(
         which("node").is_some(),
         "no node: `apt-get install nodejs npm` (.ci/run does)"
@@ -154,7 +158,7 @@ fn npm_with_node_modules(engine: EngineKind) {
 }
 
 /// A Go module whose test fails.
-fn go_fixture() -> (TestRepo, &'static str, bool) {
+fn go_fixture() -> Fixture {
     assert!(
         which("go").is_some(),
         "no go: `apt-get install golang-go` (.ci/run does)"
@@ -177,7 +181,7 @@ fn go_module(engine: EngineKind) {
 
 /// A Makefile whose `test` target fails (make and sh are in /usr: no
 /// config).
-fn make_fixture() -> (TestRepo, &'static str, bool) {
+fn make_fixture() -> Fixture {
     let repo = TestRepo::new()
         .file("calc.sh", "echo $(($1 - $2))\n")
         .file("Makefile", "test:\n\ttest \"$$(sh calc.sh 2 2)\" = 4\n");
@@ -193,8 +197,9 @@ fn make_fixture() -> (TestRepo, &'static str, bool) {
 /// is not what this tests.
 fn every_template_s_exam_runs(engine: EngineKind) {
     require_engine();
-    let fixtures: [(&str, fn() -> (TestRepo, &'static str, bool)); 5] = [
-        ("cargo", cargo_fixture),
+    type Make = fn() -> Fixture;
+    let fixtures = [
+        ("cargo", cargo_fixture as Make),
         ("pytest", pytest_fixture),
         ("npm", npm_fixture),
         ("go", go_fixture),
