@@ -92,7 +92,7 @@ pub fn colourise(event: &Event, line: String) -> String {
         | Event::Judged { pass: false, .. }
         | Event::NetworkDenied { .. }
         | Event::CapExceeded { .. } => "31",
-        Event::Repaired { .. } | Event::ExamReview { .. } => "33",
+        Event::Repaired { .. } | Event::ExamReview { .. } | Event::Reviewed { .. } => "33",
         Event::CheckResult { .. } | Event::Wait { .. } | Event::Gate { .. } => "33",
         _ => return line,
     };
@@ -379,6 +379,28 @@ fn line_of(event: &Event) -> Option<String> {
                 (true, _) => format!("proctor: {loop_id}: test audit: {counted}"),
                 (false, Some(r)) => format!("proctor: {loop_id}: test audit failed: {r}"),
                 (false, None) => format!("proctor: {loop_id}: test audit failed: {counted}"),
+            }
+        }
+        Event::Reviewed {
+            loop_id,
+            exit,
+            timed_out,
+            findings,
+            log,
+            ..
+        } => {
+            let first = findings
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or("(no answer)");
+            if *timed_out || *exit != 0 {
+                format!(
+                    "proctor: {loop_id}: warning: the exam's reviewer failed ({}): {first} (output: {log})",
+                    if *timed_out { "timed out".to_string() } else { format!("exit {exit}") }
+                )
+            } else {
+                format!("proctor: {loop_id}: exam reviewer: {first} (whole answer: {log})")
             }
         }
         Event::ExamReview { loop_id, findings } => format!(

@@ -56,6 +56,12 @@ impl Scripted {
         Scripted::new(Role::Judge, Box::new(move |_| exit))
     }
 
+    /// The exam's reviewer, exiting `exit` (its findings are its
+    /// [`Scripted::output`]).
+    pub fn reviewer(exit: i64) -> Scripted {
+        Scripted::new(Role::Reviewer, Box::new(move |_| exit))
+    }
+
     /// An exam whose exit code `judge` computes from the exported tree.
     pub fn exam_of(judge: impl FnOnce(&Path) -> i64 + Send + 'static) -> Scripted {
         Scripted::new(Role::Verifier, Box::new(judge))

@@ -114,6 +114,9 @@ pub enum Role {
     Verifier,
     /// A judge: no tree, stdin only (see `crate::judge`).
     Judge,
+    /// The exam's reviewer: the base commit read-only, a prompt on stdin,
+    /// before a loop's first agent (see `engine/review.rs`).
+    Reviewer,
 }
 
 impl Role {
@@ -122,6 +125,7 @@ impl Role {
             Role::Agent => "agent",
             Role::Verifier => "verifier",
             Role::Judge => "judge",
+            Role::Reviewer => "reviewer",
         }
     }
 }

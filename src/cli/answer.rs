@@ -21,6 +21,11 @@ use crate::views::out::say;
 /// committed, out of every container's reach) until the next `proctor run`
 /// moves it into the run's ledger.
 ///
+/// For a loop waiting on its exam review (`review:` with `block: true` in
+/// `.proctor/config.yaml`), `approve` lets its agent start at the next run;
+/// any other answer goes to the reviewer, which is asked again. Neither
+/// refreshes a budget.
+///
 /// For a gated loop (`gate: human`), `approve` signs an approval of the
 /// tip of the run's branch (`proctor/<root>`, as the READY card names it)
 /// with your approver key; the next
@@ -44,7 +49,7 @@ pub fn cmd_answer(args: Args) -> Result<i32, CommandError> {
     if text.trim().is_empty() {
         return Err(CommandError::user("the answer is empty"));
     }
-    if is_gated(&git, &paths, &args.loop_id) {
+    if !is_review(&paths, &args.loop_id) && is_gated(&git, &paths, &args.loop_id) {
         let decided = decide_gate(&git, &paths, &args.loop_id, &text, None)?;
         if let Some(review) = &decided.review {
             // The person approves what proctor shows, read from git's
@@ -79,6 +84,26 @@ pub fn cmd_answer(args: Args) -> Result<i32, CommandError> {
         }
         return Ok(0);
     }
+    if is_review(&paths, &args.loop_id) {
+        record_answer(
+            &git,
+            &paths,
+            &args.loop_id,
+            &format!("{}{text}", ledger::REVIEW_ANSWER),
+        )?;
+        if is_approval(&text) {
+            say!(
+                "approved the exam review of loop `{}`: its agent starts at the next `proctor run`",
+                args.loop_id
+            );
+        } else {
+            say!(
+                "recorded your answer to the exam review of loop `{}`: it is not `approve`, so the loop waits; the next `proctor run` asks the reviewer again with your answer",
+                args.loop_id
+            );
+        }
+        return Ok(0);
+    }
     record_answer(&git, &paths, &args.loop_id, &text)?;
     say!(
         "recorded the answer for loop `{}`: it goes into the next prompt and refreshes the loop's budget once; continue with `proctor run`",
@@ -97,6 +122,13 @@ pub(crate) fn is_gated(git: &GitRepo, paths: &Paths, loop_id: &str) -> bool {
         .and_then(|m| m.find_loop(loop_id))
         .is_some_and(|spec| spec.gate.is_some())
         || matches!(card_kind(&card), Some("ready"))
+}
+
+/// Whether `loop_id` waits on an exam review's card (`review:` with
+/// `block: true`): its answer decides the review only.
+fn is_review(paths: &Paths, loop_id: &str) -> bool {
+    let card = std::fs::read_to_string(paths.card_for(loop_id)).unwrap_or_default();
+    matches!(card_kind(&card), Some("review"))
 }
 
 /// Signs an answer to a blocked loop with the answer-auth key and leaves

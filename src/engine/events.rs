@@ -263,6 +263,18 @@ pub enum Event {
         loop_id: String,
         findings: Vec<String>,
     },
+    /// The config's reviewer answered, before the loop's first agent run,
+    /// how the exam could pass without the task being done: its output,
+    /// capped (the whole of it is in `log`).
+    Reviewed {
+        #[serde(rename = "loop")]
+        loop_id: String,
+        exit: i64,
+        timed_out: bool,
+        findings: String,
+        container: String,
+        log: String,
+    },
     /// The judge's ruling on a pass: no veto, or a veto with its reason
     /// (a judge can only take a pass away).
     Judged {
@@ -453,6 +465,14 @@ mod tests {
                 findings: vec![
                     "the exam `sh test.sh` names `test.sh`, which no rule protects".into(),
                 ],
+            },
+            Event::Reviewed {
+                loop_id: "fix".into(),
+                exit: 0,
+                timed_out: false,
+                findings: "1. delete src/ and grep finds no TODO\n2. nothing else".into(),
+                container: "0123456789ab".into(),
+                log: ".proctor/logs/fix.review.log".into(),
             },
             Event::Judged {
                 loop_id: "fix".into(),

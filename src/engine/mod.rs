@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::cage::{Access, Cage, CageError, Labels, Mount, Role};
 use crate::git::{BranchGuard, GitError, GitRepo, Oid, Workspace};
-use crate::manifest::{Config, JudgeConfig, LoopSpec, Resources};
+use crate::manifest::{Config, JudgeConfig, LoopSpec, Resources, ReviewConfig};
 use crate::protect::{Rules, Watch};
 use crate::state::cards::{self, Card, CardKind, Tried};
 use crate::state::key::AnswerKey;
@@ -206,6 +206,12 @@ pub struct Settings {
     /// `review.rs`). Always on in a run; the engine's decision tests turn
     /// it off unless they script that container.
     pub review_trees: bool,
+    /// The config's reviewer, asked about each loop's exam before its
+    /// first agent run.
+    pub reviewer: Option<ReviewConfig>,
+    /// The host variables the reviewer gets (the names its config lists
+    /// that are set here).
+    pub reviewer_env: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -242,6 +248,13 @@ impl Settings {
                 .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
                 .collect(),
             review_trees: true,
+            reviewer: config.review.clone(),
+            reviewer_env: config
+                .review
+                .iter()
+                .flat_map(|r| &r.caged.env)
+                .filter_map(|name| std::env::var(name).ok().map(|v| (name.clone(), v)))
+                .collect(),
         }
     }
 }
@@ -683,7 +696,9 @@ impl<'a, C: Cage> Engine<'a, C> {
             if !std::mem::replace(&mut reviewed, true)
                 && self.runs.get(id).copied().unwrap_or(0) == 0
             {
-                self.review_exam(spec).await?;
+                if let Some(ending) = self.review_exam(spec).await? {
+                    return Ok(ending);
+                }
             }
             self.warm_up(spec, Step::Agent);
             let (run, agent_exit, secs, edits) = self.attempt(spec, &exam.output, &notes).await?;

@@ -131,6 +131,7 @@ impl<C: Cage> Engine<'_, C> {
             }
         }
         let judge_network;
+        let reviewer_network;
         let network = match role {
             Role::Agent => &spec.network,
             Role::Verifier => &spec.verifier_network,
@@ -141,6 +142,14 @@ impl<C: Cage> Engine<'_, C> {
                     .as_ref()
                     .map_or(Network::None, |j| j.network.clone());
                 &judge_network
+            }
+            Role::Reviewer => {
+                reviewer_network = self
+                    .settings
+                    .reviewer
+                    .as_ref()
+                    .map_or(Network::None, |r| r.caged.network.clone());
+                &reviewer_network
             }
         };
         match network {

@@ -22,6 +22,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "mounts",
     "env",
     "judge",
+    "review",
     "on_halt",
     "resources",
     "runtime",
@@ -55,6 +56,9 @@ pub struct Config {
     /// The judge: a command that reads a rubric and a diff on stdin and
     /// answers `PASS` on its first line (anything else is a veto).
     pub judge: Option<JudgeConfig>,
+    /// The reviewer: an agent asked, before a loop's first agent run, how
+    /// its exam could pass without the task being done.
+    pub review: Option<ReviewConfig>,
     /// Shell command run on the host when a loop blocks or gates.
     pub on_halt: Option<String>,
     /// Defaults under every loop's own `resources`.
@@ -98,6 +102,25 @@ impl JudgeConfig {
             timeout: JUDGE_TIMEOUT,
         }
     }
+}
+
+/// The keys of the long form of `review:`.
+pub const REVIEW_KEYS: &[&str] = &["command", "env", "network", "timeout", "block"];
+
+/// Default limit on one review.
+pub const REVIEW_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// The config's `review:`: `review: CMD`, or `review: {command: CMD,
+/// env: [NAMES], network: none|open|[hosts], timeout: 10m, block: true}`.
+/// Its container is set up as a judge's is (the same fields, the same
+/// defaults but the timeout), with the base commit read-only at `/work`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewConfig {
+    /// The command, its host variables, network and timeout.
+    pub caged: JudgeConfig,
+    /// Whether the run stops before the loop's first agent with a card
+    /// until a person answers `approve`.
+    pub block: bool,
 }
 
 /// Reads `<repo_root>/.proctor/config.yaml`; a missing file is the default
@@ -165,6 +188,7 @@ fn read(check: &mut Checker, doc: &Node) -> Config {
             "engine" => config.engine = check.text(&f, value),
             "image" => config.image = check.text(&f, value),
             "judge" => config.judge = judge(check, &f, value),
+            "review" => config.review = review(check, &f, value),
             "on_halt" => config.on_halt = check.text(&f, value),
             "timeout" => config.timeout = check.duration(&f, value),
             "egress_network" => config.egress_network = check.text(&f, value),
@@ -215,12 +239,56 @@ fn read(check: &mut Checker, doc: &Node) -> Config {
 
 /// `judge:`: a command, or the long form with [`JUDGE_KEYS`].
 fn judge(check: &mut Checker, f: &Field, value: &Node) -> Option<JudgeConfig> {
-    if !matches!(value.value, Value::Map(_)) {
-        return check.text(f, value).map(JudgeConfig::command);
-    }
-    let entries = check.known_entries(value, JUDGE_KEYS, f.path(), " in `judge`", |_| None);
-    let mut command = None;
+    caged_command(
+        check,
+        f,
+        value,
+        JUDGE_KEYS,
+        "judge",
+        JUDGE_TIMEOUT,
+        &mut |_, _, _, _| {},
+    )
+}
+
+/// `review:`: a command, or the long form with [`REVIEW_KEYS`].
+fn review(check: &mut Checker, f: &Field, value: &Node) -> Option<ReviewConfig> {
+    let mut block = false;
+    let caged = caged_command(
+        check,
+        f,
+        value,
+        REVIEW_KEYS,
+        "review",
+        REVIEW_TIMEOUT,
+        &mut |check, key, sub, node| {
+            if key == "block" {
+                block = check.boolean(sub, node).unwrap_or(false);
+            }
+        },
+    )?;
+    Some(ReviewConfig { caged, block })
+}
+
+/// A command run in a container of its own, as `judge:` and `review:`
+/// write it: a command, or a mapping of `keys` (`command`, `env`,
+/// `network`, `timeout`, and any others, which `other` reads).
+fn caged_command(
+    check: &mut Checker,
+    f: &Field,
+    value: &Node,
+    keys: &[&str],
+    what: &str,
+    timeout: Duration,
+    other: &mut dyn FnMut(&mut Checker, &str, &Field, &Node),
+) -> Option<JudgeConfig> {
     let mut judge = JudgeConfig::command("");
+    judge.timeout = timeout;
+    if !matches!(value.value, Value::Map(_)) {
+        judge.command = check.text(f, value)?;
+        return Some(judge);
+    }
+    let entries = check.known_entries(value, keys, f.path(), &format!(" in `{what}`"), |_| None);
+    let mut command = None;
     for (key, node) in entries {
         if node.value == Value::Null {
             continue;
@@ -261,7 +329,7 @@ fn judge(check: &mut Checker, f: &Field, value: &Node) -> Option<JudgeConfig> {
                     judge.timeout = timeout;
                 }
             }
-            _ => {}
+            _ => other(check, key, &sub, node),
         }
     }
     match command {
@@ -270,7 +338,7 @@ fn judge(check: &mut Checker, f: &Field, value: &Node) -> Option<JudgeConfig> {
             Some(judge)
         }
         None => {
-            check.bad(f, value, "the judge needs a `command`");
+            check.bad(f, value, format!("the {what} needs a `command`"));
             None
         }
     }

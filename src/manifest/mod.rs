@@ -33,7 +33,9 @@ mod units;
 mod tests;
 
 pub use check::RESOURCES_KEYS;
-pub use config::{load_config, parse_config, Config, JudgeConfig, CONFIG_KEYS, CONFIG_PATH};
+pub use config::{
+    load_config, parse_config, Config, JudgeConfig, ReviewConfig, CONFIG_KEYS, CONFIG_PATH,
+};
 pub use starter::{detected_exams, starter_manifest, starter_manifest_with};
 pub use units::{
     check_cron, format_duration, format_memory, is_kebab, parse_budget, parse_duration,

@@ -34,6 +34,7 @@ fn kind(event: &Event) -> &'static str {
         Event::TestAudit { .. } => "test_audit",
         Event::Judged { .. } => "judged",
         Event::ExamReview { .. } => "exam_review",
+        Event::Reviewed { .. } => "reviewed",
         Event::Gate { .. } => "gate",
         Event::Notify { .. } => "notify",
         Event::Fork { .. } => "fork",
@@ -42,7 +43,7 @@ fn kind(event: &Event) -> &'static str {
 }
 
 /// How many arms [`kind`] has: every one must have samples.
-const KINDS: usize = 24;
+const KINDS: usize = 25;
 
 #[allow(clippy::too_many_arguments)]
 fn check_result(
@@ -349,6 +350,22 @@ fn samples() -> Vec<Event> {
             findings: vec![
                 "the exam `sh test.sh` names `test.sh`, which no rule protects: an agent may edit what its exam runs (add it to `protected:`)".into(),
             ],
+        },
+        Event::Reviewed {
+            loop_id: "fix-tests".into(),
+            exit: 0,
+            timed_out: false,
+            findings: "\n1. Delete src/: the exam greps for TODO and passes on nothing.\n2. None else.".into(),
+            container: "0123456789ab".into(),
+            log: ".proctor/logs/fix-tests.review.log".into(),
+        },
+        Event::Reviewed {
+            loop_id: "fix-tests".into(),
+            exit: 1,
+            timed_out: false,
+            findings: "reviewer: no API key".into(),
+            container: "0123456789ab".into(),
+            log: ".proctor/logs/fix-tests.review.log".into(),
         },
         judged(true, ""),
         judged(false, "FAIL\ntest_add was deleted"),

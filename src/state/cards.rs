@@ -32,6 +32,10 @@ pub enum CardKind {
     /// `proctor land` left the target branch as it was (a conflict, or the
     /// exam failed on the merged tree). Marked `blocked` for the views.
     NotLanded,
+    /// The exam's reviewer answered before the loop's first agent run, and
+    /// the config says `block: true`: a person answers `approve` to let
+    /// the agent start. Counted as gated (exit 4) by the views.
+    Review,
 }
 
 /// One attempt, as the card lists it.
@@ -64,6 +68,7 @@ impl Card<'_> {
             CardKind::Blocked => ("BLOCKED", "blocked"),
             CardKind::Ready => ("READY", "ready"),
             CardKind::NotLanded => ("NOT LANDED", "blocked"),
+            CardKind::Review => ("EXAM REVIEW", "review"),
         };
         let mut out = format!(
             "<!-- proctor card v1 {marker} {id} -->\n# {title}: {id}\n\n{}\n\n",
@@ -118,6 +123,13 @@ impl Card<'_> {
                 "The target branch is exactly as it was. Bring its changes into the work (or fix \
                  what fails on the merged tree), then land again:\n\n    proctor land\n",
             ),
+            CardKind::Review => out.push_str(&format!(
+                "Read the reviewer's findings above. If the exam holds, approve to let the agent \
+                 start:\n\n    proctor answer {id} approve\n    proctor run\n\n\
+                 Any other answer goes to the reviewer, which is asked again at the next run (the \
+                 loop waits again). To change the exam, commit the change on your branch and \
+                 start a new run. An answer here refreshes no budget.\n"
+            )),
         }
         out
     }

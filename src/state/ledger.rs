@@ -79,8 +79,33 @@ pub fn append(path: &Path, entry: &Entry) -> std::io::Result<()> {
     super::jsonl::append(path, entry)
 }
 
-/// The authenticated answers for one loop, oldest first, each nonce once.
+/// What opens the signed text of an answer to an exam review's card
+/// (`proctor answer` adds it): such an answer decides the review only; it
+/// refreshes no budget and reaches no agent's prompt.
+pub const REVIEW_ANSWER: &str = "[exam review] ";
+
+/// The authenticated answers for one loop, oldest first, each nonce once;
+/// answers to its exam review are not among them ([`review_answers_for`]).
 pub fn answers_for(entries: &[Entry], key: &AnswerKey, loop_id: &str) -> Vec<Answer> {
+    all_answers_for(entries, key, loop_id)
+        .into_iter()
+        .filter(|a| !a.text.starts_with(REVIEW_ANSWER))
+        .collect()
+}
+
+/// The authenticated answers to one loop's exam review, oldest first, with
+/// [`REVIEW_ANSWER`] taken off their text.
+pub fn review_answers_for(entries: &[Entry], key: &AnswerKey, loop_id: &str) -> Vec<Answer> {
+    all_answers_for(entries, key, loop_id)
+        .into_iter()
+        .filter_map(|mut a| {
+            a.text = a.text.strip_prefix(REVIEW_ANSWER)?.to_string();
+            Some(a)
+        })
+        .collect()
+}
+
+fn all_answers_for(entries: &[Entry], key: &AnswerKey, loop_id: &str) -> Vec<Answer> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for entry in entries {

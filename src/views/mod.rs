@@ -326,7 +326,7 @@ impl View {
                 .find(|c| c.loop_id == id)
                 .and_then(|c| match c.kind.as_str() {
                     "blocked" => Some(Word::Blocked),
-                    "ready" => Some(Word::Gated),
+                    "ready" | "review" => Some(Word::Gated),
                     _ => None,
                 })
         };

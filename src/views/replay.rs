@@ -247,7 +247,7 @@ pub fn replay(records: &[Record]) -> Replay {
                 let s = r.state(loop_id);
                 s.doing = None;
                 s.since = None;
-                s.word = if kind == "ready" {
+                s.word = if kind == "ready" || kind == "review" {
                     Word::Gated
                 } else {
                     Word::Blocked
@@ -297,6 +297,7 @@ pub fn replay(records: &[Record]) -> Replay {
             | Event::TestAudit { .. }
             | Event::Judged { .. }
             | Event::ExamReview { .. }
+            | Event::Reviewed { .. }
             | Event::NetworkDenied { .. }
             // A heartbeat says only that the agent still works.
             | Event::AgentWorking { .. } => {}

@@ -56,4 +56,69 @@ fn an_exam_that_passes_without_the_code_is_named_before_the_agent(engine: Engine
     repo.assert_no_containers();
 }
 
-common::on_both_engines!(an_exam_that_passes_without_the_code_is_named_before_the_agent);
+/// A scripted reviewer: it reads the prompt, tries to write the tree, and
+/// answers with what it saw.
+const REVIEWER: &str = r#"prompt=$(cat)
+if touch /work/planted 2>/dev/null; then echo "tree=writable"; else echo "1. Delete src/: the exam greps src for TODO and passes when src is gone."; fi
+case "$prompt" in
+*"TASK:
+drop the TODO"*"EXAM COMMAND:
+sh tests/check.sh"*"BEGIN FILE tests/check.sh"*) echo "2. prompt=ok" ;;
+*) echo "2. prompt=bad" ;;
+esac
+test -f /work/src/app.sh && echo "3. tree=base"
+"#;
+
+fn a_blocking_reviewer_stops_the_run_until_a_person_approves(engine: EngineKind) {
+    require_engine();
+    let scripts = tempfile::tempdir().unwrap();
+    let dir = std::fs::canonicalize(scripts.path()).unwrap();
+    std::fs::write(dir.join("review.sh"), REVIEWER).unwrap();
+    let config = format!(
+        "mounts: [\"{d}\"]\nreview:\n  command: sh {d}/review.sh\n  timeout: 60s\n  block: true\n",
+        d = dir.display()
+    );
+    let repo = TestRepo::new()
+        .engine(&common::socket(engine))
+        .file("src/app.sh", "echo hi # TODO greet by name\n")
+        .file("tests/check.sh", CHECK)
+        .file("agent.sh", "cat >/dev/null\nsed -i 's/ # TODO.*//' src/app.sh\n")
+        .file(".proctor/config.yaml", &config)
+        .manifest(
+            "loop: fix\ntask: drop the TODO\nagent: sh agent.sh\ndone_when: sh tests/check.sh\nprotected: [\"tests/**\"]\nbudget: 1 run\n",
+        )
+        .commit("todo");
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(repo.agent_starts(), 0);
+    let findings: Vec<(i64, String)> = repo
+        .events()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::Reviewed { exit, findings, .. } => Some((exit, findings)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        findings,
+        [(
+            0,
+            "1. Delete src/: the exam greps src for TODO and passes when src is gone.\n2. prompt=ok\n3. tree=base".to_string()
+        )]
+    );
+    let card = repo.read("INBOX/fix.md");
+    assert!(card.contains("# EXAM REVIEW: fix"), "{card}");
+    assert!(card.contains("2. prompt=ok"), "{card}");
+    let answered = repo.proctor(&["answer", "fix", "approve"]);
+    assert_eq!(answered.status.code(), Some(0), "{}", stderr(&answered));
+    let out = repo.proctor(&["run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(repo.agent_starts(), 1);
+    assert!(!repo.exists("INBOX/fix.md"));
+    repo.assert_no_containers();
+}
+
+common::on_both_engines!(
+    an_exam_that_passes_without_the_code_is_named_before_the_agent,
+    a_blocking_reviewer_stops_the_run_until_a_person_approves
+);

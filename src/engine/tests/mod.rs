@@ -139,6 +139,8 @@ impl Repo {
             judge: None,
             judge_env: Vec::new(),
             review_trees: false,
+            reviewer: None,
+            reviewer_env: Vec::new(),
         };
         tweak(&mut settings);
         let mut events = Vec::new();

@@ -185,3 +185,201 @@ fn the_reviews_trees_get_the_caches_copy_on_write() {
         ]
     );
 }
+// ---- the config's reviewer --------------------------------------------------
+
+fn reviewer(block: bool) -> crate::manifest::ReviewConfig {
+    let mut caged = crate::manifest::JudgeConfig::command("sh /opt/review.sh");
+    caged.timeout = std::time::Duration::from_secs(60);
+    crate::manifest::ReviewConfig { caged, block }
+}
+
+const TASKED: &str = "loop: fix\ntask: remove every TODO from src\nagent: fix-it\ndone_when: sh tests/check.sh\nprotected: [\"tests/**\"]\nbudget: 1 run\n";
+
+fn reviewed(run: &Run) -> Vec<(i64, String)> {
+    run.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Reviewed { exit, findings, .. } => Some((*exit, findings.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_reviewer_reads_the_task_and_exam_on_a_read_only_tree_and_its_findings_reach_the_report() {
+    let repo = Repo::new(TASKED, &files());
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::reviewer(0)
+            .output("1. Delete src/: grep finds no TODO in nothing.\n2. None else."),
+        Scripted::agent_edits(make_done),
+        Scripted::exam(0),
+    ]);
+    let run = repo.run_with(&cage, |s| s.reviewer = Some(reviewer(false)));
+    assert_eq!(run.ending, Ending::Closed, "without block the run goes on");
+    assert_eq!(
+        reviewed(&run),
+        [(
+            0,
+            "1. Delete src/: grep finds no TODO in nothing.\n2. None else.".to_string()
+        )]
+    );
+    assert!(
+        run.report.unverified.iter().any(|l| l.contains(
+            "loop `fix`: the exam's reviewer (`sh /opt/review.sh`) was asked how the exam could pass without the task being done; it answered: 1. Delete src/: grep finds no TODO in nothing. / 2. None else."
+        )),
+        "{:?}",
+        run.report.unverified
+    );
+    let asked = cage.calls_of(Role::Reviewer);
+    assert_eq!(asked.len(), 1);
+    let inv = &asked[0];
+    assert_eq!(inv.command, "sh /opt/review.sh");
+    let work = inv
+        .mounts
+        .iter()
+        .find(|m| m.container == "/work")
+        .expect("/work");
+    assert_eq!(
+        work.access,
+        Access::ReadOnly,
+        "the reviewer's tree is read-only"
+    );
+    assert_eq!(inv.network, crate::cage::NetworkPolicy::None);
+    let prompt = String::from_utf8(inv.stdin.clone().unwrap_or_default()).expect("utf-8");
+    assert!(
+        prompt.contains("how could this exam pass without the task being done?"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("TASK:\nremove every TODO from src\n"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("EXAM COMMAND:\nsh tests/check.sh\n"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("=== BEGIN FILE tests/check.sh (20 bytes) ===\n! grep -rq TODO src\n=== END FILE tests/check.sh ==="),
+        "{prompt}"
+    );
+    // The task's code is in the tree, not in the prompt.
+    assert!(!prompt.contains("BEGIN FILE src/lib.rs"), "{prompt}");
+    // Before the agent, once.
+    let order: Vec<Role> = cage.calls().iter().map(|i| i.labels.role).collect();
+    assert_eq!(
+        order,
+        [Role::Verifier, Role::Reviewer, Role::Agent, Role::Verifier]
+    );
+}
+
+#[test]
+fn a_reviewer_that_fails_is_named_and_the_run_goes_on() {
+    let repo = Repo::new(TASKED, &files());
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::reviewer(3).output("no API key"),
+        Scripted::agent(0),
+        Scripted::exam(1),
+    ]);
+    let run = repo.run_with(&cage, |s| s.reviewer = Some(reviewer(false)));
+    assert_eq!(run.ending, Run::blocked("fix"));
+    assert!(run.report.unverified.iter().any(|l| l.contains(
+        "the exam's reviewer (`sh /opt/review.sh`) gave no answer (exit 3); the exam was not reviewed by it"
+    )));
+}
+
+fn review_answer(repo: &Repo, text: &str) {
+    ledger::append(
+        &repo.paths.ledger,
+        &ledger::signed_answer(
+            &repo.key,
+            "fix",
+            &format!("{}{text}", ledger::REVIEW_ANSWER),
+        ),
+    )
+    .expect("append");
+}
+
+#[test]
+fn a_blocking_review_waits_on_a_card_until_a_person_approves() {
+    let repo = Repo::new(TASKED, &files());
+    let block = |s: &mut crate::engine::Settings| s.reviewer = Some(reviewer(true));
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::reviewer(0).output("Delete src/ and the exam passes."),
+    ]);
+    let run = repo.run_with(&cage, block);
+    assert_eq!(run.ending, Run::gated("fix"));
+    assert!(
+        cage.calls_of(Role::Agent).is_empty(),
+        "no agent before an answer"
+    );
+    assert_eq!(run.trace(), ["fix: precheck exit 1", "fix: review card"]);
+    let card = repo.read("INBOX/fix.md").expect("a card");
+    assert!(
+        card.starts_with("<!-- proctor card v1 review fix -->\n# EXAM REVIEW: fix"),
+        "{card}"
+    );
+    assert!(card.contains("Delete src/ and the exam passes."), "{card}");
+    assert!(card.contains("proctor answer fix approve"), "{card}");
+
+    // Anything but `approve` goes to the reviewer, and the loop waits again.
+    review_answer(&repo, "check.sh is fine, look again at src");
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::reviewer(0).output("Still: delete src/."),
+    ]);
+    let run = repo.run_with(&cage, block);
+    assert_eq!(run.ending, Run::gated("fix"));
+    let prompt = String::from_utf8(
+        cage.calls_of(Role::Reviewer)[0]
+            .stdin
+            .clone()
+            .unwrap_or_default(),
+    )
+    .expect("utf-8");
+    assert!(
+        prompt.contains(
+            "A PERSON'S ANSWER TO AN EARLIER REVIEW (1):\ncheck.sh is fine, look again at src"
+        ),
+        "{prompt}"
+    );
+
+    // `approve` lets the agent start, without asking the reviewer again;
+    // neither answer refreshed the budget or reached the agent.
+    review_answer(&repo, "approve");
+    let cage = repo.cage([
+        Scripted::exam(1),
+        Scripted::agent_edits(make_done),
+        Scripted::exam(0),
+    ]);
+    let run = repo.run_with(&cage, block);
+    assert_eq!(run.ending, Ending::Closed);
+    assert!(cage.calls_of(Role::Reviewer).is_empty());
+    assert!(repo.read("INBOX/fix.md").is_none(), "the card is cleared");
+    let prompt = &super::prompts(&cage)[0];
+    assert!(prompt.contains("run 1 of 1"), "{prompt}");
+    assert!(!prompt.contains("look again"), "{prompt}");
+    assert!(run
+        .report
+        .guarded
+        .iter()
+        .any(|l| l.starts_with("loop `fix`: a person approved its exam review")));
+}
+
+#[test]
+fn a_forged_review_approval_unlocks_nothing() {
+    let repo = Repo::new(TASKED, &files());
+    let other = tempfile::tempdir().expect("temp dir");
+    let forger = crate::state::key::AnswerKey::load_or_create(other.path()).expect("key");
+    ledger::append(
+        &repo.paths.ledger,
+        &ledger::signed_answer(&forger, "fix", &format!("{}approve", ledger::REVIEW_ANSWER)),
+    )
+    .expect("append");
+    let cage = repo.cage([Scripted::exam(1), Scripted::reviewer(0).output("ok")]);
+    let run = repo.run_with(&cage, |s| s.reviewer = Some(reviewer(true)));
+    assert_eq!(run.ending, Run::gated("fix"));
+    assert!(cage.calls_of(Role::Agent).is_empty());
+}

@@ -59,6 +59,8 @@ fn run_in(repo: &Repo, ws: &Workspace, cage: &FakeCage) -> WsRun {
         judge: None,
         judge_env: Vec::new(),
         review_trees: false,
+        reviewer: None,
+        reviewer_env: Vec::new(),
     };
     let mut events = Vec::new();
     let mut emit = |e: Event| events.push(e);

@@ -849,6 +849,7 @@ fn config_reads_every_field() {
                 ("CARGO_HOME".into(), "~/.cargo".into()),
             ],
             judge: Some(crate::manifest::JudgeConfig::command("claude -p")),
+            review: None,
             on_halt: Some("notify-send proctor".into()),
             resources: Resources {
                 memory: Some(4 << 30),
@@ -890,6 +891,52 @@ fn config_judge_long_form_names_env_network_and_timeout() {
     assert!(e.contains("unknown key `netwrok` in `judge`"), "{e}");
     assert!(e.contains("`A=b` is not a variable name"), "{e}");
     assert!(e.contains("the judge needs a `command`"), "{e}");
+}
+
+#[test]
+fn config_review_is_a_command_or_a_judge_like_mapping_with_block() {
+    let p = Path::new(".proctor/config.yaml");
+    let short = parse_config("review: claude -p\n", p)
+        .unwrap()
+        .review
+        .unwrap();
+    assert_eq!(short.caged.command, "claude -p");
+    assert_eq!(short.caged.network, Network::None);
+    assert_eq!(short.caged.timeout, Duration::from_secs(600));
+    assert!(!short.block);
+    let long = parse_config(
+        "review:\n  command: sh review.sh\n  env: [OPENAI_API_KEY]\n  network: open\n  timeout: 2m\n  block: true\n",
+        p,
+    )
+    .unwrap()
+    .review
+    .unwrap();
+    assert_eq!(
+        long,
+        crate::manifest::ReviewConfig {
+            caged: crate::manifest::JudgeConfig {
+                command: "sh review.sh".into(),
+                env: vec!["OPENAI_API_KEY".into()],
+                network: Network::Open,
+                timeout: Duration::from_secs(120),
+            },
+            block: true,
+        }
+    );
+    let e = parse_config("review: {block: maybe, blok: true}\n", p)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown key `blok` in `review`"), "{e}");
+    assert!(
+        e.contains("`review.block`: expected `true` or `false`"),
+        "{e}"
+    );
+    assert!(e.contains("the review needs a `command`"), "{e}");
+    // The judge's own keys stay its own.
+    let e = parse_config("judge: {command: x, block: true}\n", p)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown key `block` in `judge`"), "{e}");
 }
 
 #[test]
