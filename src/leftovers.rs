@@ -239,6 +239,11 @@ pub fn sweep_dir(sweep: &mut Sweep, proc: &Path, dir: &Path, place: Place) {
                 continue;
             }
         }
+        if name.to_str().is_some_and(|n| n.starts_with(LAYER)) {
+            // An overlay's work directory leaves `work/work` behind, owned
+            // by root with mode 0: empty, so removable by name only.
+            let _ = fs::remove_dir(path.join("work/work"));
+        }
         let result = if meta.is_dir() {
             remove_tree(&path)
         } else {
@@ -544,6 +549,29 @@ mod tests {
         assert_eq!(sweep.removed, std::slice::from_ref(&free));
         assert!(held.exists());
         assert!(!free.exists());
+    }
+
+    #[test]
+    fn a_dead_runs_overlay_layers_are_swept_with_their_locked_work_dir() {
+        let proc = fake_proc(&[0x10]);
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["proctor-layer-10-Ab3xYz", "proctor-layer-20-Cd4xYz"] {
+            let layer = dir.path().join(name);
+            fs::create_dir_all(layer.join("upper/target")).unwrap();
+            fs::write(layer.join("upper/target/planted"), "x").unwrap();
+            fs::create_dir_all(layer.join("work/work")).unwrap();
+            fs::set_permissions(layer.join("work/work"), fs::Permissions::from_mode(0o000))
+                .unwrap();
+        }
+        let mut sweep = Sweep::default();
+        sweep_dir(&mut sweep, proc.path(), dir.path(), Place::Scratch);
+        assert_eq!(
+            sweep.removed,
+            [dir.path().join("proctor-layer-20-Cd4xYz")],
+            "{:?}",
+            sweep.failed
+        );
+        assert!(dir.path().join("proctor-layer-10-Ab3xYz/upper").exists());
     }
 
     #[test]
