@@ -7,6 +7,10 @@
 //! live tree, an exam reads the exported one), and records every
 //! invocation it receives. It enforces nothing: read-only mounts, networks,
 //! limits and timeouts are the real cage's, tested on live engines.
+//! It does model which invocations a container prepared ahead of need
+//! would serve (the real cage's rule: an equal container, late values,
+//! stdin, log and deadline aside), so tests can see which steps would
+//! start cold.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -132,6 +136,10 @@ pub struct FakeCage {
     calls: Mutex<Vec<Invocation>>,
     limits: Mutex<Vec<Limits>>,
     prepared: Mutex<Vec<Invocation>>,
+    /// Prepared and not used yet, as the real cage's pool holds them.
+    pool: Mutex<Vec<(Invocation, Limits)>>,
+    /// For each call, whether a prepared container would have served it.
+    warm: Mutex<Vec<bool>>,
     settled: Mutex<u32>,
     removed: Mutex<Vec<Vec<(String, String)>>>,
     elapse: Option<Hook>,
@@ -188,6 +196,12 @@ impl FakeCage {
         lock(&self.prepared).clone()
     }
 
+    /// For each invocation run so far, in order, whether a container
+    /// prepared ahead of need served it (`false`: it started cold).
+    pub fn started_warm(&self) -> Vec<bool> {
+        lock(&self.warm).clone()
+    }
+
     /// How many times the engine settled the cage.
     pub fn settled(&self) -> u32 {
         *lock(&self.settled)
@@ -212,6 +226,35 @@ pub fn work_dir(inv: &Invocation) -> Option<PathBuf> {
         .map(|m| m.host.clone())
 }
 
+/// Whether a container prepared for `a` would serve `b`: everything that
+/// shapes the container is equal; the late environment (`PROCTOR_COMMIT`),
+/// the stdin, the log and the deadline travel at the start and may differ.
+pub fn same_container(a: &Invocation, b: &Invocation) -> bool {
+    let early = |inv: &Invocation| -> Vec<(String, String)> {
+        inv.env
+            .iter()
+            .filter(|(name, _)| !super::warm::LATE_ENV.contains(&name.as_str()))
+            .cloned()
+            .collect()
+    };
+    let late = |inv: &Invocation| -> Vec<String> {
+        inv.env
+            .iter()
+            .filter(|(name, _)| super::warm::LATE_ENV.contains(&name.as_str()))
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    a.image == b.image
+        && a.command == b.command
+        && a.workdir == b.workdir
+        && a.mounts == b.mounts
+        && early(a) == early(b)
+        && late(a) == late(b)
+        && a.network == b.network
+        && a.user == b.user
+        && a.labels == b.labels
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -232,6 +275,14 @@ impl Cage for FakeCage {
             calls.len()
         };
         lock(&self.limits).push(limits.clone());
+        let warm = {
+            let mut pool = lock(&self.pool);
+            let at = pool
+                .iter()
+                .position(|(p, l)| l == limits && same_container(p, &inv));
+            at.map(|at| pool.swap_remove(at)).is_some()
+        };
+        lock(&self.warm).push(warm);
         let next = lock(&self.script).pop_front();
         let Some(step) = next else {
             panic!(
@@ -308,12 +359,20 @@ impl Cage for FakeCage {
         Ok("sha256:fakeimage".into())
     }
 
-    fn prepare(&self, inv: &Invocation, _limits: &Limits) {
+    fn prepare(&self, inv: &Invocation, limits: &Limits) {
         lock(&self.prepared).push(inv.clone());
+        let mut pool = lock(&self.pool);
+        if !pool
+            .iter()
+            .any(|(p, l)| l == limits && same_container(p, inv))
+        {
+            pool.push((inv.clone(), limits.clone()));
+        }
     }
 
     async fn settle(&self) {
         *lock(&self.settled) += 1;
+        lock(&self.pool).clear();
     }
 
     async fn answers(&self) -> bool {

@@ -29,6 +29,7 @@ mod parallel;
 mod presets;
 mod review;
 mod unrunnable;
+mod warm;
 mod work;
 mod workspace;
 
