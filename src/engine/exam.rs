@@ -546,7 +546,7 @@ fn free_bytes(dir: &Path) -> Option<u64> {
 }
 
 /// The numeric `uid:gid` a container runs as, if it is one.
-fn numeric_user(user: &str) -> Option<(u32, u32)> {
+pub(super) fn numeric_user(user: &str) -> Option<(u32, u32)> {
     let (uid, gid) = user.split_once(':')?;
     Some((uid.parse().ok()?, gid.parse().ok()?))
 }

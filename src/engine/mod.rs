@@ -595,6 +595,11 @@ impl<'a, C: Cage> Engine<'a, C> {
                 }
             }
             let runs_so_far = self.runs.get(id).copied().unwrap_or(0);
+            if spec.judged_only().is_none() {
+                // The cage prepares a container only for an image it has
+                // resolved: before the first exam, resolve it here.
+                self.image_id(&self.image_for(spec)).await?;
+            }
             self.warm_up(spec, Step::Exam);
             let exam = self
                 .examine(spec, commit, phase, runs_so_far, streak)

@@ -11,10 +11,12 @@
 //! Prepared containers and their scratch directories are discarded when a
 //! loop ends or starts waiting.
 
+use super::exam::numeric_user;
 use super::{Engine, EngineError};
 use crate::cage::Cage;
 use crate::leftovers::ScratchDir;
 use crate::manifest::LoopSpec;
+use crate::protect::seal;
 use crate::state::ledger;
 
 /// Containers kept ahead: the step about to run and the three after it, so
@@ -114,10 +116,7 @@ impl<C: Cage> Engine<'_, C> {
     }
 
     fn prepare_exam(&mut self, spec: &LoopSpec, seq: u64) {
-        // The exam's materials are mounted read-only from inside its tree,
-        // so those mounts cannot exist before the tree does: such an exam
-        // starts cold. Known once one exam of the run has been set up.
-        if self.last_exam_covered != Some(false) {
+        if !self.exam_preparable() {
             return;
         }
         if self
@@ -142,6 +141,21 @@ impl<C: Cage> Engine<'_, C> {
         })();
         if let Err(error) = prepared {
             tracing::debug!(%error, "not preparing an exam ahead of need");
+        }
+    }
+
+    /// Whether an exam's container can exist before its tree is exported.
+    /// Not when the exam's materials are mounted read-only from inside the
+    /// tree (proctor cannot seal them): those mounts cannot exist before the
+    /// tree does. Known once one exam of the run has been set up; before,
+    /// predicted from what `sit` will do (seal when proctor may give files
+    /// away to a numeric user), so the run's first exam can be prepared
+    /// too. A wrong prediction costs a discarded container: the cage only
+    /// uses a prepared one for an equal invocation.
+    fn exam_preparable(&self) -> bool {
+        match self.last_exam_covered {
+            Some(covered) => !covered,
+            None => seal::permitted() && numeric_user(&self.settings.user).is_some(),
         }
     }
 

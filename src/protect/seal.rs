@@ -47,6 +47,13 @@ pub fn seal_owner(verifier_uid: u32) -> u32 {
     }
 }
 
+/// Whether this process may seal (give files away): it runs as root.
+/// [`seal`] answers [`Sealed::NotPermitted`] exactly when this is false.
+pub fn permitted() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Seals `paths` (repo-relative watched paths) under `root`, an exported
 /// tree whose verifier runs as `verifier` (`uid`, `gid`). A path that is
 /// absent, or reached through a link or a file, is skipped (the after-exam
@@ -57,8 +64,7 @@ pub fn seal<'a>(
     paths: impl IntoIterator<Item = &'a str>,
     verifier: (u32, u32),
 ) -> io::Result<Sealed> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !permitted() {
         return Ok(Sealed::NotPermitted);
     }
     let owner = seal_owner(verifier.0);
