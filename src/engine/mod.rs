@@ -600,7 +600,7 @@ impl<'a, C: Cage> Engine<'a, C> {
                 // resolved: before the first exam, resolve it here.
                 self.image_id(&self.image_for(spec)).await?;
             }
-            self.warm_up(spec, Step::Exam);
+            self.warm_up(spec, Step::Exam, Some(commit));
             let exam = self
                 .examine(spec, commit, phase, runs_so_far, streak)
                 .await?;
@@ -705,7 +705,7 @@ impl<'a, C: Cage> Engine<'a, C> {
                     return Ok(ending);
                 }
             }
-            self.warm_up(spec, Step::Agent);
+            self.warm_up(spec, Step::Agent, None);
             let (run, agent_exit, secs, edits) = self.attempt(spec, &exam.output, &notes).await?;
             notes.clear();
             idle_runs = if edits { 0 } else { idle_runs + 1 };

@@ -14,6 +14,7 @@
 use super::exam::numeric_user;
 use super::{Engine, EngineError};
 use crate::cage::Cage;
+use crate::git::Oid;
 use crate::leftovers::ScratchDir;
 use crate::manifest::LoopSpec;
 use crate::protect::seal;
@@ -55,7 +56,10 @@ pub(super) struct WarmTree {
 impl<C: Cage> Engine<'_, C> {
     /// Prepares the containers of `next` and of the steps predicted after
     /// it: agents and exams alternate, agents only within the run budget.
-    pub(super) fn warm_up(&mut self, spec: &LoopSpec, next: Step) {
+    /// `next_commit` is the commit of the next exam when `next` is one: it
+    /// decides how the exam mounts the loop's caches (only the base
+    /// commit's exam writes them); later exams are on commits not made yet.
+    pub(super) fn warm_up(&mut self, spec: &LoopSpec, next: Step, next_commit: Option<Oid>) {
         if self.concurrent {
             return;
         }
@@ -63,6 +67,7 @@ impl<C: Cage> Engine<'_, C> {
         let mut run = self.runs.get(&spec.id).copied().unwrap_or(0) + 1;
         let mut seq = self.exams;
         let mut step = next;
+        let mut commit = next_commit.filter(|_| next == Step::Exam);
         for _ in 0..lookahead {
             match step {
                 Step::Agent => {
@@ -77,7 +82,7 @@ impl<C: Cage> Engine<'_, C> {
                 Step::Exam => {
                     // A judged-only loop has no exam to prepare.
                     if spec.judged_only().is_none() {
-                        self.prepare_exam(spec, seq);
+                        self.prepare_exam(spec, seq, commit.take());
                     }
                     seq += 1;
                     step = Step::Agent;
@@ -115,7 +120,7 @@ impl<C: Cage> Engine<'_, C> {
         }
     }
 
-    fn prepare_exam(&mut self, spec: &LoopSpec, seq: u64) {
+    fn prepare_exam(&mut self, spec: &LoopSpec, seq: u64, commit: Option<Oid>) {
         if !self.exam_preparable() {
             return;
         }
@@ -129,8 +134,11 @@ impl<C: Cage> Engine<'_, C> {
         let prepared = (|| -> Result<(), EngineError> {
             let tree = self.exam_tree(self.last_tree_bytes)?;
             let log = self.paths.logs.join(format!("{}.exam.log", spec.id));
-            // The commit is not known yet; the cage passes it at the start.
-            let invocation = self.exam_invocation(spec, "", tree.path(), Vec::new(), log)?;
+            // The commit of a later exam is not known yet (never the base:
+            // an agent's commit comes first). Its value is passed at the
+            // start either way (`PROCTOR_COMMIT` is a late value).
+            let commit = commit.map(|c| c.to_string()).unwrap_or_default();
+            let invocation = self.exam_invocation(spec, &commit, tree.path(), Vec::new(), log)?;
             self.cage.prepare(&invocation, &self.limits_for(spec));
             self.warm_trees.push(WarmTree {
                 seq,

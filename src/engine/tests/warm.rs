@@ -4,6 +4,7 @@
 //! loop start cold.
 
 use super::*;
+use crate::cage::Access;
 
 /// A loop of three attempts whose exam passes on the third, with protected
 /// exam files, a test-count audit (its report directory is made in each
@@ -73,7 +74,9 @@ fn a_runs_exams_start_in_containers_prepared_ahead_when_proctor_can_seal() {
         assert_eq!(started(Role::Verifier), [true, true, true, true]);
         let exams = cage.calls_of(Role::Verifier);
         assert!(
-            exams.iter().all(|c| c.mounts.iter().all(|m| !m.read_only)),
+            exams
+                .iter()
+                .all(|c| c.mounts.iter().all(|m| m.access != Access::ReadOnly)),
             "{exams:?}"
         );
     } else {

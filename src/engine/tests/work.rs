@@ -579,15 +579,39 @@ fn only_the_base_commits_exam_writes_a_cache_the_others_get_it_copy_on_write() {
     // The agent's commits: read warm, written to a copy that is thrown away.
     assert_eq!(cache(&exams[1]), Some(Access::CopyOnWrite));
     assert_eq!(cache(&exams[2]), Some(Access::CopyOnWrite));
-    // Exams prepared ahead are agents' exams too, so they match.
+    // Exams prepared ahead get it as the exam they are for: writable only
+    // for an exam of the base commit (the first, prepared when proctor
+    // seals), a copy for any other.
+    let commit = |inv: &crate::cage::Invocation| {
+        inv.env
+            .iter()
+            .find(|(n, _)| n == "PROCTOR_COMMIT")
+            .map(|(_, v)| v.clone())
+    };
+    let base = commit(&exams[0]);
     let prepared: Vec<_> = cage
         .prepared()
         .into_iter()
         .filter(|i| i.labels.role == Role::Verifier)
         .collect();
-    assert!(prepared
+    assert!(!prepared.is_empty());
+    assert!(prepared.iter().all(|i| match cache(i) {
+        Some(Access::ReadWrite) => commit(i) == base,
+        other => other == Some(Access::CopyOnWrite),
+    }));
+    // And, when proctor seals (else the materials' read-only mounts
+    // inside the tree keep exams cold), each exam after the first started
+    // in one of them.
+    let warm: Vec<bool> = cage
+        .calls()
         .iter()
-        .all(|i| cache(i) == Some(Access::CopyOnWrite)));
+        .zip(cage.started_warm())
+        .filter(|(i, _)| i.labels.role == Role::Verifier)
+        .map(|(_, w)| w)
+        .collect();
+    if crate::protect::seal::permitted() {
+        assert_eq!(warm[1..], [true, true]);
+    }
     // Agents never see a cache.
     assert!(cage
         .calls_of(Role::Agent)
