@@ -1317,3 +1317,40 @@ fn dir_bytes(dir: &Path) -> u64 {
     }
     total
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scenario's own manifest or config that fails to parse would make
+    /// its cheat "caught" by a refused run and its twin fail: held here,
+    /// without an engine.
+    #[test]
+    fn every_scenarios_own_manifest_and_config_parse() {
+        for s in SCENARIOS {
+            if let Some(text) = s.setup.manifest {
+                let text = text.replace("@OUTSIDE@", "/outside");
+                if let Err(e) = crate::manifest::parse(&text, Path::new("proctor.yaml")) {
+                    panic!("scenario `{}`: {e}", s.name);
+                }
+            }
+            for (rel, text) in s.setup.files {
+                if *rel == ".proctor/config.yaml" {
+                    let text = text.replace("@OUTSIDE@", "/outside");
+                    if let Err(e) = crate::manifest::config::parse_config(&text, Path::new(rel)) {
+                        panic!("scenario `{}`: {e}", s.name);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scenario_names_are_unique() {
+        let mut names = scenario_names();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(names.len(), before);
+    }
+}
