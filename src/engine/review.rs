@@ -291,7 +291,8 @@ impl<C: Cage> Engine<'_, C> {
             exam: &spec.done_when,
             reason: format!("proctor stopped loop `{id}` before work: {reason}."),
             tried: &[],
-            last_failure: &format!("the reviewer's findings:\n\n{findings}"),
+            // The card's output section, headed as the reviewer's findings.
+            last_failure: &findings,
             notes: &notes,
             review: None,
         };

@@ -103,7 +103,11 @@ impl Card<'_> {
             // and let it write headings and commands into the card).
             let body = text(self.last_failure.trim_end());
             let fence = fence_for(&body);
-            out.push_str(&format!("## Last failure\n\n{fence}\n{body}\n{fence}\n\n"));
+            let heading = match self.kind {
+                CardKind::Review => "The reviewer's findings",
+                _ => "Last failure",
+            };
+            out.push_str(&format!("## {heading}\n\n{fence}\n{body}\n{fence}\n\n"));
         }
         if let Some(review) = self.review {
             out.push_str(&review.body_markdown());
@@ -179,6 +183,25 @@ mod tests {
             reason: "budget spent: 2 of 2 runs".into(),
             tried: &tried,
             last_failure: "FAIL: add(2,2) = 5\n",
+            notes: &notes,
+            review: None,
+        };
+        insta::assert_snapshot!(card.render());
+    }
+
+    #[test]
+    fn an_exam_review_card_holds_the_findings_and_names_approve() {
+        let notes = [
+            "an earlier answer to this review, given to the reviewer: look at src too".to_string(),
+        ];
+        let card = Card {
+            kind: CardKind::Review,
+            loop_id: "fix",
+            task: Some("drop the TODO"),
+            exam: "sh tests/check.sh",
+            reason: "proctor stopped loop `fix` before work: its exam's reviewer answered before its first agent run; a person reads the findings and answers `approve` to let the agent start.".into(),
+            tried: &[],
+            last_failure: "1. Delete src/.\n```\n# planted heading",
             notes: &notes,
             review: None,
         };

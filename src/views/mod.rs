@@ -519,6 +519,8 @@ fn card_views(
         .map(|card| {
             let id = card.loop_id.as_str();
             let gated = card.kind == "ready";
+            // An exam review's card waits for `approve`, an answer of its own.
+            let review = card.kind == "review";
             let state = replay.loops.get(id);
             let needed = state.and_then(|s| s.needed).or_else(|| {
                 spec.and_then(|s| s.find(id))
@@ -535,7 +537,12 @@ fn card_views(
                 }
             } else {
                 let answered = answer_key.as_ref().is_some_and(|key| {
-                    ledger::answers_for(&entries, key, id)
+                    let answers = if review {
+                        ledger::review_answers_for(&entries, key, id)
+                    } else {
+                        ledger::answers_for(&entries, key, id)
+                    };
+                    answers
                         .iter()
                         .any(|a| a.ts_ms as f64 / 1000.0 >= card.mtime)
                 });
@@ -543,7 +550,7 @@ fn card_views(
             };
             let next = if answered {
                 rerun.to_string()
-            } else if gated {
+            } else if gated || review {
                 format!("proctor answer {id} approve")
             } else {
                 format!("proctor answer {id} \"...\"")

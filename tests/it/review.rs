@@ -109,6 +109,13 @@ fn a_blocking_reviewer_stops_the_run_until_a_person_approves(engine: EngineKind)
     let card = repo.read("INBOX/fix.md");
     assert!(card.contains("# EXAM REVIEW: fix"), "{card}");
     assert!(card.contains("2. prompt=ok"), "{card}");
+    // The inbox names the answer the card waits for.
+    let inbox = repo.proctor(&["inbox"]);
+    assert!(
+        stdout(&inbox).contains("proctor answer fix approve"),
+        "{}",
+        stdout(&inbox)
+    );
     let answered = repo.proctor(&["answer", "fix", "approve"]);
     assert_eq!(answered.status.code(), Some(0), "{}", stderr(&answered));
     let out = repo.proctor(&["run"]);
@@ -116,6 +123,31 @@ fn a_blocking_reviewer_stops_the_run_until_a_person_approves(engine: EngineKind)
     assert_eq!(repo.agent_starts(), 1);
     assert!(!repo.exists("INBOX/fix.md"));
     repo.assert_no_containers();
+}
+
+#[test]
+fn lint_names_a_bad_review_field() {
+    let repo = TestRepo::new()
+        .file("test.sh", "exit 1\n")
+        .file(
+            ".proctor/config.yaml",
+            "review:\n  command: sh review.sh\n  block: maybe\n  blok: true\n",
+        )
+        .manifest("loop: fix\nagent: sh agent.sh\ndone_when: sh test.sh\n")
+        .commit("bad review");
+    let out = repo.proctor(&["lint"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            ".proctor/config.yaml:3:10: `review.block`: expected `true` or `false`, got `maybe`"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown key `blok` in `review`; did you mean `block`?"),
+        "{err}"
+    );
 }
 
 common::on_both_engines!(
