@@ -136,8 +136,12 @@ async fn a_prepared_container_mounts_a_folder_copy_on_write(engine: EngineKind) 
         });
         inv
     };
-    let command = "cat /cache/kept; echo planted > /cache/new; echo changed > /cache/kept; \
-                   cat /cache/kept; grep -o 'upperdir=[^,]*' /proc/self/mountinfo || true";
+    // A hard link, then a write through it (Docker's overlay copies only
+    // the metadata up for the link, `metacopy=on`; the data must follow
+    // before the write).
+    let command = "cat /cache/kept; ln /cache/kept /cache/linked; echo more >> /cache/linked; \
+                   echo planted > /cache/new; echo changed > /cache/kept; cat /cache/kept; \
+                   grep -o 'upperdir=[^,]*' /proc/self/mountinfo || true";
     f.cage.prepare(&with_cache(command), &Limits::default());
     let prepared = f.prepared_and_running().await;
     let outcome = f.cage.run(with_cache(command)).await.expect("run");
@@ -155,7 +159,9 @@ async fn a_prepared_container_mounts_a_folder_copy_on_write(engine: EngineKind) 
     assert_eq!(common::entries(&cache), ["kept"]);
     let next = f
         .cage
-        .run(with_cache("cat /cache/kept; test ! -e /cache/new"))
+        .run(with_cache(
+            "cat /cache/kept; test ! -e /cache/new && test ! -e /cache/linked",
+        ))
         .await
         .expect("next run");
     assert_eq!(next.exit_code, 0, "{}", f.log());
