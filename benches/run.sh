@@ -177,6 +177,11 @@ lute_loop() {
 }
 
 floor() { python3 -c 'import json,os,sys; print("%.0f" % (json.loads(sys.argv[1])["cpu_ms"] / os.cpu_count()))' "$1"; }
+# The wall time per iteration over that floor: 1.00 would be every core
+# busy with the loop's work all the time. Other work on the machine counts
+# in the CPU too, so on a loaded machine this tends to 1 whatever the loop
+# does: only a quiet machine's ratio says how well the loop overlaps.
+over_floor() { python3 -c 'import json,os,sys; j=json.loads(sys.argv[1]); f=j["cpu_ms"]/os.cpu_count(); print("%.2f" % (j["wall_ms"] / f) if f else "n/a")' "$1"; }
 ratio() { python3 -c 'import sys; a, b = map(float, sys.argv[1:]); print(f"{a / b:.2f}" if b else "n/a")' "$1" "$2"; }
 field() { python3 -c 'import json,sys; v=json.loads(sys.argv[1])[sys.argv[2]]; print(f"{v:.0f}" if sys.argv[3:] == [] else f"{100*v:.1f}")' "$@"; }
 
@@ -248,10 +253,10 @@ cat <<EOF
 
 ### (b, c) a $ITER-iteration loop (agent + commit + exam), per iteration, medians
 
-| | wall / iteration | agent container | exam container | proctor's own work | own share of the loop | machine CPU / iteration | CPU / $(nproc) cores | whole process / $ITER | peak RSS |
-|---|---|---|---|---|---|---|---|---|---|
-| Lute 0.2.1, uncaged (first) | $(field "$lute_first" wall_ms) ms | $(field "$lute_first" agent_ms) ms (host process) | (host process) | | | $(field "$lute_first" cpu_ms) ms | $(floor "$lute_first") ms | $(( lute_first_total / ITER )) ms | $(( lute_rss / 1024 )) MB |
-| Lute 0.2.1, uncaged (again, after proctor's) | $(field "$lute_second" wall_ms) ms | $(field "$lute_second" agent_ms) ms (host process) | (host process) | | | $(field "$lute_second" cpu_ms) ms | $(floor "$lute_second") ms | $(( lute_second_total / ITER )) ms | |
+| | wall / iteration | agent container | exam container | proctor's own work | own share of the loop | machine CPU / iteration | CPU / $(nproc) cores | wall / that floor | whole process / $ITER | peak RSS |
+|---|---|---|---|---|---|---|---|---|---|---|
+| Lute 0.2.1, uncaged (first) | $(field "$lute_first" wall_ms) ms | $(field "$lute_first" agent_ms) ms (host process) | (host process) | | | $(field "$lute_first" cpu_ms) ms | $(floor "$lute_first") ms | $(over_floor "$lute_first") | $(( lute_first_total / ITER )) ms | $(( lute_rss / 1024 )) MB |
+| Lute 0.2.1, uncaged (again, after proctor's) | $(field "$lute_second" wall_ms) ms | $(field "$lute_second" agent_ms) ms (host process) | (host process) | | | $(field "$lute_second" cpu_ms) ms | $(floor "$lute_second") ms | $(over_floor "$lute_second") | $(( lute_second_total / ITER )) ms | |
 EOF
 describe() {
   case $1 in
@@ -269,14 +274,18 @@ for v in "${variants[@]}"; do
   j=${loops[$v]}
   rss=
   case $v in docker) rss="$(( docker_rss / 1024 )) MB" ;; podman) rss="$(( podman_rss / 1024 )) MB" ;; esac
-  echo "| $(describe "$v") | $(field "$j" wall_ms) ms | $(field "$j" agent_ms) ms | $(field "$j" exam_ms) ms | $(field "$j" own_ms) ms | $(field "$j" own_share pct) % | $(field "$j" cpu_ms) ms | $(floor "$j") ms | $(( ${totals[$v]} / ITER )) ms | $rss |"
+  echo "| $(describe "$v") | $(field "$j" wall_ms) ms | $(field "$j" agent_ms) ms | $(field "$j" exam_ms) ms | $(field "$j" own_ms) ms | $(field "$j" own_share pct) % | $(field "$j" cpu_ms) ms | $(floor "$j") ms | $(over_floor "$j") | $(( ${totals[$v]} / ITER )) ms | $rss |"
 done
 cat <<EOF
 
 "Machine CPU / iteration" is the busy time of all processes on all cores
 from the first exam's end to the last one's, per iteration (sampled every
 20 ms). Divided by the $(nproc) cores it is the least wall time any schedule
-of that work could reach on this machine, however much of it overlaps.
+of that work could reach on this machine, however much of it overlaps;
+"wall / that floor" is how far the loop stays above it. Work of other
+processes counts in that CPU too: on a loaded machine (load average above
+$(nproc)) the ratio tends to 1 whatever the loop does, so compare it only
+between runs on a quiet machine.
 EOF
 cat <<EOF
 
