@@ -174,9 +174,9 @@ pub enum Access {
     /// Reads only; a write fails.
     ReadOnly,
     /// The container sees the host folder and may write over it, but every
-    /// write lands in a layer of the container's own (an overlay: Podman's
-    /// overlay volume, on Docker a volume of the `local` driver with
-    /// `type=overlay` over a per-container upper directory), discarded
+    /// write lands in a layer of the container's own (an overlay over a
+    /// per-container upper directory: on Docker a volume of the `local`
+    /// driver with `type=overlay`, on Podman an OCI `overlay` mount), discarded
     /// with the container: the host folder never changes, and the next
     /// container sees none of it. On the tar path (a remote engine) the
     /// folder is uploaded and never taken back, which comes to the same.

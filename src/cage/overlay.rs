@@ -1,10 +1,10 @@
 //! Copy-on-write mounts ([`Access::CopyOnWrite`](super::Access)): what
-//! Docker needs on the host for one.
+//! the engines need on the host for one.
 //!
-//! Podman mounts a host folder copy-on-write itself (an overlay volume,
-//! `-v SRC:DST:O`) and keeps the upper layer in the container's storage.
-//! Docker's `local` volume driver can mount an overlay too, but its upper
-//! and work directories are host paths: proctor makes them, per container,
+//! Both engines mount an overlay whose upper and work directories are host
+//! paths (Docker through its `local` volume driver, Podman as an OCI mount
+//! of type `overlay` that its runtime makes; Podman's own overlay volumes,
+//! `-v SRC:DST:O`, take no `metacopy`, see `spec.rs`): proctor makes them, per container,
 //! in a directory named after this process (`proctor-layer-<pid>-...`, see
 //! `leftovers.rs`), and removes it after the container (whose anonymous
 //! volume goes with it). A killed run's directories are swept like its
@@ -15,13 +15,13 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::spec::{ContainerSpec, OVERLAY_UPPER, OVERLAY_WORK};
-use super::{CageError, EngineKind};
+use super::CageError;
 use crate::leftovers::{layer_prefix, ScratchDir};
 
 /// Refuses a lower folder the engine cannot mount as an overlay: one that
-/// is not a directory, or (on Docker, whose driver takes it in a mount
-/// option string) whose path holds a separator of that string.
-pub(crate) fn check_lower(kind: EngineKind, lower: &Path) -> Result<(), CageError> {
+/// is not a directory, or whose path holds a separator of the mount option
+/// string both engines take it in.
+pub(crate) fn check_lower(lower: &Path) -> Result<(), CageError> {
     if !lower.is_dir() {
         return Err(CageError::InvalidInvocation {
             reason: format!(
@@ -30,10 +30,7 @@ pub(crate) fn check_lower(kind: EngineKind, lower: &Path) -> Result<(), CageErro
             ),
         });
     }
-    if kind == EngineKind::Docker {
-        option_safe(lower)?;
-    }
-    Ok(())
+    option_safe(lower)
 }
 
 /// Overlay mount options are separated by `,` and layers by `:`; a path
@@ -43,7 +40,7 @@ fn option_safe(path: &Path) -> Result<(), CageError> {
     if text.contains([',', ':', '\\']) || text.chars().any(char::is_control) {
         return Err(CageError::InvalidInvocation {
             reason: format!(
-                "`{}` cannot be a layer of a copy-on-write mount on Docker: its path holds `,`, `:`, `\\` or a control character (move the repository, or `PROCTOR_TMPDIR`, to a plainer path)",
+                "`{}` cannot be a layer of a copy-on-write mount: its path holds `,`, `:`, `\\` or a control character (move the repository, or `PROCTOR_TMPDIR`, to a plainer path)",
                 path.display()
             ),
         });
@@ -60,17 +57,10 @@ fn layer_root() -> PathBuf {
     }
 }
 
-/// On Docker, makes the upper and work directories of each of `spec`'s
-/// copy-on-write mounts and names them in the spec; the returned
-/// directories must outlive the container (hand them to its removal
-/// guard). Podman needs nothing.
-pub(crate) fn make_layers(
-    kind: EngineKind,
-    spec: &mut ContainerSpec,
-) -> Result<Vec<ScratchDir>, CageError> {
-    if kind != EngineKind::Docker {
-        return Ok(Vec::new());
-    }
+/// Makes the upper and work directories of each of `spec`'s copy-on-write
+/// mounts and names them in the spec; the returned directories must
+/// outlive the container (hand them to its removal guard).
+pub(crate) fn make_layers(spec: &mut ContainerSpec) -> Result<Vec<ScratchDir>, CageError> {
     let root = layer_root();
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -137,7 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn docker_gets_a_fresh_upper_layer_per_container_and_podman_none() {
+    fn each_container_gets_a_fresh_upper_layer() {
         use crate::cage::spec::{tests::spec, OverlaySpec};
         let lower = tempfile::tempdir().unwrap();
         std::fs::set_permissions(lower.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
@@ -146,18 +136,16 @@ mod tests {
             target: "/cache/deps".into(),
             scratch: None,
         };
-        let mut podman = spec();
-        podman.overlays = vec![overlay.clone()];
-        assert!(make_layers(EngineKind::Podman, &mut podman)
-            .unwrap()
-            .is_empty());
-        assert_eq!(podman.overlays[0].scratch, None);
-
-        let mut docker = spec();
-        docker.overlays = vec![overlay];
-        let layers = make_layers(EngineKind::Docker, &mut docker).unwrap();
+        let mut first = spec();
+        first.overlays = vec![overlay.clone()];
+        let other = make_layers(&mut first).unwrap();
+        let mut second = spec();
+        second.overlays = vec![overlay];
+        let layers = make_layers(&mut second).unwrap();
         assert_eq!(layers.len(), 1);
-        let scratch = docker.overlays[0].scratch.clone().expect("a scratch dir");
+        let scratch = second.overlays[0].scratch.clone().expect("a scratch dir");
+        assert_ne!(first.overlays[0].scratch, second.overlays[0].scratch);
+        remove_layers(other);
         assert_eq!(scratch, layers[0].path());
         let name = scratch.file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.starts_with(&layer_prefix()), "{name}");
@@ -174,13 +162,11 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_lower_folder_is_refused_on_both_engines() {
+    fn a_missing_lower_folder_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        for kind in [EngineKind::Docker, EngineKind::Podman] {
-            let err = check_lower(kind, &missing).unwrap_err().to_string();
-            assert!(err.contains("is not a directory"), "{err}");
-        }
-        assert!(check_lower(EngineKind::Podman, dir.path()).is_ok());
+        let err = check_lower(&missing).unwrap_err().to_string();
+        assert!(err.contains("is not a directory"), "{err}");
+        assert!(check_lower(dir.path()).is_ok());
     }
 }

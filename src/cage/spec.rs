@@ -114,18 +114,17 @@ pub(crate) struct OverlaySpec {
     /// The host folder (canonical), never written.
     pub lower: PathBuf,
     pub target: String,
-    /// Docker only: a fresh host directory for this one container, holding
-    /// the overlay's `upper` and `work` directories (see `overlay.rs`).
-    /// Set just before the create call; `None` while the spec is only
-    /// planned or compared (Podman keeps its layer itself).
+    /// A fresh host directory for this one container, holding the
+    /// overlay's `upper` and `work` directories (see `overlay.rs`). Set
+    /// just before the create call; `None` while the spec is only planned
+    /// or compared.
     pub scratch: Option<PathBuf>,
 }
 
 impl OverlaySpec {
-    /// The `local` volume driver's options for Docker: an overlay mount
-    /// over `lower` with this container's upper layer. Without a scratch
-    /// directory, a read-only overlay of `lower` alone (never created:
-    /// only compared).
+    /// The overlay's mount data, as both engines pass it to the kernel:
+    /// `lower` with this container's upper layer. Without a scratch
+    /// directory, `lower` alone (never created: only compared).
     ///
     /// `metacopy=on`: a hard link to a lower file (rustc's incremental
     /// cache hard-links every file of its last session) copies up only
@@ -134,21 +133,44 @@ impl OverlaySpec {
     /// here: the kernel's warning is about layers carrying forged
     /// `trusted.` attributes, which no one without `CAP_SYS_ADMIN` can
     /// write, and the containers that write these layers have none.
-    fn docker_driver_options(&self) -> HashMap<String, String> {
+    ///
+    /// Podman's own overlay volumes (`-v SRC:DST:O`) take no `metacopy`,
+    /// which made a cargo exam there copy rustc's whole incremental cache
+    /// into every exam's layer; so Podman gets this same overlay too.
+    fn overlay_data(&self) -> String {
         let lower = self.lower.to_string_lossy();
-        let o = match &self.scratch {
+        match &self.scratch {
             Some(scratch) => format!(
                 "lowerdir={lower},upperdir={},workdir={},metacopy=on",
                 scratch.join(OVERLAY_UPPER).to_string_lossy(),
                 scratch.join(OVERLAY_WORK).to_string_lossy()
             ),
             None => format!("lowerdir={lower}"),
-        };
+        }
+    }
+
+    /// The `local` volume driver's options for Docker: an overlay mount
+    /// with [`overlay_data`](Self::overlay_data).
+    fn docker_driver_options(&self) -> HashMap<String, String> {
         HashMap::from([
             ("type".to_string(), "overlay".to_string()),
             ("device".to_string(), "overlay".to_string()),
-            ("o".to_string(), o),
+            ("o".to_string(), self.overlay_data()),
         ])
+    }
+
+    /// Podman's mount: an OCI mount of type `overlay` that its runtime
+    /// makes with [`overlay_data`](Self::overlay_data) (nothing of the
+    /// layer is Podman's storage; proctor removes it with the container).
+    fn libpod_mount(&self) -> Value {
+        let mut options: Vec<String> = self.overlay_data().split(',').map(str::to_string).collect();
+        options.extend(["nosuid".to_string(), "nodev".to_string()]);
+        json!({
+            "destination": self.target,
+            "type": "overlay",
+            "source": "overlay",
+            "options": options,
+        })
     }
 }
 
@@ -396,6 +418,7 @@ impl ContainerSpec {
                 })
             })
             .collect();
+        mounts.extend(self.overlays.iter().map(OverlaySpec::libpod_mount));
         mounts.push(json!({
             "destination": "/tmp",
             "type": "tmpfs",
@@ -449,12 +472,6 @@ impl ContainerSpec {
                 "Name": "",
                 "Dest": target,
                 "Options": ["nocopy"],
-            })).collect::<Vec<_>>(),
-            // `-v SRC:DST:O`: Podman keeps the upper layer in the
-            // container's own storage and removes it with the container.
-            "overlay_volumes": self.overlays.iter().map(|overlay| json!({
-                "source": overlay.lower.to_string_lossy(),
-                "destination": overlay.target,
             })).collect::<Vec<_>>(),
             "resource_limits": resources,
             "r_limits": [
@@ -577,17 +594,30 @@ pub(super) mod tests {
         assert!(!mounts
             .iter()
             .any(|m| m.source.as_deref() == Some("/repo/.proctor/caches/deps")));
-        // Podman: an overlay volume; the layer is Podman's own.
+        // Podman: the same overlay, as an OCI mount its runtime makes.
         let body = spec.libpod_body(None, Path::new("/p/seccomp.json"));
-        assert_eq!(
-            body["overlay_volumes"],
-            json!([{ "source": "/repo/.proctor/caches/deps", "destination": "/cache/deps" }])
-        );
-        assert!(!body["mounts"]
-            .as_array()
-            .unwrap()
+        let mounts = body["mounts"].as_array().unwrap();
+        let overlay: Vec<_> = mounts
             .iter()
-            .any(|m| m["destination"] == "/cache/deps"));
+            .filter(|m| m["destination"] == "/cache/deps")
+            .collect();
+        assert_eq!(
+            overlay,
+            [&json!({
+                "destination": "/cache/deps",
+                "type": "overlay",
+                "source": "overlay",
+                "options": [
+                    "lowerdir=/repo/.proctor/caches/deps",
+                    "upperdir=/tmp/proctor-layer-1-x/upper",
+                    "workdir=/tmp/proctor-layer-1-x/work",
+                    "metacopy=on",
+                    "nosuid",
+                    "nodev",
+                ],
+            })]
+        );
+        assert!(body.get("overlay_volumes").is_none());
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl WarmPool {
             }
             // Armed before the create call, like a cold launch.
             let mut guard = RemovalGuard::new(engine.docker.clone(), gated.name.clone());
-            if let Err(error) = guard.make_layers(engine.kind, &mut gated) {
+            if let Err(error) = guard.make_layers(&mut gated) {
                 guard.remove_now().await;
                 tracing::debug!(%error, "not starting a container ahead of need");
                 return Err(error);

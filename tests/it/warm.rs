@@ -117,8 +117,8 @@ on_both_engines!(
 
 /// A copy-on-write mount on a prepared container: the same container
 /// serves the run, reads the folder, writes to a layer of its own, and
-/// the folder and the next container never see the writes; on Docker the
-/// layer's host directory goes with the container.
+/// the folder and the next container never see the writes; the layer's
+/// host directory goes with the container.
 async fn a_prepared_container_mounts_a_folder_copy_on_write(engine: EngineKind) {
     let f = Fixture::new("cow", engine).await;
     let cache = f.dir.path().join("cache");
@@ -136,12 +136,12 @@ async fn a_prepared_container_mounts_a_folder_copy_on_write(engine: EngineKind) 
         });
         inv
     };
-    // A hard link, then a write through it (Docker's overlay copies only
-    // the metadata up for the link, `metacopy=on`; the data must follow
+    // A hard link, then a write through it (the overlay copies only the
+    // metadata up for the link, `metacopy=on`; the data must follow
     // before the write).
     let command = "cat /cache/kept; ln /cache/kept /cache/linked; echo more >> /cache/linked; \
                    echo planted > /cache/new; echo changed > /cache/kept; cat /cache/kept; \
-                   grep -o 'upperdir=[^,]*' /proc/self/mountinfo || true";
+                   grep ' /cache ' /proc/self/mountinfo | grep -o 'upperdir=[^,]*\\|metacopy=on' || true";
     f.cage.prepare(&with_cache(command), &Limits::default());
     let prepared = f.prepared_and_running().await;
     let outcome = f.cage.run(with_cache(command)).await.expect("run");
@@ -167,16 +167,14 @@ async fn a_prepared_container_mounts_a_folder_copy_on_write(engine: EngineKind) 
     assert_eq!(next.exit_code, 0, "{}", f.log());
     assert_eq!(f.log(), "base\n");
     f.settle_and_check().await;
-    if engine == EngineKind::Docker {
-        // (The first overlay in the table is the container's root.)
-        let upper = log
-            .lines()
-            .filter_map(|l| l.strip_prefix("upperdir="))
-            .find(|dir| dir.contains("/proctor-layer-"))
-            .unwrap_or_else(|| panic!("no proctor layer in the mount table: {log}"));
-        let layer = Path::new(upper).parent().expect("the layer directory");
-        assert!(!layer.exists(), "{} is left behind", layer.display());
-    }
+    assert!(log.lines().any(|l| l == "metacopy=on"), "{log}");
+    let upper = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("upperdir="))
+        .find(|dir| dir.contains("/proctor-layer-"))
+        .unwrap_or_else(|| panic!("no proctor layer in /cache's mount: {log}"));
+    let layer = Path::new(upper).parent().expect("the layer directory");
+    assert!(!layer.exists(), "{} is left behind", layer.display());
 }
 
 async fn no_network_still_resolves_localhost(engine: EngineKind) {

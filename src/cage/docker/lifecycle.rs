@@ -163,7 +163,7 @@ impl DockerCage {
             // Armed before the create call: if this future is dropped while
             // the create is in flight, the container is still removed.
             let mut guard = RemovalGuard::new(self.docker.clone(), spec.name.clone());
-            if let Err(error) = guard.make_layers(self.kind, &mut spec) {
+            if let Err(error) = guard.make_layers(&mut spec) {
                 guard.remove_now().await;
                 return Err(error);
             }
@@ -537,14 +537,13 @@ impl RemovalGuard {
         }
     }
 
-    /// Makes the host directories of `spec`'s copy-on-write mounts (on
-    /// Docker) and keeps them until the container is removed.
+    /// Makes the host directories of `spec`'s copy-on-write mounts and
+    /// keeps them until the container is removed.
     pub(in crate::cage) fn make_layers(
         &mut self,
-        kind: EngineKind,
         spec: &mut ContainerSpec,
     ) -> Result<(), CageError> {
-        self.layers = overlay::make_layers(kind, spec)?;
+        self.layers = overlay::make_layers(spec)?;
         Ok(())
     }
 

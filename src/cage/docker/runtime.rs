@@ -149,7 +149,7 @@ impl DockerCage {
             overlays.retain(|o: &OverlaySpec| o.target != mount.container);
             match mount.access {
                 Access::CopyOnWrite => {
-                    overlay::check_lower(self.kind, &source)?;
+                    overlay::check_lower(&source)?;
                     overlays.push(OverlaySpec {
                         lower: source,
                         target: mount.container.clone(),
