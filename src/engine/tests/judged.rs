@@ -1,6 +1,6 @@
 //! The judge: a second opinion that vetoes a pass, never grants one.
 
-use super::{make_done, prompts, Repo, Run};
+use super::{make_done, prompts, reviews, Repo, Run};
 use crate::cage::fake::Scripted;
 use crate::cage::{NetworkPolicy, Role};
 use crate::engine::events::Event;
@@ -199,16 +199,6 @@ fn a_lute_judge_as_the_only_exam_runs_no_verifier_and_is_judged_not_examined() {
         "{:?}",
         run.report.verified
     );
-}
-
-fn reviews(run: &Run) -> Vec<String> {
-    run.events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ExamReview { findings, .. } => Some(findings.join("; ")),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]

@@ -187,6 +187,17 @@ impl Repo {
     }
 }
 
+/// The findings of each `exam_review` event of the run, joined per event.
+pub(super) fn reviews(run: &Run) -> Vec<String> {
+    run.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ExamReview { findings, .. } => Some(findings.join("; ")),
+            _ => None,
+        })
+        .collect()
+}
+
 pub(super) fn write(root: &Path, path: &str, text: &str) {
     let path = root.join(path);
     if let Some(dir) = path.parent() {

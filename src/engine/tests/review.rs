@@ -2,7 +2,7 @@
 //! stripped and an empty tree, in one verifier container whose exit code
 //! the fake cage scripts (`review_exit`).
 
-use super::{make_done, Repo, Run};
+use super::{make_done, reviews, Repo, Run};
 use crate::cage::fake::Scripted;
 use crate::cage::{Access, Role};
 use crate::engine::events::Event;
@@ -18,16 +18,6 @@ fn files() -> [(&'static str, &'static str); 3] {
         ("src/lib.rs", "// TODO\n"),
         ("README.md", "read me\n"),
     ]
-}
-
-fn reviews(run: &Run) -> Vec<String> {
-    run.events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ExamReview { findings, .. } => Some(findings.join("; ")),
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]
