@@ -29,6 +29,48 @@ impl Kind {
         }
     }
 
+    /// The exam's build cache, as (cache name, the variable that points
+    /// the tool at `/cache/<name>`): where an edit rebuilds a little of a
+    /// lot (cargo's target directory, Go's build cache). pytest and npm
+    /// build nothing worth keeping, so they get none.
+    pub(crate) fn cache(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Kind::Cargo => Some(("target", "CARGO_TARGET_DIR")),
+            Kind::Go => Some(("go-build", "GOCACHE")),
+            Kind::Npm | Kind::Pytest | Kind::Make => None,
+        }
+    }
+
+    /// `exam` pointed at this ecosystem's cache. The variable is set in
+    /// the exam's own command, not in `env:`: only the exam has `/cache`
+    /// (the agent's container has none, and `env:` reaches the agent, is
+    /// inherited by child loops, which do not inherit `caches:`, and takes
+    /// names, not values).
+    pub(crate) fn cached_exam(self, exam: &str) -> String {
+        match self.cache() {
+            None => exam.to_owned(),
+            Some((name, var)) if exam.contains("&&") || exam.contains(';') => {
+                format!("export {var}=/cache/{name}; {exam}")
+            }
+            Some((name, var)) => format!("{var}=/cache/{name} {exam}"),
+        }
+    }
+
+    /// The commented `caches:` lines for a manifest whose exam is
+    /// [`Self::cached_exam`], or nothing.
+    pub(crate) fn caches_yaml(self) -> String {
+        let Some((name, var)) = self.cache() else {
+            return String::new();
+        };
+        format!(
+            "# The exam's build cache, where {var} points: the host folder\n\
+             # .proctor/caches/{name} at /cache/{name} in every exam (never in the agent's\n\
+             # container). The exam of the run's base commit fills it; every other exam\n\
+             # reads it warm and its writes are thrown away with its container.\n\
+             caches: [{name}]\n"
+        )
+    }
+
     /// An image that has the toolchain, to suggest in a comment.
     fn image(self) -> &'static str {
         match self {
@@ -173,7 +215,10 @@ pub fn starter_manifest_with(repo_root: &Path, agent: Option<&str>) -> String {
     match kinds.first() {
         Some(kind) => {
             line(&format!("# Inferred from {}.", kind.evidence()));
-            line(&format!("done_when: {}", quoted(kind.exam())));
+            line(&format!(
+                "done_when: {}",
+                quoted(&kind.cached_exam(kind.exam()))
+            ));
             for other in &kinds[1..] {
                 line(&format!(
                     "# Also found {}: done_when: {}",
@@ -186,6 +231,12 @@ pub fn starter_manifest_with(repo_root: &Path, agent: Option<&str>) -> String {
             line("# TODO: no test setup was recognised; replace this with the command");
             line("# that proves the work is done.");
             line(&format!("done_when: {}", quoted("sh test.sh")));
+        }
+    }
+    if let Some(kind) = kinds.first().filter(|k| k.cache().is_some()) {
+        line("");
+        for text in kind.caches_yaml().lines() {
+            line(text);
         }
     }
     line("");
@@ -227,7 +278,9 @@ pub fn starter_manifest_with(repo_root: &Path, agent: Option<&str>) -> String {
     line("# gate: human                # wait for `proctor answer <id> approve` before closing");
     line("# tests: {junit: target/junit, min: 1}   # audit test counts in the exam's JUnit XML");
     line("# judge: \"the change is minimal and keeps the public API\"   # may veto a pass, never grant one");
-    line("# caches: [deps]             # host folder .proctor/caches/deps at /cache/deps: the base commit's exam fills it, other exams get a throwaway copy");
+    if kinds.first().and_then(|k| k.cache()).is_none() {
+        line("# caches: [deps]             # host folder .proctor/caches/deps at /cache/deps: the base commit's exam fills it, other exams get a throwaway copy");
+    }
     line("");
     line("# Child loops close first, each under its own exam; then this loop's exam");
     line("# checks the whole. Children inherit agent, image, network, env, writes,");

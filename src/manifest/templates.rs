@@ -43,13 +43,15 @@ pub fn template(name: &str, root: &Path, agent: Option<&str>) -> Option<String> 
     let body = match name {
         "cargo" => String::from(
             "task: >-\n  Make `cargo test` pass. Fix the code, not the tests: never delete, skip or\n  weaken a test.\n\
-             done_when: \"cargo test\"\n\
+             done_when: \"CARGO_TARGET_DIR=/cache/target cargo test\"\n\
              budget: 10 runs / 2h\n\
              protected: [\"tests/**\", \"benches/**\"]\n\
-             # cargo writes no JUnit itself; with cargo-nextest and a `ci` profile whose\n\
-             # junit path is set, use `cargo nextest run --profile ci` and:\n\
-             # tests: {junit: target/nextest/ci, min: 1}\n"
-        ),
+             # cargo writes no JUnit itself; cargo-nextest with a `ci` profile whose junit\n\
+             # path is set writes it under the target directory, which the audit reads\n\
+             # only in the tree: for one, `cargo nextest run --profile ci` without\n\
+             # CARGO_TARGET_DIR (a cold build each exam), and:\n\
+             # tests: {junit: target/nextest/ci, min: 1}\n",
+        ) + &Ecosystem::Cargo.caches_yaml(),
         "npm" => String::from(
             "task: >-\n  Make `npm test` pass. Fix the code, not the tests: never delete, skip or\n  weaken a test.\n\
              done_when: \"npm test\"\n\
@@ -70,13 +72,13 @@ pub fn template(name: &str, root: &Path, agent: Option<&str>) -> Option<String> 
         ),
         "go" => String::from(
             "task: >-\n  Make `go test ./...` pass. Fix the code, not the tests: never delete, skip\n  or weaken a test.\n\
-             done_when: \"go vet ./... && go test ./...\"\n\
+             done_when: \"export GOCACHE=/cache/go-build; go vet ./... && go test ./...\"\n\
              budget: 10 runs / 2h\n\
              protected: [\"**/*_test.go\", \"**/testdata/**\"]\n\
              # go test writes no JUnit itself; with gotestsum on the PATH:\n\
-             # done_when: \"gotestsum --junitfile reports/junit/go.xml ./...\"\n\
-             # tests: {junit: reports/junit, min: 1}\n"
-        ),
+             # done_when: \"export GOCACHE=/cache/go-build; gotestsum --junitfile reports/junit/go.xml ./...\"\n\
+             # tests: {junit: reports/junit, min: 1}\n",
+        ) + &Ecosystem::Go.caches_yaml(),
         "make" => String::from(
             "task: >-\n  Make `make test` pass. Fix the code, not the tests: never delete, skip or\n  weaken a test.\n\
              done_when: \"make test\"\n\
@@ -185,6 +187,43 @@ mod tests {
             assert!(m.root.budget.wall.is_some(), "{name}");
         }
         assert!(template("cargoo", dir.path(), None).is_none());
+    }
+
+    /// cargo's and Go's exams keep their build in a cache (`/cache/<name>`,
+    /// the exam's only) that their own command points at; the others have
+    /// none.
+    #[test]
+    fn cargo_and_go_exams_build_in_a_cache() {
+        let dir = repo(&[]);
+        for (name, cache, exam) in [
+            (
+                "cargo",
+                "target",
+                "CARGO_TARGET_DIR=/cache/target cargo test",
+            ),
+            (
+                "go",
+                "go-build",
+                "export GOCACHE=/cache/go-build; go vet ./... && go test ./...",
+            ),
+        ] {
+            let m = super::super::parse(
+                &template(name, dir.path(), None).unwrap(),
+                Path::new("proctor.yaml"),
+            )
+            .unwrap();
+            assert_eq!(m.root.caches, [cache], "{name}");
+            assert_eq!(m.root.done_when, exam, "{name}");
+            assert!(m.root.verifier_env.is_empty() && m.root.env.is_empty());
+        }
+        for name in ["npm", "pytest", "make"] {
+            let m = super::super::parse(
+                &template(name, dir.path(), None).unwrap(),
+                Path::new("proctor.yaml"),
+            )
+            .unwrap();
+            assert!(m.root.caches.is_empty(), "{name}");
+        }
     }
 
     #[test]

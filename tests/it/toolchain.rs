@@ -12,11 +12,16 @@ use common::{on_both_engines, require_engine, socket, stderr, stdout, TestRepo};
 use proctor::cage::EngineKind;
 
 /// `init --agent FIX`, commit, `lint` (the exam runs and fails: not an
-/// error), `run`: closed at run 1.
+/// error), `run`: closed at run 1. Where init gave the exam a build cache
+/// (cargo, go), the run's base-commit exam filled it and the agent, which
+/// fixes the code only if it sees neither `/cache` nor a variable pointing
+/// there, never did.
 fn init_lint_run(engine: EngineKind, repo: TestRepo, fix: &str, config_needed: bool) {
     require_engine();
     let repo = repo.engine(&socket(engine));
-    let out = repo.proctor(&["init", "--agent", fix]);
+    let agent =
+        format!("test ! -e /cache && test -z \"${{CARGO_TARGET_DIR-}}${{GOCACHE-}}\" && {fix}");
+    let out = repo.proctor(&["init", "--agent", &agent]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         repo.exists(".proctor/config.yaml"),
@@ -29,6 +34,22 @@ fn init_lint_run(engine: EngineKind, repo: TestRepo, fix: &str, config_needed: b
     let lint = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{lint}{}", stderr(&out));
     assert!(lint.contains("  fail "), "{lint}");
+    // lint's exam of HEAD fills the caches too: empty them, so what the
+    // run leaves there is its own base-commit exam's.
+    let caches = proctor::manifest::parse(
+        &repo.read("proctor.yaml"),
+        std::path::Path::new("proctor.yaml"),
+    )
+    .unwrap()
+    .root
+    .caches
+    .iter()
+    .map(|name| repo.path().join(".proctor/caches").join(name))
+    .collect::<Vec<_>>();
+    for dir in &caches {
+        assert!(filled(dir), "lint left {} empty", dir.display());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
     let out = repo.proctor(&["run", "--plain"]);
     assert_eq!(
         out.status.code(),
@@ -47,7 +68,14 @@ fn init_lint_run(engine: EngineKind, repo: TestRepo, fix: &str, config_needed: b
         .expect("a run_start event");
     let log = repo.log(&branch);
     assert!(log.iter().any(|l| l.ends_with(": run 1")), "{log:?}");
+    for dir in &caches {
+        assert!(filled(dir), "the run left {} empty", dir.display());
+    }
     repo.assert_no_containers();
+}
+
+fn filled(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
 }
 
 /// A fixture repository, the shell command that fixes its failing test,

@@ -1052,9 +1052,46 @@ fn starter_in(files: &[(&str, &str)]) -> (tempfile::TempDir, String, Manifest) {
 #[test]
 fn starter_for_cargo() {
     let (_d, text, m) = starter_in(&[("Cargo.toml", "[package]\n"), ("tests/it.rs", "")]);
-    assert_eq!(m.root.done_when, "cargo test");
+    assert_eq!(
+        m.root.done_when,
+        "CARGO_TARGET_DIR=/cache/target cargo test"
+    );
     assert_eq!(m.root.protected, ["tests/**"]);
     assert!(text.contains("codex, claude, mini-swe-agent"));
+}
+
+/// cargo's target directory is the exam's cache, pointed at by the exam's
+/// own command: neither side's `env:` carries it (the agent has no
+/// `/cache`), and only `caches:` (not inherited) mounts it.
+#[test]
+fn starter_for_cargo_keeps_the_exam_s_target_in_a_cache_the_agent_never_sees() {
+    let (_d, text, m) = starter_in(&[("Cargo.toml", "[package]\n")]);
+    assert_eq!(m.root.caches, ["target"]);
+    assert!(m.root.env.is_empty() && m.root.verifier_env.is_empty());
+    assert!(text.contains("\ncaches: [target]\n"), "{text}");
+    // The commented `caches: [deps]` example is not offered beside it.
+    assert!(!text.contains("# caches:"), "{text}");
+}
+
+#[test]
+fn starter_for_go_keeps_the_build_cache() {
+    let (_d, _, m) = starter_in(&[("go.mod", "module x\n")]);
+    assert_eq!(m.root.done_when, "GOCACHE=/cache/go-build go test ./...");
+    assert_eq!(m.root.caches, ["go-build"]);
+}
+
+#[test]
+fn starters_without_a_build_cache_write_none() {
+    for files in [
+        &[("package.json", r#"{"scripts": {"test": "vitest run"}}"#)][..],
+        &[("pytest.ini", "[pytest]\n")][..],
+        &[("Makefile", "test:\n\t./run\n")][..],
+    ] {
+        let (_d, text, m) = starter_in(files);
+        assert!(m.root.caches.is_empty(), "{files:?}");
+        assert!(!m.root.done_when.contains("/cache"), "{files:?}");
+        assert!(text.contains("# caches: [deps]"), "{files:?}");
+    }
 }
 
 #[test]
@@ -1104,7 +1141,10 @@ fn starter_mentions_the_other_kinds_it_found() {
         ("Cargo.toml", "[package]\n"),
         ("Makefile", "test:\n\tcargo test\n"),
     ]);
-    assert_eq!(m.root.done_when, "cargo test");
+    assert_eq!(
+        m.root.done_when,
+        "CARGO_TARGET_DIR=/cache/target cargo test"
+    );
     insta::assert_snapshot!(text);
 }
 
