@@ -1,10 +1,12 @@
-//! The two calls proctor makes to Podman's native (libpod) API: creating a
-//! container and reading a container's exit code early. bollard speaks
-//! only the Docker-compatible API, whose create endpoint on Podman ignores
-//! the init path and the options of mounts (see `spec.rs`), and whose
-//! container model cannot parse Podman's `stopped` state; every other call
-//! (attach, start, wait, kill, remove, list, network removal) goes through
-//! bollard on both engines. [`ping`] here only reads why a TLS connection
+//! The calls proctor makes to Podman's native (libpod) API: creating a
+//! container, waiting for it, and reading a container's exit code early.
+//! bollard speaks only the Docker-compatible API, whose create endpoint on
+//! Podman ignores the init path and the options of mounts (see `spec.rs`),
+//! whose wait endpoint on Podman 4 polls the container's state with no
+//! pause at all (a core of the service's CPU for as long as the container
+//! runs, see [`wait_container`]), and whose container model cannot parse
+//! Podman's `stopped` state; every other call (attach, start, kill,
+//! remove, list, network removal) goes through bollard on both engines. [`ping`] here only reads why a TLS connection
 //! fails (see `docker/connect.rs`).
 //!
 //! This is a deliberately tiny HTTP/1.1 client over the engine's unix
@@ -163,6 +165,48 @@ pub(crate) async fn create_container(
     Err(reply_error(OP, status, &json))
 }
 
+/// How often Podman's service looks at a waited-on container's state. The
+/// exit is normally read sooner, when the output stream closes (see
+/// [`exit_code_if_ended`]); this bounds the delay when it does not.
+pub(crate) const WAIT_INTERVAL: &str = "100ms";
+
+/// Waits for a container's command to end and returns its exit code.
+///
+/// Podman's Docker-compatible wait (`POST /containers/{id}/wait`) polls
+/// the state database with a one-nanosecond interval: measured on Podman
+/// 4.3, 4.1 s of the service's CPU over a 4.3 s wait, against 0.02 s for
+/// this endpoint with [`WAIT_INTERVAL`]. A CPU the exam under test then
+/// does not get.
+pub(crate) async fn wait_container(
+    endpoint: &Endpoint,
+    api_version: &str,
+    id: &str,
+    timeout: Duration,
+) -> Result<i64, CageError> {
+    const OP: &str = "libpod wait for container";
+    let path = format!(
+        "/v{api_version}/libpod/containers/{id}/wait?condition=stopped&condition=exited&interval={WAIT_INTERVAL}"
+    );
+    let (status, json) = request(endpoint, "POST", &path, None, timeout, OP).await?;
+    if !(200..300).contains(&status) {
+        return Err(reply_error(OP, status, &json));
+    }
+    // The code comes as a bare number, as text.
+    exit_code_of(&json).ok_or_else(|| CageError::EngineReply {
+        op: OP,
+        status,
+        message: format!("no exit code in the reply: {json}"),
+    })
+}
+
+fn exit_code_of(json: &Value) -> Option<i64> {
+    match json {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 /// The exit code of a container once its command has ended, `None` while
 /// it still runs.
 ///
@@ -312,6 +356,17 @@ mod tests {
         let (status, body) = parse_reply(reply).unwrap();
         assert_eq!(status, 500);
         assert_eq!(body, b"hello world");
+    }
+
+    #[test]
+    fn a_wait_reply_gives_its_exit_code() {
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n7\n";
+        let (status, body) = parse_reply(reply).unwrap();
+        assert_eq!(status, 200);
+        let json = serde_json::from_slice(&body).unwrap();
+        assert_eq!(exit_code_of(&json), Some(7));
+        assert_eq!(exit_code_of(&Value::String("-1\n".into())), Some(-1));
+        assert_eq!(exit_code_of(&Value::Null), None);
     }
 
     #[test]

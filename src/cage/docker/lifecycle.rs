@@ -295,7 +295,12 @@ impl DockerCage {
                 EngineKind::Docker => self.wait_container(id, timeout).await,
                 EngineKind::Podman => {
                     tokio::select! {
-                        code = self.wait_container(id, timeout) => code,
+                        code = libpod::wait_container(
+                            &self.libpod,
+                            &self.libpod_version,
+                            id,
+                            timeout.saturating_add(API_TIMEOUT),
+                        ) => code,
                         code = self.podman_early_exit(id, output_ended) => Ok(code),
                     }
                 }
@@ -319,6 +324,8 @@ impl DockerCage {
         }
     }
 
+    /// Docker's wait. (Podman's compatible wait spins; see
+    /// `libpod::wait_container`.)
     async fn wait_container(&self, id: &str, timeout: Duration) -> Result<i64, CageError> {
         // bollard's request timeout covers the whole wait when the engine
         // sends its reply headers only at the exit, so this call gets a
