@@ -27,6 +27,12 @@ pub trait DomainError: std::error::Error + Send + Sync + 'static {
     fn hint(&self) -> Option<String> {
         None
     }
+    /// The last lines of a command the error is about (an exam or agent
+    /// that cannot run), shown under the error line, each escaped: the
+    /// message itself stays one line.
+    fn output(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The exit code a domain error ends the command with.

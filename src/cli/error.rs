@@ -45,14 +45,19 @@ impl CommandError {
     /// What the user sees: `error: <message>`, then `hint: <hint>` when
     /// there is one; each once.
     pub fn render(&self) -> String {
-        let (message, hint) = match self {
-            CommandError::User { message, hint } => (message.clone(), hint.clone()),
-            CommandError::Internal { message } => (message.clone(), None),
-            CommandError::Domain(e) => (e.to_string(), e.hint()),
+        let (message, hint, output) = match self {
+            CommandError::User { message, hint } => (message.clone(), hint.clone(), None),
+            CommandError::Internal { message } => (message.clone(), None, None),
+            CommandError::Domain(e) => (e.to_string(), e.hint(), e.output()),
         };
         // A message can quote what an agent wrote (a file name, a card):
         // escaped, it cannot reach the terminal raw.
         let mut out = format!("error: {}\n", crate::terminal::line(&message));
+        // A command's output: a line each, marked as its, each escaped, so
+        // no line of it can pass for one of proctor's.
+        for line in output.iter().flat_map(|o| o.lines()) {
+            out.push_str(&format!("  | {}\n", crate::terminal::line(line)));
+        }
         if let Some(hint) = hint {
             out.push_str(&format!("hint: {}\n", crate::terminal::line(&hint)));
         }
@@ -87,6 +92,28 @@ mod tests {
             format!("error: the container engine's OCI runtime cannot start containers on this host (error setting rlimit type 7)\nhint: {hint}\n")
         );
         assert_eq!(e.exit_code(), exit_codes::USAGE);
+    }
+
+    /// The output of an exam that cannot run was printed on the error's
+    /// one line, its newlines escaped (`...spent\\n  | /bin/sh: ...`).
+    #[test]
+    fn an_exam_that_cannot_run_shows_its_output_a_line_each() {
+        let e = CommandError::from(crate::engine::EngineError::ExamCannotRun {
+            loop_id: "fix".into(),
+            why: "command `nosuch` was not found in the container (exit 127)".into(),
+            tail: "/bin/sh: 1: nosuch: not found\nforged\u{1b}[2J".into(),
+            log: ".proctor/logs/fix.run0.exam.log".into(),
+        });
+        let text = e.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].ends_with("no run was spent"), "{text}");
+        assert_eq!(lines[1], "  | /bin/sh: 1: nosuch: not found");
+        assert!(
+            lines[2].starts_with("  | forged") && !lines[2].contains('\u{1b}'),
+            "{text}"
+        );
+        assert!(lines[3].starts_with("hint: "), "{text}");
     }
 
     #[test]

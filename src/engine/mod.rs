@@ -76,7 +76,9 @@ pub enum EngineError {
     /// The loop's first exam could not run at all (a missing command,
     /// toolchain, runner module or network): no agent can fix that, so
     /// none is woken.
-    #[error("the exam of loop `{loop_id}` cannot run: {why}; no agent was woken, no run was spent{}", indented(.tail))]
+    #[error(
+        "the exam of loop `{loop_id}` cannot run: {why}; no agent was woken, no run was spent"
+    )]
     ExamCannotRun {
         loop_id: String,
         why: String,
@@ -85,7 +87,7 @@ pub enum EngineError {
     },
     /// The agent's command was not found or cannot be executed, and it
     /// changed nothing: the run is not charged.
-    #[error("the agent of loop `{loop_id}` cannot run: {why}; run {run} was not charged{}", indented(.tail))]
+    #[error("the agent of loop `{loop_id}` cannot run: {why}; run {run} was not charged")]
     AgentCannotRun {
         loop_id: String,
         run: u32,
@@ -95,17 +97,16 @@ pub enum EngineError {
     },
 }
 
-/// A command's last lines under an error's first line, marked as its output.
-fn indented(tail: &str) -> String {
-    let mut out = String::new();
-    for line in tail.lines() {
-        out.push_str("\n  | ");
-        out.push_str(line);
-    }
-    out
-}
-
 impl crate::exit_codes::DomainError for EngineError {
+    fn output(&self) -> Option<String> {
+        match self {
+            EngineError::ExamCannotRun { tail, .. } | EngineError::AgentCannotRun { tail, .. } => {
+                Some(tail.clone())
+            }
+            _ => None,
+        }
+    }
+
     fn hint(&self) -> Option<String> {
         match self {
             EngineError::Cage(e) => e.hint(),

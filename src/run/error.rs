@@ -106,6 +106,13 @@ pub(super) fn first_ten(paths: &[String]) -> String {
 }
 
 impl DomainError for RunError {
+    fn output(&self) -> Option<String> {
+        match self {
+            RunError::Engine(e) => e.output(),
+            _ => None,
+        }
+    }
+
     fn hint(&self) -> Option<String> {
         Some(match self {
             RunError::NoCommits => "commit your work once, then run proctor".into(),

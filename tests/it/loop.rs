@@ -791,7 +791,9 @@ fn an_exam_that_cannot_run_wakes_no_agent_on_either_engine() {
             "{err}"
         );
         assert!(
-            err.contains("  | ") && err.contains("no-such-test-runner: not found"),
+            // The exam's output, a line of its own (not `\n` on the error's).
+            err.contains("no run was spent\n  | ")
+                && err.contains("no-such-test-runner: not found"),
             "{err}"
         );
         assert!(err.contains(".proctor/logs/fix.run0.exam.log"), "{err}");

@@ -29,9 +29,12 @@ fn an_exam_that_cannot_run_wakes_no_agent() {
     assert_eq!(log, ".proctor/logs/py.run0.exam.log");
     let text = error.to_string();
     assert!(text.contains("no agent was woken"), "{text}");
+    // The output is the error's to show under its one line.
+    assert!(!text.contains('\n'), "{text}");
+    let output = crate::exit_codes::DomainError::output(&error).unwrap_or_default();
     assert!(
-        text.contains("  | /usr/bin/python3: No module named pytest"),
-        "{text}"
+        output.contains("/usr/bin/python3: No module named pytest"),
+        "{output}"
     );
     assert_eq!(crate::exit_codes::of(&error), crate::exit_codes::USAGE);
     assert!(cage.calls_of(Role::Agent).is_empty());
