@@ -14,6 +14,8 @@
 //! - a copy-on-write mount's upper layer on Docker,
 //!   `proctor-layer-<pid>-<random>`, in `PROCTOR_TMPDIR` or the temp
 //!   directory ([`layer_prefix`]), for as long as its container exists;
+//! - the context of an `image: auto` build, `proctor-build-<pid>-<random>`,
+//!   in the temp directory ([`build_prefix`]), while it is sent;
 //! - `proctor-demo-<pid>-<random>` and `proctor-gauntlet-<pid>-<random>`
 //!   in the temp directory ([`scratch_prefix`]).
 //!
@@ -50,6 +52,12 @@ pub fn layer_prefix() -> String {
     format!("{LAYER}{:x}-", std::process::id())
 }
 
+/// The name prefix of the scratch directory holding an `image: auto`
+/// build's context and its tar while the engine builds.
+pub fn build_prefix() -> String {
+    format!("{BUILD}{:x}-", std::process::id())
+}
+
 /// The name prefix of the scratch directory of `proctor demo` (`what` =
 /// `demo`) or `proctor gauntlet` (`gauntlet`).
 pub fn scratch_prefix(what: &str) -> String {
@@ -60,6 +68,7 @@ const EXAM: &str = "proctor-exam-";
 const DEMO: &str = "proctor-demo-";
 const LAYER: &str = "proctor-layer-";
 const GAUNTLET: &str = "proctor-gauntlet-";
+const BUILD: &str = "proctor-build-";
 
 /// Which kind of directory an entry was found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +121,10 @@ pub fn owner(place: Place, name: &str) -> Option<Owner> {
             if let Some(rest) = name.strip_prefix(EXAM) {
                 return pid(rest, 3);
             }
-            if let Some(rest) = name.strip_prefix(LAYER) {
+            if let Some(rest) = name
+                .strip_prefix(LAYER)
+                .or_else(|| name.strip_prefix(BUILD))
+            {
                 return pid(rest, 2);
             }
             let rest = name
@@ -397,6 +409,11 @@ mod tests {
         );
         assert_eq!(pid_of(Place::Scratch, "proctor-layer-Ab3xYz"), None);
         assert_eq!(pid_of(Place::Private, "proctor-layer-2a-Ab3xYz"), None);
+        assert_eq!(
+            pid_of(Place::Scratch, &format!("{}Ab3xYz", build_prefix())),
+            Some(std::process::id())
+        );
+        assert_eq!(pid_of(Place::Scratch, "proctor-build-Ab3xYz"), None);
     }
 
     #[test]

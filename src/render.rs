@@ -123,6 +123,20 @@ fn line_of(event: &Event) -> Option<String> {
                 "proctor: removed {containers} leftover container(s) and {files} file(s) of earlier runs"
             ),
         },
+        Event::ImageBuild { source, step } => format!("proctor: image: {source}: {step}"),
+        Event::ImageReady {
+            source,
+            image,
+            built: true,
+            secs,
+            ..
+        } => format!(
+            "proctor: image: built `{image}` from {source} (base commit) in {}",
+            fmt_secs(*secs)
+        ),
+        Event::ImageReady { source, image, .. } => format!(
+            "proctor: image: `{image}` from {source} (base commit): on the engine already, no build"
+        ),
         Event::CheckStart { .. } => return None,
         Event::CheckResult {
             loop_id,

@@ -402,7 +402,7 @@ impl DockerCage {
         }
     }
 
-    async fn inspect_image_id(&self, image: &str) -> Result<Option<String>, CageError> {
+    pub(super) async fn inspect_image_id(&self, image: &str) -> Result<Option<String>, CageError> {
         match tokio::time::timeout(API_TIMEOUT, self.docker.inspect_image(image)).await {
             Ok(Ok(inspect)) => Ok(inspect.id),
             Ok(Err(BollardError::DockerResponseServerError {

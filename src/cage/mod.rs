@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod address;
+mod build;
 mod docker;
 #[cfg(test)]
 pub mod fake;
@@ -26,6 +27,7 @@ mod transfer;
 mod warm;
 
 pub use address::{ClientCert, EngineAddress, TlsEnv, TlsFiles};
+pub use build::{external_images, BuildRequest, Built, IgnoreRules, AUTO_REPO};
 pub use docker::{DockerCage, EngineKind, LabelledContainer, RuntimeChoice, Transfer};
 pub(crate) use host_image::existing_private_temp_dir;
 pub use host_image::unique_suffix;
@@ -353,6 +355,20 @@ pub enum CageError {
     /// The image is not on the engine; proctor never pulls.
     #[error("image `{image}` is not on the container engine")]
     ImageNotFound { image: String },
+    /// A Dockerfile proctor cannot build without a registry, or cannot read.
+    #[error("`{path}`: {reason}")]
+    Dockerfile { path: String, reason: String },
+    /// An image a Dockerfile builds on is not on the engine; proctor never
+    /// pulls.
+    #[error("`{dockerfile}` builds on `{image}`, which is not on the container engine (proctor never pulls)")]
+    BaseImageMissing { image: String, dockerfile: String },
+    /// The engine's build of a Dockerfile failed.
+    #[error("building `{dockerfile}` failed: {message}")]
+    BuildFailed {
+        dockerfile: String,
+        message: String,
+        log: PathBuf,
+    },
     /// An engine address proctor cannot use.
     #[error("`{setting}` `{address}`: {reason}")]
     BadAddress {
@@ -438,6 +454,8 @@ impl crate::exit_codes::DomainError for CageError {
         Some(match self {
             CageError::NoEngine { .. } => "start one with `dockerd &` or `podman system service --time=0 &`, or set `DOCKER_HOST`".into(),
             CageError::ImageNotFound { .. } => "proctor never pulls: import it with `proctor image import`, or pull or build it yourself".into(),
+            CageError::BaseImageMissing { image, .. } => format!("put it on the engine first: `docker load` / `podman load` an image saved where there is a registry, or `proctor image import ROOTFS --name {image}` (see images/README.md)"),
+            CageError::BuildFailed { log, .. } => format!("the whole build output: `{}`", log.display()),
             CageError::BadAddress { .. } => "proctor reaches an engine at `unix:///path/to/engine.sock` or `tcp://host:port` (TLS with `DOCKER_TLS_VERIFY=1` and `DOCKER_CERT_PATH`)".into(),
             CageError::RuntimeUnusable { hint, .. }
             | CageError::Weakened { hint, .. }
@@ -451,6 +469,9 @@ impl crate::exit_codes::DomainError for CageError {
             self,
             CageError::NoEngine { .. }
                 | CageError::ImageNotFound { .. }
+                | CageError::Dockerfile { .. }
+                | CageError::BaseImageMissing { .. }
+                | CageError::BuildFailed { .. }
                 | CageError::Unsupported { .. }
                 | CageError::BadAddress { .. }
                 | CageError::TlsFile { .. }

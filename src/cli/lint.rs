@@ -19,7 +19,9 @@ use crate::views::out::say;
 /// administrable before work begins. A failing exam's last lines are shown
 /// with the path of its whole output. A loop's judge (`judge:`) is asked
 /// only with `--judges` (it usually calls a paid model); a loop with
-/// `judge:` and no judge in `.proctor/config.yaml` is an error.
+/// `judge:` and no judge in `.proctor/config.yaml` is an error. An
+/// `image: auto` is built first (or found built) from HEAD's committed
+/// tree.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The manifest (default: proctor.yaml, else lute.yaml).
@@ -101,8 +103,25 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
         );
     }
     settings.host_env = env;
+    // `image: auto`: built (or found built) from HEAD's committed tree, as
+    // a run builds it from its base commit.
+    let mut root = manifest.root.clone();
+    if run::image_auto::wanted(&root, &config) {
+        let source = run::image_auto::source_at(&git, head)?;
+        let logs = crate::state::Paths::new(git.root()).logs;
+        let mut show = |event: crate::engine::events::Event| {
+            if let Some(line) = crate::render::human_line(&event) {
+                say!("{line}");
+            }
+        };
+        let image = run::image_auto::prepare(&git, head, &source, &cage, &logs, &mut show).await?;
+        run::image_auto::substitute(&mut root, &image);
+        if settings.default_image == manifest::auto_image::AUTO {
+            settings.default_image = image;
+        }
+    }
     // Children before their parent, the order loops close in.
-    let loops = manifest.root.walk(Order::ChildrenFirst);
+    let loops = root.walk(Order::ChildrenFirst);
     let mut ignore = |_e| {};
     let mut engine = Engine::new(&cage, &git, &key, settings, head, &mut ignore)?;
     if !args.judges {

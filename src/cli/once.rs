@@ -30,7 +30,9 @@ pub struct Args {
     /// Consecutive passes needed to close.
     #[arg(long, default_value_t = 1)]
     pub confirm: u32,
-    /// Image for the agent and the exam (default: the built-in `host` image).
+    /// Image for the agent and the exam (default: the built-in `host` image);
+    /// `auto` builds the repository's own (`.proctor/Dockerfile`, a
+    /// devcontainer, or `Dockerfile`) from the committed tree.
     #[arg(long)]
     pub image: Option<String>,
     /// Also protect the files matching GLOB (repeatable). The repository

@@ -101,6 +101,26 @@ pub enum Event {
         #[serde(default)]
         files: usize,
     },
+    /// `image: auto`: a step of the build of the repository's image
+    /// (`Step 2/4 : COPY ...`), at the run's start, before any agent.
+    ImageBuild {
+        /// The file that defines the image (`.proctor/Dockerfile`, ...).
+        source: String,
+        step: String,
+    },
+    /// `image: auto` resolved to the image every loop that asks for it
+    /// runs in: built from the base commit's `source` now (`built`), or
+    /// found built earlier from the same content (no build).
+    ImageReady {
+        source: String,
+        /// The tag (`proctor-auto:<hash>`), or the image a devcontainer
+        /// names.
+        image: String,
+        /// The image id (`sha256:...`).
+        id: String,
+        built: bool,
+        secs: f64,
+    },
     CheckStart {
         #[serde(rename = "loop")]
         loop_id: String,
@@ -455,6 +475,17 @@ mod tests {
                 limit: 100 << 20,
                 size: 2 << 30,
                 path: Some("big.bin".into()),
+            },
+            Event::ImageBuild {
+                source: ".proctor/Dockerfile".into(),
+                step: "Step 1/3 : FROM scratch".into(),
+            },
+            Event::ImageReady {
+                source: ".proctor/Dockerfile".into(),
+                image: "proctor-auto:0123456789abcdef".into(),
+                id: "sha256:0123".into(),
+                built: true,
+                secs: 2.5,
             },
             Event::Repaired {
                 path: ".proctor/journal/fix.md".into(),

@@ -632,6 +632,29 @@ impl GitRepo {
         export::export(&self.repo, &tree, dest)
     }
 
+    /// Writes the directory `dir` (repository-relative, `/`-separated;
+    /// empty for the whole tree) of `commit` into `dest` (missing or empty),
+    /// as [`GitRepo::export_tree`] does; `false` when the commit has no
+    /// such directory.
+    pub fn export_dir(&self, commit: Oid, dir: &str, dest: &Path) -> Result<bool, GitError> {
+        let tree = self.commit_tree(commit)?;
+        if dir.is_empty() {
+            export::export(&self.repo, &tree, dest)?;
+            return Ok(true);
+        }
+        let entry = match tree.get_path(Path::new(dir)) {
+            Ok(e) => e,
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(false),
+            Err(e) => return Err(git("look up path")(e)),
+        };
+        if entry.kind() != Some(ObjectType::Tree) {
+            return Ok(false);
+        }
+        let sub = self.repo.find_tree(entry.id()).map_err(git("read tree"))?;
+        export::export(&self.repo, &sub, dest)?;
+        Ok(true)
+    }
+
     /// Commits from `from` following first parents, newest first, stopping
     /// before `stop_at` (which is not included) or at the root.
     pub fn first_parent_log(

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
+pub mod auto_image;
 mod check;
 pub mod config;
 mod hint;

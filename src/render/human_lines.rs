@@ -16,6 +16,8 @@ fn kind(event: &Event) -> &'static str {
     match event {
         Event::RunStart { .. } => "run_start",
         Event::Reaped { .. } => "reaped",
+        Event::ImageBuild { .. } => "image_build",
+        Event::ImageReady { .. } => "image_ready",
         Event::CheckStart { .. } => "check_start",
         Event::CheckResult { .. } => "check_result",
         Event::AgentStart { .. } => "agent_start",
@@ -43,7 +45,7 @@ fn kind(event: &Event) -> &'static str {
 }
 
 /// How many arms [`kind`] has: every one must have samples.
-const KINDS: usize = 25;
+const KINDS: usize = 27;
 
 #[allow(clippy::too_many_arguments)]
 fn check_result(
@@ -157,6 +159,24 @@ fn samples() -> Vec<Event> {
         Event::Reaped {
             containers: 1,
             files: 3,
+        },
+        Event::ImageBuild {
+            source: ".proctor/Dockerfile".into(),
+            step: "Step 2/3 : COPY rootfs/ /".into(),
+        },
+        Event::ImageReady {
+            source: ".proctor/Dockerfile".into(),
+            image: "proctor-auto:0123456789abcdef".into(),
+            id: "sha256:0123456789abcdef".into(),
+            built: true,
+            secs: 42.5,
+        },
+        Event::ImageReady {
+            source: ".devcontainer/devcontainer.json".into(),
+            image: "proctor-auto:0123456789abcdef".into(),
+            id: "sha256:0123456789abcdef".into(),
+            built: false,
+            secs: 0.2,
         },
         Event::CheckStart {
             loop_id: "fix-tests".into(),

@@ -62,6 +62,9 @@ pub enum RunError {
     Signals(#[source] std::io::Error),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// `image: auto` cannot tell what to build.
+    #[error(transparent)]
+    AutoImage(#[from] crate::manifest::auto_image::AutoError),
     #[error(transparent)]
     Cage(#[from] CageError),
     #[error(transparent)]
@@ -138,6 +141,7 @@ impl DomainError for RunError {
                 "the cut-short attempt is settled then: committed as interrupted if it left edits, not charged if it left none".into()
             }
             RunError::Manifest(e) => return e.hint(),
+            RunError::AutoImage(_) => "commit a `.proctor/Dockerfile` (or a devcontainer, or a root `Dockerfile`), or name an image in `image:` (see images/README.md)".into(),
             RunError::Cage(e) => return e.hint(),
             RunError::Git(e) => return e.hint(),
             RunError::Lock(e) => return e.hint(),

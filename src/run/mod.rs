@@ -28,6 +28,7 @@ use crate::state::{self, Paths};
 mod branch;
 pub mod dry_run;
 mod error;
+pub mod image_auto;
 mod preflight;
 mod trust;
 
@@ -201,13 +202,28 @@ pub async fn execute(
     branch::take_answers(&entered.paths)?;
     let base = entered.base;
     let trusted = trust::decide(&ready, entered.ws.repo(), base, &req, observer)?;
+    // `image: auto` is defined by the base commit: found now, built once
+    // the run has started (its steps are events).
+    let auto_image = if image_auto::wanted(&trusted.root, &ready.config) {
+        Some(image_auto::source_at(entered.ws.repo(), base)?)
+    } else {
+        None
+    };
     let run_id = random_id(4);
     observer.begin(&run_id, &entered.paths);
     for (path, was) in healed {
         observer.event(Event::Repaired { path, was });
     }
     let ran = drive(
-        &ready, &entered, &req, &trusted, &key, &run_id, opts, observer,
+        &ready,
+        &entered,
+        &req,
+        &trusted,
+        auto_image.as_ref(),
+        &key,
+        &run_id,
+        opts,
+        observer,
     )
     .await;
     let (exit, ending, report) =
@@ -268,6 +284,7 @@ async fn drive(
     entered: &branch::Entered,
     req: &Request,
     trusted: &trust::Trusted,
+    auto_image: Option<&crate::manifest::auto_image::AutoSource>,
     key: &AnswerKey,
     run_id: &str,
     opts: RunOptions,
@@ -306,6 +323,36 @@ async fn drive(
         trusted.rules.clone(),
     );
     settings.default_agent = req.default_agent.clone();
+    // Before any agent wakes: the image every `image: auto` loop runs in.
+    let mut root = trusted.root.clone();
+    if let Some(source) = auto_image {
+        let mut emit = |e: Event| observer.event(e);
+        let built = image_auto::prepare(
+            entered.ws.repo(),
+            entered.base,
+            source,
+            &ready.cage,
+            &entered.paths.logs,
+            &mut emit,
+        )
+        .await;
+        match built {
+            Ok(image) => {
+                image_auto::substitute(&mut root, &image);
+                if settings.default_image == crate::manifest::auto_image::AUTO {
+                    settings.default_image = image;
+                }
+            }
+            // Recorded as the run's end, like any engine error.
+            Err(RunError::Cage(e)) => {
+                return Ok((
+                    Some(Err(crate::engine::EngineError::Cage(e))),
+                    Report::default(),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let (env, unset) = host_env(&req.root, req.default_agent.as_deref());
     if !unset.is_empty() {
         observer.warn(Warning::EnvUnset(unset));
@@ -364,7 +411,7 @@ async fn drive(
         &mut emit,
     )?;
     let ran = {
-        let run = engine.run(&trusted.root);
+        let run = engine.run(&root);
         tokio::pin!(run);
         let mut beat = tokio::time::interval(HEARTBEAT_CHECK);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

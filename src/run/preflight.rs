@@ -137,7 +137,8 @@ async fn check_images(
             .as_deref()
             .or(default_image)
             .unwrap_or(HOST_IMAGE);
-        if !seen.insert(image) {
+        // Built (or found) from the base commit once the run starts.
+        if image == crate::manifest::auto_image::AUTO || !seen.insert(image) {
             continue;
         }
         match cage.ensure_image(image).await {

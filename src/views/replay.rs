@@ -292,6 +292,8 @@ pub fn replay(records: &[Record]) -> Replay {
             | Event::Merge { .. }
             | Event::Quarantine { .. }
             | Event::Repaired { .. }
+            | Event::ImageBuild { .. }
+            | Event::ImageReady { .. }
             | Event::Interrupted { .. }
             | Event::CapExceeded { .. }
             | Event::TestAudit { .. }

@@ -8,6 +8,7 @@ mod testnet;
 
 mod action;
 mod attest;
+mod auto_image;
 mod boundary;
 mod cage;
 mod cage_policy;

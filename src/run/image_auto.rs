@@ -1,0 +1,185 @@
+//! `image: auto`: the loops' image built from the repository's own
+//! definition (`.proctor/Dockerfile`, a devcontainer, or `Dockerfile`), as
+//! the run's base commit has it, before any agent wakes.
+//!
+//! The definition and the build context are read from the base commit,
+//! never from a working tree: an agent that commits a changed Dockerfile
+//! changes neither the image of this run's exams nor of a resumed run's
+//! (it resumes from the same base). The next run from a new base builds
+//! afresh, or reuses the tag when the content is the same.
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::RunError;
+use crate::cage::{BuildRequest, Cage, CageError, DockerCage};
+use crate::engine::events::Event;
+use crate::git::{GitRepo, Oid};
+use crate::leftovers::{build_prefix, ScratchDir};
+use crate::manifest::auto_image::{self, AutoSource, AUTO};
+use crate::manifest::{Config, LoopSpec, Order};
+
+/// Where a build's whole output goes, under `.proctor/logs/`.
+pub const BUILD_LOG: &str = "image-auto.log";
+
+/// Whether any loop of the tree, or the config's default image, is
+/// `image: auto`.
+pub fn wanted(root: &LoopSpec, config: &Config) -> bool {
+    let default_auto = config.image.as_deref() == Some(AUTO);
+    root.walk(Order::ParentsFirst)
+        .iter()
+        .any(|spec| match spec.image.as_deref() {
+            Some(image) => image == AUTO,
+            None => default_auto,
+        })
+}
+
+/// The definition `image: auto` means at `commit`.
+pub fn source_at(git: &GitRepo, commit: Oid) -> Result<AutoSource, RunError> {
+    // The closure cannot return the git error: remember the first.
+    let failed = std::cell::RefCell::new(None);
+    let read = |path: &str| match git.read_blob_at(commit, path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            failed.borrow_mut().get_or_insert(e);
+            None
+        }
+    };
+    let found = auto_image::find(&read);
+    if let Some(e) = failed.into_inner() {
+        return Err(e.into());
+    }
+    Ok(found?)
+}
+
+/// Builds (or finds) the image `source` defines at `commit`, reporting
+/// each build step and the result through `emit`; returns the image
+/// reference the loops run in. A missing base image, a failed build or a
+/// missing devcontainer image is a [`CageError`].
+pub async fn prepare(
+    git: &GitRepo,
+    commit: Oid,
+    source: &AutoSource,
+    cage: &DockerCage,
+    logs: &Path,
+    emit: &mut dyn FnMut(Event),
+) -> Result<String, RunError> {
+    let started = Instant::now();
+    let spec = match source {
+        AutoSource::Image { origin, image } => {
+            let id = cage.ensure_image(image).await?;
+            emit(Event::ImageReady {
+                source: origin.clone(),
+                image: image.clone(),
+                id,
+                built: false,
+                secs: started.elapsed().as_secs_f64(),
+            });
+            return Ok(image.clone());
+        }
+        AutoSource::Build(spec) => spec,
+    };
+    let dockerfile =
+        git.read_blob_at(commit, &spec.dockerfile)?
+            .ok_or_else(|| CageError::Dockerfile {
+                path: spec.dockerfile.clone(),
+                reason: format!(
+                    "`{}` names it, but the base commit has no such file",
+                    spec.origin
+                ),
+            })?;
+    let tmp = std::env::temp_dir();
+    let scratch = ScratchDir::new_in(&tmp, &build_prefix()).map_err(|source| CageError::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    let context = scratch.path().join("context");
+    if !git.export_dir(commit, &spec.context, &context)? {
+        return Err(CageError::Dockerfile {
+            path: spec.origin.clone(),
+            reason: format!(
+                "the build context `{}` is not a directory in the base commit",
+                display_dir(&spec.context)
+            ),
+        }
+        .into());
+    }
+    std::fs::create_dir_all(logs).map_err(|source| CageError::Io {
+        path: logs.to_path_buf(),
+        source,
+    })?;
+    let req = BuildRequest {
+        context,
+        dockerfile_name: spec.dockerfile.clone(),
+        dockerfile_in_context: inside(&spec.context, &spec.dockerfile),
+        dockerfile,
+        args: spec.args.clone(),
+        target: spec.target.clone(),
+        scratch: scratch.path().to_path_buf(),
+        log: logs.join(BUILD_LOG),
+    };
+    let origin = spec.origin.clone();
+    let mut step = |line: &str| {
+        emit(Event::ImageBuild {
+            source: origin.clone(),
+            step: line.to_string(),
+        })
+    };
+    let built = cage.build_auto(&req, &mut step).await?;
+    drop(scratch);
+    emit(Event::ImageReady {
+        source: spec.origin.clone(),
+        image: built.tag.clone(),
+        id: built.id,
+        built: built.built,
+        secs: started.elapsed().as_secs_f64(),
+    });
+    Ok(built.tag)
+}
+
+/// `image: auto` replaced by `image` in every loop of the tree that names
+/// it (a loop that inherits the config's default is handled by the
+/// default).
+pub fn substitute(spec: &mut LoopSpec, image: &str) {
+    if spec.image.as_deref() == Some(AUTO) {
+        spec.image = Some(image.to_string());
+    }
+    for child in &mut spec.children {
+        substitute(child, image);
+    }
+}
+
+/// The Dockerfile's path inside the context, when it is inside.
+fn inside(context: &str, dockerfile: &str) -> Option<String> {
+    if context.is_empty() {
+        return Some(dockerfile.to_string());
+    }
+    dockerfile
+        .strip_prefix(context)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .map(str::to_string)
+}
+
+fn display_dir(dir: &str) -> &str {
+    if dir.is_empty() {
+        "."
+    } else {
+        dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dockerfile_travels_at_its_place_in_the_context() {
+        assert_eq!(inside("", "Dockerfile").as_deref(), Some("Dockerfile"));
+        assert_eq!(
+            inside(".devcontainer", ".devcontainer/Dockerfile").as_deref(),
+            Some("Dockerfile")
+        );
+        assert_eq!(inside(".devcontainer/x", ".devcontainer/Dockerfile"), None);
+        assert_eq!(inside(".dev", ".devcontainer/Dockerfile"), None);
+    }
+}
