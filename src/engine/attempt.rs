@@ -460,25 +460,19 @@ impl<C: Cage> Engine<'_, C> {
         spec: &LoopSpec,
         chosen: Option<&preset::Chosen>,
     ) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = spec
-            .env
-            .iter()
-            .filter_map(|name| {
-                self.settings
-                    .host_env
-                    .get(name)
-                    .map(|v| (name.clone(), v.clone()))
-            })
-            .collect();
+        let mut env = self
+            .settings
+            .host_values(spec.env.iter().map(String::as_str));
         if let Some(chosen) = chosen {
-            for name in chosen.preset.env {
-                if env.iter().any(|(n, _)| n == name) {
-                    continue;
-                }
-                if let Some(value) = self.settings.host_env.get(*name) {
-                    env.push(((*name).to_owned(), value.clone()));
-                }
-            }
+            let preset = self.settings.host_values(
+                chosen
+                    .preset
+                    .env
+                    .iter()
+                    .copied()
+                    .filter(|name| !env.iter().any(|(n, _)| n == name)),
+            );
+            env.extend(preset);
             for (name, value) in chosen.preset.set {
                 env.push(((*name).to_owned(), (*value).to_owned()));
             }

@@ -468,17 +468,12 @@ impl<C: Cage> Engine<'_, C> {
     /// that are set on the host (a toolchain's `PATH`, `RUSTUP_HOME`,
     /// `CARGO_HOME`), then proctor's own, which they cannot override.
     fn verifier_env(&self, spec: &LoopSpec, commit: &str) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = spec
-            .verifier_env
-            .iter()
-            .filter(|name| !matches!(name.as_str(), "PROCTOR_LOOP" | "PROCTOR_COMMIT" | "CI"))
-            .filter_map(|name| {
-                self.settings
-                    .host_env
-                    .get(name)
-                    .map(|v| (name.clone(), v.clone()))
-            })
-            .collect();
+        let mut env = self.settings.host_values(
+            spec.verifier_env
+                .iter()
+                .map(String::as_str)
+                .filter(|name| !matches!(*name, "PROCTOR_LOOP" | "PROCTOR_COMMIT" | "CI")),
+        );
         env.push(("PROCTOR_LOOP".into(), spec.id.clone()));
         env.push(("PROCTOR_COMMIT".into(), commit.to_string()));
         env.push(("CI".into(), "true".into()));

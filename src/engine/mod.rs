@@ -260,6 +260,25 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The host's value of each of `names` that is set there, in order:
+    /// how a variable of the host reaches an agent or an exam (by the
+    /// name the manifest or a preset gives; an unset one is left out).
+    pub(crate) fn host_values<'n>(
+        &self,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Vec<(String, String)> {
+        names
+            .into_iter()
+            .filter_map(|name| {
+                self.host_env
+                    .get(name)
+                    .map(|value| (name.to_owned(), value.clone()))
+            })
+            .collect()
+    }
+}
+
 /// An extra host path mounted at the same path in the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostMount {
