@@ -387,7 +387,7 @@ impl<C: Cage> Engine<'_, C> {
         ] {
             state::ensure_dir(dir).map_err(io_err(dir))?;
         }
-        let mut mounts = vec![
+        let mounts = vec![
             Mount {
                 host: root.clone(),
                 container: "/work".into(),
@@ -421,16 +421,37 @@ impl<C: Cage> Engine<'_, C> {
                 access: Access::ReadOnly,
             },
         ];
+        Ok(self.caged_agent(spec, Some(run), agent, mounts, stdin, log))
+    }
+
+    /// An agent's container for `spec` over `mounts` (its `/work`), whoever
+    /// asks: an attempt (run `run`) or `proctor plan`'s drafter and critic
+    /// (no run). The config's mounts follow `mounts`; the environment is
+    /// the config's toolchain variables (what `init` wrote: `PATH`,
+    /// `CARGO_HOME`...) under the loop's and the preset's and proctor's
+    /// own; the preset's command, the agent's network, the loop's image and
+    /// timeout. One builder, so no agent's container drifts from another's.
+    pub(super) fn caged_agent(
+        &self,
+        spec: &LoopSpec,
+        run: Option<u32>,
+        agent: String,
+        mut mounts: Vec<Mount>,
+        stdin: Option<Vec<u8>>,
+        log: std::path::PathBuf,
+    ) -> Invocation {
         mounts.extend(self.extra_mounts(Role::Agent));
         let chosen = preset::chosen(&agent);
         let mut env = self.agent_env(spec, chosen.as_ref());
         env.push(("PROCTOR_LOOP".into(), spec.id.clone()));
-        env.push(("PROCTOR_RUN".into(), run.to_string()));
+        if let Some(run) = run {
+            env.push(("PROCTOR_RUN".into(), run.to_string()));
+        }
         if let Some(slot) = self.settings.slot {
             env.push(("PROCTOR_SLOT".into(), slot.to_string()));
         }
         let env = super::with_toolchain_env(&self.settings.toolchain_env, env);
-        Ok(Invocation {
+        Invocation {
             image: self.image_for(spec),
             command: match &chosen {
                 Some(chosen) => chosen.command(),
@@ -449,7 +470,7 @@ impl<C: Cage> Engine<'_, C> {
                 .unwrap_or(AGENT_TIMEOUT),
             log,
             log_cap: LOG_CAP,
-        })
+        }
     }
 
     /// The agent's environment: the loop's `env:` names set on the host,

@@ -1,15 +1,17 @@
 //! The planner's containers: `proctor plan`'s drafting agent and its
-//! critic, caged like any agent (the preset's command and variables, the
-//! config's mounts, the agent's network, the loop's limits), on a scratch
-//! copy of the committed tree mounted read-only at `/work`. Only the files
-//! the caller names are writable in it (the proposal). What they answer is
-//! never a verdict: `proctor plan` checks the proposal itself.
+//! critic, caged like any agent (by the attempt's own builder,
+//! `caged_agent`: the preset's command and variables, the config's mounts
+//! and toolchain variables, the agent's network, the loop's limits), on a
+//! scratch copy of the committed tree mounted read-only at `/work`. Only
+//! the files the caller names are writable in it (the proposal). What
+//! they answer is never a verdict: `proctor plan` checks the proposal
+//! itself.
 
 use std::path::{Path, PathBuf};
 
-use super::{io_err, Engine, EngineError, AGENT_TIMEOUT, LOG_CAP};
-use crate::cage::{Access, Cage, Invocation, Mount, Role};
-use crate::manifest::{preset, LoopSpec};
+use super::{io_err, Engine, EngineError};
+use crate::cage::{Access, Cage, Mount};
+use crate::manifest::LoopSpec;
 use crate::state;
 
 /// What one planner container did.
@@ -40,8 +42,7 @@ impl<C: Cage> Engine<'_, C> {
         let agent = self
             .agent_for(spec)
             .ok_or_else(|| EngineError::NoAgent(spec.id.clone()))?;
-        let image = self.image_for(spec);
-        self.image_id(&image).await?;
+        self.image_id(&self.image_for(spec)).await?;
         state::ensure_dir(&self.paths.logs).map_err(io_err(&self.paths.logs))?;
         let log: PathBuf = self.paths.logs.join(log_name);
         let mut mounts = vec![Mount {
@@ -56,30 +57,14 @@ impl<C: Cage> Engine<'_, C> {
                 access: Access::ReadWrite,
             });
         }
-        mounts.extend(self.extra_mounts(Role::Agent));
-        let chosen = preset::chosen(&agent);
-        let mut env = self.agent_env(spec, chosen.as_ref());
-        env.push(("PROCTOR_LOOP".into(), spec.id.clone()));
-        let invocation = Invocation {
-            image,
-            command: match &chosen {
-                Some(chosen) => chosen.command(),
-                None => agent,
-            },
-            workdir: "/work".into(),
+        let invocation = self.caged_agent(
+            spec,
+            None,
+            agent,
             mounts,
-            env,
-            stdin: Some(prompt.into_bytes()),
-            network: self.network_for(spec, Role::Agent),
-            user: self.settings.user.clone(),
-            labels: self.labels(spec, Role::Agent),
-            timeout: spec
-                .timeout
-                .or(self.settings.default_timeout)
-                .unwrap_or(AGENT_TIMEOUT),
-            log: log.clone(),
-            log_cap: LOG_CAP,
-        };
+            Some(prompt.into_bytes()),
+            log.clone(),
+        );
         let limits = self.limits_for(spec);
         let outcome = self.cage.run_with_limits(invocation, &limits).await?;
         let output = match std::fs::read(&log) {

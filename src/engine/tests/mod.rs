@@ -26,6 +26,7 @@ mod gates;
 mod interrupted;
 mod judged;
 mod parallel;
+mod planner;
 mod presets;
 mod review;
 mod unrunnable;
@@ -118,31 +119,10 @@ impl Repo {
         cage: &FakeCage,
         tweak: impl FnOnce(&mut Settings),
     ) -> Result<Run, super::EngineError> {
-        let path = self.root().join("proctor.yaml");
-        let manifest = manifest::load(&path).expect("manifest");
-        let rules = Rules::new(manifest.all_protected(), Some("proctor.yaml"));
+        let manifest = self.manifest();
         let tip = self.git.head().expect("head").expect("a commit");
         let base = history::base_of(&self.git, tip).expect("base");
-        let meta = std::fs::metadata(self.root()).expect("repo metadata");
-        let mut settings = Settings {
-            run_id: state::key::random_id(4),
-            repo_label: "test".into(),
-            user: format!("{}:{}", meta.uid(), meta.gid()),
-            default_image: HOST_IMAGE.into(),
-            default_agent: None,
-            host_env: Default::default(),
-            extra_mounts: Vec::new(),
-            toolchain_env: Vec::new(),
-            default_timeout: None,
-            rules,
-            default_resources: Resources::default(),
-            slot: None,
-            judge: None,
-            judge_env: Vec::new(),
-            review_trees: false,
-            reviewer: None,
-            reviewer_env: Vec::new(),
-        };
+        let mut settings = self.settings(&manifest);
         tweak(&mut settings);
         let mut events = Vec::new();
         let mut emit = |e: Event| events.push(e);
@@ -161,6 +141,36 @@ impl Repo {
             events,
             report,
         })
+    }
+
+    /// The committed `proctor.yaml`, loaded.
+    pub fn manifest(&self) -> manifest::Manifest {
+        manifest::load(&self.root().join("proctor.yaml")).expect("manifest")
+    }
+
+    /// The settings of a run of `manifest` here, as the tests start them.
+    pub fn settings(&self, manifest: &manifest::Manifest) -> Settings {
+        let rules = Rules::new(manifest.all_protected(), Some("proctor.yaml"));
+        let meta = std::fs::metadata(self.root()).expect("repo metadata");
+        Settings {
+            run_id: state::key::random_id(4),
+            repo_label: "test".into(),
+            user: format!("{}:{}", meta.uid(), meta.gid()),
+            default_image: HOST_IMAGE.into(),
+            default_agent: None,
+            host_env: Default::default(),
+            extra_mounts: Vec::new(),
+            toolchain_env: Vec::new(),
+            default_timeout: None,
+            rules,
+            default_resources: Resources::default(),
+            slot: None,
+            judge: None,
+            judge_env: Vec::new(),
+            review_trees: false,
+            reviewer: None,
+            reviewer_env: Vec::new(),
+        }
     }
 
     /// The summaries of the commits after the base, oldest first.
