@@ -52,6 +52,14 @@ pub async fn cmd_judge(args: Args) -> Result<i32, CommandError> {
         ));
     }
     let cage = run::connect_cage(&config).await?;
+    // A config `image: auto`: the judge runs in HEAD's image.
+    let mut config = config;
+    let mut show = |event: crate::engine::events::Event| {
+        if let Some(line) = crate::render::human_line(&event) {
+            crate::views::out::say_err!("{line}");
+        }
+    };
+    run::image_auto::resolve_outside_run(&git, head, &cage, &mut config, None, &mut show).await?;
     let key = AnswerKey::load_or_create(&key_dir())?;
     let run_id = format!("judge-{}", random_id(3));
     let rules = crate::protect::Rules::new(Vec::<String>::new(), None);

@@ -180,16 +180,33 @@ async fn examine(
     work_tip: Oid,
     candidate: Oid,
 ) -> Result<(Verdict, i64, String), CommandError> {
-    let config = manifest::load_config(git.root())?;
+    let mut config = manifest::load_config(git.root())?;
     let cage = crate::run::connect_cage(&config).await?;
     let key = AnswerKey::load_or_create(&key_dir())?;
+    let base = history::base_of(git, work_tip)?;
+    // The exam runs in the image the run's exams ran in: `image: auto`
+    // from the run's base commit.
+    let mut root = root.clone();
+    let mut show = |e: Event| {
+        if let Some(line) = human_line(&e) {
+            crate::views::out::say_err!("{line}");
+        }
+    };
+    crate::run::image_auto::resolve_outside_run(
+        git,
+        base,
+        &cage,
+        &mut config,
+        Some(&mut root),
+        &mut show,
+    )
+    .await?;
     let rel = manifest
         .path
         .strip_prefix(git.root())
         .ok()
         .map(|p| p.to_string_lossy().into_owned());
     let rules = Rules::new(manifest.all_protected(), rel.as_deref());
-    let base = history::base_of(git, work_tip)?;
     let settings = Settings::new(format!("land-{}", random_id(4)), git.root(), &config, rules);
     let mut emit = |e: Event| {
         if let Some(line) = human_line(&e) {
@@ -197,7 +214,7 @@ async fn examine(
         }
     };
     let mut engine = Engine::new(&cage, git, &key, settings, base, &mut emit)?;
-    let result = engine.examine_candidate(root, candidate).await;
+    let result = engine.examine_candidate(&root, candidate).await;
     drop(engine);
     cage.settle().await;
     Ok(result?)

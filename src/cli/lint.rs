@@ -79,9 +79,26 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
     // The exams' logs go under `.proctor/`: keep them out of `git status`
     // and `git add -A`, as a run does (lint left `.proctor/` untracked).
     git.ensure_excluded(&crate::state::EXCLUDE_PATTERNS)?;
-    let config = manifest::load_config(git.root())?;
+    let mut config = manifest::load_config(git.root())?;
     run::refuse_unjudged(&manifest.root, &config)?;
     let cage = run::connect_cage(&config).await?;
+    // `image: auto`: built (or found built) from HEAD's committed tree, as
+    // a run builds it from its base commit.
+    let mut root = manifest.root.clone();
+    let mut show = |event: crate::engine::events::Event| {
+        if let Some(line) = crate::render::human_line(&event) {
+            say!("{line}");
+        }
+    };
+    run::image_auto::resolve_outside_run(
+        &git,
+        head,
+        &cage,
+        &mut config,
+        Some(&mut root),
+        &mut show,
+    )
+    .await?;
     let key = AnswerKey::load_or_create(&key_dir())?;
     let run_id = format!("lint-{}", random_id(3));
     let rules = crate::protect::Rules::new(
@@ -103,23 +120,6 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
         );
     }
     settings.host_env = env;
-    // `image: auto`: built (or found built) from HEAD's committed tree, as
-    // a run builds it from its base commit.
-    let mut root = manifest.root.clone();
-    if run::image_auto::wanted(&root, &config) {
-        let source = run::image_auto::source_at(&git, head)?;
-        let logs = crate::state::Paths::new(git.root()).logs;
-        let mut show = |event: crate::engine::events::Event| {
-            if let Some(line) = crate::render::human_line(&event) {
-                say!("{line}");
-            }
-        };
-        let image = run::image_auto::prepare(&git, head, &source, &cage, &logs, &mut show).await?;
-        run::image_auto::substitute(&mut root, &image);
-        if settings.default_image == manifest::auto_image::AUTO {
-            settings.default_image = image;
-        }
-    }
     // Children before their parent, the order loops close in.
     let loops = root.walk(Order::ChildrenFirst);
     let mut ignore = |_e| {};

@@ -85,8 +85,19 @@ pub async fn cmd_plan(args: Args) -> Result<i32, CommandError> {
                 )
             })?,
     };
-    let config = manifest::load_config(&root)?;
+    let mut config = manifest::load_config(&root)?;
     let cage = run::connect_cage(&config).await?;
+    // A config `image: auto`: the planners and the proposal's exams run in
+    // HEAD's image.
+    if let Some(head) = git.head()? {
+        let mut show = |event: crate::engine::events::Event| {
+            if let Some(line) = crate::render::human_line(&event) {
+                say!("{line}");
+            }
+        };
+        run::image_auto::resolve_outside_run(&git, head, &cage, &mut config, None, &mut show)
+            .await?;
+    }
     let key = AnswerKey::load_or_create(&key_dir())?;
     let req = Request {
         goal,

@@ -137,6 +137,35 @@ pub async fn prepare(
     Ok(built.tag)
 }
 
+/// For a verb outside a run (`lint`, `land`, `judge`, `plan`): when the
+/// config's `image` or a loop of `root` is `auto`, builds (or finds) the
+/// image `commit` defines and puts its reference in their place, so the
+/// verb's containers run in what a run's would.
+pub async fn resolve_outside_run(
+    git: &GitRepo,
+    commit: Oid,
+    cage: &DockerCage,
+    config: &mut Config,
+    root: Option<&mut LoopSpec>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<(), RunError> {
+    let default_auto = config.image.as_deref() == Some(AUTO);
+    let tree_auto = root.as_deref().is_some_and(|r| wanted(r, config));
+    if !default_auto && !tree_auto {
+        return Ok(());
+    }
+    let source = source_at(git, commit)?;
+    let logs = crate::state::Paths::new(git.root()).logs;
+    let image = prepare(git, commit, &source, cage, &logs, emit).await?;
+    if let Some(root) = root {
+        substitute(root, &image);
+    }
+    if default_auto {
+        config.image = Some(image);
+    }
+    Ok(())
+}
+
 /// `image: auto` replaced by `image` in every loop of the tree that names
 /// it (a loop that inherits the config's default is handled by the
 /// default).

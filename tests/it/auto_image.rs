@@ -1,8 +1,8 @@
 //! `image: auto` end to end on both engines, with no registry: the
 //! repository's `.proctor/Dockerfile` (`FROM scratch`, a static busybox
 //! from the build context, a `RUN` step) is built by `lint`, found built
-//! (same content, same tag) by `run` and by `once --image auto`, and a
-//! loop closes in it; a Dockerfile whose `FROM` is not on the engine stops the
+//! (same content, same tag) by `run`, `land` and `once --image auto`,
+//! and a loop closes in it; a Dockerfile whose `FROM` is not on the engine stops the
 //! run with one line naming the image, before any agent.
 //!
 //! Needs `/bin/busybox` from Debian's `busybox-static` (`.ci/run` installs
@@ -102,6 +102,19 @@ fn auto_image_is_built_once_and_runs_the_loop(engine: EngineKind) {
     assert!(
         !checks.is_empty() && checks.iter().all(|c| *c == id),
         "{checks:?} vs {id}"
+    );
+    repo.assert_no_containers();
+
+    // `land` runs the exam on the merged tree in the same image (the
+    // exam fails anywhere else): found built from the run's base commit.
+    let out = repo.proctor_env(&["land"], &env);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "`{tag}` from .proctor/Dockerfile (base commit): on the engine already"
+        )),
+        "{err}"
     );
     repo.assert_no_containers();
 
