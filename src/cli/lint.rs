@@ -63,6 +63,14 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
             );
         }
     }
+    for spec in manifest.root.walk(Order::ParentsFirst) {
+        for name in spec.unmounted_caches() {
+            crate::views::out::say_err!(
+                "warning: loop `{}`'s exam names `/cache/{name}` but the loop has no `caches: [{name}]` (caches are not inherited): its exam cannot create that folder",
+                spec.id
+            );
+        }
+    }
     for schedule in &manifest.schedules {
         say!(
             "  schedule `{}` runs loop `{}` (`proctor cron sync` installs it)",

@@ -262,6 +262,30 @@ impl LoopSpec {
             .map(str::trim)
     }
 
+    /// The caches `done_when` names by path (`/cache/<name>`) that this
+    /// loop does not mount: `caches:` is not inherited, so a child that
+    /// copied its parent's exam (`CARGO_TARGET_DIR=/cache/target cargo
+    /// test`) without its `caches:` has no such folder, and its exam
+    /// cannot create one (the root file system is read-only).
+    pub fn unmounted_caches(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (at, _) in self.done_when.match_indices("/cache/") {
+            let before = self.done_when[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c)) {
+                // `/x/cache/...` or `a/cache/...`: some other folder.
+                continue;
+            }
+            let name: String = self.done_when[at + "/cache/".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
+                .collect();
+            if !name.is_empty() && !self.caches.contains(&name) && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
+    }
+
     /// This loop and every loop under it, in `order`.
     pub fn walk(&self, order: Order) -> Vec<&LoopSpec> {
         self.walk_with_depth(order)

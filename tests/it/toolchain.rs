@@ -34,6 +34,7 @@ fn init_lint_run(engine: EngineKind, repo: TestRepo, fix: &str, config_needed: b
     let lint = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{lint}{}", stderr(&out));
     assert!(lint.contains("  fail "), "{lint}");
+    assert!(!stderr(&out).contains("/cache/"), "{}", stderr(&out));
     // lint's exam of HEAD fills the caches too: empty them, so what the
     // run leaves there is its own base-commit exam's.
     let caches = proctor::manifest::parse(
@@ -271,6 +272,37 @@ fn every_template_s_exam_runs(engine: EngineKind) {
 #[test]
 fn every_template_s_exam_runs_on_docker() {
     every_template_s_exam_runs(EngineKind::Docker);
+}
+
+/// `caches:` is not inherited: a child whose exam names its parent's
+/// cache folder has none (`lint` warns, naming the child only), while the
+/// parent's exam finds it mounted. One engine: the warning is the
+/// manifest's.
+#[test]
+fn lint_warns_of_a_cache_folder_the_loop_does_not_mount() {
+    require_engine();
+    let repo = TestRepo::new()
+        .engine(&socket(EngineKind::Docker))
+        .manifest(
+            "loop: parent\nagent: \"true\"\ndone_when: \"test -d /cache/target\"\ncaches: [target]\nloops:\n  - loop: child\n    done_when: \"test -d /cache/target\"\n",
+        )
+        .commit("start");
+    let out = repo.proctor(&["lint"]);
+    let (lint, err) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{lint}{err}");
+    assert!(
+        err.contains("warning: loop `child`'s exam names `/cache/target` but the loop has no `caches: [target]`"),
+        "{err}"
+    );
+    assert!(!err.contains("loop `parent`'s"), "{err}");
+    let status = |id: &str| {
+        lint.lines()
+            .find(|l| l.contains(&format!(" {id}: ")))
+            .and_then(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+    };
+    assert_eq!(status("parent").as_deref(), Some("pass"), "{lint}");
+    assert_eq!(status("child").as_deref(), Some("fail"), "{lint}");
 }
 
 fn which(name: &str) -> Option<std::path::PathBuf> {

@@ -1073,6 +1073,22 @@ fn starter_for_cargo_keeps_the_exam_s_target_in_a_cache_the_agent_never_sees() {
     assert!(!text.contains("# caches:"), "{text}");
 }
 
+/// A child that copies its parent's cached exam without `caches:` (not
+/// inherited) is named, so `lint` can warn before its exam fails.
+#[test]
+fn an_exam_naming_a_cache_its_loop_does_not_mount_is_found() {
+    let m = parse(
+        "loop: root\ndone_when: \"CARGO_TARGET_DIR=/cache/target cargo test\"\ncaches: [target]\nloops:\n  - loop: child\n    done_when: \"CARGO_TARGET_DIR=/cache/target cargo test -p c && ls /var/cache/apt ~/.cache/x /cache/go-build/x /cache/\"\n",
+        Path::new("proctor.yaml"),
+    )
+    .unwrap();
+    assert!(m.root.unmounted_caches().is_empty());
+    assert_eq!(
+        m.root.children[0].unmounted_caches(),
+        ["target", "go-build"]
+    );
+}
+
 #[test]
 fn starter_for_go_keeps_the_build_cache() {
     let (_d, _, m) = starter_in(&[("go.mod", "module x\n")]);
