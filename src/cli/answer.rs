@@ -71,7 +71,8 @@ pub fn cmd_answer(args: Args) -> Result<i32, CommandError> {
         let at = short(&commit);
         if review.is_some() {
             say!(
-                "approved loop `{loop_id}` at commit {at} on `{branch}` as approver {approver}; the next `proctor run` checks the exam once more and seals the gate if it still passes"
+                "approved loop `{loop_id}` at commit {at} on `{branch}` as approver {approver}; the next run checks the exam once more and seals the gate if it still passes: {}",
+                next_run(git.root())
             );
             say!(
                 "(another host counts this approval once it trusts your public key: copy `{}` into its approvers directory)",
@@ -106,10 +107,23 @@ pub fn cmd_answer(args: Args) -> Result<i32, CommandError> {
     }
     record_answer(&git, &paths, &args.loop_id, &text)?;
     say!(
-        "recorded the answer for loop `{}`: it goes into the next prompt and refreshes the loop's budget once; continue with `proctor run`",
-        args.loop_id
+        "recorded the answer for loop `{}`: it goes into the next prompt and refreshes the loop's budget once; {}",
+        args.loop_id,
+        next_run(git.root())
     );
     Ok(0)
+}
+
+/// What resumes the latest run: `continue with `proctor run``, or `--file`
+/// and `once` runs' own command (an answer after `once` is read by the
+/// same `proctor once` run again).
+fn next_run(root: &std::path::Path) -> String {
+    let view = crate::views::View::build(&crate::views::Context::load(root, None));
+    if view.rerun.starts_with("proctor ") {
+        format!("continue with `{}`", view.rerun)
+    } else {
+        view.rerun
+    }
 }
 
 /// Whether `loop_id` is gated (`gate:` in the manifest, or a READY card):

@@ -123,6 +123,7 @@ fn cards_escape_agent_text_and_fence_it_so_it_cannot_close_the_block() {
         last_failure: failure,
         notes: &[format!("edits to `{NASTY}` were set aside")],
         review: None,
+        rerun: "proctor run",
     };
     let text = card.render();
     assert_clean("a card", &text);

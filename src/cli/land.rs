@@ -236,6 +236,7 @@ fn write_card(
         last_failure: output,
         notes: &[],
         review: None,
+        rerun: "proctor run",
     }
     .write(&paths.inbox)
     .map_err(|e| CommandError::Internal {

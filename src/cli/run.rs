@@ -304,17 +304,30 @@ fn work_lines(summary: &RunSummary) -> String {
         _ => String::new(),
     };
     out.push_str(&format!("work: branch `{branch}`{from}\n"));
+    // `proctor run`, `proctor run --file FILE`, or after `once` (whose
+    // flags are not recorded) the same `proctor once` again.
+    let (resumes, rerun) = if summary.once {
+        (
+            "running the same `proctor once` again resumes".to_string(),
+            "run the same `proctor once` again".to_string(),
+        )
+    } else {
+        (
+            format!("`{}` resumes", summary.rerun),
+            format!("`{}`", summary.rerun),
+        )
+    };
     if let Some(wt) = &summary.worktree {
         out.push_str(&format!(
-            "worktree: `{wt}` (kept so `proctor run` resumes there; `proctor reap` removes it once no run needs it)\n"
+            "worktree: `{wt}` (kept so {resumes} there; `proctor reap` removes it once no run needs it)\n"
         ));
     }
     match &summary.ending {
         Some(Ending::Blocked { loop_id }) => out.push_str(&format!(
-            "next: read INBOX/{loop_id}.md, then `proctor answer {loop_id} \"...\"` and `proctor run`\n"
+            "next: read INBOX/{loop_id}.md, then `proctor answer {loop_id} \"...\"` and {rerun}\n"
         )),
         Some(Ending::Gated { loop_id }) => out.push_str(&format!(
-            "next: review `{branch}`, `proctor answer {loop_id} approve`, then `proctor run`\n"
+            "next: review `{branch}`, `proctor answer {loop_id} approve`, then {rerun}\n"
         )),
         Some(Ending::Closed) if summary.once => {
             let into = summary.start_branch.as_deref().unwrap_or("your branch");

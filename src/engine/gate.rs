@@ -258,6 +258,7 @@ impl<C: Cage> Engine<'_, C> {
             last_failure: "",
             notes: &notes,
             review: Some(&review),
+            rerun: &self.settings.rerun,
         };
         let path = card
             .write(&self.paths.inbox)

@@ -178,6 +178,10 @@ pub struct Settings {
     pub default_image: String,
     /// Agent command from `--agent`, for loops that name none.
     pub default_agent: Option<String>,
+    /// The command that resumes this run, for its cards: `proctor run`,
+    /// `proctor run --file FILE`, or (after `once`, whose flags are not
+    /// recorded) the sentence saying to run the same `proctor once` again.
+    pub rerun: String,
     /// Host variables for the agent (by name, from the manifest's `env:`).
     pub host_env: HashMap<String, String>,
     /// Extra host mounts from the config (and `once --mount`), `~`
@@ -230,6 +234,7 @@ impl Settings {
                 .clone()
                 .unwrap_or_else(|| crate::cage::HOST_IMAGE.to_string()),
             default_agent: None,
+            rerun: "proctor run".into(),
             host_env: HashMap::new(),
             extra_mounts: config.mounts.iter().map(|m| HostMount::parse(m)).collect(),
             toolchain_env: config
@@ -881,6 +886,7 @@ impl<'a, C: Cage> Engine<'a, C> {
             last_failure: &prompt::head_tail(last_failure, 2048, 4096),
             notes,
             review: None,
+            rerun: &self.settings.rerun,
         };
         let path = card
             .write(&self.paths.inbox)

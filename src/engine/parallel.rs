@@ -149,6 +149,7 @@ impl<C: Cage> Engine<'_, C> {
                             last_failure: "",
                             notes: &[],
                             review: None,
+                            rerun: &settings.rerun,
                         };
                         let path = card.write(&paths.inbox).map_err(io_err(&paths.inbox))?;
                         send(Event::Card {

@@ -295,6 +295,7 @@ impl<C: Cage> Engine<'_, C> {
             last_failure: &findings,
             notes: &notes,
             review: None,
+            rerun: &self.settings.rerun,
         };
         let path = card
             .write(&self.paths.inbox)

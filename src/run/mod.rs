@@ -37,6 +37,21 @@ pub use error::RunError;
 /// How `proctor once` names its manifest (it has none).
 pub const ONCE_LABEL: &str = "proctor once";
 
+/// How a `once` run resumes: its flags are not recorded.
+pub const ONCE_AGAIN: &str = "run the same `proctor once` again";
+
+/// The command that resumes a run of manifest `label` (as its `run_start`
+/// names it): `proctor run`, `proctor run --file FILE`, or [`ONCE_AGAIN`].
+pub fn rerun(label: &str) -> String {
+    if label == ONCE_LABEL {
+        ONCE_AGAIN.into()
+    } else if crate::manifest::MANIFEST_NAMES.contains(&label) {
+        "proctor run".into()
+    } else {
+        format!("proctor run --file {label}")
+    }
+}
+
 /// What to run: a directory inside the repository and a validated tree.
 pub struct Request {
     pub dir: PathBuf,
@@ -77,6 +92,8 @@ pub struct RunSummary {
     pub worktree: Option<String>,
     /// The run came from `proctor once` (no manifest, so no `land`).
     pub once: bool,
+    /// The command that resumes it ([`rerun`]).
+    pub rerun: String,
 }
 
 /// Where a run's output goes; the caller renders it.
@@ -187,6 +204,7 @@ pub async fn execute(
             run_id: String::new(),
             worktree: None,
             once: req.manifest_label == ONCE_LABEL,
+            rerun: rerun(&req.manifest_label),
         });
     };
     let key = AnswerKey::load_or_create(&key_dir())?;
@@ -257,6 +275,7 @@ pub async fn execute(
         run_id,
         worktree: kept,
         once: req.manifest_label == ONCE_LABEL,
+        rerun: rerun(&req.manifest_label),
     })
 }
 
@@ -323,6 +342,7 @@ async fn drive(
         trusted.rules.clone(),
     );
     settings.default_agent = req.default_agent.clone();
+    settings.rerun = rerun(&req.manifest_label);
     // Before any agent wakes: the image every `image: auto` loop runs in.
     let mut root = trusted.root.clone();
     if let Some(source) = auto_image {

@@ -59,6 +59,9 @@ pub struct Card<'a> {
     /// For a READY card: proctor's own review of the commit to approve
     /// (its flags go on top, the diff before "What to do").
     pub review: Option<&'a crate::protect::review::Review>,
+    /// The command that resumes the run (`proctor run`, `proctor run
+    /// --file FILE`), or after `once` the sentence saying to run it again.
+    pub rerun: &'a str,
 }
 
 impl Card<'_> {
@@ -113,14 +116,21 @@ impl Card<'_> {
             out.push_str(&review.body_markdown());
         }
         out.push_str("## What to do\n\n");
+        // A command goes in the block; `once` records no flags, so its
+        // resume is a sentence after it.
+        let (rerun, after) = if self.rerun.starts_with("proctor ") {
+            (format!("    {}\n", self.rerun), String::new())
+        } else {
+            (String::new(), format!("\nThen {}.\n", self.rerun))
+        };
         match self.kind {
             CardKind::Blocked => out.push_str(&format!(
                 "Answer with guidance, then run again. The answer goes into the next prompt \
-                 and refreshes this loop's budget once:\n\n    proctor answer {id} \"...\"\n    proctor run\n"
+                 and refreshes this loop's budget once:\n\n    proctor answer {id} \"...\"\n{rerun}{after}"
             )),
             CardKind::Ready => out.push_str(&format!(
                 "The exam passes. Review the work branch, then approve to let the loop close \
-                 (the next run checks the exam once more before sealing):\n\n    proctor answer {id} approve\n    proctor run\n\n\
+                 (the next run checks the exam once more before sealing):\n\n    proctor answer {id} approve\n{rerun}{after}\n\
                  Any other answer is recorded as a rejection: it unlocks nothing and refreshes no budget.\n"
             )),
             CardKind::NotLanded => out.push_str(
@@ -129,7 +139,7 @@ impl Card<'_> {
             ),
             CardKind::Review => out.push_str(&format!(
                 "Read the reviewer's findings above. If the exam holds, approve to let the agent \
-                 start:\n\n    proctor answer {id} approve\n    proctor run\n\n\
+                 start:\n\n    proctor answer {id} approve\n{rerun}{after}\n\
                  Any other answer goes to the reviewer, which is asked again at the next run (the \
                  loop waits again). To change the exam, commit the change on your branch and \
                  start a new run. An answer here refreshes no budget.\n"
@@ -185,8 +195,34 @@ mod tests {
             last_failure: "FAIL: add(2,2) = 5\n",
             notes: &notes,
             review: None,
+            rerun: "proctor run",
         };
         insta::assert_snapshot!(card.render());
+    }
+
+    /// After `once` (no manifest, flags not recorded) the card said
+    /// `proctor run`, which has nothing to run.
+    #[test]
+    fn a_once_runs_card_says_to_run_it_again() {
+        let card = Card {
+            kind: CardKind::Blocked,
+            loop_id: "once",
+            task: None,
+            exam: "sh test.sh",
+            reason: "budget spent: 1 of 1 runs".into(),
+            tried: &[],
+            last_failure: "",
+            notes: &[],
+            review: None,
+            rerun: crate::run::ONCE_AGAIN,
+        };
+        let text = card.render();
+        assert!(
+            text.ends_with(
+                "    proctor answer once \"...\"\n\nThen run the same `proctor once` again.\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -204,6 +240,7 @@ mod tests {
             last_failure: "1. Delete src/.\n```\n# planted heading",
             notes: &notes,
             review: None,
+            rerun: "proctor run",
         };
         insta::assert_snapshot!(card.render());
     }
@@ -220,6 +257,7 @@ mod tests {
             last_failure: "",
             notes: &[],
             review: None,
+            rerun: "proctor run",
         };
         insta::assert_snapshot!(card.render());
     }

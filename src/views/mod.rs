@@ -403,19 +403,12 @@ impl View {
     }
 }
 
-/// How a `once` run resumes: its arguments are not recorded.
-const ONCE_AGAIN: &str = "run the same `proctor once` again";
+use crate::run::ONCE_AGAIN;
 
-/// The command that resumes a run of manifest `label` (as its
-/// `run_start` names it).
+/// The command that resumes the latest run, `proctor run` when none is
+/// recorded.
 fn rerun(label: Option<&str>) -> String {
-    match label {
-        Some(crate::run::ONCE_LABEL) => ONCE_AGAIN.into(),
-        Some(label) if !manifest::MANIFEST_NAMES.contains(&label) => {
-            format!("proctor run --file {label}")
-        }
-        _ => "proctor run".into(),
-    }
+    label.map_or_else(|| "proctor run".into(), crate::run::rerun)
 }
 
 fn from_outcome(outcome: Outcome) -> RunOutcome {

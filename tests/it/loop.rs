@@ -220,6 +220,64 @@ fn an_exhausted_budget_gives_a_card_and_an_answer_refreshes_it_once() {
     repo.assert_no_containers();
 }
 
+/// After `run --file other.yaml` or `once`, the report, the BLOCKED card
+/// and `answer` said plain `proctor run`, which runs the default manifest
+/// (or, after `once`, none): each names the run's own way back.
+#[test]
+fn a_blocked_file_or_once_run_names_its_own_resume_command() {
+    require_engine();
+    let repo = TestRepo::new()
+        .file(
+            "other.yaml",
+            "loop: other\nagent: cat\ndone_when: 'exit 1'\nbudget: 1 run\n",
+        )
+        .commit("other");
+    let out = repo.proctor(&["run", "--file", "other.yaml"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report.contains("`proctor answer other \"...\"` and `proctor run --file other.yaml`"),
+        "{report}"
+    );
+    let card = repo.read("INBOX/other.md");
+    assert!(
+        card.contains("\n    proctor run --file other.yaml\n"),
+        "{card}"
+    );
+    let out = repo.proctor(&["answer", "other", "look again"]);
+    assert!(
+        stdout(&out).contains("continue with `proctor run --file other.yaml`"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = repo.proctor(&[
+        "once", "--id", "solo", "--budget", "1 run", "--until", "exit 1", "--agent", "cat", "--",
+        "fix",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let report = stdout(&out);
+    assert!(
+        report.contains("and run the same `proctor once` again")
+            && report.contains("kept so running the same `proctor once` again resumes there"),
+        "{report}"
+    );
+    let card = repo.read("INBOX/solo.md");
+    assert!(
+        card.contains("Then run the same `proctor once` again.")
+            && !card.contains("    proctor run"),
+        "{card}"
+    );
+    let out = repo.proctor(&["answer", "solo", "look again"]);
+    assert!(
+        stdout(&out)
+            .contains("refreshes the loop's budget once; run the same `proctor once` again"),
+        "{}",
+        stdout(&out)
+    );
+    repo.assert_no_containers();
+}
+
 #[test]
 fn deleting_the_ledger_buys_nothing() {
     require_engine();

@@ -158,6 +158,7 @@ impl Repo {
             user: format!("{}:{}", meta.uid(), meta.gid()),
             default_image: HOST_IMAGE.into(),
             default_agent: None,
+            rerun: "proctor run".into(),
             host_env: Default::default(),
             extra_mounts: Vec::new(),
             toolchain_env: Vec::new(),

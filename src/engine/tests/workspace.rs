@@ -49,6 +49,7 @@ fn run_in(repo: &Repo, ws: &Workspace, cage: &FakeCage) -> WsRun {
         user: format!("{}:{}", meta.uid(), meta.gid()),
         default_image: HOST_IMAGE.into(),
         default_agent: None,
+        rerun: "proctor run".into(),
         host_env: Default::default(),
         extra_mounts: Vec::new(),
         toolchain_env: Vec::new(),
