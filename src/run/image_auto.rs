@@ -104,6 +104,10 @@ pub async fn prepare(
         }
         .into());
     }
+    drop_run_state(&context, &spec.context).map_err(|source| CageError::Io {
+        path: context.clone(),
+        source,
+    })?;
     std::fs::create_dir_all(logs).map_err(|source| CageError::Io {
         path: logs.to_path_buf(),
         source,
@@ -178,6 +182,35 @@ pub fn substitute(spec: &mut LoopSpec, image: &str) {
     }
 }
 
+/// The run state proctor commits with the work (the ledger, the
+/// journals), repository-relative.
+const RUN_STATE: [&str; 2] = [".proctor/ledger.jsonl", ".proctor/journal"];
+
+/// Removes proctor's committed run state from an exported context (at
+/// `dir`, repository-relative `context`): it is no build input, and every
+/// landed run changes it, which would change the tag and rebuild an
+/// image whose real inputs did not change.
+fn drop_run_state(dir: &Path, context: &str) -> std::io::Result<()> {
+    for state in RUN_STATE {
+        let rel = if context.is_empty() {
+            Some(state)
+        } else {
+            state
+                .strip_prefix(context)
+                .and_then(|rest| rest.strip_prefix('/'))
+        };
+        let Some(rel) = rel else { continue };
+        let path = dir.join(rel);
+        let result = match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(_) => Ok(()),
+        };
+        result?;
+    }
+    Ok(())
+}
+
 /// The Dockerfile's path inside the context, when it is inside.
 fn inside(context: &str, dockerfile: &str) -> Option<String> {
     if context.is_empty() {
@@ -200,6 +233,26 @@ fn display_dir(dir: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ledger_and_journals_are_no_build_input() {
+        for (context, state_dir) in [("", ".proctor"), (".proctor", "")] {
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join(state_dir);
+            std::fs::create_dir_all(state.join("journal")).unwrap();
+            std::fs::write(state.join("journal/fix.md"), "notes").unwrap();
+            std::fs::write(state.join("ledger.jsonl"), "{}").unwrap();
+            std::fs::write(state.join("Dockerfile"), "FROM scratch").unwrap();
+            drop_run_state(dir.path(), context).unwrap();
+            assert!(!state.join("journal").exists() && !state.join("ledger.jsonl").exists());
+            assert!(state.join("Dockerfile").exists());
+        }
+        // A context elsewhere has none of it; nothing there is touched.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ledger.jsonl"), "{}").unwrap();
+        drop_run_state(dir.path(), ".devcontainer").unwrap();
+        assert!(dir.path().join("ledger.jsonl").exists());
+    }
 
     #[test]
     fn a_dockerfile_travels_at_its_place_in_the_context() {
