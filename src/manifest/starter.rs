@@ -293,11 +293,18 @@ pub fn starter_manifest_with(repo_root: &Path, agent: Option<&str>) -> String {
 }
 
 /// The build systems the repository at `repo_root` shows and the exam each
-/// suggests, as `(evidence, exam command)`: what `init` infers, for
+/// suggests, as `(evidence, exam command, its cache)`: what `init` writes
+/// (the exam pointed at the cache when the ecosystem has one), for
 /// `proctor plan`'s briefing.
-pub fn detected_exams(repo_root: &Path) -> Vec<(&'static str, &'static str)> {
+pub fn detected_exams(repo_root: &Path) -> Vec<(&'static str, String, Option<&'static str>)> {
     detect(repo_root)
         .into_iter()
-        .map(|kind| (kind.evidence(), kind.exam()))
+        .map(|kind| {
+            (
+                kind.evidence(),
+                kind.cached_exam(kind.exam()),
+                kind.cache().map(|(name, _)| name),
+            )
+        })
         .collect()
 }

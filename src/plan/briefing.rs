@@ -46,10 +46,15 @@ pub fn build(git: &GitRepo, head: Oid, tree: &Path) -> String {
     out.push_str("\n## Build systems and test commands found\n\n");
     let found = manifest::detected_exams(tree);
     if found.is_empty() {
-        out.push_str("none recognised (Cargo, npm, pytest, make)\n");
+        out.push_str("none recognised (Cargo, Go, npm, pytest, make)\n");
     }
-    for (evidence, exam) in found {
-        out.push_str(&format!("- {evidence}: `{exam}`\n"));
+    for (evidence, exam, cache) in found {
+        match cache {
+            Some(name) => out.push_str(&format!(
+                "- {evidence}: `{exam}` with `caches: [{name}]` (the exam's build cache, at /cache/{name} in exams only)\n"
+            )),
+            None => out.push_str(&format!("- {evidence}: `{exam}`\n")),
+        }
     }
 
     out.push_str("\n## Top of the tree (committed files at HEAD)\n\n");
@@ -135,4 +140,35 @@ pub fn cut(text: &str, cap: usize) -> String {
         end -= 1;
     }
     format!("{}\n[... cut at {cap} bytes]", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The drafter is told the exam `init` would write, with its cache, so
+    /// a proposal keeps the exam's build warm as `init`'s does.
+    #[test]
+    fn the_briefing_names_init_s_exam_with_its_cache() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("Cargo.toml"), "[package]\n").expect("write");
+        std::fs::write(
+            dir.path().join("package.json"),
+            r#"{"scripts": {"test": "tape"}}"#,
+        )
+        .expect("write");
+        let git = GitRepo::init_with_commit(dir.path(), "start").expect("init");
+        let head = git.head().expect("head").expect("a commit");
+        let text = build(&git, head, dir.path());
+        assert!(
+            text.contains(
+                "- Cargo.toml: `CARGO_TARGET_DIR=/cache/target cargo test` with `caches: [target]`"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("- the `test` script in package.json: `npm test`\n"),
+            "{text}"
+        );
+    }
 }
