@@ -106,7 +106,9 @@ pub async fn cmd_demo(args: Args) -> Result<i32, CommandError> {
             "task": "Fix `add` in calc.sh so that `sh exam.sh` passes.",
             "agent": scenario.agent,
             "done_when": "sh exam.sh",
-            "protected": ["tests/**"],
+            // The exam script too: unprotected, an agent could rewrite it
+            // (and the exam review would say so on every scenario).
+            "protected": ["tests/**", "exam.sh"],
             "budget": "1 run",
         });
         let manifest = manifest::parse(&doc.to_string(), Path::new("proctor demo"))?;

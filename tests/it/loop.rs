@@ -942,6 +942,8 @@ fn the_demo_shows_cheats_rejected_and_an_honest_fix_accepted() {
     );
     assert!(text.contains("the loop closed"), "{text}");
     assert!(text.contains("not verified"), "{text}");
+    // The demo's own exam is protected: no warning about it, to anyone.
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }
 
 #[test]
