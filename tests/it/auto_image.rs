@@ -2,8 +2,10 @@
 //! repository's `.proctor/Dockerfile` (`FROM scratch`, a static busybox
 //! from the build context, a `RUN` step) is built by `lint`, found built
 //! (same content, same tag) by `run`, `land` and `once --image auto`,
-//! and a loop closes in it; a Dockerfile whose `FROM` is not on the engine stops the
-//! run with one line naming the image, before any agent.
+//! and a loop closes in it; a Dockerfile whose `FROM` is not on the
+//! engine stops the run with one line naming the image, before any agent;
+//! a Dockerfile an agent commits changes the image neither of its run nor
+//! of the run's resume.
 //!
 //! Needs `/bin/busybox` from Debian's `busybox-static` (`.ci/run` installs
 //! it). Like every container test, a missing engine fails the test.
@@ -169,7 +171,51 @@ fn a_missing_base_image_stops_the_run_with_one_line(engine: EngineKind) {
     repo.assert_no_containers();
 }
 
+fn an_agents_dockerfile_never_changes_the_exam_image(engine: EngineKind) {
+    let host = common::socket(engine);
+    let env = [("DOCKER_HOST", host.as_str())];
+    let marker = unique(engine, "agentdf");
+    // The agent commits a Dockerfile that could not even build here.
+    let broken = format!("FROM {}:1", unique(engine, "nobase"));
+    let repo = TestRepo::new()
+        .engine(&host)
+        .file("Dockerfile", "FROM scratch\nCOPY rootfs/ /\n")
+        .file("rootfs/etc/marker", &format!("{marker}\n"))
+        .manifest(&format!(
+            "loop: auto\nimage: auto\nagent: 'echo {broken} > Dockerfile'\ndone_when: 'test -f never'\nbudget: 1 runs\n"
+        ));
+    common::busybox_rootfs(&repo.dir.path().join("rootfs"), &["sh", "test"]);
+    let repo = repo.commit("a root Dockerfile");
+
+    let out = repo.proctor_env(&["run"], &env);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let first = ready(&repo.events());
+    assert_eq!(first.len(), 1, "{first:?}");
+    let (tag, id, built) = first[0].clone();
+    let _guard = TestImage {
+        engine,
+        name: tag.clone(),
+    };
+    assert!(built, "{first:?}");
+    assert_eq!(
+        repo.read_at("proctor/auto", "Dockerfile").as_deref(),
+        Some(format!("{broken}\n").as_str()),
+        "the agent's Dockerfile is committed on the run's branch"
+    );
+
+    // The resumed run builds from the same base commit, not from the
+    // agent's commit: the same image, no build, no missing `FROM`.
+    let out = repo.proctor_env(&["run"], &env);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let all = repo.events();
+    let last_run = all.last().map(|r| r.run.clone()).unwrap_or_default();
+    let resumed: Vec<Record> = all.into_iter().filter(|r| r.run == last_run).collect();
+    assert_eq!(ready(&resumed), [(tag, id, false)]);
+    repo.assert_no_containers();
+}
+
 on_both_engines!(
     auto_image_is_built_once_and_runs_the_loop,
-    a_missing_base_image_stops_the_run_with_one_line
+    a_missing_base_image_stops_the_run_with_one_line,
+    an_agents_dockerfile_never_changes_the_exam_image
 );
