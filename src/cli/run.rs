@@ -230,7 +230,8 @@ impl Observer for Terminal {
             Warning::Sweep(_)
             | Warning::Uncommitted { .. }
             | Warning::WorktreeLeft { .. }
-            | Warning::EnvUnset(_) => {
+            | Warning::EnvUnset(_)
+            | Warning::PresetKeyless { .. } => {
                 crate::views::out::say_err!(
                     "warning: {}",
                     crate::terminal::line(&warning.to_string())

@@ -43,6 +43,12 @@ pub struct Preset {
     /// The hosts the CLI needs: the agent's network when `network:` is not
     /// set.
     pub hosts: &'static [&'static str],
+    /// Of [`Preset::env`], the credentials: with none set on the host the
+    /// CLI cannot reach its model (Codex retried for 11 minutes).
+    pub keys: &'static [&'static str],
+    /// The folder under `$HOME` where the CLI keeps a login instead of a
+    /// key (`~/.codex`), when a mount of it can stand in for a key.
+    pub login: Option<&'static str>,
 }
 
 /// Every preset, in the order the docs list them.
@@ -54,6 +60,8 @@ pub const PRESETS: &[Preset] = &[
         base_urls: &["OPENAI_BASE_URL"],
         set: &[],
         hosts: &["api.openai.com"],
+        keys: &["OPENAI_API_KEY", "CODEX_API_KEY"],
+        login: Some(".codex"),
     },
     Preset {
         name: "claude",
@@ -72,6 +80,12 @@ pub const PRESETS: &[Preset] = &[
             ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
         ],
         hosts: &["api.anthropic.com"],
+        keys: &[
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_AUTH_TOKEN",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+        ],
+        login: Some(".claude"),
     },
     Preset {
         name: "mini-swe-agent",
@@ -92,6 +106,8 @@ pub const PRESETS: &[Preset] = &[
             ("LITELLM_LOCAL_MODEL_COST_MAP", "True"),
         ],
         hosts: &["api.openai.com", "api.anthropic.com"],
+        keys: &["OPENAI_API_KEY", "ANTHROPIC_API_KEY"],
+        login: None,
     },
 ];
 
@@ -159,6 +175,16 @@ pub fn url_host(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_is_a_variable_the_preset_passes() {
+        for p in PRESETS {
+            assert!(!p.keys.is_empty(), "{}", p.name);
+            for key in p.keys {
+                assert!(p.env.contains(key), "{}: {key}", p.name);
+            }
+        }
+    }
 
     #[test]
     fn a_bare_name_is_the_preset() {

@@ -122,6 +122,13 @@ pub enum Warning {
     /// Names under `env:` that are not set on the host: the agent and the
     /// exam run without them.
     EnvUnset(Vec<String>),
+    /// A preset agent with none of its credentials set on the host (and
+    /// no mount of its login folder): it cannot reach its model.
+    PresetKeyless {
+        preset: &'static str,
+        keys: &'static [&'static str],
+        login: Option<&'static str>,
+    },
 }
 
 impl std::fmt::Display for Warning {
@@ -149,6 +156,21 @@ impl std::fmt::Display for Warning {
                     names.join(", "),
                     if names.len() == 1 { "is" } else { "are" },
                     if names.len() == 1 { "it" } else { "them" }
+                )
+            }
+            Warning::PresetKeyless {
+                preset,
+                keys,
+                login,
+            } => {
+                let keys: Vec<String> = keys.iter().map(|n| format!("`{n}`")).collect();
+                let login = login.map_or(String::new(), |dir| {
+                    format!(" and no `~/{dir}` (a login) is mounted")
+                });
+                write!(
+                    f,
+                    "agent `{preset}`: none of {} is set here{login}, so it has no credentials to reach its model and may retry until its timeout",
+                    keys.join(", ")
                 )
             }
         }
@@ -383,6 +405,15 @@ async fn drive(
             .iter()
             .map(|m| crate::engine::HostMount::parse(m)),
     );
+    for warning in keyless_presets(
+        &req.root,
+        req.default_agent.as_deref(),
+        &settings.extra_mounts,
+        &settings.toolchain_env,
+        |name| std::env::var_os(name).is_some_and(|v| !v.is_empty()),
+    ) {
+        observer.warn(warning);
+    }
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
@@ -602,6 +633,48 @@ pub fn host_env(
     (env, unset)
 }
 
+/// A warning per preset agent of the tree that has none of its
+/// credentials: not set on the host (`is_set`), not given a value by the
+/// config's `env:` (`values`), and its login folder not among `mounts`.
+fn keyless_presets(
+    root: &LoopSpec,
+    default_agent: Option<&str>,
+    mounts: &[crate::engine::HostMount],
+    values: &[(String, String)],
+    is_set: impl Fn(&str) -> bool,
+) -> Vec<Warning> {
+    let mut warned: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for spec in root.walk(Order::ParentsFirst) {
+        let Some(chosen) = spec
+            .agent
+            .as_deref()
+            .or(default_agent)
+            .and_then(preset::chosen)
+        else {
+            continue;
+        };
+        let p = chosen.preset;
+        let has_key = p
+            .keys
+            .iter()
+            .any(|k| is_set(k) || values.iter().any(|(name, _)| name == k));
+        let logged_in = p
+            .login
+            .is_some_and(|dir| mounts.iter().any(|m| m.path.ends_with(dir)));
+        if has_key || logged_in || warned.contains(&p.name) {
+            continue;
+        }
+        warned.push(p.name);
+        out.push(Warning::PresetKeyless {
+            preset: p.name,
+            keys: p.keys,
+            login: p.login,
+        });
+    }
+    out
+}
+
 /// The run's own containers and what dead runs of the repository left.
 async fn remove_containers(ready: &preflight::Ready, run_id: &str) {
     // The run's containers are gone already; this removes its egress
@@ -714,6 +787,48 @@ async fn hangup(signal: &mut Option<Signal>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tree(yaml: &str) -> LoopSpec {
+        crate::manifest::parse(yaml, std::path::Path::new("proctor.yaml"))
+            .expect("manifest")
+            .root
+    }
+
+    /// `agent: codex` with no key on the host retried "waiting for network"
+    /// for 10 minutes with no word at the start: now one warning names the
+    /// variables, unless a key, a config value or a mounted login is there.
+    #[test]
+    fn a_preset_with_no_credentials_is_warned_about_once() {
+        let root = tree("loop: a\nagent: codex\ndone_when: 'exit 1'\nloops:\n  - loop: b\n    done_when: 'exit 1'\n  - loop: c\n    agent: claude\n    done_when: 'exit 1'\n");
+        let none = |_: &str| false;
+        let warnings = keyless_presets(&root, None, &[], &[], none);
+        let text: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(text.len(), 2, "{text:?}");
+        assert_eq!(
+            text[0],
+            "agent `codex`: none of `OPENAI_API_KEY`, `CODEX_API_KEY` is set here and no `~/.codex` (a login) is mounted, so it has no credentials to reach its model and may retry until its timeout"
+        );
+        assert!(
+            text[1].starts_with("agent `claude`: none of `ANTHROPIC_API_KEY`"),
+            "{text:?}"
+        );
+        // A key on the host, a value from the config, a mounted login.
+        let codex_only = tree("loop: a\nagent: codex\ndone_when: 'exit 1'\n");
+        assert!(keyless_presets(&codex_only, None, &[], &[], |n| n == "CODEX_API_KEY").is_empty());
+        let valued = [("OPENAI_API_KEY".to_string(), "sk".to_string())];
+        assert!(keyless_presets(&codex_only, None, &[], &valued, none).is_empty());
+        let login = [crate::engine::HostMount::parse("/home/u/.codex:rw")];
+        assert!(keyless_presets(&codex_only, None, &login, &[], none).is_empty());
+        // A command that is not a preset, and `--agent codex` for a tree
+        // that names none.
+        let script = tree("loop: a\nagent: sh fix.sh\ndone_when: 'exit 1'\n");
+        assert!(keyless_presets(&script, None, &[], &[], none).is_empty());
+        let bare = tree("loop: a\ndone_when: 'exit 1'\n");
+        assert_eq!(
+            keyless_presets(&bare, Some("codex"), &[], &[], none).len(),
+            1
+        );
+    }
 
     #[test]
     fn engine_loss_mid_agent_says_what_happened_and_how_to_resume() {
