@@ -214,7 +214,26 @@ fn apply(inner: &mut Inner, record: &Record) {
                 until: Some(ts + secs),
             });
         }
-        Event::CheckResult { .. } | Event::Commit { .. } | Event::Close { .. } => {
+        // A build step can take minutes (a `RUN` that compiles): the line
+        // names the step and how long it has run.
+        Event::ImageBuild { source, step } => {
+            let step: String = if step.chars().count() > 48 {
+                format!("{}…", step.chars().take(47).collect::<String>())
+            } else {
+                step.clone()
+            };
+            inner.activity = Some(Activity {
+                loop_id: source.clone(),
+                what: format!("image build: {step}"),
+                run: None,
+                since: ts,
+                until: None,
+            });
+        }
+        Event::ImageReady { .. }
+        | Event::CheckResult { .. }
+        | Event::Commit { .. }
+        | Event::Close { .. } => {
             inner.activity = None;
         }
         Event::Card { .. } | Event::Gate { .. } | Event::RunEnd { .. } => inner.activity = None,
@@ -324,5 +343,42 @@ mod tests {
             "fix · run 2/5 · not yet · next check in 1:00"
         );
         assert_eq!(clock(3725.0), "1:02:05");
+    }
+
+    #[test]
+    fn an_image_build_shows_its_step_until_the_image_is_ready() {
+        let mut inner = Inner {
+            run_started: Some(100.0),
+            ..Inner::default()
+        };
+        apply(
+            &mut inner,
+            &record(
+                101.0,
+                Event::ImageBuild {
+                    source: "Dockerfile".into(),
+                    step: format!("Step 3/5 : RUN cargo build {}", "x".repeat(60)),
+                },
+            ),
+        );
+        let activity = inner.activity.clone().unwrap();
+        assert_eq!(
+            describe(&activity, inner.run_started, 161.0),
+            "Dockerfile · image build: Step 3/5 : RUN cargo build xxxxxxxxxxxxxxxxxxxx… 1:00 · elapsed 1:01"
+        );
+        apply(
+            &mut inner,
+            &record(
+                170.0,
+                Event::ImageReady {
+                    source: "Dockerfile".into(),
+                    image: "proctor-auto:0".into(),
+                    id: "sha256:0".into(),
+                    built: true,
+                    secs: 69.0,
+                },
+            ),
+        );
+        assert!(inner.activity.is_none());
     }
 }
