@@ -326,6 +326,34 @@ fn pyenv_version(root: &Path, host: &HostEnv, shims: &Path) -> Option<PathBuf> {
     dir.join("bin").is_dir().then_some(dir)
 }
 
+/// Whether the Python installation at `prefix` (a pyenv version) has
+/// pytest in its own site-packages, the only place its exam can import it
+/// from (a `pip install --user` lands in the host's `$HOME`, which the
+/// container does not have).
+fn has_pytest(prefix: &Path) -> bool {
+    let Ok(libs) = std::fs::read_dir(prefix.join("lib")) else {
+        return false;
+    };
+    libs.flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+        .any(|e| {
+            let site = e.path().join("site-packages");
+            site.join("pytest").is_dir() || site.join("_pytest").is_dir()
+        })
+}
+
+/// A pyenv version without pytest: init says so, as lint would only after
+/// the commit (`No module named pytest`).
+fn want_pytest(t: &mut Toolchain, version: &Path) {
+    if !has_pytest(version) {
+        t.missing.push(format!(
+            "pyenv's {} has no `pytest`, so the exam `python3 -m pytest` cannot run: install it there on the host (`{}/bin/python3 -m pip install pytest`) or make a venv that has it, then `proctor init --force`",
+            version.display(),
+            version.display()
+        ));
+    }
+}
+
 fn python(t: &mut Toolchain, root: &Path, host: &HostEnv) {
     let mut path = Vec::new();
     if let Some(venv) = find_venv(root, host) {
@@ -358,6 +386,7 @@ fn python(t: &mut Toolchain, root: &Path, host: &HostEnv) {
             Some(version) => {
                 t.found
                     .push(format!("python3: pyenv {}", version.display()));
+                want_pytest(t, &version);
                 t.mount(&version);
                 path.push(version.join("bin"));
             }
@@ -550,6 +579,36 @@ mod tests {
             env_of(&t, "PATH"),
             Some(format!("{}/bin:{DEFAULT_PATH}", version.display()).as_str())
         );
+    }
+
+    /// init picked pyenv's 3.11.7, which had no pytest, and said nothing:
+    /// `lint` then found `No module named pytest` after the commit.
+    #[test]
+    fn a_pyenv_version_without_pytest_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let pyenv = tmp.path().join(".pyenv");
+        exe(&pyenv.join("shims/python3"));
+        exe(&pyenv.join("versions/3.11.7/bin/python3"));
+        std::fs::create_dir_all(pyenv.join("versions/3.11.7/lib/python3.11/site-packages/pip"))
+            .unwrap();
+        std::fs::write(pyenv.join("version"), "3.11.7\n").unwrap();
+        let root = tmp.path().join("repo");
+        std::fs::create_dir_all(&root).unwrap();
+        let env = host(&[
+            ("PATH", format!("{}/shims:/usr/bin", pyenv.display())),
+            ("PYENV_ROOT", pyenv.display().to_string()),
+        ]);
+        let t = detect(Ecosystem::Pytest, &root, &env);
+        assert_eq!(t.missing.len(), 1, "{:?}", t.missing);
+        assert!(t.missing[0].contains("has no `pytest`"), "{:?}", t.missing);
+        assert!(
+            t.missing[0].contains("versions/3.11.7/bin/python3 -m pip install pytest"),
+            "{:?}",
+            t.missing
+        );
+        std::fs::create_dir_all(pyenv.join("versions/3.11.7/lib/python3.11/site-packages/_pytest"))
+            .unwrap();
+        assert!(detect(Ecosystem::Pytest, &root, &env).missing.is_empty());
     }
 
     #[test]
