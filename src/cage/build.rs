@@ -670,6 +670,19 @@ fn instructions(text: &str) -> Vec<(usize, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_dockerfile_or_dockerignore_is_read_without_a_panic(
+            text in r"[A-Za-z0-9 ${}:=\-#!*?/\[\].
+    ]{0,300}"
+        ) {
+            let _ = external_images(&text, &BTreeMap::new());
+            let rules = IgnoreRules::parse(&text);
+            let _ = rules.ignores("a/b/c");
+        }
+    }
 
     fn no_args() -> BTreeMap<String, String> {
         BTreeMap::new()

@@ -297,6 +297,25 @@ pub fn strip_jsonc(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_devcontainer_text_is_parsed_or_refused_never_a_panic(
+            text in r#"[{}\[\]",:/*\\ a-z0-9.\n]{0,200}"#
+        ) {
+            let _ = strip_jsonc(&text);
+            let _ = devcontainer_source(".devcontainer/devcontainer.json", &text);
+        }
+
+        #[test]
+        fn a_resolved_path_never_leaves_the_repository(rel in r"[a-z./]{0,30}") {
+            if let Some(path) = join_inside(".devcontainer", &rel) {
+                prop_assert!(!path.split('/').any(|p| p == ".." || p == "."));
+                prop_assert!(!path.starts_with('/'));
+            }
+        }
+    }
 
     fn files(list: &[(&str, &str)]) -> impl Fn(&str) -> Option<Vec<u8>> {
         let map: BTreeMap<String, Vec<u8>> = list
