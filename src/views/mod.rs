@@ -261,6 +261,9 @@ pub struct CardView {
     pub approvals: Vec<String>,
     pub needed: Option<u32>,
     pub next: String,
+    /// The command that resumes the run that wrote this card (an older
+    /// card may come from another manifest or a `once`).
+    pub rerun: String,
 }
 
 /// The picture every view draws.
@@ -360,10 +363,7 @@ impl View {
 
     /// [`View::rerun`] inside a sentence: "`proctor run` resumes it".
     pub fn rerun_phrase(&self) -> String {
-        match self.rerun.strip_prefix("run ") {
-            Some(once) if self.rerun == ONCE_AGAIN => once.to_string(),
-            _ => format!("`{}`", self.rerun),
-        }
+        rerun_phrase(&self.rerun)
     }
 
     /// Every node, depth first.
@@ -379,12 +379,16 @@ impl View {
         out
     }
 
-    /// The one command a person should type next.
+    /// The one command a person should type next, about this run: a card
+    /// of a loop outside its tree (an older run's) is `inbox`'s to list.
     pub fn next(&self) -> String {
-        if let Some(card) = self.cards.iter().find(|c| !c.answered && !c.gated) {
+        let nodes = self.nodes();
+        let here = |c: &&CardView| nodes.iter().any(|n| n.id == c.card.loop_id);
+        let waiting: Vec<&CardView> = self.cards.iter().filter(here).collect();
+        if let Some(card) = waiting.iter().find(|c| !c.answered && !c.gated) {
             return card.next.clone();
         }
-        if let Some(card) = self.cards.iter().find(|c| !c.answered && c.gated) {
+        if let Some(card) = waiting.iter().find(|c| !c.answered && c.gated) {
             return card.next.clone();
         }
         match self.outcome {
@@ -404,6 +408,15 @@ impl View {
 }
 
 use crate::run::ONCE_AGAIN;
+
+/// A resume command inside a sentence: "`proctor run` resumes it", "the
+/// same `proctor once` again".
+pub fn rerun_phrase(rerun: &str) -> String {
+    match rerun.strip_prefix("run ") {
+        Some(once) if rerun == ONCE_AGAIN => once.to_string(),
+        _ => format!("`{rerun}`"),
+    }
+}
 
 /// The command that resumes the latest run, `proctor run` when none is
 /// recorded.
@@ -506,6 +519,21 @@ fn card_views(
     let trusted = Trusted::load(own.as_ref(), &approvers_dir());
     let gate_entries = gate::parse(&ledger_text);
     let entries = ledger::parse(&ledger_text);
+    // Which run wrote each loop's latest card: its manifest says how to
+    // resume it.
+    let mut wrote: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut label: Option<&str> = None;
+    for record in &ctx.records {
+        match &record.event {
+            events::Event::RunStart { manifest, .. } => label = Some(manifest),
+            events::Event::Card { loop_id, .. } => {
+                if let Some(label) = label {
+                    wrote.insert(loop_id, label);
+                }
+            }
+            _ => {}
+        }
+    }
     ctx.cards
         .iter()
         .filter(|c| c.kind != "superseded")
@@ -541,8 +569,11 @@ fn card_views(
                 });
                 (answered, Vec::new())
             };
+            let rerun = wrote
+                .get(id)
+                .map_or_else(|| rerun.to_string(), |label| crate::run::rerun(label));
             let next = if answered {
-                rerun.to_string()
+                rerun.clone()
             } else if gated || review {
                 format!("proctor answer {id} approve")
             } else {
@@ -555,6 +586,7 @@ fn card_views(
                 approvals,
                 needed: if gated { needed } else { None },
                 next,
+                rerun,
             }
         })
         .collect()

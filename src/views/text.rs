@@ -182,7 +182,7 @@ pub fn inbox(view: &View, colour: bool) -> String {
         if card.answered {
             out.push_str(&format!(
                 "    answered: applies on the next {}\n",
-                view.rerun_phrase().replace(" again", "")
+                super::rerun_phrase(&card.rerun).replace(" again", "")
             ));
         } else {
             out.push_str(&format!("    next: {}\n", line(&card.next)));
@@ -192,7 +192,7 @@ pub fn inbox(view: &View, colour: bool) -> String {
                     card.card.loop_id
                 ));
             } else {
-                out.push_str(&format!("    then: {}\n", view.rerun));
+                out.push_str(&format!("    then: {}\n", card.rerun));
             }
         }
     }

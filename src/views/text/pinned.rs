@@ -318,3 +318,26 @@ fn status_after_a_killed_run_of_another_file_names_that_file() {
     );
     insta::assert_snapshot!(status);
 }
+
+/// A `once` run at work after a `proctor run` that left a card: status's
+/// `next:` named the old card (`proctor answer docs`), and inbox told to
+/// resume it with the same `proctor once` again. The once run's next is
+/// its own (`proctor watch`), the card keeps its own run's command.
+#[test]
+fn a_card_of_an_older_run_keeps_its_own_resume_and_is_not_this_runs_next() {
+    let once = r#"{"v":1,"ts":1764903600.0,"run":"0ce0ce00","type":"run_start","root":"once","branch":"proctor/once","base":"0123456789abcdef0123456789abcdef01234567","manifest":"proctor once","engine":"docker 27.5.1","pid":4343}
+{"v":1,"ts":1764903601.0,"run":"0ce0ce00","type":"agent_start","loop":"once","n":1,"of":10,"log":".proctor/logs/once.run1.log","image":"host"}
+"#;
+    let ctx = context(
+        &[RUN_1, once],
+        None,
+        Some(4343),
+        vec![blocked_docs()],
+        1_764_903_610.0,
+    );
+    let view = View::build(&ctx);
+    assert_eq!(view.next(), "proctor watch");
+    let text = inbox(&view, false);
+    assert!(text.contains("    then: proctor run\n"), "{text}");
+    assert!(!text.contains("proctor once"), "{text}");
+}
