@@ -500,6 +500,16 @@ async fn check<C: Cage>(
     let mut ignore = |_e| {};
     let mut exams = Engine::new(cage, git, key, settings, head, &mut ignore)?;
     for spec in manifest.root.walk(Order::ChildrenFirst) {
+        if spec.image.as_deref() == Some(manifest::auto_image::AUTO) {
+            // Built from the run's base commit when the run starts; plan
+            // builds nothing (the container would ask for an image named
+            // `auto`).
+            checked.push(format!(
+                "loop `{}`: exam `{}` not run here: `image: auto` is built when the run starts (`proctor lint` builds it and runs the exam once)",
+                spec.id, spec.done_when
+            ));
+            continue;
+        }
         let exam = exams.administer_once(spec, head).await?;
         let class = runnable::classify(
             exam.exit,

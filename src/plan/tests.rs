@@ -137,6 +137,28 @@ fn a_good_proposal_is_checked_reviewed_and_ready() {
 }
 
 #[test]
+fn a_proposal_with_image_auto_is_not_examined_in_an_image_named_auto() {
+    // Plan failed as a whole: its exam container asked the engine for an
+    // image named `auto`.
+    let repo = repo();
+    let proposal = format!("{GOOD}image: auto\n");
+    let cage = FakeCage::new([
+        draft(PROPOSAL, &proposal),
+        critic("looked at it\nAPPROVED\n"),
+    ]);
+    let (out, _) = run(&repo, &cage, 1, false);
+    assert!(out.accepted, "{out:?}");
+    assert!(
+        out.checked
+            .iter()
+            .any(|c| c.contains("not run here: `image: auto`")),
+        "{:?}",
+        out.checked
+    );
+    assert!(cage.calls_of(Role::Verifier).is_empty());
+}
+
+#[test]
 fn an_invalid_proposal_goes_back_with_the_parser_s_words() {
     let repo = repo();
     let cage = FakeCage::new([
