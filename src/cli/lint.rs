@@ -89,6 +89,19 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
     git.ensure_excluded(&crate::state::EXCLUDE_PATTERNS)?;
     let mut config = manifest::load_config(git.root())?;
     run::refuse_unjudged(&manifest.root, &config)?;
+    // As a run warns at its start: a preset agent with no credentials
+    // cannot reach its model (lint never wakes an agent to find out).
+    let mounts: Vec<crate::engine::HostMount> = config
+        .mounts
+        .iter()
+        .map(|m| crate::engine::HostMount::parse(m))
+        .collect();
+    let values: Vec<(String, String)> = config.env.clone().into_iter().collect();
+    for warning in run::keyless_presets(&manifest.root, None, &mounts, &values, |name| {
+        std::env::var_os(name).is_some_and(|v| !v.is_empty())
+    }) {
+        crate::views::out::say_err!("warning: {}", crate::terminal::line(&warning.to_string()));
+    }
     let cage = run::connect_cage(&config).await?;
     // `image: auto`: built (or found built) from HEAD's committed tree, as
     // a run builds it from its base commit.

@@ -636,7 +636,7 @@ pub fn host_env(
 /// A warning per preset agent of the tree that has none of its
 /// credentials: not set on the host (`is_set`), not given a value by the
 /// config's `env:` (`values`), and its login folder not among `mounts`.
-fn keyless_presets(
+pub fn keyless_presets(
     root: &LoopSpec,
     default_agent: Option<&str>,
     mounts: &[crate::engine::HostMount],

@@ -795,7 +795,7 @@ fn lint_classifies_every_exam() {
     require_engine();
     let repo = TestRepo::new()
         .manifest(
-            "loop: root\nagent: 'true'\ndone_when: 'true'\nloops:\n  - loop: failing\n    done_when: 'exit 1'\n  - loop: waiting\n    done_when: 'exit 75'\n    budget: 1h\n  - loop: broken\n    done_when: no-such-command-here\n",
+            "loop: root\nagent: 'true'\ndone_when: 'true'\nloops:\n  - loop: failing\n    done_when: 'exit 1'\n  - loop: waiting\n    done_when: 'exit 75'\n    budget: 1h\n  - loop: broken\n    done_when: no-such-command-here\n  - loop: keyless\n    agent: claude\n    done_when: 'true'\n",
         )
         .commit("lint");
     let out = repo.proctor(&["lint"]);
@@ -808,6 +808,13 @@ fn lint_classifies_every_exam() {
         "{text}"
     );
     assert!(text.contains("error") && text.contains("broken"), "{text}");
+    // A preset with no key (the test's environment is clean) is named, as
+    // at a run's start.
+    assert!(
+        stderr(&out).contains("warning: agent `claude`: none of `ANTHROPIC_API_KEY`"),
+        "{}",
+        stderr(&out)
+    );
     // What each failing exam said, and where all of it is.
     assert!(
         text.contains("command `no-such-command-here` was not found"),
