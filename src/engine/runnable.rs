@@ -12,7 +12,7 @@ pub fn cannot_run(exit: i64, output: &str) -> Option<String> {
         0 | 75 | -1 => return None,
         126 => {
             return Some(
-                "its command cannot be executed in the container (exit 126: not executable, or a directory)"
+                "its command cannot be executed in the container (exit 126: not executable, or a directory; a script committed without its executable bit runs as `sh FILE`, or commit the bit with `git update-index --chmod=+x FILE`)"
                     .into(),
             )
         }
@@ -37,7 +37,7 @@ pub fn cannot_run(exit: i64, output: &str) -> Option<String> {
         }
         if let Some(package) = missing_node_package(line) {
             return Some(format!(
-                "Node cannot find package `{package}` (`node_modules` is git-ignored and never reaches the exam: install dependencies in the exam, e.g. `npm ci && npm test`, with a network for it)"
+                "Node cannot find package `{package}` (`node_modules` is git-ignored and never reaches the exam: `proctor init` mounts this checkout's read-only, or install dependencies in the exam, e.g. `npm ci && npm test`, with a network for it)"
             ));
         }
         if line.contains("rustup could not choose a version")
@@ -178,6 +178,9 @@ mod tests {
         assert!(why.contains("`pytest` was not found"), "{why}");
         assert!(cannot_run(127, "").unwrap().contains("exit 127"));
         assert!(cannot_run(126, "").unwrap().contains("exit 126"));
+        // `./test.sh` committed without its bit: the way out is named.
+        let why = cannot_run(126, "/bin/sh: 1: ./test.sh: Permission denied\n").unwrap();
+        assert!(why.contains("git update-index --chmod=+x"), "{why}");
     }
 
     #[test]
