@@ -808,10 +808,12 @@ impl<'a, C: Cage> Engine<'a, C> {
         if let Some(cap) = spec.budget.runs {
             let allowed = cap.saturating_mul(1 + refreshes);
             if used >= allowed {
+                let runs = |n: u32| if n == 1 { "run" } else { "runs" };
                 return Some(format!(
-                    "budget spent: {used} of {allowed} runs{}",
+                    "budget spent: {used} of {allowed} {}{}",
+                    runs(allowed),
                     if refreshes > 0 {
-                        format!(" ({cap} runs, refreshed {refreshes}×)")
+                        format!(" ({cap} {}, refreshed {refreshes}×)", runs(cap))
                     } else {
                         String::new()
                     }

@@ -339,7 +339,12 @@ fn an_authenticated_answer_refreshes_a_spent_budget_and_reaches_the_prompt() {
         &[],
     );
     let cage = repo.cage([Scripted::exam(1), Scripted::agent(0), Scripted::exam(1)]);
-    assert_eq!(repo.run(&cage).ending, Run::blocked("fix"));
+    let run = repo.run(&cage);
+    assert_eq!(run.ending, Run::blocked("fix"));
+    assert_eq!(
+        run.card_reason("fix").as_deref(),
+        Some("budget spent: 1 of 1 run")
+    );
 
     // A forged answer (another key) buys nothing.
     let other = tempfile::tempdir().expect("temp dir");
@@ -431,4 +436,27 @@ fn an_exam_that_alternates_never_closes_with_confirm_two() {
         Some("budget spent: 3 of 3 runs")
     );
     assert_eq!(cage.left(), 0);
+}
+
+/// `proctor once --budget "1 run"` blocked again after an answer:
+/// "budget spent: 2 of 2 runs (1 runs, refreshed 1×)".
+#[test]
+fn a_refreshed_one_run_budget_reads_in_the_singular() {
+    let repo = Repo::new(
+        "loop: fix\nagent: fix-it\ndone_when: test -f done\nbudget: 1 run\n",
+        &[],
+    );
+    let cage = repo.cage([Scripted::exam(1), Scripted::agent(0), Scripted::exam(1)]);
+    assert_eq!(repo.run(&cage).ending, Run::blocked("fix"));
+    ledger::append(
+        &repo.paths.ledger,
+        &ledger::signed_answer(&repo.key, "fix", "look again"),
+    )
+    .expect("append");
+    let cage = repo.cage([Scripted::exam(1), Scripted::agent(0), Scripted::exam(1)]);
+    let run = repo.run(&cage);
+    assert_eq!(
+        run.card_reason("fix").as_deref(),
+        Some("budget spent: 2 of 2 runs (1 run, refreshed 1×)")
+    );
 }
