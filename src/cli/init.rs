@@ -64,6 +64,15 @@ pub fn cmd_init(args: Args) -> Result<i32, CommandError> {
     write(&path, &text)?;
     say!("wrote {}", path.display());
     write_toolchain_config(&root, eco, args.force)?;
+    // A preset's CLI the cage cannot see stops the run at its first agent
+    // (exit 127): say so now. (An `image:` may have it: only a warning.)
+    if let Some(chosen) = manifest::preset::chosen(args.agent.as_deref().unwrap_or("codex")) {
+        if let Some(why) =
+            toolchain::unseen_agent_cli(chosen.preset.cli, &toolchain::HostEnv::current())
+        {
+            say!("warning: agent `{}`: {why}", chosen.preset.name);
+        }
+    }
     say!(
         "next: edit `task:`{}, commit, then `proctor lint` and `proctor run`",
         if args.agent.is_some() {

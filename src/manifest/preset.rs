@@ -29,6 +29,9 @@
 pub struct Preset {
     /// The word under `agent:` (`codex`).
     pub name: &'static str,
+    /// The program the command runs (`mini` for mini-swe-agent), which
+    /// must be where the agent's image sees it.
+    pub cli: &'static str,
     /// Shell text run with the prompt on stdin; `{args}` is where the
     /// user's extra words go.
     command: &'static str,
@@ -55,6 +58,7 @@ pub struct Preset {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "codex",
+        cli: "codex",
         command: "codex exec --dangerously-bypass-approvals-and-sandbox --skip-git-repo-check ${OPENAI_BASE_URL:+-c openai_base_url=\"$OPENAI_BASE_URL\"}{args} -",
         env: &["OPENAI_API_KEY", "CODEX_API_KEY", "OPENAI_BASE_URL"],
         base_urls: &["OPENAI_BASE_URL"],
@@ -65,6 +69,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "claude",
+        cli: "claude",
         command: "claude -p --dangerously-skip-permissions --output-format stream-json --verbose{args}",
         env: &[
             "ANTHROPIC_API_KEY",
@@ -89,6 +94,7 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "mini-swe-agent",
+        cli: "mini",
         command: "mini --yolo --exit-immediately{args} --task \"$(cat)\"",
         env: &[
             "MSWEA_MODEL_NAME",
@@ -179,6 +185,16 @@ mod tests {
     #[test]
     fn every_key_is_a_variable_the_preset_passes() {
         for p in PRESETS {
+            assert!(
+                Chosen {
+                    preset: p,
+                    args: String::new()
+                }
+                .command()
+                .starts_with(&format!("{} ", p.cli)),
+                "{}",
+                p.name
+            );
             assert!(!p.keys.is_empty(), "{}", p.name);
             for key in p.keys {
                 assert!(p.env.contains(key), "{}: {key}", p.name);

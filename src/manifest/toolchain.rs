@@ -76,6 +76,25 @@ fn visible(dir: &Path) -> bool {
         .any(|root| dir.starts_with(root))
 }
 
+/// Why the `host` image would not find the agent's program `cli` (a
+/// preset's CLI), or `None` when it would: not installed here, or
+/// installed where only a mount would show it (nvm, `~/.local`).
+pub fn unseen_agent_cli(cli: &str, host: &HostEnv) -> Option<String> {
+    let Some(found) = host.which(cli) else {
+        return Some(format!(
+            "`{cli}` is not on this machine's PATH: the agent needs it in its image (installed under /usr for the `host` image, or an `image:` that has it)"
+        ));
+    };
+    let real = std::fs::canonicalize(&found).unwrap_or_else(|_| found.clone());
+    if visible(&parent(&found)) && visible(&parent(&real)) {
+        return None;
+    }
+    Some(format!(
+        "`{cli}` is at {}, which the `host` image does not see: install it under /usr (e.g. `npm install -g` with the system's node), or mount its installation (`mounts:` in `.proctor/config.yaml`) and put it on `PATH` (`env:`)",
+        real.display()
+    ))
+}
+
 /// What the exam of one ecosystem needs on this machine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Toolchain {
@@ -609,6 +628,24 @@ mod tests {
         std::fs::create_dir_all(pyenv.join("versions/3.11.7/lib/python3.11/site-packages/_pytest"))
             .unwrap();
         assert!(detect(Ecosystem::Pytest, &root, &env).missing.is_empty());
+    }
+
+    /// init wrote `agent: codex` whether or not the cage could run it;
+    /// the run then stopped on exit 127 at its first agent.
+    #[test]
+    fn an_agent_cli_outside_the_host_image_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let nvm = tmp.path().join("nvm/versions/node/v20/bin");
+        exe(&nvm.join("codex"));
+        let env = host(&[("PATH", format!("{}:/usr/bin", nvm.display()))]);
+        let why = unseen_agent_cli("codex", &env).expect("not visible");
+        assert!(why.contains("which the `host` image does not see"), "{why}");
+        let none = host(&[("PATH", "/nonexistent".into())]);
+        assert!(unseen_agent_cli("codex", &none)
+            .expect("missing")
+            .contains("not on this machine's PATH"));
+        let usr = host(&[("PATH", "/usr/bin:/bin".into())]);
+        assert_eq!(unseen_agent_cli("sh", &usr), None);
     }
 
     #[test]
