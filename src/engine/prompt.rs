@@ -59,6 +59,21 @@ pub fn build(p: &PromptParts) -> String {
          exam's exit code is. Edit the working tree in the current directory and exit.\n\n",
         spec.done_when
     ));
+    if !spec.caches.is_empty() {
+        // init writes `CARGO_TARGET_DIR=/cache/target cargo test`: run
+        // as it stands in the agent's container, which has no `/cache`,
+        // it fails before it tests anything.
+        out.push_str(&format!(
+            "The exam's caches ({}) exist only in the exam's container: to run the exam \
+             yourself, leave out what points a tool at them (for example run \
+             `cargo test`, not `CARGO_TARGET_DIR=/cache/target cargo test`).\n\n",
+            spec.caches
+                .iter()
+                .map(|c| format!("`/cache/{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     if !p.failure.trim().is_empty() {
         out.push_str("## The exam's last failing output\n\n```\n");
         out.push_str(head_tail(p.failure, OUTPUT_HEAD, OUTPUT_TAIL).trim_end());
@@ -94,6 +109,33 @@ pub fn build(p: &PromptParts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn prompt_of(yaml: &str) -> String {
+        let manifest = crate::manifest::parse(yaml, std::path::Path::new("proctor.yaml")).unwrap();
+        build(&PromptParts {
+            spec: &manifest.root,
+            run: 1,
+            cap: None,
+            failure: "",
+            answers: &[],
+            journal_rel: ".proctor/journal.md",
+            journal: "",
+            notes: &[],
+        })
+    }
+
+    #[test]
+    fn an_exam_with_caches_tells_the_agent_how_to_run_it_without_them() {
+        let prompt = prompt_of(
+            "loop: a\ndone_when: CARGO_TARGET_DIR=/cache/target cargo test\ncaches: [target]\n",
+        );
+        assert!(
+            prompt.contains("caches (`/cache/target`) exist only in the exam's container"),
+            "{prompt}"
+        );
+        let prompt = prompt_of("loop: a\ndone_when: cargo test\n");
+        assert!(!prompt.contains("/cache"), "{prompt}");
+    }
 
     #[test]
     fn head_tail_keeps_both_ends() {
