@@ -32,9 +32,9 @@ pub struct Args {
 
 pub fn cmd_init(args: Args) -> Result<i32, CommandError> {
     let cwd = super::cwd()?;
-    let root = match GitRepo::open(&cwd) {
-        Ok(git) => git.root().to_path_buf(),
-        Err(_) => cwd,
+    let (root, in_git) = match GitRepo::open(&cwd) {
+        Ok(git) => (git.root().to_path_buf(), true),
+        Err(_) => (cwd, false),
     };
     let path = root.join("proctor.yaml");
     if path.exists() && !args.force {
@@ -74,12 +74,14 @@ pub fn cmd_init(args: Args) -> Result<i32, CommandError> {
         }
     }
     say!(
-        "next: edit `task:`{}, commit, then `proctor lint` and `proctor run`",
+        "next: edit `task:`{}, {}commit, then `proctor lint` and `proctor run`",
         if args.agent.is_some() {
             ""
         } else {
             " and `agent:`"
-        }
+        },
+        // proctor works on git history only: every other verb refuses here.
+        if in_git { "" } else { "`git init`, " }
     );
     Ok(0)
 }

@@ -904,6 +904,28 @@ fn an_agent_that_is_not_found_spends_no_run() {
     repo.assert_no_containers();
 }
 
+/// `init` outside a git repository wrote the starter and said "commit",
+/// and every verb after it refused: it now says `git init` first.
+#[test]
+fn init_outside_git_says_to_git_init() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Makefile"), "test:\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .arg("init")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("`git init`, commit, then `proctor lint`"),
+        "{}",
+        stdout(&out)
+    );
+}
+
 #[test]
 fn init_writes_a_starter_that_lints_clean() {
     let repo = TestRepo::new()
