@@ -94,6 +94,13 @@ fn a_closed_pipe_never_ends_a_verb_in_a_panic() {
         &["image", "ls"],
         &["lint"],
         &["reap"],
+        &["estimate"],
+        &["estimate", "--json"],
+        &["runs", "--json"],
+        &["stats", "--json"],
+        &["completions", "bash"],
+        &["completions", "man"],
+        &["key", "export"],
     ];
     for closed in ["stdout", "stderr"] {
         for args in verbs {
