@@ -255,13 +255,22 @@ fn suggest_toolchain(root: &std::path::Path, config: &manifest::Config) {
         return;
     }
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    say!(
+    say!("{}", suggestion(&found.config_yaml(home.as_deref())));
+}
+
+/// The config lines to add, indented under their heading and without the
+/// `| ` that marks the exam's output below them (the two read as one
+/// block, and the output's last line as YAML).
+fn suggestion(yaml: &str) -> String {
+    let mut out = format!(
         "           this machine's toolchain for it: add to `{}`:",
         manifest::CONFIG_PATH
     );
-    for line in found.config_yaml(home.as_deref()).lines() {
-        say!("           | {}", crate::terminal::line(line));
+    for line in yaml.lines() {
+        out.push_str(&format!("\n               {}", crate::terminal::line(line)));
     }
+    out.push_str("\n           the exam's output:");
+    out
 }
 
 /// A failing exam's output: its last lines (all of the log with
@@ -292,6 +301,18 @@ fn show_output(root: &std::path::Path, log: &str, output: &str, verbose: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The suggested YAML carried the same `| ` as the exam's output that
+    /// follows it, so `/bin/sh: 1: cargo: not found` read as a config line.
+    #[test]
+    fn the_toolchain_suggestion_is_apart_from_the_exam_output() {
+        let text = suggestion("mounts:\n  - \"~/.cargo\"\n");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], "               mounts:");
+        assert_eq!(lines[2], "                 - \"~/.cargo\"");
+        assert!(!text.contains('|'), "{text}");
+        assert_eq!(lines[3], "           the exam's output:");
+    }
 
     #[test]
     fn exit_codes_classify_as_the_contract_says() {

@@ -366,7 +366,7 @@ fn has_pytest(prefix: &Path) -> bool {
 fn want_pytest(t: &mut Toolchain, version: &Path) {
     if !has_pytest(version) {
         t.missing.push(format!(
-            "pyenv's {} has no `pytest`, so the exam `python3 -m pytest` cannot run: install it there on the host (`{}/bin/python3 -m pip install pytest`) or make a venv that has it, then `proctor init --force`",
+            "pyenv's {} has no `pytest`, so the exam `python3 -m pytest` cannot run: install it there on the host (`{}/bin/python3 -m pip install pytest`) or make a venv that has it (then `proctor init --force` mounts it), then `proctor lint`",
             version.display(),
             version.display()
         ));
