@@ -117,7 +117,7 @@ pub fn cmd_answer(args: Args) -> Result<i32, CommandError> {
 /// What resumes the latest run: `continue with `proctor run``, or `--file`
 /// and `once` runs' own command (an answer after `once` is read by the
 /// same `proctor once` run again).
-fn next_run(root: &std::path::Path) -> String {
+pub(crate) fn next_run(root: &std::path::Path) -> String {
     let view = crate::views::View::build(&crate::views::Context::load(root, None));
     if view.rerun.starts_with("proctor ") {
         format!("continue with `{}`", view.rerun)
@@ -267,4 +267,32 @@ pub(crate) fn run_branch(git: &GitRepo, paths: &Paths) -> Option<String> {
             .and_then(|p| manifest::load(&p).ok())
             .map(|m| format!("proctor/{}", m.root.id))
     })
+}
+
+#[cfg(test)]
+mod next_run_tests {
+    /// `answer` (and the web view's answer) said "continue with `proctor
+    /// run`" after a `run --file` or a `once`: it names that run's command.
+    #[test]
+    fn the_reply_names_the_latest_runs_own_command() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let events = dir.path().join(".proctor/events.jsonl");
+        std::fs::create_dir_all(events.parent().expect("parent")).expect("mkdir");
+        let start = |manifest: &str| {
+            format!(
+                r#"{{"v":1,"ts":1764900000.0,"run":"5e1f0a2b","type":"run_start","root":"r","branch":"proctor/r","base":"0123456789abcdef0123456789abcdef01234567","manifest":"{manifest}","engine":"docker 27.5.1","pid":4242}}"#
+            ) + "\n"
+        };
+        assert_eq!(super::next_run(dir.path()), "continue with `proctor run`");
+        std::fs::write(&events, start("other.yaml")).expect("write");
+        assert_eq!(
+            super::next_run(dir.path()),
+            "continue with `proctor run --file other.yaml`"
+        );
+        std::fs::write(&events, start("proctor once")).expect("write");
+        assert_eq!(
+            super::next_run(dir.path()),
+            "run the same `proctor once` again"
+        );
+    }
 }

@@ -106,11 +106,12 @@ fn approve(root: &Path, loop_id: &str, commit: &str) -> Result<String, String> {
     let decided = answer::decide_gate(&git, &paths, loop_id, "approve", Some(commit))
         .map_err(|e| message(&e))?;
     Ok(format!(
-        "approved loop `{}` at commit {} on `{}` as approver {}; the next `proctor run` checks the exam once more and seals the gate if it still passes",
+        "approved loop `{}` at commit {} on `{}` as approver {}; the next run checks the exam once more and seals the gate if it still passes: {}",
         decided.loop_id,
         short(&decided.commit),
         decided.branch,
-        decided.approver
+        decided.approver,
+        answer::next_run(git.root())
     ))
 }
 
@@ -125,6 +126,7 @@ fn answer_text(root: &Path, loop_id: &str, text: &str) -> Result<String, String>
     }
     answer::record_answer(&git, &paths, loop_id, text).map_err(|e| message(&e))?;
     Ok(format!(
-        "recorded the answer for loop `{loop_id}`: it goes into the next prompt; continue with `proctor run`"
+        "recorded the answer for loop `{loop_id}`: it goes into the next prompt; {}",
+        answer::next_run(git.root())
     ))
 }
