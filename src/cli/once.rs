@@ -90,11 +90,23 @@ pub async fn cmd_once(args: Args) -> Result<i32, CommandError> {
     if let Some(network) = &args.network {
         doc["network"] = match network.as_str() {
             "none" | "open" => serde_json::json!(network),
-            hosts => serde_json::json!(hosts
-                .split(',')
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .collect::<Vec<_>>()),
+            hosts => {
+                let hosts: Vec<&str> = hosts
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .collect();
+                // Named by the flag, not by the manifest `once` makes of
+                // the flags (`proctor once:1:109: ... network[0]`).
+                for host in &hosts {
+                    manifest::check_host(host).map_err(|e| {
+                        CommandError::user(format!(
+                            "`--network {network}`: {e}; or `none`, or `open`"
+                        ))
+                    })?;
+                }
+                serde_json::json!(hosts)
+            }
         };
     }
     if let Some(timeout) = &args.timeout {
@@ -108,6 +120,15 @@ pub async fn cmd_once(args: Args) -> Result<i32, CommandError> {
         if !(path.starts_with('/') || path == "~" || path.starts_with("~/")) {
             return Err(CommandError::user(format!(
                 "`--mount {mount}`: not an absolute path; write `/...` or `~/...` (add `:rw` to let the agent write it)"
+            )));
+        }
+        // Before the run starts (it failed at the first container, as an
+        // engine's "invalid invocation", with the branch already made).
+        let host = crate::engine::HostMount::parse(mount).path;
+        if !host.exists() {
+            return Err(CommandError::user(format!(
+                "`--mount {mount}`: `{}` does not exist on this host",
+                host.display()
             )));
         }
     }

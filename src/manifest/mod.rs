@@ -39,7 +39,7 @@ pub use config::{
 };
 pub use starter::{detected_exams, starter_manifest, starter_manifest_with};
 pub use units::{
-    check_cron, format_duration, format_memory, is_kebab, parse_budget, parse_duration,
+    check_cron, check_host, format_duration, format_memory, is_kebab, parse_budget, parse_duration,
     parse_memory, to_kebab, DEFAULT_BUDGET, DEFAULT_CHECK_EVERY,
 };
 

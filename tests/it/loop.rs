@@ -496,6 +496,23 @@ fn once_refuses_a_value_on_the_command_line() {
         "{}",
         stderr(&out)
     );
+    // A mount that does not exist, and a bad host, are named by their
+    // flag before anything starts: no branch is made.
+    for (flag, value, says) in [
+        ("--mount", "/nonexistent/proctor-audit", "`--mount /nonexistent/proctor-audit`: `/nonexistent/proctor-audit` does not exist on this host"),
+        ("--network", "api.openai.com,bad!host", "`--network api.openai.com,bad!host`: `bad!host` is not a host name"),
+    ] {
+        let out = repo.proctor(&["once", "--until", "true", "--agent", "true", flag, value, "--", "t"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+    assert!(
+        git2::Repository::open(repo.path())
+            .expect("repo")
+            .find_branch("proctor/once", git2::BranchType::Local)
+            .is_err(),
+        "a refused `once` made its branch"
+    );
 }
 
 /// Regression (issue 13): log and warning lines carried colour codes in
