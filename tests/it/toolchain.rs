@@ -1,6 +1,6 @@
 //! From `proctor init` to a closed loop, per ecosystem, with no hand edit:
 //! `init` finds the exam's toolchain and dependencies on this machine
-//! (rustup under ~/.cargo, a venv, node_modules, Go) and writes the
+//! (rustup under ~/.cargo, a venv, a pyenv version, node_modules, Go) and writes the
 //! manifest and `.proctor/config.yaml`; a scripted shell agent fixes the
 //! failing test; the exam runs with no network in the `host` image.
 //! And each `init --template` (cargo, pytest, npm, go, make) on the same
@@ -16,7 +16,7 @@ use proctor::cage::EngineKind;
 /// (cargo, go), the run's base-commit exam filled it and the agent, which
 /// fixes the code only if it sees neither `/cache` nor a variable pointing
 /// there, never did.
-fn init_lint_run(engine: EngineKind, repo: TestRepo, fix: &str, config_needed: bool) {
+fn init_lint_run(engine: EngineKind, repo: TestRepo, fix: &str, config_needed: bool) -> TestRepo {
     require_engine();
     let repo = repo.engine(&socket(engine));
     let agent =
@@ -73,6 +73,7 @@ fn init_lint_run(engine: EngineKind, repo: TestRepo, fix: &str, config_needed: b
         assert!(filled(dir), "the run left {} empty", dir.display());
     }
     repo.assert_no_containers();
+    repo
 }
 
 fn filled(dir: &std::path::Path) -> bool {
@@ -150,6 +151,85 @@ fn pytest_fixture() -> Fixture {
 fn pytest_in_a_venv(engine: EngineKind) {
     let (repo, fix, config) = pytest_fixture();
     init_lint_run(engine, repo, fix, config);
+}
+
+/// The same Python module, with no venv: `python3` on PATH is a pyenv
+/// shim, and the version the pyenv root names has pytest in its own
+/// site-packages. init resolves the shim to that version's directory and
+/// mounts it; the exam runs its interpreter in the `host` image.
+///
+/// The version directory is made here, offline: a venv (`--copies`, so
+/// its `bin/python3` is a real interpreter, not a link) over the system
+/// Python, with the system's pytest and its dependencies copied into its
+/// own site-packages, where a pyenv-built Python keeps them. Its standard
+/// library stays the system's (`/usr`, which the `host` image mounts); a
+/// real pyenv build carries its own, under the same mounted directory.
+fn pytest_with_pyenv(engine: EngineKind) {
+    let (repo, fix, _) = pytest_fixture();
+    std::fs::remove_dir_all(repo.path().join(".venv")).unwrap();
+    let pyenv = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(pyenv.path()).unwrap();
+    let version = root.join("versions/3.11.99");
+    let made = std::process::Command::new("/usr/bin/python3")
+        .args(["-m", "venv", "--copies", "--without-pip"])
+        .arg(&version)
+        .status()
+        .expect("/usr/bin/python3 runs");
+    assert!(made.success(), "python3 -m venv --copies failed");
+    let site = std::fs::read_dir(version.join("lib"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("site-packages"))
+        .find(|p| p.is_dir())
+        .expect("the venv's lib/python3.X/site-packages");
+    let dist = std::path::Path::new("/usr/lib/python3/dist-packages");
+    for package in [
+        "pytest",
+        "_pytest",
+        "pluggy",
+        "iniconfig",
+        "packaging",
+        "py",
+        "py.py",
+        "attr",
+        "attrs",
+    ] {
+        let from = dist.join(package);
+        assert!(
+            from.exists(),
+            "no {} (the system pytest): `apt-get install python3-pytest` (.ci/run does)",
+            from.display()
+        );
+        let copied = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(&from)
+            .arg(&site)
+            .status()
+            .unwrap();
+        assert!(copied.success(), "cp -r {}", from.display());
+    }
+    std::fs::create_dir_all(root.join("shims")).unwrap();
+    let shim = root.join("shims/python3");
+    std::fs::write(
+        &shim,
+        "#!/bin/sh\nexec \"$PYENV_ROOT/versions/$(cat \"$PYENV_ROOT/version\")/bin/python3\" \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(root.join("version"), "3.11.99\n").unwrap();
+    // This machine's own pyenv, if it has one, stays out of the way.
+    let repo = repo.env("PYENV_ROOT", &root).env(
+        "PATH",
+        std::path::Path::new(&format!("{}:/usr/bin:/bin", root.join("shims").display())),
+    );
+    let repo = init_lint_run(engine, repo, fix, true);
+    let config = repo.read(".proctor/config.yaml");
+    assert!(
+        config.contains(&version.display().to_string()),
+        "init did not mount pyenv's version: {config}"
+    );
+    drop(pyenv);
 }
 
 /// An npm package whose test fails, with a dependency in node_modules.
@@ -316,6 +396,7 @@ fn which(name: &str) -> Option<std::path::PathBuf> {
 on_both_engines!(
     cargo_with_rustup,
     pytest_in_a_venv,
+    pytest_with_pyenv,
     npm_with_node_modules,
     go_module
 );
