@@ -89,6 +89,7 @@ pub async fn cmd_lint(args: Args) -> Result<i32, CommandError> {
     git.ensure_excluded(&crate::state::EXCLUDE_PATTERNS)?;
     let mut config = manifest::load_config(git.root())?;
     run::refuse_unjudged(&manifest.root, &config)?;
+    run::check_mounts(&config)?;
     // As a run warns at its start: a preset agent with no credentials
     // cannot reach its model (lint never wakes an agent to find out).
     let mounts: Vec<crate::engine::HostMount> = config

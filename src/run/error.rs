@@ -42,6 +42,10 @@ pub enum RunError {
         dir.display()
     )]
     SecretsInRepo { what: &'static str, dir: PathBuf },
+    /// A host path under the config's `mounts:` that this machine does
+    /// not have: every container would fail on it.
+    #[error("`.proctor/config.yaml`: `mounts` names `{mount}`, and `{}` does not exist on this host", path.display())]
+    MountMissing { mount: String, path: PathBuf },
     #[error("loop `{loop_id}`: image `{image}` is not on the container engine ({engine})")]
     ImageMissing {
         loop_id: String,
@@ -131,6 +135,7 @@ impl DomainError for RunError {
             RunError::SecretsInRepo { .. } => {
                 "keep approval keys and trusted approvers outside the repository (the defaults are under `~/.config/proctor`)".into()
             }
+            RunError::MountMissing { .. } => "create it, or take it out of `mounts:` and commit the config (a toolchain that moved: `proctor init` in a scratch copy shows what this machine needs)".into(),
             RunError::ImageMissing { image, .. } => format!(
                 "proctor never pulls: import a root filesystem with `proctor image import DIR|ROOTFS.tar.gz --name {image}`, or build or pull the image yourself"
             ),

@@ -204,7 +204,7 @@ pub async fn connect_cage(config: &Config) -> Result<DockerCage, crate::cage::Ca
         .with_egress_network(config.egress_network.clone()))
 }
 
-pub use preflight::{refuse_unjudged, refuse_untimed_watchers};
+pub use preflight::{check_mounts, refuse_unjudged, refuse_untimed_watchers};
 
 /// Runs a loop tree to its end. Refuses before touching anything when the
 /// input is bad, the tree is dirty or no engine answers.

@@ -97,6 +97,7 @@ pub(super) async fn check(req: &Request) -> Result<Ready, RunError> {
     }
     let config = manifest::load_config(&root_dir)?;
     refuse_unjudged(&req.root, &config)?;
+    check_mounts(&config)?;
     let cage = connect_cage(&config).await?.with_background_removal();
     check_images(&cage, &loops, config.image.as_deref()).await?;
 
@@ -151,6 +152,21 @@ async fn check_images(
                 })
             }
             Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Every host path under the config's `mounts:` exists here (it failed
+/// at the first container as the engine's "invalid invocation").
+pub fn check_mounts(config: &manifest::Config) -> Result<(), RunError> {
+    for mount in &config.mounts {
+        let path = crate::engine::HostMount::parse(mount).path;
+        if !path.exists() {
+            return Err(RunError::MountMissing {
+                mount: mount.clone(),
+                path,
+            });
         }
     }
     Ok(())

@@ -515,6 +515,36 @@ fn once_refuses_a_value_on_the_command_line() {
     );
 }
 
+/// A config mount this host does not have failed every run at its first
+/// container with the engine's "invalid invocation: mount source ...",
+/// naming neither the config nor the key: run and lint name both.
+#[test]
+fn a_config_mount_that_does_not_exist_is_named_before_the_run() {
+    let repo = TestRepo::new()
+        .manifest("loop: fix\nagent: 'true'\ndone_when: 'exit 1'\nbudget: 1 run\n")
+        .file(
+            ".proctor/config.yaml",
+            "mounts: [\"/nonexistent/proctor-audit-mount\"]\n",
+        )
+        .commit("config");
+    for verb in ["run", "lint"] {
+        let out = repo.proctor(&[verb]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{verb}: {err}");
+        assert!(
+            err.contains("`.proctor/config.yaml`: `mounts` names `/nonexistent/proctor-audit-mount`, and `/nonexistent/proctor-audit-mount` does not exist on this host"),
+            "{verb}: {err}"
+        );
+    }
+    assert!(
+        git2::Repository::open(repo.path())
+            .expect("repo")
+            .find_branch("proctor/fix", git2::BranchType::Local)
+            .is_err(),
+        "the refused run made its branch"
+    );
+}
+
 /// Regression (issue 13): log and warning lines carried colour codes in
 /// captured output. Outside CI, with a colour terminal named in `TERM` and
 /// every log line on, a run and the views print no escape byte to a pipe.
