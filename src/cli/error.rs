@@ -114,6 +114,8 @@ mod tests {
             "{text}"
         );
         assert!(lines[3].starts_with("hint: "), "{text}");
+        // `proctor logs` alone is a usage error: the hint names the loop.
+        assert!(lines[3].ends_with("(`proctor logs fix`)"), "{text}");
     }
 
     #[test]

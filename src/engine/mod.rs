@@ -112,11 +112,11 @@ impl crate::exit_codes::DomainError for EngineError {
             EngineError::Cage(e) => e.hint(),
             EngineError::Git(e) => e.hint(),
             EngineError::NoAgent(_) => Some("set `agent:` in the manifest or pass `--agent`".into()),
-            EngineError::ExamCannotRun { log, .. } => Some(format!(
-                "make what the exam needs visible in the container (`mounts:` and `env:`, or an `image:` that has it; `proctor init` detects host toolchains), then check with `proctor lint`; its whole output: `{log}` (`proctor logs`)"
+            EngineError::ExamCannotRun { log, loop_id, .. } => Some(format!(
+                "make what the exam needs visible in the container (`mounts:` and `env:`, or an `image:` that has it; `proctor init` detects host toolchains), then check with `proctor lint`; its whole output: `{log}` (`proctor logs {loop_id}`)"
             )),
-            EngineError::AgentCannotRun { log, .. } => Some(format!(
-                "the agent's command must exist in the cage: an `image:` that has it, or `mounts:` and `env: [PATH]` for a host install, or another `--agent`; its whole output: `{log}`"
+            EngineError::AgentCannotRun { log, loop_id, run, .. } => Some(format!(
+                "the agent's command must exist in the cage: an `image:` that has it, or `mounts:` and `env: [PATH]` for a host install, or another `--agent`; its whole output: `{log}` (`proctor logs {loop_id} {run}`)"
             )),
             EngineError::EngineGone { .. } => Some("start it again and run `proctor run` to resume: the cut-short attempt is settled then (committed as interrupted if it left edits, not charged if it left none)".into()),
             EngineError::Io { .. } => None,
