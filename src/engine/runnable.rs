@@ -25,8 +25,20 @@ pub fn cannot_run(exit: i64, output: &str) -> Option<String> {
         }
         _ => {}
     }
-    for line in output.lines() {
+    // The file of the Python frame just above (a traceback's innermost
+    // frame is followed by its source line, maybe carets, then the error).
+    let mut frame: Option<(&str, usize)> = None;
+    for (n, line) in output.lines().enumerate() {
         let line = line.trim();
+        if let Some(file) = python_frame(line) {
+            frame = Some((file, n));
+        }
+        let near = frame.filter(|(_, at)| n - at <= 3).map(|(file, _)| file);
+        if let Some((module, file)) = missing_library_dependency(line, near) {
+            return Some(format!(
+                "its Python has no module `{module}`, which the installed package `{file}` imports: a dependency missing from the exam's environment (install it where its interpreter looks, on the host, then `proctor lint`)"
+            ));
+        }
         if let Some(cmd) = missing_command(line) {
             return Some(format!("command `{cmd}` was not found in the container"));
         }
@@ -107,6 +119,29 @@ fn missing_runner_module(line: &str) -> Option<String> {
             .chars()
             .all(|c| c.is_ascii_digit() || c == '.');
     python.then(|| module.trim().trim_matches('\'').to_string())
+}
+
+/// The file of a traceback frame: `File "/x/y.py", line 3, in <module>`.
+fn python_frame(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("File \"")?;
+    let (file, after) = rest.split_once('"')?;
+    after.starts_with(", line ").then_some(file)
+}
+
+/// A `ModuleNotFoundError` raised in installed library code (a frame under
+/// `site-packages` or `dist-packages`): pytest itself, or a package the
+/// tests use, lacks a dependency, which no edit to the tree provides. One
+/// raised in the repository's own files (a test importing the module the
+/// task is to write) is an honest failure.
+fn missing_library_dependency<'a>(
+    line: &'a str,
+    frame: Option<&'a str>,
+) -> Option<(&'a str, &'a str)> {
+    let rest = line.split_once("ModuleNotFoundError: No module named ")?.1;
+    let module = rest.trim().trim_matches('\'');
+    let file = frame?;
+    let installed = file.contains("/site-packages/") || file.contains("/dist-packages/");
+    (installed && !module.is_empty()).then_some((module, file))
 }
 
 /// `Error: Cannot find module 'tape'` (a package, not a relative file the
@@ -192,6 +227,14 @@ mod tests {
             None
         );
         assert_eq!(cannot_run(1, "Error: Cannot find module './lib/add'"), None);
+        // A test that imports the module the task is to write.
+        assert_eq!(
+            cannot_run(
+                1,
+                "tests/test_calc.py:1: in <module>\n  File \"/work/tests/test_calc.py\", line 1, in <module>\n    from calc import add\nE   ModuleNotFoundError: No module named 'calc'\n"
+            ),
+            None
+        );
         assert_eq!(cannot_run(1, "test result: the file was not found"), None);
     }
 
@@ -211,6 +254,14 @@ mod tests {
         )
         .unwrap();
         assert!(why.contains("network"), "{why}");
+        // pytest's own import fails on a dependency of pytest's.
+        let why = cannot_run(
+            1,
+            "Traceback (most recent call last):\n  File \"<frozen runpy>\", line 189, in _run_module_as_main\n  File \"/p/lib/python3.11/site-packages/_pytest/_code/code.py\", line 35, in <module>\n    import attr\nModuleNotFoundError: No module named 'attr'\n",
+        )
+        .unwrap();
+        assert!(why.contains("no module `attr`"), "{why}");
+        assert!(why.contains("_pytest/_code/code.py"), "{why}");
         let why = cannot_run(1, "bash: line 1: go: command not found").unwrap();
         assert!(why.contains("`go`"), "{why}");
     }
