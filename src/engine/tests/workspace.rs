@@ -2,16 +2,13 @@
 //! worktree's, the user's checkout is never touched, and a branch moved
 //! under the run stops it naming what moved.
 
-use std::os::unix::fs::MetadataExt;
-
 use super::{write, Repo};
 use crate::cage::fake::{work_dir, FakeCage, Scripted};
-use crate::cage::{Role, HOST_IMAGE};
+use crate::cage::Role;
 use crate::engine::events::Event;
-use crate::engine::{history, Ending, Engine, EngineError, Settings};
+use crate::engine::{history, Ending, Engine, EngineError};
 use crate::git::{GitError, Moved, Workspace};
-use crate::manifest::{self, Resources};
-use crate::protect::Rules;
+use crate::manifest;
 use crate::state::{self, Paths};
 
 const MANIFEST: &str =
@@ -40,29 +37,8 @@ struct WsRun {
 fn run_in(repo: &Repo, ws: &Workspace, cage: &FakeCage) -> WsRun {
     let path = repo.root().join("proctor.yaml");
     let manifest = manifest::load(&path).expect("manifest");
-    let rules = Rules::new(manifest.all_protected(), Some("proctor.yaml"));
     let base = history::base_of(ws.repo(), ws.tip()).expect("base");
-    let meta = std::fs::metadata(repo.root()).expect("repo metadata");
-    let settings = Settings {
-        run_id: state::key::random_id(4),
-        repo_label: "test".into(),
-        user: format!("{}:{}", meta.uid(), meta.gid()),
-        default_image: HOST_IMAGE.into(),
-        default_agent: None,
-        rerun: "proctor run".into(),
-        host_env: Default::default(),
-        extra_mounts: Vec::new(),
-        toolchain_env: Vec::new(),
-        default_timeout: None,
-        rules,
-        default_resources: Resources::default(),
-        slot: None,
-        judge: None,
-        judge_env: Vec::new(),
-        review_trees: false,
-        reviewer: None,
-        reviewer_env: Vec::new(),
-    };
+    let settings = repo.settings(&manifest);
     let mut events = Vec::new();
     let mut emit = |e: Event| events.push(e);
     let runtime = tokio::runtime::Builder::new_current_thread()
