@@ -103,6 +103,7 @@ mod tests {
             why: "command `nosuch` was not found in the container (exit 127)".into(),
             tail: "/bin/sh: 1: nosuch: not found\nforged\u{1b}[2J".into(),
             log: ".proctor/logs/fix.run0.exam.log".into(),
+            recheck: "check with `proctor lint`".into(),
         });
         let text = e.render();
         let lines: Vec<&str> = text.lines().collect();

@@ -84,6 +84,9 @@ pub enum EngineError {
         why: String,
         tail: String,
         log: String,
+        /// How to check the exam again: `proctor lint`, or after `once`
+        /// (no manifest for lint to read) the same `proctor once` again.
+        recheck: String,
     },
     /// The agent's command was not found or cannot be executed, and it
     /// changed nothing: the run is not charged.
@@ -112,8 +115,13 @@ impl crate::exit_codes::DomainError for EngineError {
             EngineError::Cage(e) => e.hint(),
             EngineError::Git(e) => e.hint(),
             EngineError::NoAgent(_) => Some("set `agent:` in the manifest or pass `--agent`".into()),
-            EngineError::ExamCannotRun { log, loop_id, .. } => Some(format!(
-                "make what the exam needs visible in the container (`mounts:` and `env:`, or an `image:` that has it; `proctor init` detects host toolchains), then check with `proctor lint`; its whole output: `{log}` (`proctor logs {loop_id}`)"
+            EngineError::ExamCannotRun {
+                log,
+                loop_id,
+                recheck,
+                ..
+            } => Some(format!(
+                "make what the exam needs visible in the container (`mounts:` and `env:`, or an `image:` that has it; `proctor init` detects host toolchains), then {recheck}; its whole output: `{log}` (`proctor logs {loop_id}`)"
             )),
             EngineError::AgentCannotRun { log, loop_id, run, .. } => Some(format!(
                 "the agent's command must exist in the cage: an `image:` that has it, or `mounts:` and `env: [PATH]` for a host install, or another `--agent`; its whole output: `{log}` (`proctor logs {loop_id} {run}`)"
@@ -641,6 +649,11 @@ impl<'a, C: Cage> Engine<'a, C> {
                         why,
                         tail: runnable::tail_lines(&exam.output, 12).join("\n"),
                         log: exam.log.clone(),
+                        recheck: if self.settings.rerun.starts_with("proctor ") {
+                            "check with `proctor lint`".into()
+                        } else {
+                            self.settings.rerun.clone()
+                        },
                     });
                 }
             }

@@ -19,6 +19,7 @@ fn an_exam_that_cannot_run_wakes_no_agent() {
         why,
         tail,
         log,
+        recheck,
     } = &error
     else {
         panic!("not ExamCannotRun: {error}");
@@ -27,6 +28,7 @@ fn an_exam_that_cannot_run_wakes_no_agent() {
     assert!(why.contains("no module `pytest`"), "{why}");
     assert!(tail.contains("No module named pytest"), "{tail}");
     assert_eq!(log, ".proctor/logs/py.run0.exam.log");
+    assert_eq!(recheck, "check with `proctor lint`");
     let text = error.to_string();
     assert!(text.contains("no agent was woken"), "{text}");
     // The output is the error's to show under its one line.
@@ -127,4 +129,25 @@ fn an_exam_that_fails_the_same_way_after_each_attempt_is_named_on_the_card() {
     assert!(card.contains(&format!("{note} 3 attempts")), "{card}");
     assert!(card.contains("not ok 1 add"), "{card}");
     assert!(!card.contains("changed nothing"), "{card}");
+}
+
+/// After `once` the hint said "check with `proctor lint`", which needs a
+/// manifest `once` does not have.
+#[test]
+fn an_exam_that_cannot_run_under_once_says_to_run_it_again() {
+    let repo = Repo::new(
+        "loop: once\nagent: fix-it\ndone_when: no-such-runner\nbudget: 10 runs\n",
+        &[],
+    );
+    let cage = repo.cage([Scripted::exam(127).output("sh: 1: no-such-runner: not found\n")]);
+    let error = repo
+        .try_run_with(&cage, |s| s.rerun = crate::run::ONCE_AGAIN.into())
+        .err()
+        .expect("the run stops");
+    let hint = crate::exit_codes::DomainError::hint(&error).unwrap_or_default();
+    assert!(
+        hint.contains("then run the same `proctor once` again;"),
+        "{hint}"
+    );
+    assert!(!hint.contains("proctor lint"), "{hint}");
 }
