@@ -233,16 +233,21 @@ fn cards_html(view: &View, id: &str, csrf: &str, tip: Option<String>) -> String 
             esc(&c.reason)
         );
         if card.gated {
+            // The run that wrote the card resumes with its own command
+            // (`proctor run --file X`, the same `proctor once` again).
+            let approved = if card.answered {
+                format!(
+                    ": approved; the next run ({}) checks the exam once more and seals the gate",
+                    esc(&card.rerun)
+                )
+            } else {
+                String::new()
+            };
             let _ = write!(
                 out,
-                "<p class=\"approvals\">{} of {} approvals{}</p>",
+                "<p class=\"approvals\">{} of {} approvals{approved}</p>",
                 card.approvals.len(),
                 card.needed.unwrap_or(1),
-                if card.answered {
-                    ": approved; the next <code>proctor run</code> checks the exam once more and seals the gate"
-                } else {
-                    ""
-                }
             );
             match (&tip, card.answered) {
                 (Some(commit), false) => {
@@ -275,7 +280,11 @@ fn cards_html(view: &View, id: &str, csrf: &str, tip: Option<String>) -> String 
                 esc(csrf)
             );
         } else {
-            out.push_str("<p>Answered; the next <code>proctor run</code> continues.</p>");
+            let _ = write!(
+                out,
+                "<p>Answered; the next run (<code>{}</code>) continues.</p>",
+                esc(&card.rerun)
+            );
         }
         out.push_str("</div>");
     }
@@ -474,6 +483,44 @@ mod tests {
         let (again, same) = new_lines(dir.path(), offset, None);
         assert!(again.is_empty());
         assert_eq!(same, offset);
+    }
+
+    /// The page said "the next `proctor run`" for a card a `once` or a
+    /// `run --file` run wrote: it names the run's own command.
+    #[test]
+    fn an_answered_card_names_its_own_runs_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut view = View::build(&Context::load(dir.path(), None));
+        let card = |kind: &str, rerun: &str| views::CardView {
+            card: views::CardFile {
+                loop_id: "fix".into(),
+                kind: kind.into(),
+                title: "t".into(),
+                reason: "r".into(),
+                path: "INBOX/fix.md".into(),
+                mtime: 0.0,
+            },
+            gated: kind == "ready",
+            answered: true,
+            approvals: Vec::new(),
+            needed: Some(1),
+            next: String::new(),
+            rerun: rerun.into(),
+        };
+        view.cards = vec![
+            card("blocked", "proctor run --file other.yaml"),
+            card("ready", "run the same `proctor once` again"),
+        ];
+        let html = cards_html(&view, "r", "csrf", None);
+        assert!(
+            html.contains("the next run (<code>proctor run --file other.yaml</code>) continues"),
+            "{html}"
+        );
+        assert!(
+            html.contains("the next run (run the same `proctor once` again) checks the exam"),
+            "{html}"
+        );
+        assert!(!html.contains("<code>proctor run</code>"), "{html}");
     }
 
     #[test]
