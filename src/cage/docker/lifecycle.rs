@@ -336,8 +336,8 @@ impl DockerCage {
             .with_timeout(timeout.saturating_add(API_TIMEOUT));
         let mut wait = waiter.wait_container(id, None::<WaitContainerOptions>);
         match wait.next().await {
-            // Podman reports a wait that failed (e.g. the container was
-            // removed meanwhile) as status 0 with an error message.
+            // A wait that failed (e.g. the container was removed
+            // meanwhile) can come as status 0 with an error message.
             Some(Ok(reply)) => match reply.error.and_then(|e| e.message) {
                 Some(message) if !message.is_empty() => Err(CageError::EngineReply {
                     op: "wait for container",
